@@ -1,0 +1,246 @@
+#include "config.h"
+#include "core/config.h"
+#include "core/log.h"
+#include "core/util.h"
+
+#include <errno.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum opt_type {
+	OPT_BOOL,     /* "name" or name=0|1|yes|no|true|false */
+	OPT_UINT,
+	OPT_SIZE,     /* bytes with K/M/G/T suffixes */
+	OPT_SECONDS,
+	OPT_LOGLEVEL,
+	OPT_PASS,     /* kernel mount flag, passed on as written */
+	OPT_PASSVAL,  /* kernel mount option with a value, passed on */
+};
+
+struct opt_def {
+	const char *name;
+	enum opt_type type;
+	size_t off;
+	const char *def;     /* default, as documented */
+	const char *help;
+	uint64_t min, max;   /* OPT_UINT bounds */
+};
+
+#define F(field) offsetof(struct cachefs_config, field)
+static const struct opt_def opt_table[] = {
+	{ "shards", OPT_UINT, F(shards), "online CPUs", "shard threads, each pinned with its own io_uring", 1, 1024 },
+	{ "log_level", OPT_LOGLEVEL, F(log_level), "info", "error, warn, info or debug", 0, 0 },
+	{ "page_size", OPT_SIZE, F(page_size), "1M", "cache page size, a power of two from 4K to 16M", 0, 0 },
+	{ "ram_cache", OPT_SIZE, F(ram_cache), "1/8 of RAM", "RAM tier capacity, a hard cap", 0, 0 },
+	{ "read_ahead", OPT_SIZE, F(read_ahead), "4M", "kernel read-ahead of the mount (bdi read_ahead_kb; root only)", 0, 0 },
+	{ "max_readahead", OPT_SIZE, F(max_readahead), "64M", "largest daemon read-ahead window of one sequential stream", 0, 0 },
+	{ "readahead_budget", OPT_SIZE, F(readahead_budget), "1/4 of ram_cache, at most 1G", "read-ahead bytes in flight across all open files", 0, 0 },
+	{ "kernel_cache", OPT_BOOL, F(kernel_cache), "off", "keep file pages in the kernel page cache across opens", 0, 0 },
+	{ "auto_cache", OPT_BOOL, F(auto_cache), "off", "like kernel_cache, but drop them when size or mtime changed", 0, 0 },
+	{ "splice", OPT_BOOL, F(splice), "off", "negotiate splice read/write with the kernel (measured slower here)", 0, 0 },
+	{ "attr_timeout", OPT_SECONDS, F(attr_timeout), "60", "seconds the kernel caches attributes", 0, 0 },
+	{ "entry_timeout", OPT_SECONDS, F(entry_timeout), "60", "seconds the kernel caches name lookups", 0, 0 },
+	{ "negative_timeout", OPT_SECONDS, F(negative_timeout), "10", "seconds the kernel caches a failed lookup", 0, 0 },
+	{ "max_background", OPT_UINT, F(max_background), "128", "async requests (read-ahead) the kernel keeps in flight", 1, 65535 },
+	{ "congestion_threshold", OPT_UINT, F(congestion_threshold), "3/4 of max_background", "in-flight async requests at which the kernel slows writers", 1, 65535 },
+	{ "max_threads", OPT_UINT, F(max_threads), "16", "most FUSE intake threads; they only hand requests to shards", 1, 1024 },
+	{ "max_idle_threads", OPT_UINT, F(max_idle_threads), "4", "idle FUSE intake threads kept alive", 1, 1024 },
+	{ "max_read", OPT_SIZE, F(max_read), "1M", "largest read request the kernel sends", 0, 0 },
+	{ "allow_other", OPT_PASS, 0, "off", "let other users access the mount", 0, 0 },
+	{ "default_permissions", OPT_PASS, 0, "off", "kernel checks permissions from the file modes", 0, 0 },
+	{ "ro", OPT_PASS, 0, "on", "read-only mount (cachefs is read-only for now)", 0, 0 },
+	{ "rw", OPT_PASS, 0, "", "accepted for fstab; writes still answer EROFS", 0, 0 },
+	{ "fsname", OPT_PASSVAL, 0, "SOURCE", "file system name shown in mount tables", 0, 0 },
+	{ "subtype", OPT_PASSVAL, 0, "cachefs", "subtype shown as fuse.SUBTYPE", 0, 0 },
+	{ "dev", OPT_PASS, 0, "", "fstab flag, passed to the kernel", 0, 0 },
+	{ "nodev", OPT_PASS, 0, "", "fstab flag, passed to the kernel", 0, 0 },
+	{ "suid", OPT_PASS, 0, "", "fstab flag, passed to the kernel", 0, 0 },
+	{ "nosuid", OPT_PASS, 0, "", "fstab flag, passed to the kernel", 0, 0 },
+	{ "exec", OPT_PASS, 0, "", "fstab flag, passed to the kernel", 0, 0 },
+	{ "noexec", OPT_PASS, 0, "", "fstab flag, passed to the kernel", 0, 0 },
+	{ "atime", OPT_PASS, 0, "", "fstab flag, passed to the kernel", 0, 0 },
+	{ "noatime", OPT_PASS, 0, "", "fstab flag, passed to the kernel", 0, 0 },
+	{ "_netdev", OPT_PASS, 0, "", "fstab flag for the init system; ignored", 0, 0 },
+	{ "nofail", OPT_PASS, 0, "", "fstab flag for the init system; ignored", 0, 0 },
+};
+#undef F
+
+void config_defaults(struct cachefs_config *c)
+{
+	memset(c, 0, sizeof(*c));
+	c->log_level = LOG_LVL_INFO;
+	c->page_size = 1 << 20;
+	c->read_ahead = 4 << 20;
+	c->max_readahead = 64 << 20;
+	c->attr_timeout = 60;
+	c->entry_timeout = 60;
+	c->negative_timeout = 10;
+	c->max_background = 128;
+	c->max_threads = 16;
+	c->max_idle_threads = 4;
+	c->max_read = 1 << 20;
+}
+
+static int parse_bool(const char *v, bool *out)
+{
+	static const char *const yes[] = { "1", "yes", "true", "on" };
+	static const char *const no[] = { "0", "no", "false", "off" };
+
+	if (!v) {
+		*out = true;
+		return 0;
+	}
+	for (unsigned i = 0; i < ARRAY_SIZE(yes); i++) {
+		if (!strcmp(v, yes[i])) { *out = true; return 0; }
+		if (!strcmp(v, no[i])) { *out = false; return 0; }
+	}
+	return -EINVAL;
+}
+
+static void pass_on(struct cachefs_config *c, const char *opt)
+{
+	size_t len = strlen(c->fuse_opts);
+
+	if (!strcmp(opt, "_netdev") || !strcmp(opt, "nofail") || !strcmp(opt, "rw"))
+		return;
+	snprintf(c->fuse_opts + len, sizeof(c->fuse_opts) - len, "%s%s", len ? "," : "", opt);
+}
+
+static int apply(struct cachefs_config *c, const struct opt_def *d, const char *opt,
+		 const char *val, char *err, size_t errlen)
+{
+	void *field = (char *)c + d->off;
+	const char *expect = NULL;
+	uint64_t u;
+	double sec;
+	int lvl;
+
+	if (d->type != OPT_BOOL && d->type != OPT_PASS && !val) {
+		snprintf(err, errlen, "option '%s' needs a value (%s=...)", d->name, d->name);
+		return -EINVAL;
+	}
+	if (d->type == OPT_PASS && val) {
+		snprintf(err, errlen, "option '%s' takes no value", d->name);
+		return -EINVAL;
+	}
+	switch (d->type) {
+	case OPT_BOOL:
+		if (parse_bool(val, field))
+			expect = "on/off, yes/no, 1/0 or nothing";
+		break;
+	case OPT_UINT:
+		if (parse_uint(val, d->min, d->max, &u)) {
+			snprintf(err, errlen, "invalid value '%s' for option '%s' (expected an integer from %llu to %llu)",
+				 val, d->name, (unsigned long long)d->min, (unsigned long long)d->max);
+			return -EINVAL;
+		}
+		*(unsigned *)field = (unsigned)u;
+		break;
+	case OPT_SIZE:
+		if (parse_size(val, field))
+			expect = "a size such as 4096, 512K, 1M or 8G";
+		break;
+	case OPT_SECONDS:
+		if (parse_seconds(val, &sec))
+			expect = "seconds, such as 1 or 0.5";
+		else
+			*(double *)field = sec;
+		break;
+	case OPT_LOGLEVEL:
+		lvl = log_parse_level(val);
+		if (lvl < 0)
+			expect = "error, warn, info or debug";
+		else
+			*(int *)field = lvl;
+		break;
+	case OPT_PASS:
+	case OPT_PASSVAL:
+		pass_on(c, opt);
+		break;
+	}
+	if (expect) {
+		snprintf(err, errlen, "invalid value '%s' for option '%s' (expected %s)", val ? val : "",
+			 d->name, expect);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+int config_parse_opts(struct cachefs_config *c, const char *opts, char *err, size_t errlen)
+{
+	char *copy = strdup(opts), *save = NULL, *tok;
+	int rc = 0;
+
+	if (!copy)
+		return -ENOMEM;
+	for (tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+		char opt[256];
+		char *eq = strchr(tok, '=');
+		const struct opt_def *d = NULL;
+
+		snprintf(opt, sizeof(opt), "%s", tok);
+		if (eq)
+			*eq = '\0';
+		for (unsigned i = 0; i < ARRAY_SIZE(opt_table); i++)
+			if (!strcmp(opt_table[i].name, tok))
+				d = &opt_table[i];
+		if (!d) {
+			snprintf(err, errlen, "unknown option '%s' (cachefs --help lists them)", tok);
+			rc = -EINVAL;
+			break;
+		}
+		rc = apply(c, d, opt, eq ? eq + 1 : NULL, err, errlen);
+		if (rc)
+			break;
+	}
+	free(copy);
+	return rc;
+}
+
+int config_finish(struct cachefs_config *c, uint64_t mem_total, uint64_t mem_avail,
+		  char *err, size_t errlen)
+{
+	char a[32], b[32];
+
+	if (!is_pow2(c->page_size) || c->page_size < 4096 || c->page_size > (16 << 20)) {
+		snprintf(err, errlen, "page_size=%s is not a power of two from 4K to 16M; try page_size=1M",
+			 fmt_size(c->page_size, a, sizeof(a)));
+		return -EINVAL;
+	}
+	if (c->max_read < 4096 || c->max_read > (1 << 20)) {
+		snprintf(err, errlen, "max_read=%s must be from 4K to 1M (the kernel's request limit)",
+			 fmt_size(c->max_read, a, sizeof(a)));
+		return -EINVAL;
+	}
+	if (!c->ram_cache)
+		c->ram_cache = MAX(mem_total / 8, c->page_size * 64);
+	if (c->ram_cache > mem_avail) {
+		snprintf(err, errlen, "ram_cache=%s is more than the %s of memory available; lower -o ram_cache",
+			 fmt_size(c->ram_cache, a, sizeof(a)), fmt_size(mem_avail, b, sizeof(b)));
+		return -ENOMEM;
+	}
+	if (!c->readahead_budget)
+		c->readahead_budget = MIN(c->ram_cache / 4, 1ULL << 30);
+	if (!c->congestion_threshold)
+		c->congestion_threshold = MAX(c->max_background * 3 / 4, 1);
+	if (c->max_idle_threads > c->max_threads)
+		c->max_idle_threads = c->max_threads;
+	return 0;
+}
+
+void config_print_help(FILE *f)
+{
+	for (unsigned i = 0; i < ARRAY_SIZE(opt_table); i++) {
+		const struct opt_def *d = &opt_table[i];
+		const char *arg = d->type == OPT_BOOL || d->type == OPT_PASS ? "" :
+				  d->type == OPT_SIZE ? "=SIZE" : d->type == OPT_SECONDS ? "=SECS" :
+				  d->type == OPT_LOGLEVEL ? "=LEVEL" : d->type == OPT_PASSVAL ? "=NAME" : "=N";
+		char name[48];
+		snprintf(name, sizeof(name), "%s%s", d->name, arg);
+		fprintf(f, "    -o %-26s %s", name, d->help);
+		if (*d->def)
+			fprintf(f, " [%s]", d->def);
+		fputc('\n', f);
+	}
+}

@@ -1,0 +1,51 @@
+/*
+ * Mount options. One table names every option, its type, default and help;
+ * `-o` strings (and later the INI config file) are parsed against it.
+ */
+#ifndef CACHEFS_CONFIG_H
+#define CACHEFS_CONFIG_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+struct cachefs_config {
+	/* runtime */
+	unsigned shards;            /* 0: one per online CPU */
+	int log_level;
+	/* RAM tier and read-ahead */
+	uint64_t page_size;
+	uint64_t ram_cache;         /* 0: a fraction of physical memory */
+	uint64_t read_ahead;        /* kernel read-ahead of the mount, bytes */
+	uint64_t max_readahead;     /* daemon read-ahead window per stream, bytes */
+	uint64_t readahead_budget;  /* read-ahead bytes in flight, whole mount */
+	/* FUSE */
+	bool kernel_cache, auto_cache, splice;
+	double attr_timeout, entry_timeout, negative_timeout;
+	unsigned max_background, congestion_threshold;
+	unsigned max_threads, max_idle_threads;
+	uint64_t max_read;
+	/* options handed to the kernel mount as they are ("allow_other,ro") */
+	char fuse_opts[1024];
+};
+
+/* Fills in every default. */
+void config_defaults(struct cachefs_config *c);
+
+/*
+ * Applies a comma-separated option string. On error returns -EINVAL and
+ * writes a one-line message naming the option into err.
+ */
+int config_parse_opts(struct cachefs_config *c, const char *opts, char *err, size_t errlen);
+
+/*
+ * Cross-option checks and derived defaults (ram_cache from memory size).
+ * `mem_avail` is the memory the cache may use, in bytes.
+ */
+int config_finish(struct cachefs_config *c, uint64_t mem_total, uint64_t mem_avail,
+		  char *err, size_t errlen);
+
+/* Prints the option table for --help. */
+void config_print_help(FILE *f);
+
+#endif

@@ -1,0 +1,77 @@
+#include "config.h"
+#include "core/log.h"
+
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <syslog.h>
+#include <time.h>
+
+int log_max_level = LOG_LVL_INFO;
+static bool use_syslog;
+/* Serialises stderr lines and the repeat counter. */
+static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
+static char last_line[512];
+static unsigned last_repeats;
+static time_t last_time;
+
+static const char *const names[] = { "error", "warn", "info", "debug" };
+static const int syslog_prio[] = { LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG };
+
+int log_parse_level(const char *s)
+{
+	for (unsigned i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (!strcmp(s, names[i]))
+			return (int)i;
+	return -1;
+}
+
+void log_use_syslog(bool on)
+{
+	if (on && !use_syslog)
+		openlog("cachefs", LOG_PID, LOG_DAEMON);
+	use_syslog = on;
+}
+
+static void emit(enum log_level lvl, const char *line)
+{
+	if (use_syslog)
+		syslog(syslog_prio[lvl], "%s", line);
+	else
+		fprintf(stderr, "cachefs: %s: %s\n", names[lvl], line);
+}
+
+void log_msg(enum log_level lvl, const char *fmt, ...)
+{
+	char line[512];
+	va_list ap;
+
+	if ((int)lvl > log_max_level)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+
+	/*
+	 * A failing disk or server makes the same line thousands of times a
+	 * second; fold identical lines within a second into one count.
+	 */
+	pthread_mutex_lock(&log_lock);
+	time_t now = time(NULL);
+	if (!strcmp(line, last_line) && now - last_time < 1) {
+		last_repeats++;
+		pthread_mutex_unlock(&log_lock);
+		return;
+	}
+	if (last_repeats) {
+		char rep[600];
+		snprintf(rep, sizeof(rep), "%s ... repeated %u times", last_line, last_repeats);
+		emit(lvl, rep);
+	}
+	last_repeats = 0;
+	last_time = now;
+	snprintf(last_line, sizeof(last_line), "%s", line);
+	emit(lvl, line);
+	pthread_mutex_unlock(&log_lock);
+}

@@ -1,0 +1,25 @@
+/* Leveled logging to stderr (foreground) or syslog (daemon). Thread-safe. */
+#ifndef CACHEFS_LOG_H
+#define CACHEFS_LOG_H
+
+#include <stdbool.h>
+
+enum log_level { LOG_LVL_ERR, LOG_LVL_WARN, LOG_LVL_INFO, LOG_LVL_DEBUG };
+
+/* Messages above this level are dropped. Read racily on purpose. */
+extern int log_max_level;
+
+/* Parses "error", "warn", "info" or "debug"; returns the level or -1. */
+int log_parse_level(const char *s);
+/* Switches output to syslog (after daemonizing) or back to stderr. */
+void log_use_syslog(bool on);
+
+void log_msg(enum log_level lvl, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+#define log_err(...)   log_msg(LOG_LVL_ERR, __VA_ARGS__)
+#define log_warn(...)  log_msg(LOG_LVL_WARN, __VA_ARGS__)
+#define log_info(...)  do { if (log_max_level >= LOG_LVL_INFO) log_msg(LOG_LVL_INFO, __VA_ARGS__); } while (0)
+#define log_debug(...) do { if (log_max_level >= LOG_LVL_DEBUG) log_msg(LOG_LVL_DEBUG, __VA_ARGS__); } while (0)
+
+#endif

@@ -1,0 +1,83 @@
+/*
+ * Shard runtime: N threads, each pinned to a CPU, each owning one io_uring
+ * and an event loop. State that belongs to a shard is touched only by its
+ * thread; other threads reach it with shard_send(), which is lock-free.
+ */
+#ifndef CACHEFS_SHARD_H
+#define CACHEFS_SHARD_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <liburing.h>
+
+struct shard;
+
+/* A message: embedded by the sender in its own object, run on the target. */
+struct shard_msg {
+	_Atomic(struct shard_msg *) next;
+	void (*fn)(struct shard_msg *m);
+};
+
+/*
+ * An io_uring operation in flight. Put it in the object that owns the
+ * buffers; `done` runs on the submitting shard with the CQE result. `gen` is
+ * bumped by shard_sqe() so a completion for an earlier use is recognised.
+ */
+struct shard_op {
+	void (*done)(struct shard_op *op, int res);
+	uint16_t gen;
+};
+
+struct shard_timer {
+	struct shard_op op;
+	struct __kernel_timespec ts;
+	void (*fn)(struct shard_timer *t);
+};
+
+/* Per-shard counters: written by the owner only, read racily by others. */
+struct shard_stats {
+	uint64_t msgs;        /* messages run */
+	uint64_t cqes;        /* completions handled */
+	uint64_t stale_cqes;  /* completions dropped for a wrong generation */
+	uint64_t wakeups;     /* eventfd wake-ups */
+	uint64_t loops;       /* event loop iterations */
+};
+
+struct shards_opts {
+	unsigned count;        /* 0: one per online CPU */
+	unsigned ring_entries; /* SQ size per shard; 0: 256 */
+	bool pin;              /* pin shard i to the i-th allowed CPU */
+};
+
+/*
+ * Starts the shard threads. Returns 0 or a negative errno (logged). Must run
+ * after any fork (daemonizing), since threads do not survive it.
+ */
+int shards_start(const struct shards_opts *o);
+/* Asks every loop to finish its in-flight operations and exit; joins them. */
+void shards_stop(void);
+unsigned shard_count(void);
+struct shard *shard_get(unsigned idx);
+unsigned shard_id(const struct shard *s);
+/* The shard whose thread calls this, or NULL from any other thread. */
+struct shard *shard_self(void);
+const struct shard_stats *shard_stats(const struct shard *s);
+
+/*
+ * Queues m to run on shard `to`; callable from any thread, never blocks, never
+ * fails. m must stay valid until m->fn runs, and m->fn owns it afterwards.
+ */
+void shard_send(struct shard *to, struct shard_msg *m, void (*fn)(struct shard_msg *m));
+
+/*
+ * Owner only: an SQE whose completion calls op->done(op, res). Submission is
+ * batched at the end of the loop iteration. Never returns NULL (it submits to
+ * make room when the queue is full).
+ */
+struct io_uring_sqe *shard_sqe(struct shard_op *op);
+
+/* Owner only: runs t->fn on this shard after `ns` nanoseconds. */
+void shard_timer_arm(struct shard_timer *t, uint64_t ns, void (*fn)(struct shard_timer *t));
+
+#endif

@@ -1,0 +1,49 @@
+/* Small helpers shared by every module. */
+#ifndef CACHEFS_UTIL_H
+#define CACHEFS_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdbool.h>
+
+#ifndef STATIC
+#define STATIC static
+#endif
+
+#define container_of(ptr, type, member) \
+	((type *)((char *)(ptr) - offsetof(type, member)))
+#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+#define likely(x)   __builtin_expect(!!(x), 1)
+#define unlikely(x) __builtin_expect(!!(x), 0)
+#define MIN(a, b) ((a) < (b) ? (a) : (b))
+#define MAX(a, b) ((a) > (b) ? (a) : (b))
+
+static inline bool is_pow2(uint64_t v) { return v && !(v & (v - 1)); }
+
+static inline uint64_t mix64(uint64_t x)
+{
+	/* splitmix64 finaliser: cheap, well-spread shard and bucket choice. */
+	x ^= x >> 30; x *= 0xbf58476d1ce4e5b9ULL;
+	x ^= x >> 27; x *= 0x94d049bb133111ebULL;
+	return x ^ (x >> 31);
+}
+
+/*
+ * Parses a byte size: a number with an optional K, M, G or T suffix (powers
+ * of 1024, an optional trailing "B" or "iB" allowed). Returns 0 and sets *out,
+ * or -EINVAL for anything else (empty, negative, junk, overflow).
+ */
+int parse_size(const char *s, uint64_t *out);
+/* Formats a byte count as "1.5G" style into buf; returns buf. */
+const char *fmt_size(uint64_t v, char *buf, size_t len);
+/* Parses a non-negative decimal (fraction allowed) number of seconds. */
+int parse_seconds(const char *s, double *out);
+/* Parses an unsigned integer in [min, max]. */
+int parse_uint(const char *s, uint64_t min, uint64_t max, uint64_t *out);
+
+/* Monotonic clock in nanoseconds. */
+uint64_t now_ns(void);
+/* Total and available physical memory in bytes, from /proc/meminfo. */
+int mem_info(uint64_t *total, uint64_t *avail);
+
+#endif

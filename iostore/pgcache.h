@@ -1,0 +1,79 @@
+/*
+ * RAM page tier. Pages of (file, index) live in per-shard partitions; a
+ * partition is touched only by its owner shard, except for page pins, which
+ * any thread may drop. Misses are single-flight: concurrent gets of a missing
+ * page start one fetch and all wait on it.
+ */
+#ifndef CACHEFS_PGCACHE_H
+#define CACHEFS_PGCACHE_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct pgcache;
+struct page;
+
+struct pgkey {
+	uint64_t file;   /* file identity, including its version */
+	uint64_t index;  /* page number within the file */
+};
+
+/* Called on the owner shard with a pinned page (err == 0) or an error. */
+struct pgcache_waiter {
+	void (*cb)(struct pgcache_waiter *w, struct page *pg, int err);
+	struct pgcache_waiter *next;
+};
+
+/*
+ * How to fill a missing page: start() begins reading up to `len` bytes of
+ * `key` into `buf` and later calls pgcache_fetch_done(pg, res) on the owner
+ * shard, res being the byte count or a negative errno. It returns 0, or a
+ * negative errno if nothing was started. It must hold what it needs (file
+ * references) itself: the caller's objects may be gone by completion.
+ */
+struct pgcache_fetch {
+	int (*start)(void *ctx, const struct pgkey *key, void *buf, size_t len, struct page *pg);
+	void *ctx;
+};
+
+struct pgcache_opts {
+	uint64_t page_size;   /* power of two */
+	uint64_t capacity;    /* bytes across all partitions: a hard cap */
+	unsigned nparts;      /* one per shard */
+};
+
+/* Per-partition counters, written by the owner only. */
+struct pgcache_stats {
+	uint64_t hits, misses, joins;   /* joins: a get that waited on a fetch */
+	uint64_t fetches, fetch_errors, evictions, transient;
+	uint64_t bytes_hit, bytes_fetched;
+	uint64_t pages;                 /* pages holding data now */
+};
+
+int pgcache_create(struct pgcache **out, const struct pgcache_opts *o);
+/* All pins must have been dropped and no fetch may be in flight. */
+void pgcache_destroy(struct pgcache *c);
+
+uint64_t pgcache_page_size(const struct pgcache *c);
+/* The partition (and so the shard) that owns key. */
+unsigned pgcache_owner(const struct pgcache *c, const struct pgkey *key);
+
+/*
+ * On the owner shard of `part`: calls w->cb with the page pinned once for the
+ * waiter, now on a hit or when the fetch completes. The waiter releases the
+ * pin with pgcache_unpin().
+ */
+void pgcache_get(struct pgcache *c, unsigned part, const struct pgkey *key,
+		 const struct pgcache_fetch *f, struct pgcache_waiter *w);
+/* Completes a fetch started through pgcache_fetch.start; owner shard only. */
+void pgcache_fetch_done(struct page *pg, int res);
+/* Any thread. The page's data stays valid until its last pin is dropped. */
+void pgcache_unpin(struct page *pg);
+const void *page_data(const struct page *pg);
+size_t page_len(const struct page *pg);
+
+void pgcache_stats(const struct pgcache *c, unsigned part, struct pgcache_stats *out);
+unsigned pgcache_parts(const struct pgcache *c);
+
+#endif

@@ -1,0 +1,49 @@
+/*
+ * Sequential-stream detection and read-ahead window per open file, and the
+ * global budget that bounds read-ahead memory across all open files.
+ */
+#ifndef CACHEFS_READAHEAD_H
+#define CACHEFS_READAHEAD_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+struct ra_state {
+	pthread_mutex_t lock;   /* reads of one handle arrive on several threads */
+	uint64_t next_off;      /* where a sequential reader reads next */
+	uint64_t ra_end;        /* first page not yet asked for */
+	uint32_t window;        /* pages to keep in flight ahead; 0: not sequential */
+	uint32_t seq_hits;
+};
+
+struct ra_params {
+	uint64_t page_size;
+	uint32_t min_window;    /* pages, once a stream is detected (default 4) */
+	uint32_t max_window;    /* pages (default 64) */
+};
+
+void ra_init(struct ra_state *ra);
+void ra_fini(struct ra_state *ra);
+
+/*
+ * Records a read of [off, off+len) of a file of `size` bytes and returns how
+ * many pages to prefetch starting at *first (0: none). Reads that start near
+ * where the previous one ended count as sequential, since the kernel issues
+ * async read-ahead out of order; a jump resets the window.
+ */
+uint32_t ra_on_read(struct ra_state *ra, const struct ra_params *p, uint64_t off,
+		    uint64_t len, uint64_t size, uint64_t *first);
+
+/* Bytes of read-ahead in flight across the mount, capped by `limit`. */
+struct ra_budget {
+	atomic_uint_fast64_t used;
+	uint64_t limit;
+};
+
+/* Reserves `bytes`; false if that would pass the limit. */
+bool ra_budget_take(struct ra_budget *b, uint64_t bytes);
+void ra_budget_give(struct ra_budget *b, uint64_t bytes);
+
+#endif

@@ -1,0 +1,244 @@
+/* cachefs: mounts a source through the page cache. */
+#include "config.h"
+#include "core/config.h"
+#include "core/log.h"
+#include "core/shard.h"
+#include "core/util.h"
+#include "fuse/fs.h"
+#include "ufs/ufs.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <getopt.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define EXIT_USAGE 2
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: cachefs SOURCE MOUNTPOINT [-o opt[,opt...]] [-f] [-d]\n"
+		"\n"
+		"Mounts SOURCE (a local or NFS directory) at MOUNTPOINT, caching its pages\n"
+		"in RAM. Unmount with `fusermount3 -u MOUNTPOINT` or `umount MOUNTPOINT`.\n"
+		"\n"
+		"    -f             stay in the foreground\n"
+		"    -d             foreground with FUSE request tracing\n"
+		"    -h, --help     this text\n"
+		"    -V, --version  print the version\n"
+		"\n"
+		"Options (-o), [default]:\n");
+	config_print_help(f);
+}
+
+__attribute__((format(printf, 1, 2), noreturn))
+static void die_usage(const char *fmt, ...)
+{
+	fprintf(stderr, "cachefs: ");
+	va_list ap;
+
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "\n");
+	exit(EXIT_USAGE);
+}
+
+/* A FUSE daemon killed with -9 leaves its mount answering ENOTCONN. */
+static int clean_dead_mount(const char *mnt)
+{
+	struct stat st;
+
+	if (stat(mnt, &st) == 0 || errno != ENOTCONN)
+		return 0;
+	if (umount2(mnt, MNT_DETACH) == 0) {
+		fprintf(stderr, "cachefs: removed the dead mount left at %s\n", mnt);
+		return 0;
+	}
+	pid_t pid = fork();
+	if (pid == 0) {
+		execlp("fusermount3", "fusermount3", "-u", "-z", "-q", mnt, (char *)NULL);
+		_exit(127);
+	}
+	int status = 0;
+	if (pid > 0)
+		waitpid(pid, &status, 0);
+	if (pid < 0 || !WIFEXITED(status) || WEXITSTATUS(status))
+		return -ENOTCONN;
+	fprintf(stderr, "cachefs: removed the dead mount left at %s\n", mnt);
+	return 0;
+}
+
+static int check_mountpoint(const char *mnt, char *real, size_t len)
+{
+	struct stat st, parent;
+	char up[PATH_MAX + 4];
+
+	if (clean_dead_mount(mnt) < 0) {
+		fprintf(stderr, "cachefs: %s is a dead mount and could not be removed; run `fusermount3 -uz %s` as its owner\n",
+			mnt, mnt);
+		return -1;
+	}
+	if (!realpath(mnt, real) || stat(real, &st) < 0) {
+		fprintf(stderr, "cachefs: mount point %s: %s; create it with `mkdir -p %s`\n", mnt,
+			strerror(errno), mnt);
+		return -1;
+	}
+	if (!S_ISDIR(st.st_mode)) {
+		fprintf(stderr, "cachefs: mount point %s is not a directory; mount on an empty directory\n", mnt);
+		return -1;
+	}
+	snprintf(up, sizeof(up), "%s/..", real);
+	if (strcmp(real, "/") && stat(up, &parent) == 0 && parent.st_dev != st.st_dev) {
+		fprintf(stderr, "cachefs: mount point %s is busy: something is mounted there; unmount it first (fusermount3 -u %s)\n",
+			real, real);
+		return -1;
+	}
+	(void)len;
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct cachefs_config cfg;
+	const char *source = NULL, *mnt = NULL;
+	bool foreground = false, debug = false;
+	char err[512], real_mnt[PATH_MAX], fuse_o[2048];
+	uint64_t mem_total, mem_avail;
+	const struct ufs_ops *ops;
+	struct ufs *ufs;
+	struct cachefs *fs = NULL;
+	struct fuse_session *se;
+	int c, rc, exit_code = 1;
+
+	config_defaults(&cfg);
+	/* Options may come before or after the operands, as mount.fuse3 passes them. */
+	while ((c = getopt_long(argc, argv, "-o:fdhVs", longopts, NULL)) != -1) {
+		switch (c) {
+		case 1:
+			if (!source)
+				source = optarg;
+			else if (!mnt)
+				mnt = optarg;
+			else
+				die_usage("unexpected argument '%s' (usage: cachefs SOURCE MOUNTPOINT [-o opts])", optarg);
+			break;
+		case 'o':
+			if (config_parse_opts(&cfg, optarg, err, sizeof(err)))
+				die_usage("%s", err);
+			break;
+		case 'f':
+			foreground = true;
+			break;
+		case 'd':
+			foreground = debug = true;
+			break;
+		case 's':
+			break;   /* single-threaded: accepted for compatibility, ignored */
+		case 'h':
+			usage(stdout);
+			return 0;
+		case 'V':
+			printf("cachefs %s (libfuse %s)\n", PACKAGE_VERSION, fuse_pkgversion());
+			return 0;
+		default:
+			fprintf(stderr, "usage: cachefs SOURCE MOUNTPOINT [-o opt[,opt...]] [-f] [-d]  (cachefs --help)\n");
+			return EXIT_USAGE;
+		}
+	}
+	if (!source || !mnt)
+		die_usage("%s", "missing SOURCE or MOUNTPOINT (usage: cachefs SOURCE MOUNTPOINT [-o opts])");
+	if (mem_info(&mem_total, &mem_avail) < 0)
+		mem_total = mem_avail = 1ULL << 30;
+	if (config_finish(&cfg, mem_total, mem_avail, err, sizeof(err)))
+		die_usage("%s", err);
+	log_max_level = debug ? LOG_LVL_DEBUG : cfg.log_level;
+
+	ops = ufs_driver_for(source);
+	if (!ops) {
+		fprintf(stderr, "cachefs: source %s: no driver for this scheme (this build reads local directories)\n", source);
+		return EXIT_USAGE;
+	}
+	rc = ops->init(&ufs, source);
+	if (rc) {
+		fprintf(stderr, "cachefs: cannot read source %s: %s; check that it exists and is a readable directory\n",
+			source, strerror(-rc));
+		return 1;
+	}
+	if (check_mountpoint(mnt, real_mnt, sizeof(real_mnt)) < 0) {
+		ops->fini(ufs);
+		return 1;
+	}
+
+	snprintf(fuse_o, sizeof(fuse_o), "fsname=%s,subtype=cachefs,max_read=%llu%s%s", source,
+		 (unsigned long long)cfg.max_read, cfg.fuse_opts[0] ? "," : "", cfg.fuse_opts);
+	char *fargv[] = { argv[0], "-o", fuse_o, debug ? "-d" : NULL, NULL };
+	struct fuse_args args = FUSE_ARGS_INIT(debug ? 4 : 3, fargv);
+
+	rc = cachefs_create(&fs, &cfg, ops, ufs);
+	if (rc) {
+		fprintf(stderr, "cachefs: cannot stat source %s: %s\n", source, strerror(-rc));
+		ops->fini(ufs);
+		return 1;
+	}
+	cachefs_set_mountpoint(fs, real_mnt);
+	se = fuse_session_new(&args, cachefs_ll_ops(), sizeof(*cachefs_ll_ops()), fs);
+	if (!se) {
+		fprintf(stderr, "cachefs: invalid FUSE options '%s'\n", fuse_o);
+		cachefs_destroy(fs);
+		return EXIT_USAGE;
+	}
+	if (fuse_set_signal_handlers(se) < 0)
+		goto out_session;
+	if (fuse_session_mount(se, real_mnt) < 0) {
+		fprintf(stderr, "cachefs: mounting %s failed (is /dev/fuse there, and fusermount3 installed?)\n", real_mnt);
+		goto out_signals;
+	}
+	if (fuse_daemonize(foreground) < 0)
+		goto out_unmount;
+	if (!foreground)
+		log_use_syslog(true);
+
+	struct shards_opts so = { .count = cfg.shards, .pin = true };
+	if (shards_start(&so) < 0)
+		goto out_unmount;
+	if (cachefs_start(fs) < 0)
+		goto out_shards;
+
+	struct fuse_loop_config *lc = fuse_loop_cfg_create();
+	fuse_loop_cfg_set_clone_fd(lc, 1);
+	fuse_loop_cfg_set_max_threads(lc, cfg.max_threads);
+	fuse_loop_cfg_set_idle_threads(lc, cfg.max_idle_threads);
+	log_info("mounted %s at %s: %u shards, %llu MiB RAM tier, %llu KiB pages", source, real_mnt,
+		 shard_count(), (unsigned long long)(cfg.ram_cache >> 20),
+		 (unsigned long long)(cfg.page_size >> 10));
+	rc = fuse_session_loop_mt(se, lc);
+	fuse_loop_cfg_destroy(lc);
+	exit_code = rc < 0 ? 1 : 0;
+	log_info("unmounting %s", real_mnt);
+out_shards:
+	fuse_session_unmount(se);
+	shards_stop();
+	goto out_signals;
+out_unmount:
+	fuse_session_unmount(se);
+out_signals:
+	fuse_remove_signal_handlers(se);
+out_session:
+	fuse_session_destroy(se);
+	cachefs_destroy(fs);
+	fuse_opt_free_args(&args);
+	return exit_code;
+}

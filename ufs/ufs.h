@@ -1,0 +1,80 @@
+/*
+ * Under file systems: one ops table per driver. Metadata calls may block the
+ * caller for local sources; data reads are asynchronous on the calling
+ * shard's io_uring and complete on that shard.
+ */
+#ifndef CACHEFS_UFS_H
+#define CACHEFS_UFS_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+#include <sys/statvfs.h>
+#include <sys/types.h>
+
+#include "core/shard.h"
+
+struct ufs;
+
+struct ufs_stat {
+	uint64_t size;
+	uint64_t mtime_ns;
+	uint64_t ctime_ns;
+	uint64_t atime_ns;
+	mode_t mode;
+	uid_t uid;
+	gid_t gid;
+	uint32_t nlink;
+	uint64_t version;   /* changes whenever the file's bytes may have */
+};
+
+/* An open source file; shared by every handle of one inode, refcounted. */
+struct ufs_file {
+	const struct ufs_ops *ops;
+	atomic_uint refs;
+};
+
+/* One asynchronous read; the driver owns it until done() runs. */
+struct ufs_read {
+	struct shard_op op;
+	struct ufs_file *file;
+	char *buf;
+	uint64_t off;
+	size_t len, got;
+	void (*done)(struct ufs_read *r, int res);   /* res: bytes or -errno */
+};
+
+/* Called once per entry; return non-zero to stop the listing. */
+typedef int (*ufs_list_cb)(void *arg, const char *name, const struct ufs_stat *st);
+
+struct ufs_ops {
+	const char *name;
+	/* Opens the source named by `source` (a path or URL); logs why not. */
+	int (*init)(struct ufs **out, const char *source);
+	void (*fini)(struct ufs *u);
+	/* path is relative to the source root; "" is the root. */
+	int (*stat)(struct ufs *u, const char *path, struct ufs_stat *st);
+	int (*list)(struct ufs *u, const char *path, ufs_list_cb cb, void *arg);
+	int (*open)(struct ufs *u, const char *path, struct ufs_file **out);
+	void (*release)(struct ufs_file *f);   /* last reference dropped */
+	/* Owner: the calling shard. Fills r->buf; short only at end of file. */
+	int (*read)(struct ufs_read *r);
+	int (*statfs)(struct ufs *u, struct statvfs *st);
+};
+
+extern const struct ufs_ops ufs_local_ops;
+
+/* The driver for `source` ("/dir" and "file:///dir" are local), or NULL. */
+const struct ufs_ops *ufs_driver_for(const char *source);
+
+static inline void ufs_file_get(struct ufs_file *f)
+{
+	atomic_fetch_add_explicit(&f->refs, 1, memory_order_relaxed);
+}
+
+static inline void ufs_file_put(struct ufs_file *f)
+{
+	if (atomic_fetch_sub_explicit(&f->refs, 1, memory_order_acq_rel) == 1)
+		f->ops->release(f);
+}
+
+#endif
