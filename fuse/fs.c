@@ -56,8 +56,8 @@ static void fill_attr(struct stat *a, uint64_t ino, const struct ufs_stat *st)
 {
 	memset(a, 0, sizeof(*a));
 	a->st_ino = ino;
-	/* Read-only for now: strip write bits so tools do not try. */
-	a->st_mode = st->mode & ~(mode_t)(S_IWUSR | S_IWGRP | S_IWOTH);
+	/* Modes as the source has them; writes answer EROFS regardless. */
+	a->st_mode = st->mode;
 	a->st_nlink = st->nlink;
 	a->st_uid = st->uid;
 	a->st_gid = st->gid;

@@ -29,8 +29,9 @@ uint32_t ra_on_read(struct ra_state *ra, const struct ra_params *p, uint64_t off
 	bool seq = (off == 0 && ra->next_off == 0) ||
 		   (off + slack >= ra->next_off && off <= ra->next_off + slack);
 	if (!seq) {
+		/* This read may start a new stream: it counts as its first. */
 		ra->window = 0;
-		ra->seq_hits = 0;
+		ra->seq_hits = 1;
 		ra->ra_end = 0;
 	} else if (++ra->seq_hits >= 2) {
 		ra->window = ra->window ? MIN(ra->window * 2, p->max_window) : p->min_window;

@@ -457,5 +457,13 @@ int main(int argc, char **argv)
 		       "(bs %llu, %u thread(s)%s); latency p50 %.1f us, p99 %.1f us, p99.9 %.1f us\n",
 		       mode_name[o.mode], o.path, (unsigned long long)bytes, j.nfiles, secs, mbps, iops,
 		       (unsigned long long)o.bs, o.threads, o.direct ? ", O_DIRECT" : "", p50, p99, p999);
+	for (unsigned i = 0; i < o.threads; i++)
+		free(w[i].lat.v);
+	for (size_t i = 0; i < j.nfiles; i++)
+		free(j.files[i]);
+	free(j.files);
+	free(j.sizes);
+	free(all.v);
+	free(w);
 	return err ? 1 : 0;
 }

@@ -16,6 +16,7 @@
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -51,12 +52,18 @@ static void die_usage(const char *fmt, ...)
 	exit(EXIT_USAGE);
 }
 
-/* A FUSE daemon killed with -9 leaves its mount answering ENOTCONN. */
+/*
+ * A FUSE daemon killed with -9 leaves its mount answering ENOTCONN. stat()
+ * alone can miss it (the kernel may answer from cached attributes); statfs
+ * always asks the daemon.
+ */
 static int clean_dead_mount(const char *mnt)
 {
+	struct statfs sf;
 	struct stat st;
 
-	if (stat(mnt, &st) == 0 || errno != ENOTCONN)
+	if ((stat(mnt, &st) == 0 || errno != ENOTCONN) &&
+	    (statfs(mnt, &sf) == 0 || errno != ENOTCONN))
 		return 0;
 	if (umount2(mnt, MNT_DETACH) == 0) {
 		fprintf(stderr, "cachefs: removed the dead mount left at %s\n", mnt);

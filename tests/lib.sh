@@ -1,0 +1,74 @@
+# Shared helpers for the integration tests. Source it first thing.
+# Exit codes: 0 pass, 77 skip, 99 hard error; any other non-zero fails.
+set -eu -o pipefail
+
+: "${top_builddir:=$(cd "$(dirname "$0")/../.." && pwd)}"
+: "${top_srcdir:=$top_builddir}"
+CACHEFS=$top_builddir/cachefs
+BENCH=$top_builddir/cachefs-bench
+PRCMP=$top_builddir/tests/prcmp
+MKTREE="python3 $top_srcdir/tests/mktree.py"
+
+T=$(mktemp -d "${TMPDIR:-/tmp}/cachefs-test.XXXXXX")
+MOUNTS=()
+
+skip() { echo "SKIP: $*"; exit 77; }
+fail() { echo "FAIL: $*" >&2; exit 1; }
+pass() { echo "ok - $*"; }
+
+cleanup() {
+	local rc=$?
+	for m in "${MOUNTS[@]}"; do
+		fusermount3 -u -z "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true
+	done
+	rm -rf "$T"
+	exit $rc
+}
+trap cleanup EXIT
+
+[ -c /dev/fuse ] || skip "no /dev/fuse"
+command -v fusermount3 >/dev/null || skip "fusermount3 not installed"
+
+# daemon_pid MNT: the pid of the cachefs serving MNT.
+daemon_pid() {
+	pgrep -f -x "$CACHEFS .* $1( .*)?" | head -n1
+}
+
+# mount_cachefs SRC MNT [cachefs args...]: mounts and waits until it answers.
+mount_cachefs() {
+	local src=$1 mnt=$2
+	shift 2
+	mkdir -p "$mnt"
+	"$CACHEFS" "$src" "$mnt" "$@"
+	MOUNTS+=("$mnt")
+	for _ in $(seq 100); do
+		mountpoint -q "$mnt" && return 0
+		sleep 0.05
+	done
+	fail "mount of $src at $mnt did not appear"
+}
+
+# unmount_cachefs MNT: unmounts and waits for the daemon to exit.
+unmount_cachefs() {
+	local mnt=$1 pid
+	pid=$(daemon_pid "$mnt" || true)
+	fusermount3 -u "$mnt"
+	for _ in $(seq 200); do
+		[ -z "$pid" ] || ! kill -0 "$pid" 2>/dev/null && break
+		sleep 0.05
+	done
+	[ -z "$pid" ] || ! kill -0 "$pid" 2>/dev/null || fail "daemon $pid still running after unmount"
+}
+
+# same_tree A B: every regular file under A is byte-identical under B, and
+# B holds no file A lacks.
+same_tree() {
+	local a=$1 b=$2 n=0
+	diff <(cd "$a" && find . -mindepth 1 | LC_ALL=C sort) <(cd "$b" && find . -mindepth 1 | LC_ALL=C sort) ||
+		fail "file lists of $a and $b differ"
+	while IFS= read -r -d '' f; do
+		cmp -s "$a/$f" "$b/$f" || fail "$f differs between $a and $b"
+		n=$((n + 1))
+	done < <(cd "$a" && find . -type f -print0)
+	echo "$n files identical"
+}

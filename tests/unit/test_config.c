@@ -1,0 +1,74 @@
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <errno.h>
+#include <string.h>
+#include "core/config.h"
+#include "core/log.h"
+
+static void test_defaults_and_values(void **state)
+{
+	struct cachefs_config c;
+	char err[256];
+
+	config_defaults(&c);
+	assert_int_equal(c.page_size, 1 << 20);
+	assert_int_equal(c.max_background, 128);
+	assert_int_equal(config_parse_opts(&c, "shards=3,page_size=256K,kernel_cache,attr_timeout=0.5,"
+					   "log_level=debug,auto_cache=no", err, sizeof(err)), 0);
+	assert_int_equal(c.shards, 3);
+	assert_int_equal(c.page_size, 256 << 10);
+	assert_true(c.kernel_cache);
+	assert_false(c.auto_cache);
+	assert_true(c.attr_timeout == 0.5);
+	assert_int_equal(c.log_level, LOG_LVL_DEBUG);
+	assert_int_equal(config_finish(&c, 16ULL << 30, 8ULL << 30, err, sizeof(err)), 0);
+	assert_int_equal(c.ram_cache, 2ULL << 30);          /* 1/8 of 16G */
+	assert_int_equal(c.readahead_budget, 512ULL << 20); /* 1/4 of ram_cache */
+	assert_int_equal(c.congestion_threshold, 96);
+}
+
+static void test_passthrough(void **state)
+{
+	struct cachefs_config c;
+	char err[256];
+
+	config_defaults(&c);
+	assert_int_equal(config_parse_opts(&c, "allow_other,_netdev,ro,fsname=x,nofail", err, sizeof(err)), 0);
+	assert_string_equal(c.fuse_opts, "allow_other,ro,fsname=x");
+}
+
+static void test_errors_name_the_option(void **state)
+{
+	struct cachefs_config c;
+	char err[256];
+
+	config_defaults(&c);
+	assert_int_equal(config_parse_opts(&c, "ro,bogus=1", err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "unknown option 'bogus'"));
+	assert_int_equal(config_parse_opts(&c, "shards=0", err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "'shards'"));
+	assert_int_equal(config_parse_opts(&c, "kernel_cache=maybe", err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "'kernel_cache'"));
+	assert_int_equal(config_parse_opts(&c, "allow_other=1", err, sizeof(err)), -EINVAL);
+	assert_int_equal(config_parse_opts(&c, "log_level=loud", err, sizeof(err)), -EINVAL);
+	c.page_size = 3000;
+	assert_int_equal(config_finish(&c, 1ULL << 30, 1ULL << 30, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "power of two"));
+	config_defaults(&c);
+	c.ram_cache = 2ULL << 30;
+	assert_int_equal(config_finish(&c, 4ULL << 30, 1ULL << 30, err, sizeof(err)), -ENOMEM);
+	assert_non_null(strstr(err, "lower -o ram_cache"));
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_defaults_and_values),
+		cmocka_unit_test(test_passthrough),
+		cmocka_unit_test(test_errors_name_the_option),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,206 @@
+/* RAM tier without shards: the test thread is every partition's owner, and
+ * fetches complete when the test says, so interleavings are deterministic. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <errno.h>
+#include <string.h>
+#include "iostore/pgcache.h"
+#include "core/util.h"
+
+#define PS 4096
+
+struct pending {
+	struct page *pg;
+	struct pgkey key;
+	char *buf;
+};
+
+static struct pending pend[64];
+static unsigned npend, fetch_calls;
+static int fail_next;
+
+static int fake_start(void *ctx, const struct pgkey *key, void *buf, size_t len, struct page *pg)
+{
+	fetch_calls++;
+	if (fail_next) {
+		fail_next = 0;
+		return -EIO;
+	}
+	pend[npend++] = (struct pending){ .pg = pg, .key = *key, .buf = buf };
+	return 0;
+}
+
+static const struct pgcache_fetch fetch = { .start = fake_start };
+
+/* Completes the oldest pending fetch with a page full of key.index. */
+static void complete_one(size_t len)
+{
+	struct pending p = pend[0];
+
+	memmove(pend, pend + 1, --npend * sizeof(pend[0]));
+	memset(p.buf, (int)(p.key.index & 0xff), len);
+	pgcache_fetch_done(p.pg, (int)len);
+}
+
+struct rec {
+	struct pgcache_waiter w;
+	struct page *pg;
+	int err, calls;
+};
+
+static void rec_cb(struct pgcache_waiter *w, struct page *pg, int err)
+{
+	struct rec *r = container_of(w, struct rec, w);
+
+	r->pg = pg;
+	r->err = err;
+	r->calls++;
+}
+
+static struct pgcache *make(unsigned pages)
+{
+	struct pgcache *c;
+	struct pgcache_opts o = { .page_size = PS, .capacity = (uint64_t)pages * PS, .nparts = 1 };
+
+	npend = fetch_calls = 0;
+	assert_int_equal(pgcache_create(&c, &o), 0);
+	return c;
+}
+
+static void get(struct pgcache *c, uint64_t idx, struct rec *r)
+{
+	struct pgkey k = { .file = 7, .index = idx };
+
+	memset(r, 0, sizeof(*r));
+	r->w.cb = rec_cb;
+	pgcache_get(c, 0, &k, &fetch, &r->w);
+}
+
+static void test_single_flight(void **state)
+{
+	struct pgcache *c = make(8);
+	struct rec r[5];
+	struct pgcache_stats st;
+
+	for (int i = 0; i < 5; i++)
+		get(c, 3, &r[i]);
+	assert_int_equal(fetch_calls, 1);
+	for (int i = 0; i < 5; i++)
+		assert_int_equal(r[i].calls, 0);
+	complete_one(PS);
+	for (int i = 0; i < 5; i++) {
+		assert_int_equal(r[i].calls, 1);
+		assert_ptr_equal(r[i].pg, r[0].pg);
+		assert_int_equal(((const unsigned char *)page_data(r[i].pg))[100], 3);
+		pgcache_unpin(r[i].pg);
+	}
+	get(c, 3, &r[0]);                 /* now a hit, answered at once */
+	assert_int_equal(r[0].calls, 1);
+	assert_int_equal(fetch_calls, 1);
+	pgcache_unpin(r[0].pg);
+	pgcache_stats(c, 0, &st);
+	assert_int_equal(st.misses, 1);
+	assert_int_equal(st.joins, 4);
+	assert_int_equal(st.hits, 1);
+	pgcache_destroy(c);
+}
+
+static void test_capacity_and_eviction(void **state)
+{
+	struct pgcache *c = make(4);
+	struct pgcache_stats st;
+	struct rec r;
+
+	for (uint64_t i = 0; i < 10; i++) {
+		get(c, i, &r);
+		complete_one(PS);
+		assert_int_equal(r.err, 0);
+		pgcache_unpin(r.pg);
+		pgcache_stats(c, 0, &st);
+		assert_true(st.pages <= 4);
+	}
+	assert_int_equal(st.evictions, 6);
+	assert_int_equal(st.transient, 0);
+	pgcache_destroy(c);
+}
+
+static void test_pinned_pages_stay(void **state)
+{
+	struct pgcache *c = make(2);
+	struct rec a, b, x;
+	struct pgcache_stats st;
+
+	get(c, 0, &a); complete_one(PS);
+	get(c, 1, &b); complete_one(PS);
+	/* Both slots pinned: a third page is served from a private page. */
+	get(c, 2, &x); complete_one(100);
+	assert_int_equal(x.err, 0);
+	assert_int_equal(page_len(x.pg), 100);
+	pgcache_unpin(x.pg);            /* frees the transient page */
+	pgcache_stats(c, 0, &st);
+	assert_int_equal(st.transient, 1);
+	assert_int_equal(st.evictions, 0);
+	assert_int_equal(((const unsigned char *)page_data(a.pg))[0], 0);
+	assert_int_equal(((const unsigned char *)page_data(b.pg))[0], 1);
+	pgcache_unpin(a.pg);
+	pgcache_unpin(b.pg);
+	pgcache_destroy(c);
+}
+
+static void test_fetch_error(void **state)
+{
+	struct pgcache *c = make(4);
+	struct rec r1, r2;
+
+	fail_next = 1;
+	get(c, 5, &r1);
+	assert_int_equal(r1.err, -EIO);
+	assert_null(r1.pg);
+	get(c, 5, &r2);                 /* the failure was not cached */
+	assert_int_equal(fetch_calls, 2);
+	complete_one(PS);
+	assert_int_equal(r2.err, 0);
+	pgcache_unpin(r2.pg);
+	/* Async failure reaches every waiter. */
+	get(c, 6, &r1);
+	get(c, 6, &r2);
+	struct pending p = pend[0];
+	npend = 0;
+	pgcache_fetch_done(p.pg, -EIO);
+	assert_int_equal(r1.err, -EIO);
+	assert_int_equal(r2.err, -EIO);
+	pgcache_destroy(c);
+}
+
+static void test_owner_spread(void **state)
+{
+	struct pgcache *c;
+	struct pgcache_opts o = { .page_size = PS, .capacity = 64 * PS, .nparts = 4 };
+	unsigned hist[4] = { 0 };
+
+	assert_int_equal(pgcache_create(&c, &o), 0);
+	for (uint64_t i = 0; i < 4000; i++) {
+		struct pgkey k = { .file = 1 + i / 100, .index = i % 100 };
+		hist[pgcache_owner(c, &k)]++;
+	}
+	for (int i = 0; i < 4; i++)
+		assert_true(hist[i] > 800 && hist[i] < 1200);
+	pgcache_destroy(c);
+	o.page_size = 3000;
+	assert_int_equal(pgcache_create(&c, &o), -EINVAL);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_single_flight),
+		cmocka_unit_test(test_capacity_and_eviction),
+		cmocka_unit_test(test_pinned_pages_stay),
+		cmocka_unit_test(test_fetch_error),
+		cmocka_unit_test(test_owner_spread),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,84 @@
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include "iostore/readahead.h"
+
+#define MB (1ULL << 20)
+static const struct ra_params P = { .page_size = MB, .min_window = 4, .max_window = 64 };
+
+static void test_window_grows_and_caps(void **state)
+{
+	struct ra_state ra;
+	uint64_t first, last_end = 0, size = 10000 * MB;
+	uint32_t n, maxn = 0;
+
+	ra_init(&ra);
+	n = ra_on_read(&ra, &P, 0, MB, size, &first);
+	assert_int_equal(n, 0);                       /* one read is no stream */
+	n = ra_on_read(&ra, &P, MB, MB, size, &first);
+	assert_int_equal(n, 4);
+	assert_int_equal(first, 2);
+	last_end = first + n;
+	for (uint64_t i = 2; i < 200; i++) {
+		n = ra_on_read(&ra, &P, i * MB, MB, size, &first);
+		if (n) {
+			assert_int_equal(first, last_end);    /* no page asked twice */
+			last_end = first + n;
+		}
+		assert_true(last_end <= i + 1 + 64);     /* never past the window */
+		if (n > maxn)
+			maxn = n;
+	}
+	assert_int_equal(ra.window, 64);
+	assert_true(maxn >= 32);
+	ra_fini(&ra);
+}
+
+static void test_random_resets_and_eof(void **state)
+{
+	struct ra_state ra;
+	uint64_t first;
+
+	ra_init(&ra);
+	ra_on_read(&ra, &P, 0, MB, 100 * MB, &first);
+	ra_on_read(&ra, &P, MB, MB, 100 * MB, &first);
+	assert_int_equal(ra_on_read(&ra, &P, 77 * MB, 4096, 100 * MB, &first), 0);
+	assert_int_equal(ra.window, 0);
+	/* Near the end of the file the window is clipped at the last page. */
+	assert_int_equal(ra_on_read(&ra, &P, 94 * MB, MB, 100 * MB, &first), 0);
+	uint32_t n = ra_on_read(&ra, &P, 95 * MB, MB, 100 * MB, &first);
+	assert_int_equal(first, 96);
+	assert_int_equal(first + n, 100);
+	assert_int_equal(ra_on_read(&ra, &P, 96 * MB, MB, 100 * MB, &first), 0);
+	/* Reordered async reads within the window stay sequential. */
+	ra_init(&ra);
+	ra_on_read(&ra, &P, 0, MB, 100 * MB, &first);
+	ra_on_read(&ra, &P, 2 * MB, MB, 100 * MB, &first);
+	ra_on_read(&ra, &P, MB, MB, 100 * MB, &first);
+	assert_true(ra.window >= 4);
+	ra_fini(&ra);
+}
+
+static void test_budget(void **state)
+{
+	struct ra_budget b = { .limit = 3 * MB };
+
+	assert_true(ra_budget_take(&b, MB));
+	assert_true(ra_budget_take(&b, 2 * MB));
+	assert_false(ra_budget_take(&b, MB));
+	ra_budget_give(&b, MB);
+	assert_true(ra_budget_take(&b, MB));
+	assert_int_equal(b.used, 3 * MB);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_window_grows_and_caps),
+		cmocka_unit_test(test_random_resets_and_eof),
+		cmocka_unit_test(test_budget),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,121 @@
+/* Shard runtime: messages from many threads run exactly once, on the shard
+ * they were sent to, and timers fire on their shard. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <unistd.h>
+#include "core/shard.h"
+#include "core/util.h"
+
+#define NSHARDS 3
+#define SENDERS 4
+#define PER_SENDER 20000
+
+struct tmsg {
+	struct shard_msg m;
+	unsigned target;
+};
+
+static uint64_t ran[NSHARDS];          /* each written by its own shard only */
+static atomic_uint misrouted, total;
+
+static void on_msg(struct shard_msg *m)
+{
+	struct tmsg *t = container_of(m, struct tmsg, m);
+	unsigned me = shard_id(shard_self());
+
+	if (me != t->target)
+		atomic_fetch_add(&misrouted, 1);
+	ran[me]++;
+	atomic_fetch_add(&total, 1);
+	free(t);
+}
+
+static void *sender(void *arg)
+{
+	for (unsigned i = 0; i < PER_SENDER; i++) {
+		struct tmsg *t = malloc(sizeof(*t));
+		t->target = (i + (unsigned)(uintptr_t)arg) % NSHARDS;
+		shard_send(shard_get(t->target), &t->m, on_msg);
+	}
+	return NULL;
+}
+
+static void test_messages(void **state)
+{
+	struct shards_opts o = { .count = NSHARDS, .pin = true };
+	pthread_t t[SENDERS];
+
+	assert_int_equal(shards_start(&o), 0);
+	assert_int_equal(shard_count(), NSHARDS);
+	assert_null(shard_self());
+	for (unsigned i = 0; i < SENDERS; i++)
+		pthread_create(&t[i], NULL, sender, (void *)(uintptr_t)i);
+	for (unsigned i = 0; i < SENDERS; i++)
+		pthread_join(t[i], NULL);
+	for (int i = 0; i < 2000 && atomic_load(&total) < SENDERS * PER_SENDER; i++)
+		usleep(1000);
+	shards_stop();
+	assert_int_equal(atomic_load(&total), SENDERS * PER_SENDER);
+	assert_int_equal(atomic_load(&misrouted), 0);
+	uint64_t sum = 0;
+	for (unsigned i = 0; i < NSHARDS; i++) {
+		assert_true(ran[i] > 0);
+		sum += ran[i];
+	}
+	assert_int_equal(sum, SENDERS * PER_SENDER);
+}
+
+struct ttimer {
+	struct shard_msg m;
+	struct shard_timer t;
+	uint64_t armed_at, fired_at;
+	unsigned shard;
+	atomic_int fired;
+};
+
+static void on_timer(struct shard_timer *t)
+{
+	struct ttimer *tt = container_of(t, struct ttimer, t);
+
+	tt->fired_at = now_ns();
+	tt->shard = shard_id(shard_self());
+	atomic_store(&tt->fired, 1);
+}
+
+static void arm(struct shard_msg *m)
+{
+	struct ttimer *tt = container_of(m, struct ttimer, m);
+
+	tt->armed_at = now_ns();
+	shard_timer_arm(&tt->t, 20 * 1000000ULL, on_timer);
+}
+
+static void test_timer(void **state)
+{
+	struct shards_opts o = { .count = 2 };
+	static struct ttimer tt;
+
+	assert_int_equal(shards_start(&o), 0);
+	shard_send(shard_get(1), &tt.m, arm);
+	for (int i = 0; i < 2000 && !atomic_load(&tt.fired); i++)
+		usleep(1000);
+	shards_stop();
+	assert_int_equal(atomic_load(&tt.fired), 1);
+	assert_int_equal(tt.shard, 1);
+	assert_true(tt.fired_at - tt.armed_at >= 19 * 1000000ULL);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_messages),
+		cmocka_unit_test(test_timer),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
