@@ -30,6 +30,7 @@ struct opt_def {
 #define F(field) offsetof(struct cachefs_config, field)
 static const struct opt_def opt_table[] = {
 	{ "shards", OPT_UINT, F(shards), "online CPUs", "shard threads, each pinned with its own io_uring", 1, 1024 },
+	{ "spin_us", OPT_UINT, F(spin_us), "20", "microseconds a shard polls for work before sleeping", 0, 100000 },
 	{ "log_level", OPT_LOGLEVEL, F(log_level), "info", "error, warn, info or debug", 0, 0 },
 	{ "page_size", OPT_SIZE, F(page_size), "1M", "cache page size, a power of two from 4K to 16M", 0, 0 },
 	{ "ram_cache", OPT_SIZE, F(ram_cache), "1/8 of RAM", "RAM tier capacity, a hard cap", 0, 0 },
@@ -45,7 +46,7 @@ static const struct opt_def opt_table[] = {
 	{ "max_background", OPT_UINT, F(max_background), "128", "async requests (read-ahead) the kernel keeps in flight", 1, 65535 },
 	{ "congestion_threshold", OPT_UINT, F(congestion_threshold), "3/4 of max_background", "in-flight async requests at which the kernel slows writers", 1, 65535 },
 	{ "max_threads", OPT_UINT, F(max_threads), "16", "most FUSE intake threads; they only hand requests to shards", 1, 1024 },
-	{ "max_idle_threads", OPT_UINT, F(max_idle_threads), "4", "idle FUSE intake threads kept alive", 1, 1024 },
+	{ "max_idle_threads", OPT_UINT, F(max_idle_threads), "max_threads", "idle FUSE intake threads kept alive (fewer means threads are created and destroyed under bursty load)", 1, 1024 },
 	{ "max_read", OPT_SIZE, F(max_read), "1M", "largest read request the kernel sends", 0, 0 },
 	{ "allow_other", OPT_PASS, 0, "off", "let other users access the mount", 0, 0 },
 	{ "default_permissions", OPT_PASS, 0, "off", "kernel checks permissions from the file modes", 0, 0 },
@@ -70,6 +71,7 @@ void config_defaults(struct cachefs_config *c)
 {
 	memset(c, 0, sizeof(*c));
 	c->log_level = LOG_LVL_INFO;
+	c->spin_us = 20;
 	c->page_size = 1 << 20;
 	c->read_ahead = 4 << 20;
 	c->max_readahead = 64 << 20;
@@ -78,7 +80,7 @@ void config_defaults(struct cachefs_config *c)
 	c->negative_timeout = 10;
 	c->max_background = 128;
 	c->max_threads = 16;
-	c->max_idle_threads = 4;
+	c->max_idle_threads = 0;   /* 0: as many as max_threads */
 	c->max_read = 1 << 20;
 }
 
@@ -224,7 +226,7 @@ int config_finish(struct cachefs_config *c, uint64_t mem_total, uint64_t mem_ava
 		c->readahead_budget = MIN(c->ram_cache / 4, 1ULL << 30);
 	if (!c->congestion_threshold)
 		c->congestion_threshold = MAX(c->max_background * 3 / 4, 1);
-	if (c->max_idle_threads > c->max_threads)
+	if (!c->max_idle_threads || c->max_idle_threads > c->max_threads)
 		c->max_idle_threads = c->max_threads;
 	return 0;
 }

@@ -12,6 +12,7 @@
 struct cachefs_config {
 	/* runtime */
 	unsigned shards;            /* 0: one per online CPU */
+	unsigned spin_us;           /* shard poll time before sleeping */
 	int log_level;
 	/* RAM tier and read-ahead */
 	uint64_t page_size;

@@ -19,7 +19,7 @@
 struct shard {
 	/* Written by senders (any thread). */
 	_Atomic(struct shard_msg *) tail;  /* MPSC queue, Vyukov style */
-	atomic_int wake_pending;           /* an eventfd write is on its way */
+	atomic_int wake_pending;           /* awake or being woken: senders skip the eventfd */
 	char pad[64];
 	/* Owned by the shard thread. */
 	struct shard_msg stub;
@@ -28,6 +28,7 @@ struct shard {
 	struct shard_op efd_op;
 	uint64_t efd_val;
 	unsigned id;
+	unsigned spin_ns;                  /* how long to poll before sleeping */
 	int cpu;
 	int efd;
 	unsigned inflight;                 /* SQEs whose CQE has not come */
@@ -199,6 +200,23 @@ static unsigned reap(struct shard *s)
 	return n;
 }
 
+static bool spin(struct shard *s)
+{
+	uint64_t until;
+
+	io_uring_submit(&s->ring);
+	until = now_ns() + s->spin_ns;
+	do {
+		for (int i = 0; i < 64; i++) {
+			if (atomic_load_explicit(&s->head->next, memory_order_acquire) ||
+			    io_uring_cq_ready(&s->ring))
+				return true;
+			__builtin_ia32_pause();
+		}
+	} while (now_ns() < until && !atomic_load_explicit(&s->stopping, memory_order_relaxed));
+	return false;
+}
+
 static void bind_memory(struct shard *s)
 {
 #ifdef HAVE_JEMALLOC
@@ -232,6 +250,13 @@ static void *shard_main(void *arg)
 		 * ring's teardown cancels those. */
 		if (atomic_load(&s->stopping) && s->inflight <= 1 + s->timers)
 			break;
+		/*
+		 * Poll a little before sleeping: a request usually follows soon,
+		 * and while wake_pending stays set its sender makes no syscall
+		 * and we take no context switch.
+		 */
+		if (s->spin_ns && spin(s))
+			continue;
 		atomic_store(&s->wake_pending, 0);
 		if (drain_msgs(s))
 			continue;
@@ -287,6 +312,7 @@ int shards_start(const struct shards_opts *o)
 		memset(s, 0, sizeof(*s));
 		s->id = i;
 		s->cpu = o->pin ? cpus[i] : -1;
+		s->spin_ns = o->spin_us * 1000;
 		mq_init(s);
 		s->efd = eventfd(0, EFD_CLOEXEC);
 		if (s->efd < 0) {

@@ -48,6 +48,7 @@ struct shards_opts {
 	unsigned count;        /* 0: one per online CPU */
 	unsigned ring_entries; /* SQ size per shard; 0: 256 */
 	bool pin;              /* pin shard i to the i-th allowed CPU */
+	unsigned spin_us;      /* poll this long for work before sleeping */
 };
 
 /*

@@ -6,12 +6,24 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <xxhash.h>
 
 struct itable {
 	pthread_mutex_t lock;
 	struct inode **by_ino, **by_path;
-	uint64_t nbuckets, count, next_ino, next_fid;
+	uint64_t nbuckets, count, next_ino;
 };
+
+/*
+ * The page-cache identity of a file's bytes: the same path and version give
+ * the same id even after the kernel forgot the inode (drop_caches, memory
+ * pressure), so its cached pages are found again; a new version never
+ * matches old pages.
+ */
+static uint64_t file_id(const char *path, uint64_t version)
+{
+	return XXH3_64bits_withSeed(path, strlen(path), version);
+}
 
 static uint64_t str_hash(const char *s)
 {
@@ -95,9 +107,8 @@ int itable_create(struct itable **out, const struct ufs_stat *root_st)
 	root->nlookup = 1;
 	root->path = strdup("");
 	root->st = *root_st;
-	root->fid = 1;
+	root->fid = file_id("", root_st->version);
 	t->next_ino = 2;
-	t->next_fid = 2;
 	insert(t, root);
 	*out = t;
 	return 0;
@@ -118,10 +129,10 @@ void itable_destroy(struct itable *t)
 	free(t);
 }
 
-static void set_stat(struct itable *t, struct inode *in, const struct ufs_stat *st)
+static void set_stat(struct inode *in, const struct ufs_stat *st)
 {
 	if (in->st.version != st->version)
-		in->fid = t->next_fid++;
+		in->fid = file_id(in->path, st->version);
 	in->st = *st;
 }
 
@@ -145,11 +156,11 @@ int itable_ref(struct itable *t, const char *path, const struct ufs_stat *st,
 			goto unlock;
 		}
 		in->ino = t->next_ino++;
-		in->fid = t->next_fid++;
+		in->fid = file_id(path, st->version);
 		in->st = *st;
 		insert(t, in);
 	} else {
-		set_stat(t, in, st);
+		set_stat(in, st);
 	}
 	in->nlookup += lookups;
 	*out = *in;
@@ -171,7 +182,7 @@ int itable_get(struct itable *t, uint64_t ino, const struct ufs_stat *st, struct
 		goto unlock;
 	}
 	if (st)
-		set_stat(t, in, st);
+		set_stat(in, st);
 	*out = *in;
 	out->path = strdup(in->path);
 	if (!out->path)

@@ -9,7 +9,7 @@
 struct inode {
 	uint64_t ino;            /* FUSE node id; 1 is the root */
 	uint64_t nlookup;        /* kernel references; freed at 0 (root never) */
-	uint64_t fid;            /* page-cache file id; new whenever version changes */
+	uint64_t fid;            /* page-cache file id: hash of path and version */
 	struct ufs_stat st;      /* last stat from the UFS */
 	char *path;              /* relative to the source root; "" for the root */
 	struct inode *next_ino, *next_path;

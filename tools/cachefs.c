@@ -218,7 +218,7 @@ int main(int argc, char **argv)
 	if (!foreground)
 		log_use_syslog(true);
 
-	struct shards_opts so = { .count = cfg.shards, .pin = true };
+	struct shards_opts so = { .count = cfg.shards, .pin = true, .spin_us = cfg.spin_us };
 	if (shards_start(&so) < 0)
 		goto out_unmount;
 	if (cachefs_start(fs) < 0)

@@ -31,6 +31,10 @@ static void test_ref_get_forget(void **state)
 	free(g.path);
 	itable_forget(t, a.ino, 1);
 	assert_int_equal(itable_get(t, a.ino, NULL, &g), -ENOENT);
+	/* Forgotten and looked up again: a new inode, the same cached bytes. */
+	st.version = 6;
+	assert_int_equal(itable_ref(t, "x/y", &st, 1, &a), 0);
+	assert_int_equal(a.fid, b.fid);
 	itable_forget(t, 1, 100);                 /* the root is never dropped */
 	assert_int_equal(itable_get(t, 1, NULL, &g), 0);
 	free(g.path);
