@@ -30,7 +30,7 @@ struct opt_def {
 #define F(field) offsetof(struct cachefs_config, field)
 static const struct opt_def opt_table[] = {
 	{ "shards", OPT_UINT, F(shards), "online CPUs", "shard threads, each pinned with its own io_uring", 1, 1024 },
-	{ "spin_us", OPT_UINT, F(spin_us), "20", "microseconds a shard polls for work before sleeping", 0, 100000 },
+	{ "spin_us", OPT_UINT, F(spin_us), "0", "microseconds a shard polls for work before sleeping", 0, 100000 },
 	{ "log_level", OPT_LOGLEVEL, F(log_level), "info", "error, warn, info or debug", 0, 0 },
 	{ "page_size", OPT_SIZE, F(page_size), "1M", "cache page size, a power of two from 4K to 16M", 0, 0 },
 	{ "ram_cache", OPT_SIZE, F(ram_cache), "1/8 of RAM", "RAM tier capacity, a hard cap", 0, 0 },
@@ -71,7 +71,7 @@ void config_defaults(struct cachefs_config *c)
 {
 	memset(c, 0, sizeof(*c));
 	c->log_level = LOG_LVL_INFO;
-	c->spin_us = 20;
+	c->spin_us = 0;
 	c->page_size = 1 << 20;
 	c->read_ahead = 4 << 20;
 	c->max_readahead = 64 << 20;

@@ -36,7 +36,7 @@ struct shard {
 	struct shard_stats stats;
 	pthread_t thread;
 	atomic_bool stopping;
-	int start_rc;
+	bool manual;                       /* no thread: driven by shard_poll() */
 };
 
 static struct shard **shards;
@@ -268,6 +268,22 @@ static void *shard_main(void *arg)
 	return NULL;
 }
 
+unsigned shard_poll(struct shard *s)
+{
+	struct shard *prev = self;
+	unsigned n;
+
+	assert(s->manual);
+	/* No eventfd read is armed: the caller decides when a shard runs. */
+	self = s;
+	io_uring_submit(&s->ring);
+	atomic_store(&s->wake_pending, 0);
+	n = drain_msgs(s);
+	n += reap(s);
+	self = prev;
+	return n;
+}
+
 static int pick_cpus(int *cpus, unsigned n)
 {
 	cpu_set_t set;
@@ -313,6 +329,7 @@ int shards_start(const struct shards_opts *o)
 		s->id = i;
 		s->cpu = o->pin ? cpus[i] : -1;
 		s->spin_ns = o->spin_us * 1000;
+		s->manual = o->manual;
 		mq_init(s);
 		s->efd = eventfd(0, EFD_CLOEXEC);
 		if (s->efd < 0) {
@@ -331,7 +348,7 @@ int shards_start(const struct shards_opts *o)
 		shards[i] = s;
 		nshards = i + 1;
 	}
-	for (unsigned i = 0; i < n; i++) {
+	for (unsigned i = 0; i < n && !o->manual; i++) {
 		struct shard *s = shards[i];
 		rc = -pthread_create(&s->thread, NULL, shard_main, s);
 		if (rc) {
@@ -372,7 +389,8 @@ void shards_stop(void)
 		(void)w;
 	}
 	for (unsigned i = 0; i < nshards; i++) {
-		pthread_join(shards[i]->thread, NULL);
+		if (!shards[i]->manual)
+			pthread_join(shards[i]->thread, NULL);
 		shard_free(shards[i]);
 	}
 	free(shards);

@@ -49,6 +49,7 @@ struct shards_opts {
 	unsigned ring_entries; /* SQ size per shard; 0: 256 */
 	bool pin;              /* pin shard i to the i-th allowed CPU */
 	unsigned spin_us;      /* poll this long for work before sleeping */
+	bool manual;           /* tests: no threads; shard_poll() runs each loop */
 };
 
 /*
@@ -56,6 +57,12 @@ struct shards_opts {
  * after any fork (daemonizing), since threads do not survive it.
  */
 int shards_start(const struct shards_opts *o);
+/*
+ * Manual shards only: runs one loop iteration of s on the calling thread
+ * (messages, then completions, never blocking) and returns how much it ran.
+ * Lets a test interleave shards deterministically.
+ */
+unsigned shard_poll(struct shard *s);
 /* Asks every loop to finish its in-flight operations and exit; joins them. */
 void shards_stop(void);
 unsigned shard_count(void);
