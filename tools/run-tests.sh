@@ -49,6 +49,14 @@ run_suite() {
 }
 
 run_suite release
+echo "=== make distcheck"
+if (cd "$src/_build/release" && make -s distcheck >distcheck.log 2>&1); then
+	passed=$((passed + 1))
+else
+	tail -n 30 "$src/_build/release/distcheck.log"
+	errors+=("make distcheck failed")
+	failed=$((failed + 1))
+fi
 ASAN_OPTIONS="log_path=$src/_build/asan/sanitizer:detect_leaks=1:abort_on_error=0" \
 UBSAN_OPTIONS="log_path=$src/_build/asan/sanitizer:print_stacktrace=1:halt_on_error=1" \
 	run_suite asan --enable-asan --enable-ubsan --enable-debug
