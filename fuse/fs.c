@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <alloca.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -537,6 +538,27 @@ struct rd_req {
 	struct rd_part parts[];
 };
 
+/*
+ * writev by default: one copy into the kernel. With `splice`, libfuse
+ * vmsplices the pages into a pipe and splices that to /dev/fuse; the pages
+ * are never gifted (SPLICE_MOVE), since the cache keeps them.
+ */
+static void reply_pages(struct cachefs *fs, fuse_req_t req, struct iovec *iov, unsigned n)
+{
+	if (!fs->cfg.splice || n == 0) {
+		fuse_reply_iov(req, iov, (int)n);
+		return;
+	}
+	struct fuse_bufvec *bv = alloca(sizeof(*bv) + n * sizeof(bv->buf[0]));
+	memset(bv, 0, sizeof(*bv) + n * sizeof(bv->buf[0]));
+	bv->count = n;
+	for (unsigned i = 0; i < n; i++) {
+		bv->buf[i].mem = iov[i].iov_base;
+		bv->buf[i].size = iov[i].iov_len;
+	}
+	fuse_reply_data(req, bv, 0);
+}
+
 static void rd_finish(struct rd_req *rd)
 {
 	int err = atomic_load(&rd->err);
@@ -558,7 +580,7 @@ static void rd_finish(struct rd_req *rd)
 			if (have < p->off + p->len)
 				break;
 		}
-		fuse_reply_iov(rd->req, iov, (int)n);
+		reply_pages(rd->fs, rd->req, iov, n);
 	}
 	for (unsigned i = 0; i < rd->nparts; i++)
 		if (rd->parts[i].pg)

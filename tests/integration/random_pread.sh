@@ -19,3 +19,10 @@ mount_cachefs "$T/src" "$T/mnt" -o ram_cache=32M,page_size=4K,kernel_cache,shard
 $PRCMP "$T/src/g" "$T/mnt/g" 8 2000 $((1 << 20)) || fail "random preads differ (4K pages)"
 pass "random preads with 4 KiB pages over 3 shards"
 unmount_cachefs "$T/mnt"
+
+# Replies through splice instead of writev.
+mount_cachefs "$T/src" "$T/mnt" -o ram_cache=64M,splice,shards=2
+$PRCMP "$T/src/f" "$T/mnt/f" 8 1000 $((3 << 20)) || fail "random preads differ (splice)"
+cmp "$T/src/g" "$T/mnt/g" || fail "sequential read differs (splice)"
+pass "random and sequential reads with splice replies"
+unmount_cachefs "$T/mnt"
