@@ -490,8 +490,9 @@ static void fetch_done(struct ufs_read *r, int res)
 	struct fetch_io *io = container_of(r, struct fetch_io, r);
 
 	if (res < 0)
-		log_warn("read of the source failed at offset %llu: %s",
-			 (unsigned long long)r->off, strerror(-res));
+		log_warn("reading %s at offset %llu from the source: %s",
+			 r->file->name ? r->file->name : "?", (unsigned long long)r->off,
+			 strerror(-res));
 	pgcache_fetch_done(io->pg, res);
 	ufs_file_put(r->file);
 	free(io);

@@ -31,6 +31,7 @@ struct ufs_stat {
 struct ufs_file {
 	const struct ufs_ops *ops;
 	atomic_uint refs;
+	char *name;        /* path within the source, for messages; driver-owned */
 };
 
 /* One asynchronous read; the driver owns it until done() runs. */
