@@ -14,6 +14,7 @@ enum opt_type {
 	OPT_SIZE,     /* bytes with K/M/G/T suffixes */
 	OPT_SECONDS,
 	OPT_LOGLEVEL,
+	OPT_INTAKE,   /* shards|threads */
 	OPT_PASS,     /* kernel mount flag, passed on as written */
 	OPT_PASSVAL,  /* kernel mount option with a value, passed on */
 };
@@ -45,8 +46,9 @@ static const struct opt_def opt_table[] = {
 	{ "negative_timeout", OPT_SECONDS, F(negative_timeout), "10", "seconds the kernel caches a failed lookup", 0, 0 },
 	{ "max_background", OPT_UINT, F(max_background), "128", "async requests (read-ahead) the kernel keeps in flight", 1, 65535 },
 	{ "congestion_threshold", OPT_UINT, F(congestion_threshold), "3/4 of max_background", "in-flight async requests at which the kernel slows writers", 1, 65535 },
-	{ "max_threads", OPT_UINT, F(max_threads), "16", "most FUSE intake threads; they only hand requests to shards", 1, 1024 },
-	{ "max_idle_threads", OPT_UINT, F(max_idle_threads), "max_threads", "idle FUSE intake threads kept alive (fewer means threads are created and destroyed under bursty load)", 1, 1024 },
+	{ "intake", OPT_INTAKE, F(intake), "shards", "who reads /dev/fuse: the shard loops, or libfuse worker threads", 0, 0 },
+	{ "max_threads", OPT_UINT, F(max_threads), "16", "intake=threads: most libfuse worker threads", 1, 1024 },
+	{ "max_idle_threads", OPT_UINT, F(max_idle_threads), "max_threads", "intake=threads: idle workers kept (fewer makes libfuse create and destroy threads under bursty load)", 1, 1024 },
 	{ "max_read", OPT_SIZE, F(max_read), "1M", "largest read request the kernel sends", 0, 0 },
 	{ "allow_other", OPT_PASS, 0, "off", "let other users access the mount", 0, 0 },
 	{ "default_permissions", OPT_PASS, 0, "off", "kernel checks permissions from the file modes", 0, 0 },
@@ -149,6 +151,14 @@ static int apply(struct cachefs_config *c, const struct opt_def *d, const char *
 		else
 			*(double *)field = sec;
 		break;
+	case OPT_INTAKE:
+		if (!strcmp(val, "shards"))
+			*(int *)field = INTAKE_SHARDS;
+		else if (!strcmp(val, "threads"))
+			*(int *)field = INTAKE_THREADS;
+		else
+			expect = "shards or threads";
+		break;
 	case OPT_LOGLEVEL:
 		lvl = log_parse_level(val);
 		if (lvl < 0)
@@ -237,7 +247,7 @@ void config_print_help(FILE *f)
 		const struct opt_def *d = &opt_table[i];
 		const char *arg = d->type == OPT_BOOL || d->type == OPT_PASS ? "" :
 				  d->type == OPT_SIZE ? "=SIZE" : d->type == OPT_SECONDS ? "=SECS" :
-				  d->type == OPT_LOGLEVEL ? "=LEVEL" : d->type == OPT_PASSVAL ? "=NAME" : "=N";
+				  d->type == OPT_LOGLEVEL ? "=LEVEL" : d->type == OPT_INTAKE ? "=WHO" : d->type == OPT_PASSVAL ? "=NAME" : "=N";
 		char name[48];
 		snprintf(name, sizeof(name), "%s%s", d->name, arg);
 		fprintf(f, "    -o %-26s %s", name, d->help);

@@ -9,6 +9,11 @@
 #include <stdint.h>
 #include <stdio.h>
 
+enum intake_mode {
+	INTAKE_SHARDS,   /* shards read /dev/fuse on their io_uring */
+	INTAKE_THREADS,  /* libfuse worker threads read it and hand reads to shards */
+};
+
 struct cachefs_config {
 	/* runtime */
 	unsigned shards;            /* 0: one per online CPU */
@@ -25,6 +30,7 @@ struct cachefs_config {
 	double attr_timeout, entry_timeout, negative_timeout;
 	unsigned max_background, congestion_threshold;
 	unsigned max_threads, max_idle_threads;
+	int intake;                 /* enum intake_mode */
 	uint64_t max_read;
 	/* options handed to the kernel mount as they are ("allow_other,ro") */
 	char fuse_opts[1024];

@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -236,6 +237,11 @@ static void *shard_main(void *arg)
 	struct shard *s = arg;
 	char name[16];
 
+	sigset_t sigs;
+
+	/* Signals go to the main thread, which owns shutdown. */
+	sigfillset(&sigs);
+	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 	self = s;
 	snprintf(name, sizeof(name), "cachefs-s%u", s->id);
 	pthread_setname_np(pthread_self(), name);

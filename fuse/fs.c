@@ -159,12 +159,10 @@ static void fs_init(void *userdata, struct fuse_conn_info *conn)
 	conn->want &= ~(unsigned)FUSE_CAP_READDIRPLUS_AUTO;
 	if (conn->capable & FUSE_CAP_PARALLEL_DIROPS)
 		conn->want |= FUSE_CAP_PARALLEL_DIROPS;
+	/* Requests are small (no writes yet): splice only matters for replies. */
+	conn->want &= ~(unsigned)(FUSE_CAP_SPLICE_WRITE | FUSE_CAP_SPLICE_MOVE | FUSE_CAP_SPLICE_READ);
 	if (c->splice)
-		conn->want |= conn->capable & (FUSE_CAP_SPLICE_WRITE | FUSE_CAP_SPLICE_MOVE |
-					       FUSE_CAP_SPLICE_READ);
-	else
-		conn->want &= ~(unsigned)(FUSE_CAP_SPLICE_WRITE | FUSE_CAP_SPLICE_MOVE |
-					  FUSE_CAP_SPLICE_READ);
+		conn->want |= conn->capable & FUSE_CAP_SPLICE_WRITE;
 	conn->max_write = 1 << 20;
 	conn->max_read = (unsigned)c->max_read;   /* must echo the mount option */
 	conn->max_readahead = (unsigned)MIN(c->read_ahead, UINT_MAX);
@@ -659,7 +657,10 @@ static void fs_readahead(struct cachefs *fs, struct fhandle *fh, uint64_t off, s
 		pf->fetch.start = fetch_start;
 		pf->fetch.ctx = fh->file;
 		ufs_file_get(fh->file);
-		shard_send(shard_get(pf->owner), &pf->msg, prefetch_run);
+		if (shard_self() && shard_id(shard_self()) == pf->owner)
+			prefetch_run(&pf->msg);
+		else
+			shard_send(shard_get(pf->owner), &pf->msg, prefetch_run);
 	}
 }
 
@@ -669,6 +670,7 @@ static void fs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	struct cachefs *fs = fs_of(req);
 	struct fhandle *fh = (struct fhandle *)(uintptr_t)fi->fh;
 	uint64_t ps = fs->ra.page_size, uoff = (uint64_t)off, first, last;
+	struct shard *self = shard_self();
 	struct rd_req *rd;
 	unsigned n;
 
@@ -690,7 +692,9 @@ static void fs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	rd->fetch.start = fetch_start;
 	rd->fetch.ctx = fh->file;
 	rd->nparts = n;
-	atomic_init(&rd->pending, n);
+	/* One reference per part plus one for this dispatch loop: a part served
+	 * inline may complete before the loop has sent the others. */
+	atomic_init(&rd->pending, n + 1);
 	atomic_init(&rd->err, 0);
 	for (unsigned i = 0; i < n; i++) {
 		struct rd_part *p = &rd->parts[i];
@@ -704,9 +708,16 @@ static void fs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		p->len = (uint32_t)(b - a);
 		p->owner = pgcache_owner(fs->cache, &p->key);
 	}
-	/* rd may be freed as soon as its last part is sent: do not touch it after. */
-	for (unsigned i = 0; i < n; i++)
-		shard_send(shard_get(rd->parts[i].owner), &rd->parts[i].msg, rd_part_run);
+	for (unsigned i = 0; i < n; i++) {
+		struct rd_part *p = &rd->parts[i];
+		/* Intake on a shard: its own pages need no message. */
+		if (self && shard_id(self) == p->owner)
+			rd_part_run(&p->msg);
+		else
+			shard_send(shard_get(p->owner), &p->msg, rd_part_run);
+	}
+	if (atomic_fetch_sub_explicit(&rd->pending, 1, memory_order_acq_rel) == 1)
+		rd_finish(rd);
 	fs_readahead(fs, fh, uoff, size);
 }
 

@@ -5,6 +5,7 @@
 #include "core/shard.h"
 #include "core/util.h"
 #include "fuse/fs.h"
+#include "fuse/intake.h"
 #include "ufs/ufs.h"
 
 #include <errno.h>
@@ -128,6 +129,7 @@ int main(int argc, char **argv)
 	struct ufs *ufs;
 	struct cachefs *fs = NULL;
 	struct fuse_session *se;
+	struct intake *intake = NULL;
 	int c, rc, exit_code = 1;
 
 	config_defaults(&cfg);
@@ -224,20 +226,30 @@ int main(int argc, char **argv)
 	if (cachefs_start(fs) < 0)
 		goto out_shards;
 
-	struct fuse_loop_config *lc = fuse_loop_cfg_create();
-	fuse_loop_cfg_set_clone_fd(lc, 1);
-	fuse_loop_cfg_set_max_threads(lc, cfg.max_threads);
-	fuse_loop_cfg_set_idle_threads(lc, cfg.max_idle_threads);
-	log_info("mounted %s at %s: %u shards, %llu MiB RAM tier, %llu KiB pages", source, real_mnt,
-		 shard_count(), (unsigned long long)(cfg.ram_cache >> 20),
-		 (unsigned long long)(cfg.page_size >> 10));
-	rc = fuse_session_loop_mt(se, lc);
-	fuse_loop_cfg_destroy(lc);
-	exit_code = rc < 0 ? 1 : 0;
+	log_info("mounted %s at %s: %u shards, %llu MiB RAM tier, %llu KiB pages, intake by %s",
+		 source, real_mnt, shard_count(), (unsigned long long)(cfg.ram_cache >> 20),
+		 (unsigned long long)(cfg.page_size >> 10),
+		 cfg.intake == INTAKE_SHARDS ? "shards" : "threads");
+	if (cfg.intake == INTAKE_SHARDS) {
+		if (intake_start(&intake, se, 2) < 0)
+			goto out_shards;
+		intake_wait(intake);
+		intake_stop(intake);
+		exit_code = 0;
+	} else {
+		struct fuse_loop_config *lc = fuse_loop_cfg_create();
+		fuse_loop_cfg_set_clone_fd(lc, 1);
+		fuse_loop_cfg_set_max_threads(lc, cfg.max_threads);
+		fuse_loop_cfg_set_idle_threads(lc, cfg.max_idle_threads);
+		rc = fuse_session_loop_mt(se, lc);
+		fuse_loop_cfg_destroy(lc);
+		exit_code = rc < 0 ? 1 : 0;
+	}
 	log_info("unmounting %s", real_mnt);
 out_shards:
 	fuse_session_unmount(se);
 	shards_stop();
+	intake_free(intake);
 	goto out_signals;
 out_unmount:
 	fuse_session_unmount(se);

@@ -15,9 +15,9 @@ pass "8 threads x 3000 random preads of a file with a partial last page"
 unmount_cachefs "$T/mnt"
 
 # With kernel_cache and 4K pages: many parts per request, fan-out and reply.
-mount_cachefs "$T/src" "$T/mnt" -o ram_cache=32M,page_size=4K,kernel_cache,shards=3
+mount_cachefs "$T/src" "$T/mnt" -o ram_cache=32M,page_size=4K,kernel_cache,shards=3,intake=threads
 $PRCMP "$T/src/g" "$T/mnt/g" 8 2000 $((1 << 20)) || fail "random preads differ (4K pages)"
-pass "random preads with 4 KiB pages over 3 shards"
+pass "random preads with 4 KiB pages over 3 shards, libfuse worker intake"
 unmount_cachefs "$T/mnt"
 
 # Replies through splice instead of writev.

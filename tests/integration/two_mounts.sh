@@ -12,7 +12,7 @@ if [ -d /dev/shm ] && [ -w /dev/shm ]; then
 fi
 mkdir -p "$B" && head -c 5000000 /dev/urandom > "$B/only-in-b"
 mount_cachefs "$T/a" "$T/ma" -o ram_cache=64M
-mount_cachefs "$B" "$T/mb" -o ram_cache=64M
+mount_cachefs "$B" "$T/mb" -o ram_cache=64M,intake=threads
 same_tree "$T/a" "$T/ma"
 same_tree "$B" "$T/mb"
 [ -e "$T/ma/only-in-b" ] && fail "mounts mixed up"

@@ -16,14 +16,16 @@ static void test_defaults_and_values(void **state)
 	config_defaults(&c);
 	assert_int_equal(c.page_size, 1 << 20);
 	assert_int_equal(c.max_background, 128);
+	assert_int_equal(c.intake, INTAKE_SHARDS);
 	assert_int_equal(config_parse_opts(&c, "shards=3,page_size=256K,kernel_cache,attr_timeout=0.5,"
-					   "log_level=debug,auto_cache=no", err, sizeof(err)), 0);
+					   "log_level=debug,auto_cache=no,intake=threads", err, sizeof(err)), 0);
 	assert_int_equal(c.shards, 3);
 	assert_int_equal(c.page_size, 256 << 10);
 	assert_true(c.kernel_cache);
 	assert_false(c.auto_cache);
 	assert_true(c.attr_timeout == 0.5);
 	assert_int_equal(c.log_level, LOG_LVL_DEBUG);
+	assert_int_equal(c.intake, INTAKE_THREADS);
 	assert_int_equal(config_finish(&c, 16ULL << 30, 8ULL << 30, err, sizeof(err)), 0);
 	assert_int_equal(c.ram_cache, 2ULL << 30);          /* 1/8 of 16G */
 	assert_int_equal(c.readahead_budget, 512ULL << 20); /* 1/4 of ram_cache */
@@ -54,6 +56,8 @@ static void test_errors_name_the_option(void **state)
 	assert_non_null(strstr(err, "'kernel_cache'"));
 	assert_int_equal(config_parse_opts(&c, "allow_other=1", err, sizeof(err)), -EINVAL);
 	assert_int_equal(config_parse_opts(&c, "log_level=loud", err, sizeof(err)), -EINVAL);
+	assert_int_equal(config_parse_opts(&c, "intake=elves", err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "shards or threads"));
 	c.page_size = 3000;
 	assert_int_equal(config_finish(&c, 1ULL << 30, 1ULL << 30, err, sizeof(err)), -EINVAL);
 	assert_non_null(strstr(err, "power of two"));

@@ -1,0 +1,183 @@
+#include "config.h"
+#include "fuse/intake.h"
+#include "core/log.h"
+#include "core/shard.h"
+#include "core/util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <stdatomic.h>
+#include <unistd.h>
+
+/*
+ * Large enough for any request the kernel may send (a 1 MiB WRITE and its
+ * headers): the kernel refuses reads into smaller buffers.
+ */
+#define INTAKE_BUF_SIZE ((1 << 20) + 4096)
+
+struct intake_slot {
+	struct shard_op op;
+	struct shard_msg msg;
+	struct intake *in;
+	char *buf;
+};
+
+/* Per shard: cancels that shard's reads when the session ends. */
+struct intake_cancel {
+	struct shard_msg msg;
+	struct shard_op op;
+	struct intake *in;
+};
+
+struct intake {
+	struct fuse_session *se;
+	int fd;                   /* the session's /dev/fuse descriptor */
+	int exit_efd;             /* a shard saw the end of the session */
+	atomic_uint active;       /* slots with a read in flight */
+	unsigned nslots;
+	struct intake_slot *slots;
+	struct intake_cancel *cancels;
+};
+
+static void slot_arm(struct intake_slot *sl);
+
+static void slot_done(struct shard_op *op, int res)
+{
+	struct intake_slot *sl = container_of(op, struct intake_slot, op);
+	struct intake *in = sl->in;
+
+	if (res > 0) {
+		struct fuse_buf fb = { .mem = sl->buf, .size = (size_t)res };
+		fuse_session_process_buf(in->se, &fb);
+	} else if (res == -ENODEV) {
+		/* Unmounted: the kernel has no more requests for anyone. */
+		fuse_session_exit(in->se);
+	} else if (res != -EAGAIN && res != -EINTR && res != -ENOENT) {
+		/* ENOENT: the request was interrupted before we read it. */
+		log_err("read(/dev/fuse, shard %u): %s", shard_id(shard_self()), strerror(-res));
+		fuse_session_exit(in->se);
+	}
+	if (fuse_session_exited(in->se)) {
+		uint64_t one = 1;
+		atomic_fetch_sub(&in->active, 1);
+		ssize_t w = write(in->exit_efd, &one, sizeof(one));
+		(void)w;
+		return;
+	}
+	slot_arm(sl);
+}
+
+static void slot_arm(struct intake_slot *sl)
+{
+	sl->op.done = slot_done;
+	/* /dev/fuse is a stream: the offset is ignored. */
+	io_uring_prep_read(shard_sqe(&sl->op), sl->in->fd, sl->buf, INTAKE_BUF_SIZE, 0);
+}
+
+static void slot_start(struct shard_msg *m)
+{
+	slot_arm(container_of(m, struct intake_slot, msg));
+}
+
+int intake_start(struct intake **out, struct fuse_session *se, unsigned per_shard)
+{
+	struct intake *in = calloc(1, sizeof(*in));
+	unsigned n = shard_count() * per_shard;
+	int flags;
+
+	if (!in)
+		return -ENOMEM;
+	in->se = se;
+	in->fd = fuse_session_fd(se);
+	/*
+	 * Non-blocking, so io_uring waits for readiness by poll instead of
+	 * parking a worker thread in read(). One descriptor for all shards:
+	 * the kernel matches a reply only on the descriptor its request was
+	 * read from, and libfuse's public API replies on this one.
+	 */
+	flags = fcntl(in->fd, F_GETFL);
+	if (flags < 0 || fcntl(in->fd, F_SETFL, flags | O_NONBLOCK) < 0) {
+		int rc = -errno;
+		log_err("fcntl(/dev/fuse, O_NONBLOCK): %s", strerror(-rc));
+		free(in);
+		return rc;
+	}
+	in->exit_efd = eventfd(0, EFD_CLOEXEC);
+	in->slots = calloc(n, sizeof(*in->slots));
+	if (in->exit_efd < 0 || !in->slots)
+		abort();
+	in->nslots = n;
+	atomic_init(&in->active, n);
+	for (unsigned i = 0; i < n; i++) {
+		struct intake_slot *sl = &in->slots[i];
+		sl->in = in;
+		if (posix_memalign((void **)&sl->buf, 4096, INTAKE_BUF_SIZE))
+			abort();
+		shard_send(shard_get(i % shard_count()), &sl->msg, slot_start);
+	}
+	*out = in;
+	return 0;
+}
+
+void intake_wait(struct intake *in)
+{
+	struct pollfd p = { .fd = in->exit_efd, .events = POLLIN };
+
+	/*
+	 * Signals (SIGTERM, SIGINT) are blocked in the shards and land here:
+	 * libfuse's handler calls fuse_session_exit() and poll returns EINTR.
+	 */
+	while (!fuse_session_exited(in->se))
+		poll(&p, 1, 1000);
+}
+
+static void cancel_done(struct shard_op *op, int res)
+{
+	(void)op;
+	(void)res;   /* the reads complete with -ECANCELED, or already had */
+}
+
+static void cancel_run(struct shard_msg *m)
+{
+	struct intake_cancel *c = container_of(m, struct intake_cancel, msg);
+
+	c->op.done = cancel_done;
+	io_uring_prep_cancel_fd(shard_sqe(&c->op), c->in->fd, IORING_ASYNC_CANCEL_ALL);
+}
+
+void intake_stop(struct intake *in)
+{
+	struct pollfd p = { .fd = in->exit_efd, .events = POLLIN };
+	uint64_t v;
+
+	fuse_session_exit(in->se);
+	in->cancels = calloc(shard_count(), sizeof(*in->cancels));
+	if (!in->cancels)
+		abort();
+	for (unsigned i = 0; i < shard_count(); i++) {
+		in->cancels[i].in = in;
+		shard_send(shard_get(i), &in->cancels[i].msg, cancel_run);
+	}
+	for (int i = 0; i < 50 && atomic_load(&in->active); i++) {
+		if (poll(&p, 1, 100) > 0 && read(in->exit_efd, &v, sizeof(v)) < 0)
+			break;
+	}
+	if (atomic_load(&in->active))
+		log_warn("%u /dev/fuse reads still in flight at shutdown", atomic_load(&in->active));
+}
+
+void intake_free(struct intake *in)
+{
+	if (!in)
+		return;
+	free(in->cancels);
+	for (unsigned i = 0; i < in->nslots; i++)
+		free(in->slots[i].buf);
+	free(in->slots);
+	close(in->exit_efd);
+	free(in);
+}

@@ -1,0 +1,32 @@
+/*
+ * Request intake inside the shard loops: every shard keeps reads of
+ * /dev/fuse in flight on its own io_uring and runs the requests it receives,
+ * so a page the receiving shard owns is served with no thread hop.
+ */
+#ifndef CACHEFS_INTAKE_H
+#define CACHEFS_INTAKE_H
+
+#define FUSE_USE_VERSION 312
+#include <fuse_lowlevel.h>
+
+struct intake;
+
+/*
+ * Starts `per_shard` reads on every shard (shards must run). Returns 0 or a
+ * negative errno. The session's fd is switched to non-blocking.
+ */
+int intake_start(struct intake **out, struct fuse_session *se, unsigned per_shard);
+/*
+ * Blocks the calling (main) thread until the session ends: the file system
+ * was unmounted, or a signal handler called fuse_session_exit().
+ */
+void intake_wait(struct intake *in);
+/*
+ * Ends the session and cancels every read still in flight, waiting up to 5 s
+ * for the shards to see it; call before unmounting and stopping the shards.
+ */
+void intake_stop(struct intake *in);
+/* After shards_stop(): frees the buffers. */
+void intake_free(struct intake *in);
+
+#endif
