@@ -716,9 +716,14 @@ static void fs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		else
 			shard_send(shard_get(p->owner), &p->msg, rd_part_run);
 	}
+	/*
+	 * Read-ahead before letting go of the dispatch reference: once the
+	 * reply is out, the reader may close the file and a RELEASE on another
+	 * shard free fh. The kernel never releases a file with a READ pending.
+	 */
+	fs_readahead(fs, fh, uoff, size);
 	if (atomic_fetch_sub_explicit(&rd->pending, 1, memory_order_acq_rel) == 1)
 		rd_finish(rd);
-	fs_readahead(fs, fh, uoff, size);
 }
 
 /* Everything that would change the source answers EROFS until writes land. */
