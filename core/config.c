@@ -40,7 +40,7 @@ static const struct opt_def opt_table[] = {
 	{ "readahead_budget", OPT_SIZE, F(readahead_budget), "1/4 of ram_cache, at most 1G", "read-ahead bytes in flight across all open files", 0, 0 },
 	{ "kernel_cache", OPT_BOOL, F(kernel_cache), "off", "keep file pages in the kernel page cache across opens", 0, 0 },
 	{ "auto_cache", OPT_BOOL, F(auto_cache), "off", "like kernel_cache, but drop them when size or mtime changed", 0, 0 },
-	{ "splice", OPT_BOOL, F(splice), "off", "read requests and send replies through pipes (splice) instead of read/writev", 0, 0 },
+	{ "splice", OPT_BOOL, F(splice), "off", "send replies through a pipe (vmsplice + splice) instead of writev", 0, 0 },
 	{ "attr_timeout", OPT_SECONDS, F(attr_timeout), "60", "seconds the kernel caches attributes", 0, 0 },
 	{ "entry_timeout", OPT_SECONDS, F(entry_timeout), "60", "seconds the kernel caches name lookups", 0, 0 },
 	{ "negative_timeout", OPT_SECONDS, F(negative_timeout), "10", "seconds the kernel caches a failed lookup", 0, 0 },
