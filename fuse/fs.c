@@ -854,8 +854,28 @@ void cachefs_destroy(struct cachefs *fs)
 {
 	if (!fs)
 		return;
-	if (fs->cache)
+	if (fs->cache) {
+		/* The shards are stopped: their counters are final. */
+		struct pgcache_stats t = { 0 }, p;
+		for (unsigned i = 0; i < pgcache_parts(fs->cache); i++) {
+			pgcache_stats(fs->cache, i, &p);
+			t.hits += p.hits;
+			t.misses += p.misses;
+			t.joins += p.joins;
+			t.fetches += p.fetches;
+			t.fetch_errors += p.fetch_errors;
+			t.evictions += p.evictions;
+			t.transient += p.transient;
+			t.bytes_fetched += p.bytes_fetched;
+		}
+		log_info("page cache: %llu hits, %llu misses, %llu joined a fetch, %llu fetches "
+			 "(%llu failed), %llu evictions, %llu uncached; %llu bytes read from the source",
+			 (unsigned long long)t.hits, (unsigned long long)t.misses,
+			 (unsigned long long)t.joins, (unsigned long long)t.fetches,
+			 (unsigned long long)t.fetch_errors, (unsigned long long)t.evictions,
+			 (unsigned long long)t.transient, (unsigned long long)t.bytes_fetched);
 		pgcache_destroy(fs->cache);
+	}
 	itable_destroy(fs->itable);
 	fs->ops->fini(fs->ufs);
 	free(fs);
