@@ -420,6 +420,8 @@ static void fs_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info 
 
 /* ---- files ---- */
 
+static void prefetch_pages(struct cachefs *fs, struct fhandle *fh, uint64_t first, uint32_t n);
+
 static void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct cachefs *fs = fs_of(req);
@@ -459,11 +461,20 @@ static void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	}
 	fh->fid = in.fid;
 	fh->size = in.st.size;
+	fh->file->size = in.st.size;
 	ra_init(&fh->ra);
 	fi->fh = (uintptr_t)fh;
 	/* auto_cache: keep the kernel's pages only if the file did not change. */
 	fi->keep_cache = fs->cfg.kernel_cache || (fs->cfg.auto_cache && old_fid == in.fid);
 	fi->noflush = 1;
+	/*
+	 * Nearly every open is followed by a read of the start: fetch page 0
+	 * now, so the source read overlaps the reply and the READ round trip
+	 * (a small file costs lookup, open, read, release). Kernel-cached
+	 * pages (keep_cache) need no fetch, but the RAM tier may lack them.
+	 */
+	if (fh->size && !fi->keep_cache)
+		prefetch_pages(fs, fh, 0, 1);
 	fuse_reply_open(req, fi);
 }
 
@@ -507,8 +518,16 @@ static int fetch_start(void *ctx, const struct pgkey *key, void *buf, size_t len
 	io->pg = pg;
 	io->r.file = file;
 	io->r.buf = buf;
-	io->r.len = len;
 	io->r.off = key->index * len;
+	/*
+	 * Read no further than the size at open, rounded to 4 KiB for
+	 * O_DIRECT: a small file then faults in only the memory it fills, not
+	 * the whole slot (O_DIRECT pins every page of the buffer it is given).
+	 * A file that grew since shows its new bytes to the next open.
+	 */
+	io->r.len = len;
+	if (file->size > io->r.off && file->size - io->r.off < len)
+		io->r.len = (size_t)(((file->size - io->r.off) + 4095) & ~4095ULL);
 	io->r.done = fetch_done;
 	return file->ops->read(&io->r);
 }
@@ -636,11 +655,9 @@ static void prefetch_run(struct shard_msg *m)
 	pgcache_get(pf->fs->cache, pf->owner, &pf->key, &pf->fetch, &pf->w);
 }
 
-static void fs_readahead(struct cachefs *fs, struct fhandle *fh, uint64_t off, size_t size)
+/* Prefetches pages [first, first + n) of fh, within the read-ahead budget. */
+static void prefetch_pages(struct cachefs *fs, struct fhandle *fh, uint64_t first, uint32_t n)
 {
-	uint64_t first;
-	uint32_t n = ra_on_read(&fh->ra, &fs->ra, off, size, fh->size, &first);
-
 	for (uint32_t i = 0; i < n; i++) {
 		struct prefetch *pf;
 		if (!ra_budget_take(&fs->ra_budget, fs->ra.page_size))
@@ -662,6 +679,14 @@ static void fs_readahead(struct cachefs *fs, struct fhandle *fh, uint64_t off, s
 		else
 			shard_send(shard_get(pf->owner), &pf->msg, prefetch_run);
 	}
+}
+
+static void fs_readahead(struct cachefs *fs, struct fhandle *fh, uint64_t off, size_t size)
+{
+	uint64_t first;
+	uint32_t n = ra_on_read(&fh->ra, &fs->ra, off, size, fh->size, &first);
+
+	prefetch_pages(fs, fh, first, n);
 }
 
 static void fs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
