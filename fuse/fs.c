@@ -461,7 +461,6 @@ static void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	}
 	fh->fid = in.fid;
 	fh->size = in.st.size;
-	fh->file->size = in.st.size;
 	ra_init(&fh->ra);
 	fi->fh = (uintptr_t)fh;
 	/* auto_cache: keep the kernel's pages only if the file did not change. */
@@ -488,6 +487,18 @@ static void fs_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	fuse_reply_err(req, 0);
 }
 
+/*
+ * The most bytes page `index` of fh can hold: a file's last page is short,
+ * and the RAM tier reserves no more than that. A file that grew after the
+ * open shows its new bytes to the next open.
+ */
+static uint64_t page_want(const struct cachefs *fs, const struct fhandle *fh, uint64_t index)
+{
+	uint64_t start = index * fs->ra.page_size;
+
+	return start < fh->size ? MIN(fs->ra.page_size, fh->size - start) : fs->ra.page_size;
+}
+
 /* A miss: read the page from the UFS on the owner shard. */
 struct fetch_io {
 	struct ufs_read r;
@@ -507,7 +518,8 @@ static void fetch_done(struct ufs_read *r, int res)
 	free(io);
 }
 
-static int fetch_start(void *ctx, const struct pgkey *key, void *buf, size_t len, struct page *pg)
+static int fetch_start(void *ctx, const struct pgkey *key, uint64_t off, void *buf, size_t len,
+		       struct page *pg)
 {
 	struct ufs_file *file = ctx;
 	struct fetch_io *io = calloc(1, sizeof(*io));
@@ -518,16 +530,8 @@ static int fetch_start(void *ctx, const struct pgkey *key, void *buf, size_t len
 	io->pg = pg;
 	io->r.file = file;
 	io->r.buf = buf;
-	io->r.off = key->index * len;
-	/*
-	 * Read no further than the size at open, rounded to 4 KiB for
-	 * O_DIRECT: a small file then faults in only the memory it fills, not
-	 * the whole slot (O_DIRECT pins every page of the buffer it is given).
-	 * A file that grew since shows its new bytes to the next open.
-	 */
+	io->r.off = off;
 	io->r.len = len;
-	if (file->size > io->r.off && file->size - io->r.off < len)
-		io->r.len = (size_t)(((file->size - io->r.off) + 4095) & ~4095ULL);
 	io->r.done = fetch_done;
 	return file->ops->read(&io->r);
 }
@@ -540,6 +544,7 @@ struct rd_part {
 	struct shard_msg msg;
 	struct pgcache_waiter w;
 	struct pgkey key;
+	uint64_t want;
 	struct rd_req *rd;
 	struct page *pg;
 	uint32_t off, len;        /* byte range within the page */
@@ -623,7 +628,7 @@ static void rd_part_run(struct shard_msg *m)
 	struct rd_part *p = container_of(m, struct rd_part, msg);
 
 	p->w.cb = rd_part_done;
-	pgcache_get(p->rd->fs->cache, p->owner, &p->key, &p->rd->fetch, &p->w);
+	pgcache_get(p->rd->fs->cache, p->owner, &p->key, p->want, &p->rd->fetch, &p->w);
 }
 
 /* Read-ahead of one page: a get whose waiter only lets go. */
@@ -632,6 +637,7 @@ struct prefetch {
 	struct pgcache_waiter w;
 	struct pgcache_fetch fetch;
 	struct pgkey key;
+	uint64_t want;
 	struct cachefs *fs;
 	unsigned owner;
 };
@@ -652,7 +658,7 @@ static void prefetch_run(struct shard_msg *m)
 	struct prefetch *pf = container_of(m, struct prefetch, msg);
 
 	pf->w.cb = prefetch_done;
-	pgcache_get(pf->fs->cache, pf->owner, &pf->key, &pf->fetch, &pf->w);
+	pgcache_get(pf->fs->cache, pf->owner, &pf->key, pf->want, &pf->fetch, &pf->w);
 }
 
 /* Prefetches pages [first, first + n) of fh, within the read-ahead budget. */
@@ -670,6 +676,7 @@ static void prefetch_pages(struct cachefs *fs, struct fhandle *fh, uint64_t firs
 		pf->fs = fs;
 		pf->key.file = fh->fid;
 		pf->key.index = first + i;
+		pf->want = page_want(fs, fh, first + i);
 		pf->owner = pgcache_owner(fs->cache, &pf->key);
 		pf->fetch.start = fetch_start;
 		pf->fetch.ctx = fh->file;
@@ -729,6 +736,7 @@ static void fs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		p->pg = NULL;
 		p->key.file = fh->fid;
 		p->key.index = first + i;
+		p->want = page_want(fs, fh, first + i);
 		p->off = (uint32_t)(a - pstart);
 		p->len = (uint32_t)(b - a);
 		p->owner = pgcache_owner(fs->cache, &p->key);

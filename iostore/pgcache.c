@@ -14,7 +14,9 @@ enum page_state { PG_FREE, PG_FETCHING, PG_READY };
 
 struct page {
 	struct pgkey key;
-	void *data;               /* page_size bytes in the slab (transient: malloc) */
+	void *data;               /* a slab slot (full pages) or its own buffer */
+	uint32_t cap;             /* bytes of data held against the capacity */
+	int32_t slot;             /* slab slot index, or -1 for an own buffer */
 	uint32_t len;             /* valid bytes; short for a file's last page */
 	uint8_t state;            /* enum page_state */
 	uint8_t ref;              /* CLOCK reference bit */
@@ -28,9 +30,13 @@ struct page {
 struct pgcache_part {
 	struct pgcache *cache;
 	struct shard *owner;      /* NULL when no shards run (unit tests) */
-	struct page *slots;
-	char *slab;               /* nslots * page_size bytes, reserved at create */
+	struct page *slots;       /* page descriptors */
 	uint32_t nslots, used, hand;
+	uint64_t bytes, capacity; /* bytes held by pages, and the cap */
+	char *slab;               /* nfull * page_size bytes, reserved at create */
+	uint32_t nfull;           /* slab slots */
+	uint32_t *free_full;      /* stack of free slab slots */
+	uint32_t nfree_full;
 	struct page **buckets;
 	uint32_t bucket_mask;
 	struct pgcache_stats stats;
@@ -59,17 +65,29 @@ unsigned pgcache_owner(const struct pgcache *c, const struct pgkey *k)
 
 #define assert_owner(p) assert((p)->owner == shard_self())
 
+/*
+ * Descriptors per partition: enough for pages averaging 16 KiB (small files
+ * and file tails are held in buffers of their own size), and never fewer
+ * than four per full page.
+ */
+static uint64_t descriptors_for(uint64_t capacity, uint64_t page_size)
+{
+	return MAX(capacity / 16384, 4 * (capacity / page_size));
+}
+
 int pgcache_create(struct pgcache **out, const struct pgcache_opts *o)
 {
 	struct pgcache *c;
-	uint64_t per_part;
+	uint64_t per_part, nfull, ndesc;
 
 	if (!is_pow2(o->page_size) || o->page_size < 4096 || !o->nparts)
 		return -EINVAL;
-	per_part = o->capacity / o->page_size / o->nparts;
-	if (per_part < 1)
+	per_part = o->capacity / o->nparts;
+	nfull = per_part / o->page_size;
+	if (nfull < 1)
 		return -ENOSPC;
-	if (per_part > UINT32_MAX / 2)
+	ndesc = descriptors_for(per_part, o->page_size);
+	if (ndesc > UINT32_MAX / 2)
 		return -E2BIG;
 	c = calloc(1, sizeof(*c));
 	if (!c)
@@ -84,36 +102,54 @@ int pgcache_create(struct pgcache **out, const struct pgcache_opts *o)
 	for (unsigned i = 0; i < o->nparts; i++) {
 		struct pgcache_part *p = &c->parts[i];
 		uint32_t nb = 16;
-		while (nb < per_part * 2)
+		while (nb < ndesc * 2)
 			nb <<= 1;
 		p->cache = c;
 		p->owner = shard_get(i);
-		p->nslots = (uint32_t)per_part;
-		p->slots = calloc(per_part, sizeof(*p->slots));
+		p->capacity = per_part;
+		p->nslots = (uint32_t)ndesc;
+		p->nfull = (uint32_t)nfull;
+		p->slots = calloc(ndesc, sizeof(*p->slots));
 		p->buckets = calloc(nb, sizeof(*p->buckets));
+		p->free_full = calloc(nfull, sizeof(*p->free_full));
 		p->bucket_mask = nb - 1;
 		/*
-		 * One reservation per partition: memory is committed only when
-		 * a slot is first filled (by the owner, so on its NUMA node), and
-		 * huge pages make that one fault per 2 MiB instead of 512.
+		 * Full pages live in one reservation per partition: memory is
+		 * committed only when a slot is first filled (by the owner, so on
+		 * its NUMA node), and huge pages make that one fault per 2 MiB.
 		 */
-		p->slab = mmap(NULL, per_part * o->page_size, PROT_READ | PROT_WRITE,
+		p->slab = mmap(NULL, nfull * o->page_size, PROT_READ | PROT_WRITE,
 			       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 		if (p->slab == MAP_FAILED)
 			p->slab = NULL;
-		if (!p->slots || !p->buckets || !p->slab) {
+		if (!p->slots || !p->buckets || !p->free_full || !p->slab) {
 			c->nparts = i + 1;
 			pgcache_destroy(c);
 			return -ENOMEM;
 		}
-		madvise(p->slab, per_part * o->page_size, MADV_HUGEPAGE);
+		madvise(p->slab, nfull * o->page_size, MADV_HUGEPAGE);
+		for (uint32_t s = 0; s < p->nfull; s++)
+			p->free_full[s] = p->nfull - 1 - s;    /* slot 0 on top */
+		p->nfree_full = p->nfull;
 		for (uint32_t s = 0; s < p->nslots; s++) {
 			p->slots[s].part = p;
-			p->slots[s].data = p->slab + (size_t)s * o->page_size;
+			p->slots[s].slot = -1;
 		}
 	}
 	*out = c;
 	return 0;
+}
+
+static void release_buffer(struct pgcache_part *p, struct page *pg)
+{
+	if (pg->slot >= 0)
+		p->free_full[p->nfree_full++] = (uint32_t)pg->slot;
+	else
+		free(pg->data);
+	p->bytes -= pg->cap;
+	pg->data = NULL;
+	pg->cap = 0;
+	pg->slot = -1;
 }
 
 void pgcache_destroy(struct pgcache *c)
@@ -122,9 +158,13 @@ void pgcache_destroy(struct pgcache *c)
 		return;
 	for (unsigned i = 0; i < c->nparts; i++) {
 		struct pgcache_part *p = &c->parts[i];
+		for (uint32_t s = 0; p->slots && s < p->nslots; s++)
+			if (p->slots[s].data && p->slots[s].slot < 0)
+				free(p->slots[s].data);
 		if (p->slab)
-			munmap(p->slab, (size_t)p->nslots * c->page_size);
+			munmap(p->slab, (size_t)p->nfull * c->page_size);
 		free(p->slots);
+		free(p->free_full);
 		free(p->buckets);
 	}
 	free(c->parts);
@@ -154,29 +194,67 @@ static void unlink_page(struct pgcache_part *p, struct page *pg)
 	pg->hnext = NULL;
 }
 
-/* A slot to reuse: never-used first, then CLOCK over unpinned ready pages. */
-static struct page *find_victim(struct pgcache_part *p)
+static void evict(struct pgcache_part *p, struct page *pg)
 {
-	if (p->used < p->nslots)
-		return &p->slots[p->used++];
-	for (uint32_t i = 0; i < 2 * p->nslots; i++) {
+	unlink_page(p, pg);
+	release_buffer(p, pg);
+	pg->state = PG_FREE;
+	p->stats.evictions++;
+	p->stats.pages--;
+}
+
+/*
+ * CLOCK over unpinned ready pages until there is a free descriptor, `need`
+ * bytes of room under the cap and, for a full page, a free slab slot.
+ * Returns a free descriptor, or NULL if pins and fetches hold too much.
+ */
+static struct page *make_room(struct pgcache_part *p, uint64_t need, bool full)
+{
+	struct page *free_pg = NULL;
+
+	for (uint64_t i = 0; i < 2ULL * p->nslots; i++) {
+		if (!free_pg && p->used < p->nslots)
+			free_pg = &p->slots[p->used++];
+		if (free_pg && p->bytes + need <= p->capacity && (!full || p->nfree_full))
+			return free_pg;
 		struct page *pg = &p->slots[p->hand];
 		p->hand = p->hand + 1 == p->nslots ? 0 : p->hand + 1;
-		if (pg->state == PG_FREE)
-			return pg;
+		if (pg->state == PG_FREE) {
+			if (!free_pg)
+				free_pg = pg;
+			continue;
+		}
 		if (pg->state != PG_READY || atomic_load_explicit(&pg->pins, memory_order_acquire))
 			continue;
 		if (pg->ref) {
 			pg->ref = 0;
 			continue;
 		}
-		unlink_page(p, pg);
-		pg->state = PG_FREE;
-		p->stats.evictions++;
-		p->stats.pages--;
-		return pg;
+		evict(p, pg);
+		if (!free_pg)
+			free_pg = pg;
 	}
+	if (free_pg && p->bytes + need <= p->capacity && (!full || p->nfree_full))
+		return free_pg;
 	return NULL;
+}
+
+/* Gives pg a buffer for `need` bytes; full pages take a slab slot. */
+static int take_buffer(struct pgcache *c, struct pgcache_part *p, struct page *pg, uint64_t need)
+{
+	if (need == c->page_size) {
+		pg->slot = (int32_t)p->free_full[--p->nfree_full];
+		pg->data = p->slab + (size_t)pg->slot * c->page_size;
+	} else {
+		pg->slot = -1;
+		if (posix_memalign(&pg->data, 4096, need)) {
+			pg->data = NULL;
+			return -ENOMEM;
+		}
+	}
+	pg->cap = (uint32_t)need;
+	p->bytes += need;
+	return 0;
 }
 
 static void notify(struct page *pg, int err)
@@ -196,10 +274,12 @@ static void notify(struct page *pg, int err)
 	}
 }
 
-void pgcache_get(struct pgcache *c, unsigned part, const struct pgkey *key,
+void pgcache_get(struct pgcache *c, unsigned part, const struct pgkey *key, uint64_t want,
 		 const struct pgcache_fetch *f, struct pgcache_waiter *w)
 {
 	struct pgcache_part *p = &c->parts[part];
+	/* Rounded to 4 KiB: sources read with O_DIRECT need aligned lengths. */
+	uint64_t need = MIN((MAX(want, 1) + 4095) & ~4095ULL, c->page_size);
 	struct page *pg;
 	int rc;
 
@@ -221,11 +301,13 @@ void pgcache_get(struct pgcache *c, unsigned part, const struct pgkey *key,
 		return;
 	}
 	p->stats.misses++;
-	pg = find_victim(p);
-	if (!pg) {
+	pg = make_room(p, need, need == c->page_size);
+	if (pg) {
+		rc = take_buffer(c, p, pg, need);
+	} else {
 		/*
-		 * Every page is pinned or being fetched: serve this read from a
-		 * private page rather than exceed the cap or stall the reader.
+		 * Pins and fetches hold the whole partition: serve this read from
+		 * a private page rather than exceed the cap or stall the reader.
 		 */
 		pg = calloc(1, sizeof(*pg));
 		if (!pg) {
@@ -235,12 +317,13 @@ void pgcache_get(struct pgcache *c, unsigned part, const struct pgkey *key,
 		pg->transient = 1;
 		pg->part = p;
 		p->stats.transient++;
+		rc = posix_memalign(&pg->data, 4096, need) ? -ENOMEM : 0;
+		pg->slot = -1;
 	}
-	if (!pg->data && posix_memalign(&pg->data, 4096, c->page_size)) {
-		pg->data = NULL;
+	if (rc) {
 		if (pg->transient)
 			free(pg);
-		w->cb(w, NULL, -ENOMEM);
+		w->cb(w, NULL, rc);
 		return;
 	}
 	pg->key = *key;
@@ -254,7 +337,7 @@ void pgcache_get(struct pgcache *c, unsigned part, const struct pgkey *key,
 		*b = pg;
 	}
 	p->stats.fetches++;
-	rc = f->start(f->ctx, key, pg->data, c->page_size, pg);
+	rc = f->start(f->ctx, key, key->index * c->page_size, pg->data, need, pg);
 	if (rc < 0)
 		pgcache_fetch_done(pg, rc);
 }
@@ -267,8 +350,10 @@ void pgcache_fetch_done(struct page *pg, int res)
 	assert(pg->state == PG_FETCHING);
 	if (res < 0) {
 		p->stats.fetch_errors++;
-		if (!pg->transient)
+		if (!pg->transient) {
 			unlink_page(p, pg);
+			release_buffer(p, pg);
+		}
 		pg->state = PG_FREE;
 		notify(pg, res);
 		if (pg->transient) {
@@ -302,4 +387,5 @@ void pgcache_unpin(struct page *pg)
 void pgcache_stats(const struct pgcache *c, unsigned part, struct pgcache_stats *out)
 {
 	*out = c->parts[part].stats;
+	out->bytes = c->parts[part].bytes;
 }

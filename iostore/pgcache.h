@@ -27,19 +27,21 @@ struct pgcache_waiter {
 
 /*
  * How to fill a missing page: start() begins reading up to `len` bytes of
- * `key` into `buf` and later calls pgcache_fetch_done(pg, res) on the owner
- * shard, res being the byte count or a negative errno. It returns 0, or a
- * negative errno if nothing was started. It must hold what it needs (file
- * references) itself: the caller's objects may be gone by completion.
+ * the file at byte `off` into `buf` (both 4 KiB aligned) and later calls
+ * pgcache_fetch_done(pg, res) on the owner shard, res being the byte count
+ * or a negative errno. It returns 0, or a negative errno if nothing was
+ * started. It must hold what it needs (file references) itself: the
+ * caller's objects may be gone by completion.
  */
 struct pgcache_fetch {
-	int (*start)(void *ctx, const struct pgkey *key, void *buf, size_t len, struct page *pg);
+	int (*start)(void *ctx, const struct pgkey *key, uint64_t off, void *buf, size_t len,
+		     struct page *pg);
 	void *ctx;
 };
 
 struct pgcache_opts {
 	uint64_t page_size;   /* power of two */
-	uint64_t capacity;    /* bytes across all partitions: a hard cap */
+	uint64_t capacity;    /* bytes of page data across all partitions: a hard cap */
 	unsigned nparts;      /* one per shard */
 };
 
@@ -49,6 +51,7 @@ struct pgcache_stats {
 	uint64_t fetches, fetch_errors, evictions, transient;
 	uint64_t bytes_hit, bytes_fetched;
 	uint64_t pages;                 /* pages holding data now */
+	uint64_t bytes;                 /* bytes they hold against the cap */
 };
 
 int pgcache_create(struct pgcache **out, const struct pgcache_opts *o);
@@ -62,9 +65,11 @@ unsigned pgcache_owner(const struct pgcache *c, const struct pgkey *key);
 /*
  * On the owner shard of `part`: calls w->cb with the page pinned once for the
  * waiter, now on a hit or when the fetch completes. The waiter releases the
- * pin with pgcache_unpin().
+ * pin with pgcache_unpin(). `want` is the most bytes the page can hold (less
+ * than the page size for a file's last page): a miss reserves only that,
+ * rounded up to 4 KiB, so small files do not cost a whole page.
  */
-void pgcache_get(struct pgcache *c, unsigned part, const struct pgkey *key,
+void pgcache_get(struct pgcache *c, unsigned part, const struct pgkey *key, uint64_t want,
 		 const struct pgcache_fetch *f, struct pgcache_waiter *w);
 /* Completes a fetch started through pgcache_fetch.start; owner shard only. */
 void pgcache_fetch_done(struct page *pg, int res);

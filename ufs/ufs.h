@@ -32,7 +32,6 @@ struct ufs_file {
 	const struct ufs_ops *ops;
 	atomic_uint refs;
 	char *name;        /* path within the source, for messages; driver-owned */
-	uint64_t size;     /* file size when opened: reads stop there */
 };
 
 /* One asynchronous read; the driver owns it until done() runs. */

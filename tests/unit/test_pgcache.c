@@ -22,9 +22,15 @@ static struct pending pend[64];
 static unsigned npend, fetch_calls;
 static int fail_next;
 
-static int fake_start(void *ctx, const struct pgkey *key, void *buf, size_t len, struct page *pg)
+static size_t last_len;
+static uint64_t last_off;
+
+static int fake_start(void *ctx, const struct pgkey *key, uint64_t off, void *buf, size_t len,
+		      struct page *pg)
 {
 	fetch_calls++;
+	last_len = len;
+	last_off = off;
 	if (fail_next) {
 		fail_next = 0;
 		return -EIO;
@@ -70,13 +76,18 @@ static struct pgcache *make(unsigned pages)
 	return c;
 }
 
-static void get(struct pgcache *c, uint64_t idx, struct rec *r)
+static void get_want(struct pgcache *c, uint64_t idx, uint64_t want, struct rec *r)
 {
 	struct pgkey k = { .file = 7, .index = idx };
 
 	memset(r, 0, sizeof(*r));
 	r->w.cb = rec_cb;
-	pgcache_get(c, 0, &k, &fetch, &r->w);
+	pgcache_get(c, 0, &k, want, &fetch, &r->w);
+}
+
+static void get(struct pgcache *c, uint64_t idx, struct rec *r)
+{
+	get_want(c, idx, PS, r);
 }
 
 static void test_single_flight(void **state)
@@ -175,6 +186,63 @@ static void test_fetch_error(void **state)
 	pgcache_destroy(c);
 }
 
+/* Small pages (small files, file tails) are held at their own size,
+ * rounded to 4 KiB: room for 4 full 64 KiB pages holds 16 pages of 10000
+ * bytes with no eviction. */
+static void test_small_pages_pack(void **state)
+{
+	struct pgcache *c;
+	struct pgcache_opts o = { .page_size = 64 << 10, .capacity = 256 << 10, .nparts = 1 };
+	struct pgcache_stats st;
+	struct rec r;
+
+	npend = fetch_calls = 0;
+	assert_int_equal(pgcache_create(&c, &o), 0);
+	for (uint64_t i = 0; i < 16; i++) {
+		struct pgkey k = { .file = 3, .index = i };
+		memset(&r, 0, sizeof(r));
+		r.w.cb = rec_cb;
+		pgcache_get(c, 0, &k, 10000, &fetch, &r.w);
+		assert_int_equal(last_len, 12288);
+		assert_int_equal(last_off, i * (64 << 10));
+		complete_one(10000);
+		assert_int_equal(page_len(r.pg), 10000);
+		pgcache_unpin(r.pg);
+	}
+	pgcache_stats(c, 0, &st);
+	assert_int_equal(st.evictions, 0);
+	assert_int_equal(st.pages, 16);
+	assert_int_equal(st.bytes, 16 * 12288);
+	pgcache_destroy(c);
+}
+
+static void test_mixed_sizes_respect_cap(void **state)
+{
+	struct pgcache *c;
+	struct pgcache_opts o = { .page_size = 64 << 10, .capacity = 256 << 10, .nparts = 1 };
+	struct pgcache_stats st;
+	struct rec r;
+
+	npend = fetch_calls = 0;
+	assert_int_equal(pgcache_create(&c, &o), 0);
+	for (uint64_t i = 0; i < 200; i++) {
+		uint64_t want = (i % 3 == 0) ? (64 << 10) : (i % 3 == 1) ? 5000 : 20000;
+		struct pgkey k = { .file = 9, .index = i };
+		memset(&r, 0, sizeof(r));
+		r.w.cb = rec_cb;
+		pgcache_get(c, 0, &k, want, &fetch, &r.w);
+		complete_one(MIN(want, last_len));
+		assert_int_equal(r.err, 0);
+		pgcache_unpin(r.pg);
+		pgcache_stats(c, 0, &st);
+		assert_true(st.bytes <= (256 << 10));
+	}
+	/* A 64 KiB partition of 20 KiB pages holds more than 4 pages. */
+	assert_true(st.pages > 4);
+	assert_int_equal(st.transient, 0);
+	pgcache_destroy(c);
+}
+
 static void test_owner_spread(void **state)
 {
 	struct pgcache *c;
@@ -200,6 +268,8 @@ int main(void)
 		cmocka_unit_test(test_capacity_and_eviction),
 		cmocka_unit_test(test_pinned_pages_stay),
 		cmocka_unit_test(test_fetch_error),
+		cmocka_unit_test(test_small_pages_pack),
+		cmocka_unit_test(test_mixed_sizes_respect_cap),
 		cmocka_unit_test(test_owner_spread),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
