@@ -178,116 +178,42 @@ static void fs_init(void *userdata, struct fuse_conn_info *conn)
 
 /* ---- metadata ---- */
 
-/*
- * A metadata request that needs the UFS. On a shard (intake=shards) the UFS
- * call runs asynchronously on the shard's ring, so a cold inode or, later, a
- * network round trip does not stall the loop; on a libfuse worker
- * (intake=threads) it runs synchronously. Either way `next` continues.
- */
-struct meta {
-	struct ufs_meta m;
-	fuse_req_t req;
-	struct cachefs *fs;
-	fuse_ino_t ino;
-	uint64_t old_fid, fid, size;
-	struct fuse_file_info fi;      /* open: a copy, the caller's is on its stack */
-	void (*next)(struct meta *mt, int res);
-	char *path;
-};
-
-enum meta_call { META_STAT, META_OPEN };
-
-static struct meta *meta_new(fuse_req_t req, struct cachefs *fs, char *path)
-{
-	struct meta *mt = calloc(1, sizeof(*mt));
-
-	if (!mt) {
-		free(path);
-		fuse_reply_err(req, ENOMEM);
-		return NULL;
-	}
-	mt->req = req;
-	mt->fs = fs;
-	mt->path = path;
-	return mt;
-}
-
-static void meta_free(struct meta *mt)
-{
-	free(mt->path);
-	free(mt);
-}
-
-static void meta_done(struct ufs_meta *m, int res)
-{
-	struct meta *mt = container_of(m, struct meta, m);
-
-	mt->next(mt, res);
-}
-
-static void meta_run(struct meta *mt, enum meta_call call, void (*next)(struct meta *mt, int res))
-{
-	const struct ufs_ops *ops = mt->fs->ops;
-	int (*async)(struct ufs_meta *m) = call == META_STAT ? ops->stat_async : ops->open_async;
-	int rc;
-
-	mt->next = next;
-	mt->m.ufs = mt->fs->ufs;
-	mt->m.path = mt->path;
-	mt->m.done = meta_done;
-	if (shard_self() && async) {
-		rc = async(&mt->m);
-		if (rc < 0)
-			next(mt, rc);
-		return;
-	}
-	if (call == META_STAT)
-		rc = ops->stat(mt->fs->ufs, mt->path, &mt->m.st);
-	else
-		rc = ops->open(mt->fs->ufs, mt->path, &mt->m.file);
-	next(mt, rc);
-}
-
-static void lookup_done(struct meta *mt, int rc)
-{
-	struct fuse_entry_param e;
-	struct inode in;
-
-	if (rc == -ENOENT) {
-		memset(&e, 0, sizeof(e));
-		e.entry_timeout = mt->fs->cfg.negative_timeout;
-		fuse_reply_entry(mt->req, &e);
-	} else if (!rc && !(rc = itable_ref(mt->fs->itable, mt->path, &mt->m.st, 1, &in))) {
-		fill_entry(mt->fs, &e, &in);
-		fuse_reply_entry(mt->req, &e);
-	} else {
-		fuse_reply_err(mt->req, -rc);
-	}
-	meta_free(mt);
-}
-
 static void fs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	struct cachefs *fs = fs_of(req);
-	struct inode pin;
-	struct meta *mt;
-	char *path;
+	struct fuse_entry_param e;
+	struct inode pin, in;
+	struct ufs_stat st;
+	char *path = NULL;
 	int rc;
 
 	rc = itable_get(fs->itable, parent, NULL, &pin);
-	if (rc) {
-		fuse_reply_err(req, -rc);
-		return;
-	}
+	if (rc)
+		goto out;
 	path = join_path(pin.path, name);
 	free(pin.path);
 	if (!path) {
-		fuse_reply_err(req, ENOMEM);
+		rc = -ENOMEM;
+		goto out;
+	}
+	rc = fs->ops->stat(fs->ufs, path, &st);
+	if (rc == -ENOENT) {
+		memset(&e, 0, sizeof(e));
+		e.entry_timeout = fs->cfg.negative_timeout;
+		fuse_reply_entry(req, &e);
+		free(path);
 		return;
 	}
-	mt = meta_new(req, fs, path);
-	if (mt)
-		meta_run(mt, META_STAT, lookup_done);
+	if (!rc)
+		rc = itable_ref(fs->itable, path, &st, 1, &in);
+	if (!rc) {
+		fill_entry(fs, &e, &in);
+		fuse_reply_entry(req, &e);
+	}
+out:
+	free(path);
+	if (rc)
+		fuse_reply_err(req, -rc);
 }
 
 static void fs_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
@@ -303,46 +229,40 @@ static void fs_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_dat
 	fuse_reply_none(req);
 }
 
-/* Starts a fresh stat of inode `ino`; `next` gets the result in mt->m.st. */
-static void restat(struct meta *mt, void (*next)(struct meta *mt, int res))
+/* Re-stats inode `ino` from the UFS; *in gets a path the caller frees. */
+static int refresh(struct cachefs *fs, fuse_ino_t ino, struct inode *in)
 {
-	struct inode in;
-	int rc = itable_get(mt->fs->itable, mt->ino, NULL, &in);
+	struct ufs_stat st;
+	int rc = itable_get(fs->itable, ino, NULL, in);
 
-	if (rc) {
-		next(mt, rc);
-		return;
+	if (rc)
+		return rc;
+	rc = fs->ops->stat(fs->ufs, in->path, &st);
+	if (!rc) {
+		free(in->path);
+		rc = itable_get(fs->itable, ino, &st, in);
 	}
-	mt->path = in.path;
-	mt->old_fid = in.fid;
-	meta_run(mt, META_STAT, next);
-}
-
-static void getattr_done(struct meta *mt, int rc)
-{
-	struct inode in;
-	struct stat a;
-
-	if (!rc)
-		rc = itable_get(mt->fs->itable, mt->ino, &mt->m.st, &in);
 	if (rc) {
-		fuse_reply_err(mt->req, -rc);
-	} else {
-		fill_attr(&a, mt->ino, &in.st);
-		free(in.path);
-		fuse_reply_attr(mt->req, &a, mt->fs->cfg.attr_timeout);
+		free(in->path);
+		in->path = NULL;
 	}
-	meta_free(mt);
+	return rc;
 }
 
 static void fs_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	struct meta *mt = meta_new(req, fs_of(req), NULL);
+	struct cachefs *fs = fs_of(req);
+	struct inode in;
+	struct stat a;
+	int rc = refresh(fs, ino, &in);
 
-	if (!mt)
+	if (rc) {
+		fuse_reply_err(req, -rc);
 		return;
-	mt->ino = ino;
-	restat(mt, getattr_done);
+	}
+	fill_attr(&a, ino, &in.st);
+	free(in.path);
+	fuse_reply_attr(req, &a, fs->cfg.attr_timeout);
 }
 
 static void fs_access(fuse_req_t req, fuse_ino_t ino, int mask)
@@ -502,28 +422,49 @@ static void fs_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info 
 
 static void prefetch_pages(struct cachefs *fs, struct fhandle *fh, uint64_t first, uint32_t n);
 
-static void open_done(struct meta *mt, int rc)
+static void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	struct cachefs *fs = mt->fs;
-	struct fuse_file_info *fi = &mt->fi;
-	struct fhandle *fh = NULL;
+	struct cachefs *fs = fs_of(req);
+	struct fhandle *fh;
+	struct inode in;
+	uint64_t old_fid;
+	int rc;
 
-	if (!rc && !(fh = calloc(1, sizeof(*fh)))) {
-		ufs_file_put(mt->m.file);
-		rc = -ENOMEM;
-	}
-	if (rc) {
-		fuse_reply_err(mt->req, -rc);
-		meta_free(mt);
+	if ((fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC)) {
+		fuse_reply_err(req, EROFS);
 		return;
 	}
-	fh->file = mt->m.file;
-	fh->fid = mt->fid;
-	fh->size = mt->size;
+	rc = itable_get(fs->itable, ino, NULL, &in);
+	if (rc) {
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	old_fid = in.fid;
+	free(in.path);
+	rc = refresh(fs, ino, &in);
+	if (rc) {
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	fh = calloc(1, sizeof(*fh));
+	if (!fh) {
+		free(in.path);
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	rc = fs->ops->open(fs->ufs, in.path, &fh->file);
+	free(in.path);
+	if (rc) {
+		free(fh);
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	fh->fid = in.fid;
+	fh->size = in.st.size;
 	ra_init(&fh->ra);
 	fi->fh = (uintptr_t)fh;
 	/* auto_cache: keep the kernel's pages only if the file did not change. */
-	fi->keep_cache = fs->cfg.kernel_cache || (fs->cfg.auto_cache && mt->old_fid == mt->fid);
+	fi->keep_cache = fs->cfg.kernel_cache || (fs->cfg.auto_cache && old_fid == in.fid);
 	fi->noflush = 1;
 	/*
 	 * Nearly every open is followed by a read of the start: fetch page 0
@@ -533,42 +474,7 @@ static void open_done(struct meta *mt, int rc)
 	 */
 	if (fh->size && !fi->keep_cache)
 		prefetch_pages(fs, fh, 0, 1);
-	fuse_reply_open(mt->req, fi);
-	meta_free(mt);
-}
-
-/* The fresh stat decides the file id (a changed file gets new pages). */
-static void open_stat_done(struct meta *mt, int rc)
-{
-	struct inode in;
-
-	if (!rc)
-		rc = itable_get(mt->fs->itable, mt->ino, &mt->m.st, &in);
-	if (rc) {
-		fuse_reply_err(mt->req, -rc);
-		meta_free(mt);
-		return;
-	}
-	free(in.path);
-	mt->fid = in.fid;
-	mt->size = in.st.size;
-	meta_run(mt, META_OPEN, open_done);
-}
-
-static void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
-{
-	struct meta *mt;
-
-	if ((fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC)) {
-		fuse_reply_err(req, EROFS);
-		return;
-	}
-	mt = meta_new(req, fs_of(req), NULL);
-	if (!mt)
-		return;
-	mt->ino = ino;
-	mt->fi = *fi;
-	restat(mt, open_stat_done);
+	fuse_reply_open(req, fi);
 }
 
 static void fs_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)

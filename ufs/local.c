@@ -35,12 +35,6 @@ static uint64_t ts_ns(const struct timespec *ts)
 	return (uint64_t)ts->tv_sec * 1000000000ULL + (uint64_t)ts->tv_nsec;
 }
 
-/* Changes whenever the bytes may have: same formula for stat and statx. */
-static uint64_t version_of(uint64_t mtime_ns, uint64_t size, uint64_t ino)
-{
-	return mix64(mtime_ns ^ mix64(size) ^ mix64(ino + 1));
-}
-
 static void fill_stat(struct ufs_stat *o, const struct stat *st)
 {
 	o->size = (uint64_t)st->st_size;
@@ -51,25 +45,7 @@ static void fill_stat(struct ufs_stat *o, const struct stat *st)
 	o->uid = st->st_uid;
 	o->gid = st->st_gid;
 	o->nlink = (uint32_t)st->st_nlink;
-	o->version = version_of(o->mtime_ns, o->size, st->st_ino);
-}
-
-static uint64_t stx_ns(const struct statx_timestamp *t)
-{
-	return (uint64_t)t->tv_sec * 1000000000ULL + t->tv_nsec;
-}
-
-static void fill_statx(struct ufs_stat *o, const struct statx *x)
-{
-	o->size = x->stx_size;
-	o->mtime_ns = stx_ns(&x->stx_mtime);
-	o->ctime_ns = stx_ns(&x->stx_ctime);
-	o->atime_ns = stx_ns(&x->stx_atime);
-	o->mode = x->stx_mode;
-	o->uid = x->stx_uid;
-	o->gid = x->stx_gid;
-	o->nlink = x->stx_nlink;
-	o->version = version_of(o->mtime_ns, o->size, x->stx_ino);
+	o->version = mix64(o->mtime_ns ^ mix64((uint64_t)st->st_size) ^ mix64(st->st_ino + 1));
 }
 
 static int local_init(struct ufs **out, const char *source)
@@ -244,87 +220,6 @@ static int local_statfs(struct ufs *u, struct statvfs *st)
 	return rc;
 }
 
-/* statx on the shard's ring (the kernel runs it on an io_uring worker, so a
- * cold inode no longer stalls the shard). Like local_stat, links are
- * followed, and a dangling one is described itself. */
-static void stat_submit(struct ufs_meta *m);
-
-static void stat_done(struct shard_op *op, int res)
-{
-	struct ufs_meta *m = container_of(op, struct ufs_meta, op);
-
-	if (res == -ENOENT && !(m->flags & AT_SYMLINK_NOFOLLOW)) {
-		m->flags |= AT_SYMLINK_NOFOLLOW;
-		stat_submit(m);
-		return;
-	}
-	if (!res)
-		fill_statx(&m->st, &m->stx);
-	m->done(m, res);
-}
-
-static void stat_submit(struct ufs_meta *m)
-{
-	m->op.done = stat_done;
-	io_uring_prep_statx(shard_sqe(&m->op), m->ufs->root, rel(m->path), m->flags,
-			    STATX_BASIC_STATS, &m->stx);
-}
-
-static int local_stat_async(struct ufs_meta *m)
-{
-	m->flags = 0;
-	stat_submit(m);
-	return 0;
-}
-
-#define OPEN_BUFFERED 1   /* m->flags: O_DIRECT was refused, open buffered */
-
-static void open_submit(struct ufs_meta *m);
-
-static void open_done(struct shard_op *op, int res)
-{
-	struct ufs_meta *m = container_of(op, struct ufs_meta, op);
-	struct local_file *lf;
-
-	if (res == -EINVAL && !(m->flags & OPEN_BUFFERED)) {
-		m->flags |= OPEN_BUFFERED;
-		open_submit(m);
-		return;
-	}
-	if (res < 0) {
-		m->done(m, res);
-		return;
-	}
-	lf = calloc(1, sizeof(*lf));
-	if (!lf || !(lf->f.name = strdup(m->path))) {
-		free(lf);
-		close(res);
-		m->done(m, -ENOMEM);
-		return;
-	}
-	lf->fd = res;
-	lf->direct = !(m->flags & OPEN_BUFFERED);
-	lf->f.ops = &ufs_local_ops;
-	atomic_init(&lf->f.refs, 1);
-	m->file = &lf->f;
-	m->done(m, 0);
-}
-
-static void open_submit(struct ufs_meta *m)
-{
-	int flags = O_RDONLY | O_CLOEXEC | ((m->flags & OPEN_BUFFERED) ? 0 : O_DIRECT);
-
-	m->op.done = open_done;
-	io_uring_prep_openat(shard_sqe(&m->op), m->ufs->root, rel(m->path), flags, 0);
-}
-
-static int local_open_async(struct ufs_meta *m)
-{
-	m->flags = 0;
-	open_submit(m);
-	return 0;
-}
-
 const struct ufs_ops ufs_local_ops = {
 	.name = "local",
 	.init = local_init,
@@ -332,8 +227,6 @@ const struct ufs_ops ufs_local_ops = {
 	.stat = local_stat,
 	.list = local_list,
 	.open = local_open,
-	.stat_async = local_stat_async,
-	.open_async = local_open_async,
 	.release = local_release,
 	.read = local_read,
 	.statfs = local_statfs,

@@ -9,7 +9,6 @@
 #include <stdatomic.h>
 #include <stdint.h>
 #include <sys/statvfs.h>
-#include <sys/stat.h>
 #include <sys/types.h>
 
 #include "core/shard.h"
@@ -45,22 +44,6 @@ struct ufs_read {
 	void (*done)(struct ufs_read *r, int res);   /* res: bytes or -errno */
 };
 
-/*
- * One asynchronous metadata call (stat_async, open_async), issued on a shard
- * and completed there: the driver owns it until done() runs. The caller sets
- * ufs, path (valid until done) and done; results land in st or file.
- */
-struct ufs_meta {
-	struct shard_op op;
-	struct ufs *ufs;
-	const char *path;
-	struct ufs_stat st;            /* stat_async result */
-	struct ufs_file *file;         /* open_async result, one reference */
-	void (*done)(struct ufs_meta *m, int res);   /* res: 0 or -errno */
-	int flags;                     /* driver scratch */
-	struct statx stx;              /* driver scratch */
-};
-
 /* Called once per entry; return non-zero to stop the listing. */
 typedef int (*ufs_list_cb)(void *arg, const char *name, const struct ufs_stat *st);
 
@@ -73,12 +56,6 @@ struct ufs_ops {
 	int (*stat)(struct ufs *u, const char *path, struct ufs_stat *st);
 	int (*list)(struct ufs *u, const char *path, ufs_list_cb cb, void *arg);
 	int (*open)(struct ufs *u, const char *path, struct ufs_file **out);
-	/*
-	 * Optional asynchronous forms, for callers on a shard: 0 when started
-	 * (done() follows on this shard) or a negative errno (no done()).
-	 */
-	int (*stat_async)(struct ufs_meta *m);
-	int (*open_async)(struct ufs_meta *m);
 	void (*release)(struct ufs_file *f);   /* last reference dropped */
 	/* Owner: the calling shard. Fills r->buf; short only at end of file. */
 	int (*read)(struct ufs_read *r);
