@@ -66,14 +66,19 @@ static void rec_cb(struct pgcache_waiter *w, struct page *pg, int err)
 	r->calls++;
 }
 
-static struct pgcache *make(unsigned pages)
+static struct pgcache *make_sized(uint64_t page_size, uint64_t capacity)
 {
 	struct pgcache *c;
-	struct pgcache_opts o = { .page_size = PS, .capacity = (uint64_t)pages * PS, .nparts = 1 };
+	struct pgcache_opts o = { .page_size = page_size, .capacity = capacity, .nparts = 1 };
 
 	npend = fetch_calls = 0;
 	assert_int_equal(pgcache_create(&c, &o), 0);
 	return c;
+}
+
+static struct pgcache *make(unsigned pages)
+{
+	return make_sized(PS, (uint64_t)pages * PS);
 }
 
 static void get_want(struct pgcache *c, uint64_t idx, uint64_t want, struct rec *r)
@@ -191,13 +196,10 @@ static void test_fetch_error(void **state)
  * bytes with no eviction. */
 static void test_small_pages_pack(void **state)
 {
-	struct pgcache *c;
-	struct pgcache_opts o = { .page_size = 64 << 10, .capacity = 256 << 10, .nparts = 1 };
+	struct pgcache *c = make_sized(64 << 10, 256 << 10);
 	struct pgcache_stats st;
 	struct rec r;
 
-	npend = fetch_calls = 0;
-	assert_int_equal(pgcache_create(&c, &o), 0);
 	for (uint64_t i = 0; i < 16; i++) {
 		struct pgkey k = { .file = 3, .index = i };
 		memset(&r, 0, sizeof(r));
@@ -218,13 +220,10 @@ static void test_small_pages_pack(void **state)
 
 static void test_mixed_sizes_respect_cap(void **state)
 {
-	struct pgcache *c;
-	struct pgcache_opts o = { .page_size = 64 << 10, .capacity = 256 << 10, .nparts = 1 };
+	struct pgcache *c = make_sized(64 << 10, 256 << 10);
 	struct pgcache_stats st;
 	struct rec r;
 
-	npend = fetch_calls = 0;
-	assert_int_equal(pgcache_create(&c, &o), 0);
 	for (uint64_t i = 0; i < 200; i++) {
 		uint64_t want = (i % 3 == 0) ? (64 << 10) : (i % 3 == 1) ? 5000 : 20000;
 		struct pgkey k = { .file = 9, .index = i };
