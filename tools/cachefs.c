@@ -84,7 +84,8 @@ static int clean_dead_mount(const char *mnt)
 	return 0;
 }
 
-static int check_mountpoint(const char *mnt, char *real, size_t len)
+/* real: PATH_MAX bytes, gets the resolved mount point. */
+static int check_mountpoint(const char *mnt, char *real)
 {
 	struct stat st, parent;
 	char up[PATH_MAX + 4];
@@ -109,7 +110,6 @@ static int check_mountpoint(const char *mnt, char *real, size_t len)
 			real, real);
 		return -1;
 	}
-	(void)len;
 	return 0;
 }
 
@@ -186,7 +186,7 @@ int main(int argc, char **argv)
 			source, strerror(-rc));
 		return 1;
 	}
-	if (check_mountpoint(mnt, real_mnt, sizeof(real_mnt)) < 0) {
+	if (check_mountpoint(mnt, real_mnt) < 0) {
 		ops->fini(ufs);
 		return 1;
 	}

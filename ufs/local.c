@@ -234,8 +234,7 @@ const struct ufs_ops ufs_local_ops = {
 
 const struct ufs_ops *ufs_driver_for(const char *source)
 {
-	if (source[0] == '/' || source[0] == '.' || !strncmp(source, "file://", 7) ||
-	    !strstr(source, "://"))
+	if (!strncmp(source, "file://", 7) || !strstr(source, "://"))
 		return &ufs_local_ops;
 	return NULL;
 }
