@@ -15,6 +15,8 @@ enum opt_type {
 	OPT_SECONDS,
 	OPT_LOGLEVEL,
 	OPT_INTAKE,   /* shards|threads */
+	OPT_SSD,      /* PATH:SIZE, repeatable */
+	OPT_ADMIT,    /* always|second_touch */
 	OPT_PASS,     /* kernel mount flag, passed on as written */
 	OPT_PASSVAL,  /* kernel mount option with a value, passed on */
 };
@@ -38,6 +40,9 @@ static const struct opt_def opt_table[] = {
 	{ "read_ahead", OPT_SIZE, F(read_ahead), "4M", "kernel read-ahead of the mount (bdi read_ahead_kb; root only)", 0, 0 },
 	{ "max_readahead", OPT_SIZE, F(max_readahead), "64M", "largest daemon read-ahead window of one sequential stream", 0, 0 },
 	{ "readahead_budget", OPT_SIZE, F(readahead_budget), "1/4 of ram_cache, at most 1G", "read-ahead bytes in flight across all open files", 0, 0 },
+	{ "ssd_cache", OPT_SSD, 0, "off", "SSD tier: PATH:SIZE[,PATH2:SIZE2] of store files (created and fallocated) or block devices (PATH alone: the whole device)", 0, 0 },
+	{ "ssd_admit", OPT_ADMIT, F(ssd_admit), "always", "which UFS pages go to the SSD: always, or second_touch (a page missed twice; one scan of a huge set does not flush the store)", 0, 0 },
+	{ "sqpoll", OPT_BOOL, F(sqpoll), "off", "a kernel thread per shard polls its io_uring submissions (costs a core each)", 0, 0 },
 	{ "kernel_cache", OPT_BOOL, F(kernel_cache), "off", "keep file pages in the kernel page cache across opens", 0, 0 },
 	{ "auto_cache", OPT_BOOL, F(auto_cache), "off", "like kernel_cache, but drop them when size or mtime changed", 0, 0 },
 	{ "splice", OPT_BOOL, F(splice), "off", "send replies through a pipe (vmsplice + splice) instead of writev", 0, 0 },
@@ -111,6 +116,34 @@ static void pass_on(struct cachefs_config *c, const char *opt)
 	snprintf(c->fuse_opts + len, sizeof(c->fuse_opts) - len, "%s%s", len ? "," : "", opt);
 }
 
+/* "PATH:SIZE", or "PATH" for a whole block device. */
+static int add_ssd(struct cachefs_config *c, const char *val, char *err, size_t errlen)
+{
+	struct ssd_spec *sp = &c->ssd[c->nssd];
+	const char *colon = strrchr(val, ':');
+	size_t plen = colon ? (size_t)(colon - val) : strlen(val);
+
+	if (c->nssd == CONFIG_MAX_SSD) {
+		snprintf(err, errlen, "option 'ssd_cache': at most %d store files", CONFIG_MAX_SSD);
+		return -EINVAL;
+	}
+	if (!plen || plen >= sizeof(sp->path) || val[0] != '/') {
+		snprintf(err, errlen, "invalid value '%s' for option 'ssd_cache' (expected /ABSOLUTE/PATH:SIZE, "
+			 "such as /nvme/cachefs.store:100G)", val);
+		return -EINVAL;
+	}
+	sp->size = 0;
+	if (colon && (parse_size(colon + 1, &sp->size) || !sp->size)) {
+		snprintf(err, errlen, "invalid size '%s' in option 'ssd_cache=%s' (expected a size such as 100G)",
+			 colon + 1, val);
+		return -EINVAL;
+	}
+	memcpy(sp->path, val, plen);
+	sp->path[plen] = '\0';
+	c->nssd++;
+	return 0;
+}
+
 static int apply(struct cachefs_config *c, const struct opt_def *d, const char *opt,
 		 const char *val, char *err, size_t errlen)
 {
@@ -166,6 +199,16 @@ static int apply(struct cachefs_config *c, const struct opt_def *d, const char *
 		else
 			*(int *)field = lvl;
 		break;
+	case OPT_ADMIT:
+		if (!strcmp(val, "always"))
+			*(int *)field = SSD_ADMIT_ALWAYS;
+		else if (!strcmp(val, "second_touch"))
+			*(int *)field = SSD_ADMIT_SECOND_TOUCH;
+		else
+			expect = "always or second_touch";
+		break;
+	case OPT_SSD:
+		return add_ssd(c, val, err, errlen);
 	case OPT_PASS:
 	case OPT_PASSVAL:
 		pass_on(c, opt);
@@ -186,10 +229,21 @@ int config_parse_opts(struct cachefs_config *c, const char *opts, char *err, siz
 
 	if (!copy)
 		return -ENOMEM;
+	bool after_ssd = false;
+
 	for (tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
 		char opt[256];
 		char *eq = strchr(tok, '=');
 		const struct opt_def *d = NULL;
+
+		/* ssd_cache=/a:1G,/b:1G: a bare path after it is another store. */
+		if (after_ssd && tok[0] == '/' && !eq) {
+			rc = add_ssd(c, tok, err, errlen);
+			if (rc)
+				break;
+			continue;
+		}
+		after_ssd = eq && !strncmp(tok, "ssd_cache=", 10);
 
 		snprintf(opt, sizeof(opt), "%s", tok);
 		if (eq)
@@ -247,7 +301,7 @@ void config_print_help(FILE *f)
 		const struct opt_def *d = &opt_table[i];
 		const char *arg = d->type == OPT_BOOL || d->type == OPT_PASS ? "" :
 				  d->type == OPT_SIZE ? "=SIZE" : d->type == OPT_SECONDS ? "=SECS" :
-				  d->type == OPT_LOGLEVEL ? "=LEVEL" : d->type == OPT_INTAKE ? "=WHO" : d->type == OPT_PASSVAL ? "=NAME" : "=N";
+				  d->type == OPT_LOGLEVEL ? "=LEVEL" : d->type == OPT_INTAKE ? "=WHO" : d->type == OPT_SSD ? "=PATH:SIZE" : d->type == OPT_ADMIT ? "=WHEN" : d->type == OPT_PASSVAL ? "=NAME" : "=N";
 		char name[48];
 		snprintf(name, sizeof(name), "%s%s", d->name, arg);
 		fprintf(f, "    -o %-26s %s", name, d->help);

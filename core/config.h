@@ -7,11 +7,24 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <limits.h>
 #include <stdio.h>
 
 enum intake_mode {
 	INTAKE_SHARDS,   /* shards read /dev/fuse on their io_uring */
 	INTAKE_THREADS,  /* libfuse worker threads read it and hand reads to shards */
+};
+
+enum ssd_admit {
+	SSD_ADMIT_ALWAYS,        /* every page fetched from the UFS */
+	SSD_ADMIT_SECOND_TOUCH,  /* a page missed twice */
+};
+
+#define CONFIG_MAX_SSD 8
+
+struct ssd_spec {
+	char path[PATH_MAX];
+	uint64_t size;              /* 0: a whole block device */
 };
 
 struct cachefs_config {
@@ -25,6 +38,11 @@ struct cachefs_config {
 	uint64_t read_ahead;        /* kernel read-ahead of the mount, bytes */
 	uint64_t max_readahead;     /* daemon read-ahead window per stream, bytes */
 	uint64_t readahead_budget;  /* read-ahead bytes in flight, whole mount */
+	/* SSD tier */
+	struct ssd_spec ssd[CONFIG_MAX_SSD];
+	unsigned nssd;
+	int ssd_admit;              /* enum ssd_admit */
+	bool sqpoll;
 	/* FUSE */
 	bool kernel_cache, auto_cache, splice;
 	double attr_timeout, entry_timeout, negative_timeout;

@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <sched.h>
+#include <semaphore.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,6 +36,8 @@ struct shard {
 	unsigned inflight;                 /* SQEs whose CQE has not come */
 	unsigned timers;                   /* of those, armed timers */
 	struct shard_stats stats;
+	struct iovec *bufs;                /* registered fixed buffers */
+	unsigned nbufs;
 	pthread_t thread;
 	atomic_bool stopping;
 	bool manual;                       /* no thread: driven by shard_poll() */
@@ -290,6 +293,83 @@ unsigned shard_poll(struct shard *s)
 	return n;
 }
 
+struct call {
+	struct shard_msg msg;
+	void (*fn)(void *arg);
+	void *arg;
+	sem_t done;
+};
+
+static void call_run(struct shard_msg *m)
+{
+	struct call *c = container_of(m, struct call, msg);
+
+	c->fn(c->arg);
+	sem_post(&c->done);
+}
+
+void shard_call(struct shard *s, void (*fn)(void *arg), void *arg)
+{
+	struct call c = { .fn = fn, .arg = arg };
+
+	if (s->manual) {
+		struct shard *prev = self;
+		self = s;
+		fn(arg);
+		self = prev;
+		return;
+	}
+	sem_init(&c.done, 0, 0);
+	shard_send(s, &c.msg, call_run);
+	while (sem_wait(&c.done) < 0 && errno == EINTR)
+		;
+	sem_destroy(&c.done);
+}
+
+int shard_register_files(const int *fds, unsigned n)
+{
+	struct shard *s = self;
+	int rc;
+
+	assert(s);
+	/* One table per ring: the store is its only user so far. */
+	rc = io_uring_register_files(&s->ring, fds, n);
+	return rc < 0 ? rc : 0;
+}
+
+int shard_register_buffers(const struct iovec *iov, unsigned n)
+{
+	struct shard *s = self;
+	int rc;
+
+	assert(s && !s->bufs);
+	s->bufs = malloc(n * sizeof(*iov));
+	if (!s->bufs)
+		return -ENOMEM;
+	rc = io_uring_register_buffers(&s->ring, iov, n);
+	if (rc < 0) {
+		free(s->bufs);
+		s->bufs = NULL;
+		return rc;
+	}
+	memcpy(s->bufs, iov, n * sizeof(*iov));
+	s->nbufs = n;
+	return 0;
+}
+
+int shard_buf_index(const void *p, size_t len)
+{
+	struct shard *s = self;
+	const char *c = p;
+
+	for (unsigned i = 0; i < s->nbufs; i++) {
+		const char *b = s->bufs[i].iov_base;
+		if (c >= b && c + len <= b + s->bufs[i].iov_len)
+			return (int)i;
+	}
+	return -1;
+}
+
 static int pick_cpus(int *cpus, unsigned n)
 {
 	cpu_set_t set;
@@ -313,6 +393,7 @@ static void shard_free(struct shard *s)
 		close(s->efd);
 	if (s->ring.ring_fd > 0)
 		io_uring_queue_exit(&s->ring);
+	free(s->bufs);
 	free(s);
 }
 
@@ -344,7 +425,12 @@ int shards_start(const struct shards_opts *o)
 			free(s);
 			goto undo;
 		}
-		rc = io_uring_queue_init(entries, &s->ring, 0);
+		struct io_uring_params p = { 0 };
+		if (o->sqpoll) {
+			p.flags = IORING_SETUP_SQPOLL;
+			p.sq_thread_idle = 100;   /* ms before the poller sleeps */
+		}
+		rc = io_uring_queue_init_params(entries, &s->ring, &p);
 		if (rc < 0) {
 			log_err("io_uring_queue_init(shard %u, %u entries): %s", i, entries, strerror(-rc));
 			close(s->efd);

@@ -50,6 +50,7 @@ struct shards_opts {
 	bool pin;              /* pin shard i to the i-th allowed CPU */
 	unsigned spin_us;      /* poll this long for work before sleeping */
 	bool manual;           /* tests: no threads; shard_poll() runs each loop */
+	bool sqpoll;           /* a kernel thread per ring polls its submissions */
 };
 
 /*
@@ -84,6 +85,26 @@ void shard_send(struct shard *to, struct shard_msg *m, void (*fn)(struct shard_m
  * make room when the queue is full).
  */
 struct io_uring_sqe *shard_sqe(struct shard_op *op);
+
+/*
+ * Runs fn(arg) on shard s and waits for it to return; for setup and
+ * teardown from the main thread, never on the data path. Manual shards run
+ * it inline on the caller, as s.
+ */
+void shard_call(struct shard *s, void (*fn)(void *arg), void *arg);
+
+/*
+ * Owner only: registers fds with this shard's ring (IOSQE_FIXED_FILE).
+ * Returns the fixed index of fds[0] (the others follow), or a negative errno.
+ */
+int shard_register_files(const int *fds, unsigned n);
+/*
+ * Owner only: registers memory ranges (each at most 1 GiB) as fixed
+ * buffers, once per shard. Returns 0 or a negative errno.
+ */
+int shard_register_buffers(const struct iovec *iov, unsigned n);
+/* Owner only: the fixed buffer holding [p, p + len), or -1. */
+int shard_buf_index(const void *p, size_t len);
 
 /* Owner only: runs t->fn on this shard after `ns` nanoseconds. */
 void shard_timer_arm(struct shard_timer *t, uint64_t ns, void (*fn)(struct shard_timer *t));

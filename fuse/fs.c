@@ -2,6 +2,7 @@
 #include "fuse/fs.h"
 #include "fuse/inode_i.h"
 #include "iostore/pgcache.h"
+#include "iostore/pgstore.h"
 #include "iostore/readahead.h"
 #include "core/log.h"
 #include "core/shard.h"
@@ -23,6 +24,7 @@ struct cachefs {
 	struct ufs *ufs;
 	struct itable *itable;
 	struct pgcache *cache;
+	struct pgstore *store;      /* SSD tier, or NULL */
 	struct ra_params ra;
 	struct ra_budget ra_budget;
 	char mnt[PATH_MAX];
@@ -32,7 +34,7 @@ struct cachefs {
  * at open and read-only afterwards, except `ra` (its own lock). */
 struct fhandle {
 	struct ufs_file *file;
-	uint64_t fid, size;
+	uint64_t fid, size, version;
 	struct ra_state ra;
 };
 
@@ -461,6 +463,7 @@ static void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	}
 	fh->fid = in.fid;
 	fh->size = in.st.size;
+	fh->version = in.st.version;
 	ra_init(&fh->ra);
 	fi->fh = (uintptr_t)fh;
 	/* auto_cache: keep the kernel's pages only if the file did not change. */
@@ -680,6 +683,7 @@ static void prefetch_pages(struct cachefs *fs, struct fhandle *fh, uint64_t firs
 		pf->owner = pgcache_owner(fs->cache, &pf->key);
 		pf->fetch.start = fetch_start;
 		pf->fetch.ctx = fh->file;
+		pf->fetch.version = fh->version;
 		ufs_file_get(fh->file);
 		if (shard_self() && shard_id(shard_self()) == pf->owner)
 			prefetch_run(&pf->msg);
@@ -723,6 +727,7 @@ static void fs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	rd->fs = fs;
 	rd->fetch.start = fetch_start;
 	rd->fetch.ctx = fh->file;
+	rd->fetch.version = fh->version;
 	rd->nparts = n;
 	/* One reference per part plus one for this dispatch loop: a part served
 	 * inline may complete before the loop has sent the others. */
@@ -863,14 +868,40 @@ int cachefs_create(struct cachefs **out, const struct cachefs_config *cfg,
 	return 0;
 }
 
+int cachefs_open_store(struct cachefs *fs, unsigned nshards, char *err, size_t errlen)
+{
+	struct pgstore_opts so = {
+		.nfiles = fs->cfg.nssd,
+		.page_size = fs->cfg.page_size,
+		.nparts = nshards,
+		.second_touch = fs->cfg.ssd_admit == SSD_ADMIT_SECOND_TOUCH,
+	};
+
+	if (!fs->cfg.nssd)
+		return 0;
+	for (unsigned i = 0; i < fs->cfg.nssd; i++) {
+		so.files[i].path = fs->cfg.ssd[i].path;
+		so.files[i].size = fs->cfg.ssd[i].size;
+	}
+	return pgstore_open(&fs->store, &so, err, errlen);
+}
+
 int cachefs_start(struct cachefs *fs)
 {
 	struct pgcache_opts po = {
 		.page_size = fs->cfg.page_size,
 		.capacity = fs->cfg.ram_cache,
 		.nparts = shard_count(),
+		.store = fs->store,
 	};
-	int rc = pgcache_create(&fs->cache, &po);
+	int rc;
+
+	if (fs->store) {
+		rc = pgstore_attach(fs->store);
+		if (rc)
+			return rc;
+	}
+	rc = pgcache_create(&fs->cache, &po);
 
 	if (rc)
 		log_err("page cache of %llu bytes in %u parts: %s",
@@ -893,6 +924,7 @@ void cachefs_destroy(struct cachefs *fs)
 		for (unsigned i = 0; i < pgcache_parts(fs->cache); i++) {
 			pgcache_stats(fs->cache, i, &p);
 			t.hits += p.hits;
+			t.store_hits += p.store_hits;
 			t.misses += p.misses;
 			t.joins += p.joins;
 			t.fetches += p.fetches;
@@ -901,13 +933,41 @@ void cachefs_destroy(struct cachefs *fs)
 			t.transient += p.transient;
 			t.bytes_fetched += p.bytes_fetched;
 		}
-		log_info("page cache: %llu hits, %llu misses, %llu joined a fetch, %llu fetches "
+		log_info("page cache: %llu hits, %llu misses, %llu from the SSD, %llu joined a fetch, %llu fetches "
 			 "(%llu failed), %llu evictions, %llu uncached; %llu bytes read from the source",
 			 (unsigned long long)t.hits, (unsigned long long)t.misses,
+			 (unsigned long long)t.store_hits,
 			 (unsigned long long)t.joins, (unsigned long long)t.fetches,
 			 (unsigned long long)t.fetch_errors, (unsigned long long)t.evictions,
 			 (unsigned long long)t.transient, (unsigned long long)t.bytes_fetched);
 		pgcache_destroy(fs->cache);
+	}
+	if (fs->store) {
+		struct pgstore_stats t = { 0 }, p;
+		for (unsigned i = 0; i < pgstore_parts(fs->store); i++) {
+			pgstore_stats(fs->store, i, &p);
+			t.hits += p.hits;
+			t.writes += p.writes;
+			t.not_admitted += p.not_admitted;
+			t.corrupt += p.corrupt;
+			t.io_errors += p.io_errors;
+			t.evictions += p.evictions;
+			t.compactions += p.compactions;
+			t.pages += p.pages;
+			t.bytes += p.bytes;
+			t.recovered += p.recovered;
+			t.capacity += p.capacity;
+		}
+		log_info("ssd cache: %llu hits, %llu writes, %llu not admitted, %llu corrupt, %llu IO errors, "
+			 "%llu evictions, %llu log compactions; %llu pages (%llu bytes of %llu) held, "
+			 "%llu found at start",
+			 (unsigned long long)t.hits, (unsigned long long)t.writes,
+			 (unsigned long long)t.not_admitted, (unsigned long long)t.corrupt,
+			 (unsigned long long)t.io_errors, (unsigned long long)t.evictions,
+			 (unsigned long long)t.compactions, (unsigned long long)t.pages,
+			 (unsigned long long)t.bytes, (unsigned long long)t.capacity,
+			 (unsigned long long)t.recovered);
+		pgstore_close(fs->store);
 	}
 	itable_destroy(fs->itable);
 	fs->ops->fini(fs->ufs);

@@ -20,6 +20,12 @@ struct cachefs;
 int cachefs_create(struct cachefs **out, const struct cachefs_config *cfg,
 		   const struct ufs_ops *ops, struct ufs *ufs);
 /* Creates the page cache; the shards must run. Logs why it failed. */
+/*
+ * Opens the SSD store of -o ssd_cache, if any, for `nshards` shards: before
+ * daemonizing, so its errors reach the terminal. Returns 0 or a negative
+ * errno with a one-line message in err.
+ */
+int cachefs_open_store(struct cachefs *fs, unsigned nshards, char *err, size_t errlen);
 int cachefs_start(struct cachefs *fs);
 void cachefs_destroy(struct cachefs *fs);
 const struct fuse_lowlevel_ops *cachefs_ll_ops(void);

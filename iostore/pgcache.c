@@ -1,5 +1,6 @@
 #include "config.h"
 #include "iostore/pgcache.h"
+#include "iostore/pgstore.h"
 #include "core/shard.h"
 #include "core/util.h"
 #include "core/log.h"
@@ -21,6 +22,8 @@ struct page {
 	uint8_t state;            /* enum page_state */
 	uint8_t ref;              /* CLOCK reference bit */
 	uint8_t transient;        /* not in the table; freed by the last unpin */
+	uint8_t from_store;       /* filled from the SSD store: not offered back */
+	uint64_t version;         /* UFS version, for the store */
 	atomic_uint pins;         /* added by the owner, dropped by any thread */
 	struct page *hnext;
 	struct pgcache_waiter *waiters;
@@ -46,6 +49,7 @@ struct pgcache {
 	uint64_t page_size;
 	unsigned nparts;
 	struct pgcache_part *parts;
+	struct pgstore *store;
 };
 
 uint64_t pgcache_page_size(const struct pgcache *c) { return c->page_size; }
@@ -75,6 +79,29 @@ static uint64_t descriptors_for(uint64_t capacity, uint64_t page_size)
 	return MAX(capacity / 16384, 4 * (capacity / page_size));
 }
 
+/*
+ * On the owner shard: the slab becomes the ring's fixed buffers, so SSD
+ * reads and writes skip per-IO page pinning. Registering faults the slab
+ * in here, on the owner's NUMA node. At most 1 GiB per buffer.
+ */
+static void register_slab(void *arg)
+{
+	struct pgcache_part *p = arg;
+	size_t len = (size_t)p->nfull * p->cache->page_size, chunk = 1 << 30;
+	unsigned n = (unsigned)((len + chunk - 1) / chunk);
+	struct iovec iov[n];
+	int rc;
+
+	for (unsigned i = 0; i < n; i++) {
+		iov[i].iov_base = p->slab + (size_t)i * chunk;
+		iov[i].iov_len = MIN(chunk, len - (size_t)i * chunk);
+	}
+	rc = shard_register_buffers(iov, n);
+	if (rc < 0)
+		log_info("shard %u: registering %zu MiB of page slab as fixed buffers: %s; "
+			 "SSD IO uses plain reads and writes", shard_id(p->owner), len >> 20, strerror(-rc));
+}
+
 int pgcache_create(struct pgcache **out, const struct pgcache_opts *o)
 {
 	struct pgcache *c;
@@ -94,6 +121,7 @@ int pgcache_create(struct pgcache **out, const struct pgcache_opts *o)
 		return -ENOMEM;
 	c->page_size = o->page_size;
 	c->nparts = o->nparts;
+	c->store = o->store;
 	if (posix_memalign((void **)&c->parts, 64, sizeof(*c->parts) * o->nparts)) {
 		free(c);
 		return -ENOMEM;
@@ -136,6 +164,10 @@ int pgcache_create(struct pgcache **out, const struct pgcache_opts *o)
 			p->slots[s].slot = -1;
 		}
 	}
+	if (c->store)
+		for (unsigned i = 0; i < o->nparts; i++)
+			if (c->parts[i].owner)
+				shard_call(c->parts[i].owner, register_slab, &c->parts[i]);
 	*out = c;
 	return 0;
 }
@@ -274,6 +306,88 @@ static void notify(struct page *pg, int err)
 	}
 }
 
+static void start_fetch(struct pgcache *c, struct page *pg, const struct pgcache_fetch *f)
+{
+	int rc;
+
+	pg->part->stats.fetches++;
+	rc = f->start(f->ctx, &pg->key, pg->key.index * c->page_size, pg->data, pg->cap, pg);
+	if (rc < 0)
+		pgcache_fetch_done(pg, rc);
+}
+
+/* A miss that tries the SSD store before the UFS. */
+struct store_read {
+	struct pgstore_io io;
+	struct pgcache_fetch f;
+	struct page *pg;
+};
+
+static void store_read_done(struct pgstore_io *io, int res)
+{
+	struct store_read *r = container_of(io, struct store_read, io);
+	struct page *pg = r->pg;
+
+	if (res >= 0) {
+		pg->from_store = 1;
+		pgcache_fetch_done(pg, res);
+	} else {
+		/* Not there after all, or a bad checksum: the UFS has it. */
+		start_fetch(pg->part->cache, pg, &r->f);
+	}
+	free(r);
+}
+
+static bool store_lookup(struct pgcache *c, unsigned part, struct page *pg,
+			 const struct pgcache_fetch *f)
+{
+	struct store_read *r = malloc(sizeof(*r));
+
+	if (!r)
+		return false;
+	r->f = *f;
+	r->pg = pg;
+	r->io.done = store_read_done;
+	if (pgstore_read(c->store, part, &pg->key, pg->data, pg->cap, &r->io) == 0)
+		return true;
+	free(r);
+	return false;
+}
+
+/* A page fetched from the UFS goes to the store; a pin holds it meanwhile. */
+struct store_put {
+	struct pgstore_io io;
+	struct page *pg;
+};
+
+static void store_put_done(struct pgstore_io *io, int res)
+{
+	struct store_put *sp = container_of(io, struct store_put, io);
+
+	pgcache_unpin(sp->pg);
+	free(sp);
+}
+
+static void store_offer(struct pgcache_part *p, struct page *pg)
+{
+	struct pgcache *c = p->cache;
+	struct store_put *sp;
+
+	if (!c->store || pg->from_store || !pg->len)
+		return;
+	sp = malloc(sizeof(*sp));
+	if (!sp)
+		return;
+	sp->pg = pg;
+	sp->io.done = store_put_done;
+	atomic_fetch_add(&pg->pins, 1);
+	if (pgstore_put(c->store, (unsigned)(p - c->parts), &pg->key, pg->version, pg->data,
+			pg->len, &sp->io) < 0) {
+		atomic_fetch_sub(&pg->pins, 1);
+		free(sp);
+	}
+}
+
 void pgcache_get(struct pgcache *c, unsigned part, const struct pgkey *key, uint64_t want,
 		 const struct pgcache_fetch *f, struct pgcache_waiter *w)
 {
@@ -319,6 +433,7 @@ void pgcache_get(struct pgcache *c, unsigned part, const struct pgkey *key, uint
 		p->stats.transient++;
 		rc = posix_memalign(&pg->data, 4096, need) ? -ENOMEM : 0;
 		pg->slot = -1;
+		pg->cap = (uint32_t)need;
 	}
 	if (rc) {
 		if (pg->transient)
@@ -329,6 +444,8 @@ void pgcache_get(struct pgcache *c, unsigned part, const struct pgkey *key, uint
 	pg->key = *key;
 	pg->len = 0;
 	pg->ref = 0;
+	pg->from_store = 0;
+	pg->version = f->version;
 	pg->state = PG_FETCHING;
 	pg->waiters = w;
 	if (!pg->transient) {
@@ -336,10 +453,9 @@ void pgcache_get(struct pgcache *c, unsigned part, const struct pgkey *key, uint
 		pg->hnext = *b;
 		*b = pg;
 	}
-	p->stats.fetches++;
-	rc = f->start(f->ctx, key, key->index * c->page_size, pg->data, need, pg);
-	if (rc < 0)
-		pgcache_fetch_done(pg, rc);
+	if (c->store && store_lookup(c, part, pg, f))
+		return;
+	start_fetch(c, pg, f);
 }
 
 void pgcache_fetch_done(struct page *pg, int res)
@@ -364,16 +480,22 @@ void pgcache_fetch_done(struct page *pg, int res)
 	}
 	pg->len = (uint32_t)res;
 	pg->state = PG_READY;
-	p->stats.bytes_fetched += (uint64_t)res;
+	if (pg->from_store)
+		p->stats.store_hits++;
+	else
+		p->stats.bytes_fetched += (uint64_t)res;
 	if (pg->transient) {
 		/* Hold a pin across notify so a quick unpin cannot free it. */
 		atomic_fetch_add(&pg->pins, 1);
 		notify(pg, 0);
+		store_offer(p, pg);
 		pgcache_unpin(pg);
 		return;
 	}
 	p->stats.pages++;
+	/* Readers first: the store's checksum and write come after the reply. */
 	notify(pg, 0);
+	store_offer(p, pg);
 }
 
 void pgcache_unpin(struct page *pg)

@@ -11,13 +11,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "iostore/pgkey.h"
+
 struct pgcache;
 struct page;
-
-struct pgkey {
-	uint64_t file;   /* file identity, including its version */
-	uint64_t index;  /* page number within the file */
-};
+struct pgstore;
 
 /* Called on the owner shard with a pinned page (err == 0) or an error. */
 struct pgcache_waiter {
@@ -31,29 +29,42 @@ struct pgcache_waiter {
  * pgcache_fetch_done(pg, res) on the owner shard, res being the byte count
  * or a negative errno. It returns 0, or a negative errno if nothing was
  * started. It must hold what it needs (file references) itself: the
- * caller's objects may be gone by completion.
+ * caller's objects may be gone by completion. With an SSD store, start()
+ * may run later than pgcache_get() (after a store miss or a bad checksum):
+ * the first waiter of the page keeps ctx alive until its callback runs.
  */
 struct pgcache_fetch {
 	int (*start)(void *ctx, const struct pgkey *key, uint64_t off, void *buf, size_t len,
 		     struct page *pg);
 	void *ctx;
+	uint64_t version;     /* UFS version of the file, recorded with stored pages */
 };
 
 struct pgcache_opts {
 	uint64_t page_size;   /* power of two */
 	uint64_t capacity;    /* bytes of page data across all partitions: a hard cap */
 	unsigned nparts;      /* one per shard */
+	struct pgstore *store;/* SSD tier below, or NULL; partitions match */
 };
+
+/*
+ * Misses look in the store first; pages fetched from the UFS are offered to
+ * it in the background once their readers have them. With a store, each
+ * partition's page slab is registered as fixed buffers on its shard's ring,
+ * which commits the slab's memory at creation.
+ */
 
 /* Per-partition counters, written by the owner only. */
 struct pgcache_stats {
 	uint64_t hits, misses, joins;   /* joins: a get that waited on a fetch */
+	uint64_t store_hits;            /* misses served by the SSD store */
 	uint64_t fetches, fetch_errors, evictions, transient;
 	uint64_t bytes_hit, bytes_fetched;
 	uint64_t pages;                 /* pages holding data now */
 	uint64_t bytes;                 /* bytes they hold against the cap */
 };
 
+/* Call on the main thread once the shards run (or with none, in tests). */
 int pgcache_create(struct pgcache **out, const struct pgcache_opts *o);
 /* All pins must have been dropped and no fetch may be in flight. */
 void pgcache_destroy(struct pgcache *c);

@@ -203,6 +203,14 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	cachefs_set_mountpoint(fs, real_mnt);
+	if (!cfg.shards)
+		cfg.shards = (unsigned)sysconf(_SC_NPROCESSORS_ONLN);
+	rc = cachefs_open_store(fs, cfg.shards, err, sizeof(err));
+	if (rc) {
+		fprintf(stderr, "cachefs: %s\n", err);
+		cachefs_destroy(fs);
+		return rc == -EINVAL ? EXIT_USAGE : 1;
+	}
 	se = fuse_session_new(&args, cachefs_ll_ops(), sizeof(*cachefs_ll_ops()), fs);
 	if (!se) {
 		fprintf(stderr, "cachefs: invalid FUSE options '%s'\n", fuse_o);
@@ -220,7 +228,8 @@ int main(int argc, char **argv)
 	if (!foreground)
 		log_use_syslog(true);
 
-	struct shards_opts so = { .count = cfg.shards, .pin = true, .spin_us = cfg.spin_us };
+	struct shards_opts so = { .count = cfg.shards, .pin = true, .spin_us = cfg.spin_us,
+				  .sqpoll = cfg.sqpoll };
 	if (shards_start(&so) < 0)
 		goto out_unmount;
 	if (cachefs_start(fs) < 0)
