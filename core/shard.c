@@ -337,6 +337,11 @@ int shard_register_files(const int *fds, unsigned n)
 	return rc < 0 ? rc : 0;
 }
 
+void shard_unregister_files(void)
+{
+	io_uring_unregister_files(&self->ring);
+}
+
 int shard_register_buffers(const struct iovec *iov, unsigned n)
 {
 	struct shard *s = self;

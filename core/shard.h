@@ -98,6 +98,8 @@ void shard_call(struct shard *s, void (*fn)(void *arg), void *arg);
  * Returns the fixed index of fds[0] (the others follow), or a negative errno.
  */
 int shard_register_files(const int *fds, unsigned n);
+/* Owner only: drops the registered files. */
+void shard_unregister_files(void);
 /*
  * Owner only: registers memory ranges (each at most 1 GiB) as fixed
  * buffers, once per shard. Returns 0 or a negative errno.

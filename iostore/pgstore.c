@@ -187,6 +187,7 @@ struct slot {
 struct sfile {
 	char path[PATH_MAX];
 	int fd;
+	int lock_fd;              /* holds the flock: fd's description is shared with the rings */
 	int fixed;                /* registered file index on every ring, or -1 */
 	struct pgs_super sb;
 	atomic_bool failed;       /* an IO error switched this file off */
@@ -378,7 +379,7 @@ static int open_file(struct pgstore *ps, unsigned i, const struct pgstore_file *
 	int rc;
 
 	snprintf(f->path, sizeof(f->path), "%s", fo->path);
-	f->fd = -1;
+	f->fd = f->lock_fd = -1;
 	f->fixed = -1;
 	if (stat(f->path, &st) < 0) {
 		if (errno != ENOENT) {
@@ -403,7 +404,13 @@ static int open_file(struct pgstore *ps, unsigned i, const struct pgstore_file *
 			unlink(f->path);
 		return rc;
 	}
-	if (flock(f->fd, LOCK_EX | LOCK_NB) < 0) {
+	/*
+	 * The lock lives on a description of its own: the rings' registered
+	 * files keep the IO descriptor's alive after close, until the kernel
+	 * tears them down, and a restart must not wait for that.
+	 */
+	f->lock_fd = open(f->path, O_RDONLY | O_CLOEXEC);
+	if (f->lock_fd < 0 || flock(f->lock_fd, LOCK_EX | LOCK_NB) < 0) {
 		snprintf(err, errlen, "ssd_cache %s is in use by another cachefs daemon "
 			 "(a store has one writer); give each mount its own store", f->path);
 		return -EBUSY;
@@ -468,7 +475,8 @@ static int open_file(struct pgstore *ps, unsigned i, const struct pgstore_file *
 			if (created)
 				unlink(f->path);
 			close(f->fd);
-			f->fd = -1;
+			close(f->lock_fd);
+			f->fd = f->lock_fd = -1;
 			return 0;
 		}
 		if (rc != -EOPNOTSUPP) {
@@ -735,7 +743,7 @@ int pgstore_open(struct pgstore **out, const struct pgstore_opts *o, char *err, 
 	ps->page_size = o->page_size;
 	ps->second_touch = o->second_touch;
 	for (unsigned i = 0; i < o->nfiles; i++)
-		ps->files[i].fd = -1;
+		ps->files[i].fd = ps->files[i].lock_fd = -1;
 	for (unsigned i = 0; i < o->nfiles; i++) {
 		rc = open_file(ps, i, &o->files[i], err, errlen);
 		if (rc < 0)
@@ -800,10 +808,19 @@ int pgstore_attach(struct pgstore *ps)
 	return 0;
 }
 
+static void detach_shard(void *arg)
+{
+	shard_unregister_files();
+}
+
 void pgstore_close(struct pgstore *ps)
 {
 	if (!ps)
 		return;
+	/* Shards still running (tests): let go of the registered files. */
+	for (unsigned i = 0; ps->parts && i < ps->nparts && i < shard_count(); i++)
+		if (ps->parts[i].owner)
+			shard_call(shard_get(i), detach_shard, NULL);
 	for (unsigned i = 0; ps->parts && i < ps->nparts; i++) {
 		struct pgstore_part *p = &ps->parts[i];
 		for (unsigned g = 0; g < ps->nfiles; g++) {
@@ -820,9 +837,12 @@ void pgstore_close(struct pgstore *ps)
 		free(p->ghost);
 	}
 	free(ps->parts);
-	for (unsigned i = 0; i < ps->nfiles; i++)
+	for (unsigned i = 0; i < ps->nfiles; i++) {
 		if (ps->files[i].fd >= 0)
 			close(ps->files[i].fd);
+		if (ps->files[i].lock_fd >= 0)
+			close(ps->files[i].lock_fd);
+	}
 	free(ps);
 }
 
