@@ -909,6 +909,12 @@ int cachefs_start(struct cachefs *fs)
 	return rc;
 }
 
+void cachefs_stop(struct cachefs *fs)
+{
+	if (fs->store)
+		pgstore_detach(fs->store);
+}
+
 void cachefs_set_mountpoint(struct cachefs *fs, const char *mnt)
 {
 	snprintf(fs->mnt, sizeof(fs->mnt), "%s", mnt);

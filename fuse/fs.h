@@ -27,6 +27,8 @@ int cachefs_create(struct cachefs **out, const struct cachefs_config *cfg,
  */
 int cachefs_open_store(struct cachefs *fs, unsigned nshards, char *err, size_t errlen);
 int cachefs_start(struct cachefs *fs);
+/* Before the shards stop: lets go of what the rings hold. */
+void cachefs_stop(struct cachefs *fs);
 void cachefs_destroy(struct cachefs *fs);
 const struct fuse_lowlevel_ops *cachefs_ll_ops(void);
 /* Where the mount is; used to set the kernel read-ahead after INIT. */

@@ -188,7 +188,8 @@ struct sfile {
 	char path[PATH_MAX];
 	int fd;
 	int lock_fd;              /* holds the flock: fd's description is shared with the rings */
-	int fixed;                /* registered file index on every ring, or -1 */
+	bool created;             /* by this open: removed again if the open fails */
+	atomic_int fixed;         /* registered file index on every ring, or -1 */
 	struct pgs_super sb;
 	atomic_bool failed;       /* an IO error switched this file off */
 };
@@ -219,6 +220,8 @@ struct pgstore_part {
 	struct shard *owner;      /* NULL until attached */
 	struct slot *slots;
 	uint32_t nslots, hand;
+	uint32_t *free;           /* stack of free slots, used before evicting */
+	uint32_t nfree;
 	uint32_t *buckets;
 	uint32_t bucket_mask;
 	uint64_t *ghost;          /* second_touch: fingerprints of first misses */
@@ -292,6 +295,15 @@ static void free_slot(struct pgstore_part *p, uint32_t s)
 		hash_del(p, s);
 	sl->state = SL_FREE;
 	sl->ref = 0;
+}
+
+/* Frees slot s and keeps it for the next put. */
+static void release_slot(struct pgstore_part *p, uint32_t s)
+{
+	if (p->slots[s].state != SL_FREE) {
+		free_slot(p, s);
+		p->free[p->nfree++] = s;
+	}
 }
 
 /* ---- opening: format, check, lock, replay ---- */
@@ -392,6 +404,7 @@ static int open_file(struct pgstore *ps, unsigned i, const struct pgstore_file *
 		return -EINVAL;
 	}
 	blk = !created && S_ISBLK(st.st_mode);
+	f->created = created;
 	f->fd = open(f->path, O_RDWR | O_DIRECT | O_CLOEXEC | (created ? O_CREAT | O_EXCL : 0), 0600);
 	if (f->fd < 0) {
 		rc = -errno;
@@ -401,7 +414,7 @@ static int open_file(struct pgstore *ps, unsigned i, const struct pgstore_file *
 		else
 			snprintf(err, errlen, "ssd_cache %s: %s", f->path, strerror(-rc));
 		if (created && rc == -EINVAL)
-			unlink(f->path);
+			unlink(f->path);    /* some file systems create, then refuse O_DIRECT */
 		return rc;
 	}
 	/*
@@ -646,8 +659,9 @@ static int part_init(struct pgstore *ps, struct pgstore_part *p, unsigned pi)
 	while (nb < total)
 		nb <<= 1;
 	p->slots = calloc(total, sizeof(*p->slots));
+	p->free = malloc(total * sizeof(*p->free));
 	p->buckets = malloc(nb * sizeof(*p->buckets));
-	if (!p->slots || !p->buckets)
+	if (!p->slots || !p->free || !p->buckets)
 		return -ENOMEM;
 	memset(p->buckets, 0xff, nb * sizeof(*p->buckets));
 	p->bucket_mask = nb - 1;
@@ -722,6 +736,11 @@ static int part_recover(struct pgstore *ps, struct pgstore_part *p, unsigned pi)
 			return rc;
 		}
 	}
+	/* Free slots, in hand order (lowest on top). */
+	p->nfree = 0;
+	for (uint32_t s = p->nslots; s-- > 0;)
+		if (p->slots[s].state == SL_FREE)
+			p->free[p->nfree++] = s;
 	p->stats.recovered = p->stats.pages;
 	for (unsigned i = 0; i < ps->nfiles; i++)
 		p->stats.capacity += (uint64_t)p->segs[i].nslots * ps->page_size;
@@ -773,6 +792,9 @@ int pgstore_open(struct pgstore **out, const struct pgstore_opts *o, char *err, 
 	*out = ps;
 	return 0;
 fail:
+	for (unsigned i = 0; i < o->nfiles; i++)
+		if (ps->files[i].created && ps->files[i].fd >= 0)
+			unlink(ps->files[i].path);
 	pgstore_close(ps);
 	return rc;
 }
@@ -793,7 +815,7 @@ static void attach_shard(void *arg)
 			 strerror(-rc));
 	if (rc < 0)
 		for (unsigned i = 0; i < ps->nfiles; i++)
-			atomic_store((atomic_int *)&ps->files[i].fixed, -2);
+			atomic_store(&ps->files[i].fixed, -2);
 }
 
 int pgstore_attach(struct pgstore *ps)
@@ -810,17 +832,27 @@ int pgstore_attach(struct pgstore *ps)
 
 static void detach_shard(void *arg)
 {
+	struct pgstore_part *p = arg;
+
+	/* IO still to come (log writes) goes through the plain descriptors. */
+	for (unsigned i = 0; i < p->ps->nfiles; i++)
+		atomic_store(&p->ps->files[i].fixed, -1);
 	shard_unregister_files();
+	p->owner = NULL;
+}
+
+void pgstore_detach(struct pgstore *ps)
+{
+	for (unsigned i = 0; ps->parts && i < ps->nparts && i < shard_count(); i++)
+		if (ps->parts[i].owner)
+			shard_call(shard_get(i), detach_shard, &ps->parts[i]);
 }
 
 void pgstore_close(struct pgstore *ps)
 {
 	if (!ps)
 		return;
-	/* Shards still running (tests): let go of the registered files. */
-	for (unsigned i = 0; ps->parts && i < ps->nparts && i < shard_count(); i++)
-		if (ps->parts[i].owner)
-			shard_call(shard_get(i), detach_shard, NULL);
+	pgstore_detach(ps);
 	for (unsigned i = 0; ps->parts && i < ps->nparts; i++) {
 		struct pgstore_part *p = &ps->parts[i];
 		for (unsigned g = 0; g < ps->nfiles; g++) {
@@ -833,6 +865,7 @@ void pgstore_close(struct pgstore *ps)
 			free(p->segs[g].snap);
 		}
 		free(p->slots);
+		free(p->free);
 		free(p->buckets);
 		free(p->ghost);
 	}
@@ -861,7 +894,8 @@ static struct io_uring_sqe *prep_rw(struct shard_op *op, struct sfile *f, bool w
 {
 	struct io_uring_sqe *sqe = shard_sqe(op);
 	int bi = shard_buf_index(buf, len);
-	int fd = f->fixed >= 0 ? f->fixed : f->fd;
+	int fixed = atomic_load_explicit(&f->fixed, memory_order_relaxed);
+	int fd = fixed >= 0 ? fixed : f->fd;
 
 	if (bi >= 0) {
 		if (write)
@@ -873,7 +907,7 @@ static struct io_uring_sqe *prep_rw(struct shard_op *op, struct sfile *f, bool w
 	} else {
 		io_uring_prep_read(sqe, fd, buf, (unsigned)len, off);
 	}
-	if (f->fixed >= 0)
+	if (fixed >= 0)
 		sqe->flags |= IOSQE_FIXED_FILE;
 	return sqe;
 }
@@ -1059,7 +1093,7 @@ static void read_done(struct shard_op *op, int res)
 	if (res < 0) {
 		p->stats.io_errors++;
 		file_failed(f, "reading a page", res);
-		free_slot(p, io->slot);
+		release_slot(p, io->slot);
 		io->done(io, -EIO);
 		return;
 	}
@@ -1067,7 +1101,7 @@ static void read_done(struct shard_op *op, int res)
 		p->stats.corrupt++;
 		log_warn("ssd_cache %s: a page in slot %u of shard %u failed its checksum; "
 			 "dropped, it is read from the source again", f->path, sl->local, io->part_id);
-		free_slot(p, io->slot);
+		release_slot(p, io->slot);
 		log_slot(p, io->slot, PGS_REC_DROP);
 		io->done(io, -EBADMSG);
 		return;
@@ -1117,7 +1151,7 @@ static void put_done(struct shard_op *op, int res)
 	if (res < 0) {
 		p->stats.io_errors++;
 		file_failed(p->segs[sl->seg].f, "writing a page", res);
-		free_slot(p, io->slot);
+		release_slot(p, io->slot);
 	} else {
 		sl->state = SL_READY;
 		p->stats.writes++;
@@ -1129,9 +1163,14 @@ static void put_done(struct shard_op *op, int res)
 	io->done(io, 0);
 }
 
-/* CLOCK over the partition: a free slot, or the first unreferenced page. */
+/* A free slot, or else CLOCK's first unreferenced page. */
 static uint32_t clock_pick(struct pgstore_part *p)
 {
+	while (p->nfree) {
+		uint32_t s = p->free[--p->nfree];
+		if (!atomic_load_explicit(&p->segs[p->slots[s].seg].f->failed, memory_order_relaxed))
+			return s;
+	}
 	for (uint64_t i = 0; i < 2ULL * p->nslots; i++) {
 		uint32_t s = p->hand;
 		struct slot *sl = &p->slots[s];
@@ -1139,8 +1178,7 @@ static uint32_t clock_pick(struct pgstore_part *p)
 		p->hand = p->hand + 1 == p->nslots ? 0 : p->hand + 1;
 		if (atomic_load_explicit(&p->segs[sl->seg].f->failed, memory_order_relaxed))
 			continue;
-		if (sl->state == SL_FREE)
-			return s;
+		/* Free slots of a working file are all on the stack. */
 		if (sl->state != SL_READY || sl->reading)
 			continue;
 		if (sl->ref) {

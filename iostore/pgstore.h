@@ -51,7 +51,16 @@ int pgstore_open(struct pgstore **out, const struct pgstore_opts *o, char *err, 
  */
 int pgstore_attach(struct pgstore *ps);
 
-/* Closes the files. The shards must have stopped (no IO in flight). */
+/*
+ * While the shards still run: drops the rings' references to the store
+ * files, so that closing them really closes them (the file system holding
+ * a store can be unmounted as soon as the daemon exits). IO after this
+ * uses plain descriptors.
+ */
+void pgstore_detach(struct pgstore *ps);
+
+/* Closes the files. No IO may be in flight (the shards have stopped, or
+ * the store was detached). */
 void pgstore_close(struct pgstore *ps);
 
 /*

@@ -72,3 +72,47 @@ same_tree() {
 	done < <(cd "$a" && find . -type f -print0)
 	echo "$n files identical"
 }
+
+FSCK=$top_builddir/cachefs-fsck
+
+# mount_logged SRC MNT LOG [cachefs args...]: a foreground daemon in the
+# background with its log in LOG (counters appear there at unmount).
+mount_logged() {
+	local src=$1 mnt=$2 log=$3
+	shift 3
+	mkdir -p "$mnt" 2>/dev/null || true   # a dead mount is cachefs's to clean
+	"$CACHEFS" "$src" "$mnt" -f "$@" 2>"$log" &
+	MOUNTS+=("$mnt")
+	for _ in $(seq 200); do
+		mountpoint -q "$mnt" && return 0
+		kill -0 $! 2>/dev/null || break
+		sleep 0.05
+	done
+	fail "mount of $src at $mnt did not appear: $(cat "$log")"
+}
+
+# counter LOG 'REGEX-BEFORE' : the number that precedes REGEX in the last
+# counters line of LOG, e.g. counter "$T/log" 'bytes read from the source'.
+counter() {
+	local v
+	v=$(grep -o "[0-9]* $2" "$1" | tail -n1 | cut -d' ' -f1)
+	[ -n "$v" ] || fail "no '$2' counter in $1: $(cat "$1")"
+	echo "$v"
+}
+
+# store_pages STORE: pages a store holds, read while its daemon runs.
+store_pages() {
+	"$FSCK" --live --quick "$1" | sed -n 's/.*: \([0-9]*\) pages, .*/\1/p'
+}
+
+# pages_of DIR PAGE_SIZE: the cache pages the regular files under DIR take.
+pages_of() {
+	find "$1" -type f -printf '%s\n' | awk -v ps="$2" '{ n += int(($1 + ps - 1) / ps) } END { print n + 0 }'
+}
+
+# umount_retry DIR: unmounts a helper file system, waiting out a moment of
+# "target is busy" while the kernel finishes closing a dead daemon's files.
+umount_retry() {
+	for _ in $(seq 50); do umount "$1" 2>/dev/null && return 0; sleep 0.1; done
+	umount "$1"
+}

@@ -257,6 +257,7 @@ int main(int argc, char **argv)
 	log_info("unmounting %s", real_mnt);
 out_shards:
 	fuse_session_unmount(se);
+	cachefs_stop(fs);
 	shards_stop();
 	intake_free(intake);
 	goto out_signals;
