@@ -443,7 +443,13 @@ void pgcache_get(struct pgcache *c, unsigned part, const struct pgkey *key, uint
 	}
 	pg->key = *key;
 	pg->len = 0;
-	pg->ref = 0;
+	/*
+	 * Referenced from the start: a read-ahead page has not been read yet,
+	 * and CLOCK must not take it before the pages the stream already
+	 * consumed (measured: with a RAM tier 4x the window, a 0 here
+	 * evicted most read-ahead pages before their READ came).
+	 */
+	pg->ref = 1;
 	pg->from_store = 0;
 	pg->version = f->version;
 	pg->state = PG_FETCHING;

@@ -26,7 +26,7 @@
 
 #define NIL UINT32_MAX
 /* Log blocks buffered per segment while their writes are in flight. */
-#define RING_BLOCKS 16u
+#define RING_BLOCKS 64u
 
 /* ---- layout helpers, shared with cachefs-fsck ---- */
 
@@ -212,7 +212,7 @@ struct seg {
 	char *snap;               /* compaction snapshot in flight */
 	uint64_t snap_recs;
 	struct shard_op op;
-	uint64_t lost;            /* records dropped: log buffer full */
+	uint64_t lost;            /* records dropped: out of memory */
 };
 
 struct pgstore_part {
@@ -858,7 +858,7 @@ void pgstore_close(struct pgstore *ps)
 		for (unsigned g = 0; g < ps->nfiles; g++) {
 			if (p->segs[g].lost)
 				log_warn("ssd_cache %s: %llu index records of shard %u were never written "
-					 "(log buffer full); those pages are re-read after a restart",
+					 "(out of memory); those pages are re-read after a restart",
 					 ps->files[g].path, (unsigned long long)p->segs[g].lost, i);
 			free(p->segs[g].ring);
 			free(p->segs[g].pending);
@@ -914,11 +914,43 @@ static struct io_uring_sqe *prep_rw(struct shard_op *op, struct sfile *f, bool w
 
 static void log_flush(struct seg *g);
 
-/* Queues a record for segment g's log; the write follows at once or after
- * the one in flight. */
+static bool ring_room(const struct seg *g)
+{
+	return g->nrecs < recs_per_half(&g->f->sb) &&
+	       g->nrecs / PGS_RECS_PER_BLOCK - g->flushed / PGS_RECS_PER_BLOCK < RING_BLOCKS;
+}
+
+static void ring_put(struct seg *g, struct pgs_rec *r)
+{
+	char *b = g->ring + (g->nrecs / PGS_RECS_PER_BLOCK % RING_BLOCKS) * PGS_BLOCK;
+
+	if (g->nrecs % PGS_RECS_PER_BLOCK == 0)
+		memset(b, 0, PGS_BLOCK);
+	r->epoch = g->epoch;
+	r->csum = pgs_rec_csum(r, g->f->sb.uuid);
+	memcpy(b + (g->nrecs % PGS_RECS_PER_BLOCK) * PGS_REC_SIZE, r, sizeof(*r));
+	g->nrecs++;
+}
+
+/* Moves waiting records into the ring as far as it has room. */
+static void drain_pending(struct seg *g)
+{
+	size_t i = 0;
+
+	while (i < g->npending && !g->compacting && ring_room(g))
+		ring_put(g, &g->pending[i++]);
+	memmove(g->pending, g->pending + i, (g->npending - i) * sizeof(*g->pending));
+	g->npending -= i;
+}
+
+/*
+ * Queues a record for segment g's log. It goes into the ring and out with
+ * the next write; while a compaction runs or the ring is full it waits in
+ * `pending`, in order, so no record is ever dropped for speed.
+ */
 static void log_add(struct seg *g, struct pgs_rec *r)
 {
-	if (g->compacting) {
+	if (g->compacting || g->npending || !ring_room(g)) {
 		if (g->npending == g->cap_pending) {
 			size_t cap = g->cap_pending ? 2 * g->cap_pending : 64;
 			struct pgs_rec *n = realloc(g->pending, cap * sizeof(*n));
@@ -930,21 +962,10 @@ static void log_add(struct seg *g, struct pgs_rec *r)
 			g->cap_pending = cap;
 		}
 		g->pending[g->npending++] = *r;
+		log_flush(g);
 		return;
 	}
-	uint64_t blk = g->nrecs / PGS_RECS_PER_BLOCK;
-	if (g->nrecs >= recs_per_half(&g->f->sb) ||
-	    blk - g->flushed / PGS_RECS_PER_BLOCK >= RING_BLOCKS) {
-		g->lost++;
-		return;
-	}
-	char *b = g->ring + (blk % RING_BLOCKS) * PGS_BLOCK;
-	if (g->nrecs % PGS_RECS_PER_BLOCK == 0)
-		memset(b, 0, PGS_BLOCK);
-	r->epoch = g->epoch;
-	r->csum = pgs_rec_csum(r, g->f->sb.uuid);
-	memcpy(b + (g->nrecs % PGS_RECS_PER_BLOCK) * PGS_REC_SIZE, r, sizeof(*r));
-	g->nrecs++;
+	ring_put(g, r);
 	log_flush(g);
 }
 
@@ -973,6 +994,7 @@ static void log_written(struct shard_op *op, int res)
 		return;
 	}
 	g->flushed = g->writing_to;
+	drain_pending(g);
 	log_flush(g);
 }
 
@@ -985,7 +1007,7 @@ static void log_flush(struct seg *g)
 	if (g->writing || g->compacting || atomic_load(&g->f->failed))
 		return;
 	/* Once the half is three quarters full, rewrite it as a snapshot. */
-	if (g->nrecs >= recs_per_half(&g->f->sb) * 3 / 4) {
+	if (g->nrecs + g->npending >= recs_per_half(&g->f->sb) * 3 / 4) {
 		compact_start(g);
 		return;
 	}
@@ -1022,9 +1044,7 @@ static void compact_done(struct seg *g, bool ok)
 	free(g->snap);
 	g->snap = NULL;
 	g->compacting = false;
-	for (size_t i = 0; i < g->npending; i++)
-		log_add(g, &g->pending[i]);
-	g->npending = 0;
+	drain_pending(g);
 	log_flush(g);
 }
 
@@ -1063,6 +1083,8 @@ static void compact_start(struct seg *g)
 		return;
 	}
 	g->compacting = true;
+	/* The snapshot is the state those records led to: they are done. */
+	g->npending = 0;
 	g->snap_recs = snapshot(g->p, gi, g->epoch + 1, (struct pgs_rec *)(g->snap + PGS_BLOCK));
 	used = (g->snap_recs * PGS_REC_SIZE + PGS_BLOCK - 1) / PGS_BLOCK * PGS_BLOCK;
 	/* One zero block after the records ends the log there. */
