@@ -555,6 +555,12 @@ static void replay_put(void *arg, const struct pgs_rec *r)
 	p->stats.bytes += r->len;
 }
 
+/* Bytes of n records, whole blocks. */
+static size_t snap_bytes(uint64_t n)
+{
+	return (n * PGS_REC_SIZE + PGS_BLOCK - 1) / PGS_BLOCK * PGS_BLOCK;
+}
+
 /* Fills recs with PUT records of the segment's ready slots; returns the count. */
 static uint64_t snapshot(struct pgstore_part *p, unsigned gi, uint64_t epoch, struct pgs_rec *recs)
 {
@@ -580,15 +586,19 @@ static uint64_t snapshot(struct pgstore_part *p, unsigned gi, uint64_t epoch, st
 	return n;
 }
 
-/* Buffer for a snapshot of segment g: header block plus records. */
-static char *snap_alloc(const struct seg *g, size_t *len)
+/*
+ * Buffer for a snapshot of segment g: a header block, the records, and one
+ * zero block after them that ends the log there (a half always has room for
+ * it: it holds twice the slots in records).
+ */
+static char *snap_alloc(const struct seg *g)
 {
+	size_t len = PGS_BLOCK + snap_bytes(g->nslots) + PGS_BLOCK;
 	char *b;
 
-	*len = PGS_BLOCK + ((size_t)g->nslots * PGS_REC_SIZE + PGS_BLOCK - 1) / PGS_BLOCK * PGS_BLOCK;
-	if (posix_memalign((void **)&b, PGS_BLOCK, *len))
+	if (posix_memalign((void **)&b, PGS_BLOCK, len))
 		return NULL;
-	memset(b, 0, *len);
+	memset(b, 0, len);
 	return b;
 }
 
@@ -616,19 +626,17 @@ static int restart_log(struct pgstore_part *p, unsigned gi)
 	struct seg *g = &p->segs[gi];
 	unsigned half = g->epoch ? !g->half : 0;
 	uint64_t epoch = g->epoch + 1, n;
+	char *b = snap_alloc(g);
 	size_t len;
-	char *b = snap_alloc(g, &len);
 	int rc = 0;
 
 	if (!b)
 		return -ENOMEM;
 	n = snapshot(p, gi, epoch, (struct pgs_rec *)(b + PGS_BLOCK));
-	size_t used = PGS_BLOCK + (n * PGS_REC_SIZE + PGS_BLOCK - 1) / PGS_BLOCK * PGS_BLOCK;
-	/* Records first; zero the block after them so an older log ends there. */
-	if (used + PGS_BLOCK <= g->f->sb.log_half)
-		used += PGS_BLOCK;
-	if (pwrite(g->f->fd, b + PGS_BLOCK, used - PGS_BLOCK,
-		   (off_t)(half_off(&g->f->sb, g->part, half) + PGS_BLOCK)) != (ssize_t)(used - PGS_BLOCK))
+	/* Records and the zero block after them first, the header last. */
+	len = snap_bytes(n) + PGS_BLOCK;
+	if (pwrite(g->f->fd, b + PGS_BLOCK, len, (off_t)(half_off(&g->f->sb, g->part, half) + PGS_BLOCK)) !=
+	    (ssize_t)len)
 		rc = errno ? -errno : -EIO;
 	if (!rc && fdatasync(g->f->fd) < 0)
 		rc = -errno;
@@ -1074,10 +1082,9 @@ static void compact_recs_written(struct shard_op *op, int res)
 
 static void compact_start(struct seg *g)
 {
-	size_t len, used;
 	unsigned gi = (unsigned)(g - g->p->segs);
 
-	g->snap = snap_alloc(g, &len);
+	g->snap = snap_alloc(g);
 	if (!g->snap) {
 		g->lost++;
 		return;
@@ -1086,12 +1093,8 @@ static void compact_start(struct seg *g)
 	/* The snapshot is the state those records led to: they are done. */
 	g->npending = 0;
 	g->snap_recs = snapshot(g->p, gi, g->epoch + 1, (struct pgs_rec *)(g->snap + PGS_BLOCK));
-	used = (g->snap_recs * PGS_REC_SIZE + PGS_BLOCK - 1) / PGS_BLOCK * PGS_BLOCK;
-	/* One zero block after the records ends the log there. */
-	if (PGS_BLOCK + used + PGS_BLOCK <= MIN(len, g->f->sb.log_half))
-		used += PGS_BLOCK;
 	g->op.done = compact_recs_written;
-	prep_rw(&g->op, g->f, true, g->snap + PGS_BLOCK, used,
+	prep_rw(&g->op, g->f, true, g->snap + PGS_BLOCK, snap_bytes(g->snap_recs) + PGS_BLOCK,
 		half_off(&g->f->sb, g->part, !g->half) + PGS_BLOCK);
 }
 
