@@ -52,6 +52,7 @@ struct shard *shard_get(unsigned idx) { return idx < nshards ? shards[idx] : NUL
 unsigned shard_id(const struct shard *s) { return s->id; }
 struct shard *shard_self(void) { return self; }
 const struct shard_stats *shard_stats(const struct shard *s) { return &s->stats; }
+unsigned shard_inflight(const struct shard *s) { return s->inflight; }
 
 static void mq_init(struct shard *s)
 {

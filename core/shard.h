@@ -72,6 +72,8 @@ unsigned shard_id(const struct shard *s);
 /* The shard whose thread calls this, or NULL from any other thread. */
 struct shard *shard_self(void);
 const struct shard_stats *shard_stats(const struct shard *s);
+/* Owner (or a manual shard's driver): io_uring operations in flight. */
+unsigned shard_inflight(const struct shard *s);
 
 /*
  * Queues m to run on shard `to`; callable from any thread, never blocks, never

@@ -32,17 +32,29 @@ static void op_done(struct pgstore_io *io, int res)
 	o->done = 1;
 }
 
+/* Polls the shard until o completes: IO under a loaded CI machine can
+ * take a while, so the limit is time, not a number of polls. */
 static void wait_op(struct op *o)
 {
-	for (int i = 0; i < 1000000 && !o->done; i++)
-		shard_poll(shard_get(0));
+	uint64_t until = now_ns() + 30000000000ULL;
+
+	while (!o->done && now_ns() < until)
+		if (!shard_poll(shard_get(0)))
+			usleep(20);
 	assert_true(o->done);
 }
 
+/* Until every IO (log writes included) has completed. */
 static void drain(void)
 {
-	for (int i = 0; i < 1000; i++)
-		shard_poll(shard_get(0));
+	uint64_t until = now_ns() + 30000000000ULL;
+	struct shard *s = shard_get(0);
+
+	do {
+		if (!shard_poll(s))
+			usleep(20);
+	} while (shard_inflight(s) && now_ns() < until);
+	assert_int_equal(shard_inflight(s), 0);
 }
 
 /* Calls run on the shard, as the daemon's would. */
@@ -118,6 +130,16 @@ static int get(struct pgstore *ps, uint64_t file, uint64_t index)
 	return rc;
 }
 
+/* Each test its own store file: a failed test leaves nothing locked. */
+static int setup_path(void **state)
+{
+	static int n;
+
+	snprintf(path, sizeof(path), "/var/tmp/test_pgstore.%d.%d", getpid(), n++);
+	unlink(path);
+	return 0;
+}
+
 static struct pgstore *open_store(uint64_t size, uint64_t page_size, bool second_touch)
 {
 	struct pgstore_opts o = {
@@ -140,14 +162,17 @@ static int setup(void **state)
 {
 	struct shards_opts so = { .count = 1, .manual = true };
 
-	snprintf(path, sizeof(path), "/var/tmp/test_pgstore.%d", getpid());
-	unlink(path);
 	return shards_start(&so);
 }
 
 static int teardown(void **state)
 {
 	shards_stop();
+	return 0;
+}
+
+static int teardown_path(void **state)
+{
 	unlink(path);
 	return 0;
 }
@@ -339,12 +364,12 @@ static void test_refusals(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_reopen_is_warm),
-		cmocka_unit_test(test_capacity_and_compaction),
-		cmocka_unit_test(test_torn_tail),
-		cmocka_unit_test(test_corrupt_page),
-		cmocka_unit_test(test_second_touch),
-		cmocka_unit_test(test_refusals),
+		cmocka_unit_test_setup_teardown(test_reopen_is_warm, setup_path, teardown_path),
+		cmocka_unit_test_setup_teardown(test_capacity_and_compaction, setup_path, teardown_path),
+		cmocka_unit_test_setup_teardown(test_torn_tail, setup_path, teardown_path),
+		cmocka_unit_test_setup_teardown(test_corrupt_page, setup_path, teardown_path),
+		cmocka_unit_test_setup_teardown(test_second_touch, setup_path, teardown_path),
+		cmocka_unit_test_setup_teardown(test_refusals, setup_path, teardown_path),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
