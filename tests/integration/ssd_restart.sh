@@ -26,8 +26,9 @@ kill -9 "$pid"
 wait 2>/dev/null || true
 pass "daemon killed under reads"
 
-# The remount cleans up the dead mount and recovers the store from its log.
-mount_logged "$T/src" "$T/mnt" "$T/log2" -o "$opts"
+# The remount cleans up the dead mount and recovers the store from its log
+# (with sqpoll rings, so that mode is covered too).
+mount_logged "$T/src" "$T/mnt" "$T/log2" -o "$opts,sqpoll"
 grep -q "$want cached pages found" "$T/log2" || fail "recovery: $(cat "$T/log2")"
 echo 3 > /proc/sys/vm/drop_caches
 same_tree "$T/src" "$T/mnt"
