@@ -7,7 +7,7 @@ export DEBIAN_FRONTEND=noninteractive
 pkgs="build-essential autoconf automake libtool pkg-config
       liburing-dev libfuse3-dev fuse3 libjemalloc-dev libnuma-dev
       libxxhash-dev libcmocka-dev libcurl4-openssl-dev libssl-dev
-      fio python3 procps util-linux kmod bc"
+      fio python3 procps util-linux mount e2fsprogs kmod bc"
 missing=""
 for p in $pkgs; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' ||
