@@ -28,6 +28,13 @@ static inline uint64_t mix64(uint64_t x)
 	return x ^ (x >> 31);
 }
 
+/* Adds n counters of src to dst: for stats structs made only of uint64_t. */
+static inline void sum_u64(uint64_t *dst, const uint64_t *src, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		dst[i] += src[i];
+}
+
 /*
  * Parses a byte size: a number with an optional K, M, G or T suffix (powers
  * of 1024, an optional trailing "B" or "iB" allowed). Returns 0 and sets *out,

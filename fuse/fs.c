@@ -926,19 +926,8 @@ void cachefs_destroy(struct cachefs *fs)
 		return;
 	if (fs->cache) {
 		/* The shards are stopped: their counters are final. */
-		struct pgcache_stats t = { 0 }, p;
-		for (unsigned i = 0; i < pgcache_parts(fs->cache); i++) {
-			pgcache_stats(fs->cache, i, &p);
-			t.hits += p.hits;
-			t.store_hits += p.store_hits;
-			t.misses += p.misses;
-			t.joins += p.joins;
-			t.fetches += p.fetches;
-			t.fetch_errors += p.fetch_errors;
-			t.evictions += p.evictions;
-			t.transient += p.transient;
-			t.bytes_fetched += p.bytes_fetched;
-		}
+		struct pgcache_stats t;
+		pgcache_stats_total(fs->cache, &t);
 		log_info("page cache: %llu hits, %llu misses, %llu from the SSD, %llu joined a fetch, %llu fetches "
 			 "(%llu failed), %llu evictions, %llu uncached; %llu bytes read from the source",
 			 (unsigned long long)t.hits, (unsigned long long)t.misses,
@@ -949,21 +938,8 @@ void cachefs_destroy(struct cachefs *fs)
 		pgcache_destroy(fs->cache);
 	}
 	if (fs->store) {
-		struct pgstore_stats t = { 0 }, p;
-		for (unsigned i = 0; i < pgstore_parts(fs->store); i++) {
-			pgstore_stats(fs->store, i, &p);
-			t.hits += p.hits;
-			t.writes += p.writes;
-			t.not_admitted += p.not_admitted;
-			t.corrupt += p.corrupt;
-			t.io_errors += p.io_errors;
-			t.evictions += p.evictions;
-			t.compactions += p.compactions;
-			t.pages += p.pages;
-			t.bytes += p.bytes;
-			t.recovered += p.recovered;
-			t.capacity += p.capacity;
-		}
+		struct pgstore_stats t;
+		pgstore_stats_total(fs->store, &t);
 		log_info("ssd cache: %llu hits, %llu writes, %llu not admitted, %llu corrupt, %llu IO errors, "
 			 "%llu evictions, %llu log compactions; %llu pages (%llu bytes of %llu) held, "
 			 "%llu found at start",

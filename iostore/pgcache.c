@@ -517,3 +517,16 @@ void pgcache_stats(const struct pgcache *c, unsigned part, struct pgcache_stats 
 	*out = c->parts[part].stats;
 	out->bytes = c->parts[part].bytes;
 }
+
+_Static_assert(sizeof(struct pgcache_stats) % sizeof(uint64_t) == 0, "stats are uint64_t counters");
+
+void pgcache_stats_total(const struct pgcache *c, struct pgcache_stats *out)
+{
+	struct pgcache_stats p;
+
+	memset(out, 0, sizeof(*out));
+	for (unsigned i = 0; i < c->nparts; i++) {
+		pgcache_stats(c, i, &p);
+		sum_u64((uint64_t *)out, (const uint64_t *)&p, sizeof(p) / sizeof(uint64_t));
+	}
+}

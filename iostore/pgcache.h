@@ -90,6 +90,8 @@ const void *page_data(const struct page *pg);
 size_t page_len(const struct page *pg);
 
 void pgcache_stats(const struct pgcache *c, unsigned part, struct pgcache_stats *out);
+/* The sum over all partitions; exact once the shards have stopped. */
+void pgcache_stats_total(const struct pgcache *c, struct pgcache_stats *out);
 unsigned pgcache_parts(const struct pgcache *c);
 
 #endif

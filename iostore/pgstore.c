@@ -207,7 +207,7 @@ struct seg {
 	uint64_t writing_to;      /* records covered by the write in flight */
 	bool writing, compacting;
 	char *ring;               /* RING_BLOCKS log blocks */
-	struct pgs_rec *pending;  /* appended while compacting */
+	struct pgs_rec *pending;  /* waiting for room in the ring, or for a compaction */
 	size_t npending, cap_pending;
 	char *snap;               /* compaction snapshot in flight */
 	uint64_t snap_recs;
@@ -524,8 +524,6 @@ static int open_file(struct pgstore *ps, unsigned i, const struct pgstore_file *
 
 struct replay_ctx {
 	struct pgstore_part *p;
-	unsigned seg;
-	uint32_t first;           /* partition slot of the segment's local slot 0 */
 	uint32_t *map;            /* local slot -> partition slot */
 };
 
@@ -714,7 +712,7 @@ static int part_recover(struct pgstore *ps, struct pgstore_part *p, unsigned pi)
 {
 	for (unsigned i = 0; i < ps->nfiles; i++) {
 		struct seg *g = &p->segs[i];
-		struct replay_ctx c = { .p = p, .seg = i };
+		struct replay_ctx c = { .p = p };
 		struct pgs_replay r;
 		int rc;
 
@@ -1266,7 +1264,12 @@ void pgstore_stats(const struct pgstore *ps, unsigned part, struct pgstore_stats
 	*out = ps->parts[part].stats;
 }
 
-unsigned pgstore_parts(const struct pgstore *ps)
+_Static_assert(sizeof(struct pgstore_stats) % sizeof(uint64_t) == 0, "stats are uint64_t counters");
+
+void pgstore_stats_total(const struct pgstore *ps, struct pgstore_stats *out)
 {
-	return ps->nparts;
+	memset(out, 0, sizeof(*out));
+	for (unsigned i = 0; i < ps->nparts; i++)
+		sum_u64((uint64_t *)out, (const uint64_t *)&ps->parts[i].stats,
+			sizeof(*out) / sizeof(uint64_t));
 }

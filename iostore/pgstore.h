@@ -110,6 +110,7 @@ struct pgstore_stats {
 	uint64_t capacity;               /* bytes of slots */
 };
 void pgstore_stats(const struct pgstore *ps, unsigned part, struct pgstore_stats *out);
-unsigned pgstore_parts(const struct pgstore *ps);
+/* The sum over all partitions; exact once the shards have stopped. */
+void pgstore_stats_total(const struct pgstore *ps, struct pgstore_stats *out);
 
 #endif

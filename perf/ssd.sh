@@ -95,20 +95,18 @@ mount_on "$work/rand" "$opts"
 "$BENCH" read "$mnt/r.bin" --direct >/dev/null
 waitpages "$store" 262144
 umount_all; sleep 1
+fio_rand() {
+	fio --name=rr --filename="$1" --rw=randread --bs=4k --direct=1 --ioengine=io_uring \
+		--iodepth=32 --numjobs=2 --group_reporting --runtime="$runtime" --time_based \
+		--output-format=json 2>/dev/null | json 'd["jobs"][0]["read"]["iops"]'
+}
 rand_cfs() {
 	drop
 	mount_on "$work/rand" "$opts"
-	fio --name=rr --filename="$mnt/r.bin" --rw=randread --bs=4k --direct=1 --ioengine=io_uring \
-		--iodepth=32 --numjobs=2 --group_reporting --runtime="$runtime" --time_based \
-		--output-format=json 2>/dev/null | json 'd["jobs"][0]["read"]["iops"]'
+	fio_rand "$mnt/r.bin"
 	umount_all; sleep 0.5
 }
-rand_fio() {
-	drop
-	fio --name=rr --filename="$work/rand/r.bin" --rw=randread --bs=4k --direct=1 --ioengine=io_uring \
-		--iodepth=32 --numjobs=2 --group_reporting --runtime="$runtime" --time_based \
-		--output-format=json 2>/dev/null | json 'd["jobs"][0]["read"]["iops"]'
-}
+rand_fio() { drop; fio_rand "$work/rand/r.bin"; }
 row "4 KiB random read, SSD tier, page_size=4K (IOPS)" "$(med rand_cfs)" "$(med rand_fio)" \
 	"fio io_uring QD32 x 2, same file"
 rm -f "$store"
