@@ -943,6 +943,8 @@ static void drain_pending(struct seg *g)
 {
 	size_t i = 0;
 
+	if (!g->npending)
+		return;
 	while (i < g->npending && !g->compacting && ring_room(g))
 		ring_put(g, &g->pending[i++]);
 	memmove(g->pending, g->pending + i, (g->npending - i) * sizeof(*g->pending));
