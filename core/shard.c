@@ -36,8 +36,10 @@ struct shard {
 	unsigned inflight;                 /* SQEs whose CQE has not come */
 	unsigned timers;                   /* of those, armed timers */
 	struct shard_stats stats;
-	struct iovec *bufs;                /* registered fixed buffers */
+	char *buf_base;                    /* fixed buffers: nbufs chunks from here */
+	size_t buf_chunk;
 	unsigned nbufs;
+	uint8_t *buf_ok;                   /* chunk i is registered */
 	pthread_t thread;
 	atomic_bool stopping;
 	bool manual;                       /* no thread: driven by shard_poll() */
@@ -343,23 +345,38 @@ void shard_unregister_files(void)
 	io_uring_unregister_files(&self->ring);
 }
 
-int shard_register_buffers(const struct iovec *iov, unsigned n)
+int shard_buffers_init(void *base, size_t chunk, unsigned n)
 {
 	struct shard *s = self;
 	int rc;
 
-	assert(s && !s->bufs);
-	s->bufs = malloc(n * sizeof(*iov));
-	if (!s->bufs)
+	assert(s && !s->buf_ok);
+	s->buf_ok = calloc(n, 1);
+	if (!s->buf_ok)
 		return -ENOMEM;
-	rc = io_uring_register_buffers(&s->ring, iov, n);
+	rc = io_uring_register_buffers_sparse(&s->ring, n);
 	if (rc < 0) {
-		free(s->bufs);
-		s->bufs = NULL;
+		free(s->buf_ok);
+		s->buf_ok = NULL;
 		return rc;
 	}
-	memcpy(s->bufs, iov, n * sizeof(*iov));
+	s->buf_base = base;
+	s->buf_chunk = chunk;
 	s->nbufs = n;
+	return 0;
+}
+
+int shard_buffer_register(unsigned i)
+{
+	struct shard *s = self;
+	struct iovec iov = { .iov_base = s->buf_base + (size_t)i * s->buf_chunk, .iov_len = s->buf_chunk };
+	int rc;
+
+	assert(i < s->nbufs);
+	rc = io_uring_register_buffers_update_tag(&s->ring, i, &iov, NULL, 1);
+	if (rc < 0)
+		return rc;
+	s->buf_ok[i] = 1;
 	return 0;
 }
 
@@ -367,13 +384,14 @@ int shard_buf_index(const void *p, size_t len)
 {
 	struct shard *s = self;
 	const char *c = p;
+	size_t i;
 
-	for (unsigned i = 0; i < s->nbufs; i++) {
-		const char *b = s->bufs[i].iov_base;
-		if (c >= b && c + len <= b + s->bufs[i].iov_len)
-			return (int)i;
-	}
-	return -1;
+	if (!s->buf_ok || c < s->buf_base || c >= s->buf_base + s->nbufs * s->buf_chunk)
+		return -1;
+	i = (size_t)(c - s->buf_base) / s->buf_chunk;
+	if (!s->buf_ok[i] || c + len > s->buf_base + (i + 1) * s->buf_chunk)
+		return -1;
+	return (int)i;
 }
 
 static int pick_cpus(int *cpus, unsigned n)
@@ -399,7 +417,7 @@ static void shard_free(struct shard *s)
 		close(s->efd);
 	if (s->ring.ring_fd > 0)
 		io_uring_queue_exit(&s->ring);
-	free(s->bufs);
+	free(s->buf_ok);
 	free(s);
 }
 

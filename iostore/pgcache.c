@@ -40,6 +40,9 @@ struct pgcache_part {
 	uint32_t nfull;           /* slab slots */
 	uint32_t *free_full;      /* stack of free slab slots */
 	uint32_t nfree_full;
+	uint32_t chunk_slots;     /* slots per fixed-buffer chunk; 0: none */
+	uint32_t high;            /* slots below this have been handed out */
+	uint32_t nreg;            /* chunks registered, from the first */
 	struct page **buckets;
 	uint32_t bucket_mask;
 	struct pgcache_stats stats;
@@ -81,25 +84,46 @@ static uint64_t descriptors_for(uint64_t capacity, uint64_t page_size)
 
 /*
  * On the owner shard: the slab becomes the ring's fixed buffers, so SSD
- * reads and writes skip per-IO page pinning. Registering faults the slab
- * in here, on the owner's NUMA node. At most 1 GiB per buffer.
+ * reads and writes skip per-IO page pinning. Registering pins (and so
+ * faults in) memory: done chunk by chunk as the slab fills, never all at
+ * mount, which would cost seconds of page zeroing for a large RAM tier.
  */
 static void register_slab(void *arg)
 {
 	struct pgcache_part *p = arg;
-	size_t len = (size_t)p->nfull * p->cache->page_size, chunk = 1 << 30;
-	unsigned n = (unsigned)((len + chunk - 1) / chunk);
-	struct iovec iov[n];
+	uint64_t ps = p->cache->page_size;
+	/* 64 MiB chunks, fewer than 16384 of them, none over 1 GiB. */
+	uint64_t slots = MAX((64ULL << 20) / ps, 1);
 	int rc;
 
-	for (unsigned i = 0; i < n; i++) {
-		iov[i].iov_base = p->slab + (size_t)i * chunk;
-		iov[i].iov_len = MIN(chunk, len - (size_t)i * chunk);
+	while (((uint64_t)p->nfull + slots - 1) / slots >= 16384 && slots * ps < (1ULL << 30))
+		slots *= 2;
+	p->chunk_slots = (uint32_t)slots;
+	rc = shard_buffers_init(p->slab, slots * ps, (unsigned)((p->nfull + slots - 1) / slots));
+	if (rc < 0) {
+		log_info("shard %u: no fixed buffers for the page slab (%s); SSD IO uses plain "
+			 "reads and writes", shard_id(p->owner), strerror(-rc));
+		p->chunk_slots = 0;
 	}
-	rc = shard_register_buffers(iov, n);
-	if (rc < 0)
-		log_info("shard %u: registering %zu MiB of page slab as fixed buffers: %s; "
-			 "SSD IO uses plain reads and writes", shard_id(p->owner), len >> 20, strerror(-rc));
+}
+
+/* A full-page slot was handed out: register every chunk now wholly in use. */
+static void slab_touched(struct pgcache_part *p, uint32_t slot)
+{
+	if (!p->chunk_slots || slot < p->high)
+		return;
+	p->high = slot + 1;
+	while (p->nreg * p->chunk_slots < p->nfull &&
+	       p->high >= MIN((p->nreg + 1) * p->chunk_slots, p->nfull)) {
+		int rc = shard_buffer_register(p->nreg);
+		if (rc < 0) {
+			log_info("shard %u: registering page slab chunk %u: %s; SSD IO on the rest "
+				 "uses plain reads and writes", shard_id(p->owner), p->nreg, strerror(-rc));
+			p->chunk_slots = 0;
+			return;
+		}
+		p->nreg++;
+	}
 }
 
 int pgcache_create(struct pgcache **out, const struct pgcache_opts *o)
@@ -277,6 +301,7 @@ static int take_buffer(struct pgcache *c, struct pgcache_part *p, struct page *p
 	if (need == c->page_size) {
 		pg->slot = (int32_t)p->free_full[--p->nfree_full];
 		pg->data = p->slab + (size_t)pg->slot * c->page_size;
+		slab_touched(p, (uint32_t)pg->slot);
 	} else {
 		pg->slot = -1;
 		if (posix_memalign(&pg->data, 4096, need)) {

@@ -50,8 +50,8 @@ struct pgcache_opts {
 /*
  * Misses look in the store first; pages fetched from the UFS are offered to
  * it in the background once their readers have them. With a store, each
- * partition's page slab is registered as fixed buffers on its shard's ring,
- * which commits the slab's memory at creation.
+ * partition's page slab becomes fixed buffers on its shard's ring, chunk by
+ * chunk as it fills.
  */
 
 /* Per-partition counters, written by the owner only. */
