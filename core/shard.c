@@ -36,8 +36,8 @@ struct shard {
 	unsigned inflight;                 /* SQEs whose CQE has not come */
 	unsigned timers;                   /* of those, armed timers */
 	struct shard_stats stats;
-	char *buf_base;                    /* fixed buffers: nbufs chunks from here */
-	size_t buf_chunk;
+	char *buf_base;                    /* fixed buffers: nbufs chunks of buf_len bytes */
+	size_t buf_len, buf_chunk;
 	unsigned nbufs;
 	uint8_t *buf_ok;                   /* chunk i is registered */
 	pthread_t thread;
@@ -345,8 +345,9 @@ void shard_unregister_files(void)
 	io_uring_unregister_files(&self->ring);
 }
 
-int shard_buffers_init(void *base, size_t chunk, unsigned n)
+int shard_buffers_init(void *base, size_t len, size_t chunk)
 {
+	unsigned n = (unsigned)((len + chunk - 1) / chunk);
 	struct shard *s = self;
 	int rc;
 
@@ -361,6 +362,7 @@ int shard_buffers_init(void *base, size_t chunk, unsigned n)
 		return rc;
 	}
 	s->buf_base = base;
+	s->buf_len = len;
 	s->buf_chunk = chunk;
 	s->nbufs = n;
 	return 0;
@@ -369,7 +371,8 @@ int shard_buffers_init(void *base, size_t chunk, unsigned n)
 int shard_buffer_register(unsigned i)
 {
 	struct shard *s = self;
-	struct iovec iov = { .iov_base = s->buf_base + (size_t)i * s->buf_chunk, .iov_len = s->buf_chunk };
+	size_t off = (size_t)i * s->buf_chunk;
+	struct iovec iov = { .iov_base = s->buf_base + off, .iov_len = MIN(s->buf_chunk, s->buf_len - off) };
 	int rc;
 
 	assert(i < s->nbufs);
@@ -386,7 +389,7 @@ int shard_buf_index(const void *p, size_t len)
 	const char *c = p;
 	size_t i;
 
-	if (!s->buf_ok || c < s->buf_base || c >= s->buf_base + s->nbufs * s->buf_chunk)
+	if (!s->buf_ok || c < s->buf_base || c + len > s->buf_base + s->buf_len)
 		return -1;
 	i = (size_t)(c - s->buf_base) / s->buf_chunk;
 	if (!s->buf_ok[i] || c + len > s->buf_base + (i + 1) * s->buf_chunk)

@@ -103,12 +103,12 @@ int shard_register_files(const int *fds, unsigned n);
 /* Owner only: drops the registered files. */
 void shard_unregister_files(void);
 /*
- * Owner only, once per shard: reserves n fixed-buffer entries for the n
- * chunks of `chunk` bytes (at most 1 GiB) from base, none registered yet.
+ * Owner only, once per shard: reserves fixed-buffer entries for [base,
+ * base + len) in chunks of `chunk` bytes (at most 1 GiB), none registered yet.
  * shard_buffer_register(i) then registers chunk i, pinning its memory.
  * Both return 0 or a negative errno.
  */
-int shard_buffers_init(void *base, size_t chunk, unsigned n);
+int shard_buffers_init(void *base, size_t len, size_t chunk);
 int shard_buffer_register(unsigned i);
 /* Owner only: the fixed buffer holding [p, p + len), or -1. */
 int shard_buf_index(const void *p, size_t len);

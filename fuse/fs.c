@@ -940,10 +940,11 @@ void cachefs_destroy(struct cachefs *fs)
 	if (fs->store) {
 		struct pgstore_stats t;
 		pgstore_stats_total(fs->store, &t);
-		log_info("ssd cache: %llu hits, %llu writes, %llu not admitted, %llu corrupt, %llu IO errors, "
-			 "%llu evictions, %llu log compactions; %llu pages (%llu bytes of %llu) held, "
-			 "%llu found at start",
+		log_info("ssd cache: %llu hits, %llu writes (%llu IOs on fixed buffers), %llu not admitted, "
+			 "%llu corrupt, %llu IO errors, %llu evictions, %llu log compactions; %llu pages "
+			 "(%llu bytes of %llu) held, %llu found at start",
 			 (unsigned long long)t.hits, (unsigned long long)t.writes,
+			 (unsigned long long)t.fixed_ios,
 			 (unsigned long long)t.not_admitted, (unsigned long long)t.corrupt,
 			 (unsigned long long)t.io_errors, (unsigned long long)t.evictions,
 			 (unsigned long long)t.compactions, (unsigned long long)t.pages,

@@ -99,7 +99,7 @@ static void register_slab(void *arg)
 	while (((uint64_t)p->nfull + slots - 1) / slots >= 16384 && slots * ps < (1ULL << 30))
 		slots *= 2;
 	p->chunk_slots = (uint32_t)slots;
-	rc = shard_buffers_init(p->slab, slots * ps, (unsigned)((p->nfull + slots - 1) / slots));
+	rc = shard_buffers_init(p->slab, (size_t)p->nfull * ps, slots * ps);
 	if (rc < 0) {
 		log_info("shard %u: no fixed buffers for the page slab (%s); SSD IO uses plain "
 			 "reads and writes", shard_id(p->owner), strerror(-rc));

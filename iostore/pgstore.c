@@ -895,8 +895,9 @@ static void file_failed(struct sfile *f, const char *what, int err)
 			 "of this mount, reads go on from RAM and the source", f->path, what, strerror(-err));
 }
 
-static struct io_uring_sqe *prep_rw(struct shard_op *op, struct sfile *f, bool write, void *buf,
-				    size_t len, uint64_t off)
+/* Returns whether the IO goes through a fixed buffer. */
+static bool prep_rw(struct shard_op *op, struct sfile *f, bool write, void *buf, size_t len,
+		    uint64_t off)
 {
 	struct io_uring_sqe *sqe = shard_sqe(op);
 	int bi = shard_buf_index(buf, len);
@@ -915,7 +916,7 @@ static struct io_uring_sqe *prep_rw(struct shard_op *op, struct sfile *f, bool w
 	}
 	if (fixed >= 0)
 		sqe->flags |= IOSQE_FIXED_FILE;
-	return sqe;
+	return bi >= 0;
 }
 
 static void log_flush(struct seg *g);
@@ -1161,7 +1162,8 @@ int pgstore_read(struct pgstore *ps, unsigned part, const struct pgkey *key, voi
 	io->slot = s;
 	io->buf = buf;
 	io->op.done = read_done;
-	prep_rw(&io->op, f, false, buf, round_block(sl->len), slot_off(&p->segs[sl->seg], sl->local));
+	p->stats.fixed_ios += prep_rw(&io->op, f, false, buf, round_block(sl->len),
+				      slot_off(&p->segs[sl->seg], sl->local));
 	return 0;
 }
 
@@ -1257,7 +1259,8 @@ int pgstore_put(struct pgstore *ps, unsigned part, const struct pgkey *key, uint
 	io->slot = s;
 	io->buf = (void *)data;
 	io->op.done = put_done;
-	prep_rw(&io->op, f, true, (void *)data, round_block(len), slot_off(&p->segs[sl->seg], sl->local));
+	p->stats.fixed_ios += prep_rw(&io->op, f, true, (void *)data, round_block(len),
+				      slot_off(&p->segs[sl->seg], sl->local));
 	return 0;
 }
 

@@ -103,6 +103,7 @@ struct pgstore_stats {
 	uint64_t not_admitted;           /* first touches under second_touch */
 	uint64_t corrupt;                /* checksum mismatches, slot dropped */
 	uint64_t io_errors;
+	uint64_t fixed_ios;              /* page reads and writes on fixed buffers */
 	uint64_t evictions;
 	uint64_t compactions;
 	uint64_t pages, bytes;           /* held now */

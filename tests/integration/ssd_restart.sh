@@ -38,5 +38,7 @@ cat "$T/log2"
 [ "$(counter "$T/log2" 'bytes read from the source')" = 0 ] || fail "the warm mount read from the source"
 [ "$(counter "$T/log2" 'from the SSD')" -ge "$want" ] || fail "fewer SSD hits than pages"
 [ "$(counter "$T/log2" 'corrupt')" = 0 ] || fail "corrupt pages after a clean recovery"
+# Full pages land in the RAM slab, registered as fixed buffers once used.
+[ "$(counter "$T/log2" 'IOs on fixed buffers')" -gt 0 ] || fail "no store read used a fixed buffer"
 pass "after kill -9: $want pages served from the SSD, 0 bytes from the source"
 "$FSCK" "$T/store" || fail "fsck finds the store unclean"
