@@ -18,6 +18,7 @@ files=${FILES:-2000}
 runtime=${RUNTIME:-3}
 runs=${RUNS:-5}
 BENCH=$bin/cachefs-bench
+. "$src/perf/lib.sh"
 big=$work/data/big.bin tree=$work/data/tree mnt=$work/mnt ref=$work/ref
 
 [ "$(id -u)" = 0 ] || { echo "perf/run.sh: run as root (drops caches, sets read-ahead)" >&2; exit 1; }
@@ -35,9 +36,7 @@ if [ ! -f "$big" ] || [ "$(stat -c %s "$big")" != $((size << 20)) ]; then
 fi
 [ -d "$tree" ] || "$BENCH" write "$tree" --files "$files" --size 100K >/dev/null
 
-mbps() { python3 -c 'import json,sys; print(json.load(sys.stdin)["mbps"])'; }
-median() { printf '%s\n' "$@" | sort -g | sed -n "$(( ($# + 1) / 2 ))p"; }
-med() { local a=(); for _ in $(seq "$runs"); do a+=("$("$@")"); done; median "${a[@]}"; }
+mbps() { json 'd["mbps"]'; }
 cfs_mount() { "$bin/cachefs" "$work/data" "$mnt" -o ram_cache=$((size * 2 + 512))M"${1:+,$1}"; }
 ref_mount() {
 	"$bin/perf/memfs" "$big" "$ref"
@@ -49,19 +48,11 @@ fio_iops() {
 	fio --name=rr --filename="$1" --rw=randread --bs=4k --direct=1 --ioengine=io_uring \
 		--iodepth=32 --numjobs=2 --group_reporting --runtime="$runtime" --time_based \
 		--output-format=json 2>/dev/null |
-		python3 -c 'import json,sys; print(round(json.load(sys.stdin)["jobs"][0]["read"]["iops"]))'
+		json 'd["jobs"][0]["read"]["iops"]'
 }
 # A cold cachefs read needs a fresh mount: an empty RAM tier.
 cold_big() { cfs_mount; seqread "$mnt/big.bin" --drop-caches; fusermount3 -u "$mnt"; }
 cold_tree() { cfs_mount; treeread "$mnt/tree"; fusermount3 -u "$mnt"; }
-
-rows=()
-row() {
-	local r
-	r=$(python3 -c "print(f'{$2/$3:.2f}x')")
-	rows+=("$1|$2|$3|$4|$r")
-	printf '%-44s %10.0f %10.0f  %s  (%s)\n' "$1" "$2" "$3" "$r" "$4" >&2
-}
 
 # 1. Cold: local disk after drop_caches vs cachefs's first read.
 row "1 GiB sequential, cold (MB/s)" "$(med cold_big)" "$(med seqread "$big" --drop-caches)" \
@@ -78,7 +69,7 @@ row "1 GiB sequential, RAM tier, O_DIRECT 1M (MB/s)" \
 # 3. 4 KiB random reads, direct, fio io_uring QD32 x 2 jobs.
 rr=$(med fio_iops "$mnt/big.bin")
 row "4 KiB random read, RAM tier (IOPS)" "$rr" "$(med fio_iops "$ref/data")" "memfs (FUSE limit)"
-row "4 KiB random read, RAM tier (IOPS)" "$rr" "$(sync; echo 3 > /proc/sys/vm/drop_caches; med fio_iops "$big")" \
+row "4 KiB random read, RAM tier (IOPS)" "$rr" "$(drop_caches; med fio_iops "$big")" \
 	"local disk, fio direct"
 umount_all
 
@@ -102,9 +93,4 @@ row "$files x 100 KiB files, warm, 4 threads (MB/s)" "$(med treeread "$mnt/tree"
 	"local disk, caches dropped"
 umount_all
 
-echo "| measurement | cachefs | reference | reference is | ratio |"
-echo "|---|---:|---:|---|---:|"
-for r in "${rows[@]}"; do
-	IFS='|' read -r what a b refname rat <<< "$r"
-	printf '| %s | %.0f | %.0f | %s | %s |\n' "$what" "$a" "$b" "$refname" "$rat"
-done
+table

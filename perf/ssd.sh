@@ -22,6 +22,7 @@ runs=${RUNS:-3}
 runtime=${RUNTIME:-5}
 BENCH=$bin/cachefs-bench
 mnt=$work/mnt
+. "$src/perf/lib.sh"
 
 [ "$(id -u)" = 0 ] || { echo "perf/ssd.sh: run as root (drops caches)" >&2; exit 1; }
 command -v fio >/dev/null || { echo "perf/ssd.sh: fio missing (tools/install-deps.sh)" >&2; exit 1; }
@@ -39,10 +40,6 @@ if [ ! -f "$work/small/.done" ]; then
 	touch "$work/small/.done"
 fi
 
-median() { printf '%s\n' "$@" | sort -g | sed -n "$(( ($# + 1) / 2 ))p"; }
-med() { local a=(); for _ in $(seq "$runs"); do a+=("$("$@")"); done; median "${a[@]}"; }
-json() { python3 -c "import json,sys; d=json.load(sys.stdin); print(round($1))"; }
-drop() { sync; echo 3 > /proc/sys/vm/drop_caches; }
 mount_on() {   # mount_on SRC OPTS
 	"$bin/cachefs" "$1" "$mnt" -o "$2" 2>>"$work/log"
 }
@@ -56,12 +53,14 @@ waitpages() {   # waitpages STORE N: until the store's log holds N pages
 	return 1
 }
 
-rows=()
-row() {
-	local r
-	r=$(python3 -c "print(f'{$2/$3:.2f}x')")
-	rows+=("$1|$2|$3|$4|$r")
-	printf '%-52s %10s %10s  %s  (%s)\n' "$1" "$2" "$3" "$r" "$4" >&2
+# cold_cfs SRC OPTS CMD...: CMD on a fresh mount, kernel caches dropped.
+cold_cfs() {
+	local from=$1 o=$2
+	shift 2
+	drop_caches
+	mount_on "$from" "$o"
+	"$@"
+	umount_all; sleep 0.5
 }
 
 # 1. Sequential from the SSD tier.
@@ -72,18 +71,13 @@ mount_on "$work/seq" "$opts"
 "$BENCH" read "$mnt/big.bin" --direct >/dev/null          # fills the store
 waitpages "$store" "$size"
 umount_all; sleep 1
-seq_cfs() {
-	drop
-	mount_on "$work/seq" "$opts"
-	"$BENCH" read "$mnt/big.bin" --direct --json | json 'd["mbps"]'
-	umount_all; sleep 0.5
-}
+seq_read() { "$BENCH" read "$mnt/big.bin" --direct --json | json 'd["mbps"]'; }
 seq_fio() {
-	drop
+	drop_caches
 	fio --name=seq --filename="$work/seq/big.bin" --rw=read --bs=1M --direct=1 --ioengine=io_uring \
 		--iodepth=16 --output-format=json 2>/dev/null | json 'd["jobs"][0]["read"]["bw_bytes"]/1e6'
 }
-row "${size} MiB sequential 1M O_DIRECT, SSD tier (MB/s)" "$(med seq_cfs)" "$(med seq_fio)" \
+row "${size} MiB sequential 1M O_DIRECT, SSD tier (MB/s)" "$(med cold_cfs "$work/seq" "$opts" seq_read)" "$(med seq_fio)" \
 	"fio io_uring QD16, same file system"
 rm -f "$store"
 
@@ -100,14 +94,9 @@ fio_rand() {
 		--iodepth=32 --numjobs=2 --group_reporting --runtime="$runtime" --time_based \
 		--output-format=json 2>/dev/null | json 'd["jobs"][0]["read"]["iops"]'
 }
-rand_cfs() {
-	drop
-	mount_on "$work/rand" "$opts"
-	fio_rand "$mnt/r.bin"
-	umount_all; sleep 0.5
-}
-rand_fio() { drop; fio_rand "$work/rand/r.bin"; }
-row "4 KiB random read, SSD tier, page_size=4K (IOPS)" "$(med rand_cfs)" "$(med rand_fio)" \
+rand_fio() { drop_caches; fio_rand "$work/rand/r.bin"; }
+row "4 KiB random read, SSD tier, page_size=4K (IOPS)" "$(med cold_cfs "$work/rand" "$opts" fio_rand "$mnt/r.bin")" \
+	"$(med rand_fio)" \
 	"fio io_uring QD32 x 2, same file"
 rm -f "$store"
 
@@ -129,8 +118,7 @@ restart() {
 }
 warm=$(med restart)
 found=$(grep -o "[0-9]* cached pages found in [0-9.]* s" "$work/log" | tail -n1)
-echo "restart to warm, 100,000-page store: ${warm} s from exec to mount ($found)" >&2
-rows+=("Restart to warm, store of 100,000 pages (s)|$warm|2|target: under 2 s|")
+note "Restart to warm, store of 100,000 pages (s)" "$warm" "target: under 2 s; $found"
 rm -f "$store"
 
 # 4. Peak RSS: 20 GiB store, 256 MiB RAM tier, 64 KiB pages (327,680 slots).
@@ -147,14 +135,8 @@ rss() {   # rss OPTS: VmHWM in KiB after reading 512 MiB through the mount
 with=$(rss ram_cache=256M,page_size=64K,ssd_cache=$store:20G)
 without=$(rss ram_cache=256M,page_size=64K)
 per=$(python3 -c "print(round(($with - $without) * 1024 / (20 * 1024 * 16)))")
-echo "peak RSS: ${with} KiB with a 20 GiB store, ${without} KiB without: ${per} bytes per store page" >&2
-rows+=("Index memory per store page, 20 GiB store (bytes)|$per| |peak RSS $with KiB vs $without KiB without the store|")
+note "Index memory per store page, 20 GiB store (bytes)" "$per" "peak RSS $with KiB vs $without KiB without the store"
 rm -f "$store"
 
 echo
-echo "| benchmark | cachefs | reference | ratio | reference is |"
-echo "|---|---|---|---|---|"
-for r in "${rows[@]}"; do
-	IFS='|' read -r name a b what ratio <<< "$r"
-	echo "| $name | $a | $b | $ratio | $what |"
-done
+table
