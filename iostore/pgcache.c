@@ -60,14 +60,9 @@ unsigned pgcache_parts(const struct pgcache *c) { return c->nparts; }
 const void *page_data(const struct page *pg) { return pg->data; }
 size_t page_len(const struct page *pg) { return pg->len; }
 
-static uint64_t key_hash(const struct pgkey *k)
-{
-	return mix64(k->file * 0x9e3779b97f4a7c15ULL + k->index);
-}
-
 unsigned pgcache_owner(const struct pgcache *c, const struct pgkey *k)
 {
-	return (unsigned)(key_hash(k) % c->nparts);
+	return (unsigned)(pgkey_hash(k) % c->nparts);
 }
 
 #define assert_owner(p) assert((p)->owner == shard_self())
@@ -229,7 +224,7 @@ void pgcache_destroy(struct pgcache *c)
 
 static struct page **bucket_of(struct pgcache_part *p, const struct pgkey *k)
 {
-	return &p->buckets[(key_hash(k) >> 20) & p->bucket_mask];
+	return &p->buckets[(pgkey_hash(k) >> 20) & p->bucket_mask];
 }
 
 static struct page *lookup(struct pgcache_part *p, const struct pgkey *k)

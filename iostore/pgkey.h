@@ -3,10 +3,17 @@
 #define CACHEFS_PGKEY_H
 
 #include <stdint.h>
+#include "core/util.h"
 
 struct pgkey {
 	uint64_t file;   /* file identity, including its version */
 	uint64_t index;  /* page number within the file */
 };
+
+/* Spread over 64 bits: the low bits pick the owner shard (hash % N). */
+static inline uint64_t pgkey_hash(const struct pgkey *k)
+{
+	return mix64(k->file * 0x9e3779b97f4a7c15ULL + k->index);
+}
 
 #endif

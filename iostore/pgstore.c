@@ -184,6 +184,10 @@ struct slot {
 	uint8_t reading;          /* a read is in flight: not evictable */
 };
 
+/*
+ * A store file. Shared by every shard: only `fixed` and `failed` change
+ * after the open, and they are atomics; the rest is read-only.
+ */
 struct sfile {
 	char path[PATH_MAX];
 	int fd;
@@ -194,7 +198,8 @@ struct sfile {
 	atomic_bool failed;       /* an IO error switched this file off */
 };
 
-/* One store file's slice of a partition, and that slice's log. */
+/* One store file's slice of a partition, and that slice's log: the
+ * partition's owner shard's alone. */
 struct seg {
 	struct pgstore_part *p;
 	struct sfile *f;
@@ -215,9 +220,11 @@ struct seg {
 	uint64_t lost;            /* records dropped: out of memory */
 };
 
+/* A shard's part of the store. Everything in it belongs to `owner`. */
 struct pgstore_part {
 	struct pgstore *ps;
 	struct shard *owner;      /* NULL until attached */
+	bool files_registered;    /* the owner's ring has the store files */
 	struct slot *slots;
 	uint32_t nslots, hand;
 	uint32_t *free;           /* stack of free slots, used before evicting */
@@ -240,14 +247,12 @@ struct pgstore {
 
 #define assert_owner(p) assert((p)->owner == shard_self())
 
-static uint64_t key_hash(uint64_t file, uint64_t index)
-{
-	return mix64(file ^ mix64(index + 0x51ed27));
-}
-
 static uint32_t *bucket_of(struct pgstore_part *p, uint64_t file, uint64_t index)
 {
-	return &p->buckets[key_hash(file, index) & p->bucket_mask];
+	struct pgkey k = { file, index };
+
+	/* The low bits chose the partition: index buckets by others. */
+	return &p->buckets[(pgkey_hash(&k) >> 20) & p->bucket_mask];
 }
 
 static uint32_t lookup(struct pgstore_part *p, uint64_t file, uint64_t index)
@@ -694,16 +699,15 @@ static int part_init(struct pgstore *ps, struct pgstore_part *p, unsigned pi)
 			return -ENOMEM;
 		memset(g->ring, 0, RING_BLOCKS * PGS_BLOCK);
 	}
-	while (s < total) {
-		for (unsigned i = 0; i < ps->nfiles && s < total; i++) {
-			/* Files with more slots left get more turns. */
-			uint32_t turns = left[i] ? MAX(left[i] / MAX(total / ps->nfiles / 64, 1) / 64, 1) : 0;
-			for (uint32_t t = 0; t < turns && left[i]; t++, s++) {
-				p->slots[s].seg = (uint8_t)i;
-				p->slots[s].local = p->segs[i].nslots - left[i]--;
-				p->slots[s].hnext = NIL;
-			}
-		}
+	/* Each next slot comes from the file with the largest share left. */
+	for (; s < total; s++) {
+		unsigned b = 0;
+		for (unsigned i = 1; i < ps->nfiles; i++)
+			if ((uint64_t)left[i] * p->segs[b].nslots > (uint64_t)left[b] * p->segs[i].nslots)
+				b = i;
+		p->slots[s].seg = (uint8_t)b;
+		p->slots[s].local = p->segs[b].nslots - left[b]--;
+		p->slots[s].hnext = NIL;
 	}
 	return 0;
 }
@@ -816,23 +820,23 @@ static void attach_shard(void *arg)
 	for (unsigned i = 0; i < ps->nfiles; i++)
 		fds[i] = ps->files[i].fd >= 0 ? ps->files[i].fd : -1;
 	rc = shard_register_files(fds, ps->nfiles);
-	if (rc < 0 && p == &ps->parts[0])
-		log_info("ssd_cache: registering the store files failed (%s); using plain descriptors",
-			 strerror(-rc));
+	p->files_registered = rc == 0;
 	if (rc < 0)
-		for (unsigned i = 0; i < ps->nfiles; i++)
-			atomic_store(&ps->files[i].fixed, -2);
+		log_info("ssd_cache: registering the store files on shard %u failed (%s); every shard "
+			 "uses plain descriptors", shard_id(p->owner), strerror(-rc));
 }
 
 int pgstore_attach(struct pgstore *ps)
 {
-	for (unsigned i = 0; i < ps->nfiles; i++)
-		ps->files[i].fixed = ps->files[i].fd >= 0 ? (int)i : -1;
-	for (unsigned i = 0; i < ps->nparts; i++)
+	bool all = true;
+
+	for (unsigned i = 0; i < ps->nparts; i++) {
 		shard_call(shard_get(i), attach_shard, &ps->parts[i]);
+		all &= ps->parts[i].files_registered;
+	}
+	/* Fixed indexes only if every ring has the table. No IO runs yet. */
 	for (unsigned i = 0; i < ps->nfiles; i++)
-		if (ps->files[i].fixed == -2)
-			ps->files[i].fixed = -1;
+		atomic_store(&ps->files[i].fixed, all && ps->files[i].fd >= 0 ? (int)i : -1);
 	return 0;
 }
 
@@ -1126,7 +1130,8 @@ static void read_done(struct shard_op *op, int res)
 	if (pgs_data_csum(io->buf, sl->len, f->sb.uuid) != sl->csum) {
 		p->stats.corrupt++;
 		log_warn("ssd_cache %s: a page in slot %u of shard %u failed its checksum; "
-			 "dropped, it is read from the source again", f->path, sl->local, io->part_id);
+			 "dropped, it is read from the source again", f->path, sl->local,
+			 (unsigned)(p - p->ps->parts));
 		release_slot(p, io->slot);
 		log_slot(p, io->slot, PGS_REC_DROP);
 		io->done(io, -EBADMSG);
@@ -1158,7 +1163,6 @@ int pgstore_read(struct pgstore *ps, unsigned part, const struct pgkey *key, voi
 		return -ENOENT;
 	sl->reading = 1;
 	io->part = p;
-	io->part_id = part;
 	io->slot = s;
 	io->buf = buf;
 	io->op.done = read_done;
@@ -1233,7 +1237,7 @@ int pgstore_put(struct pgstore *ps, unsigned part, const struct pgkey *key, uint
 		return -EEXIST;
 	if (p->ghost) {
 		/* Second touch: remember a first miss, admit a repeated one. */
-		uint64_t h = key_hash(key->file, key->index) | 1, *g = &p->ghost[(h >> 7) & p->ghost_mask];
+		uint64_t h = pgkey_hash(key) | 1, *g = &p->ghost[(h >> 20) & p->ghost_mask];
 		if (*g != h) {
 			*g = h;
 			p->stats.not_admitted++;
@@ -1255,7 +1259,6 @@ int pgstore_put(struct pgstore *ps, unsigned part, const struct pgkey *key, uint
 	sl->ref = 0;
 	hash_add(p, s);
 	io->part = p;
-	io->part_id = part;
 	io->slot = s;
 	io->buf = (void *)data;
 	io->op.done = put_done;

@@ -74,7 +74,6 @@ struct pgstore_io {
 	/* the store's, while the operation runs */
 	struct shard_op op;
 	struct pgstore_part *part;
-	unsigned part_id;
 	uint32_t slot;
 	void *buf;
 };

@@ -1,5 +1,5 @@
 #!/bin/bash
-# The SSD store survives kill -9: after the daemon is killed under heavy
+# The SSD store (two files, so pages spread over both) survives kill -9: after the daemon is killed under heavy
 # reads, a new mount on the same store serves every cached page without one
 # byte read from the source (the daemon's counters prove it), byte-correct.
 . "$(dirname "$0")/../lib.sh"
@@ -8,13 +8,16 @@ mkdir -p "$T/src"
 for i in $(seq 12); do head -c $((i * 700000)) /dev/urandom > "$T/src/f$i"; done
 head -c 100 /dev/urandom > "$T/src/tiny"
 want=$(pages_of "$T/src" $((1 << 20)))
-opts=ram_cache=8M,shards=2,ssd_cache=$T/store:128M
+opts=ram_cache=8M,shards=2,ssd_cache=$T/store:64M,$T/store2:64M
+held() { echo $(($(store_pages "$T/store") + $(store_pages "$T/store2"))); }
 
 mount_logged "$T/src" "$T/mnt" "$T/log1" -o "$opts"
 same_tree "$T/src" "$T/mnt"
 # Store writes trail the replies; wait until the log holds every page.
-for _ in $(seq 100); do [ "$(store_pages "$T/store")" = "$want" ] && break; sleep 0.1; done
-[ "$(store_pages "$T/store")" = "$want" ] || fail "store holds $(store_pages "$T/store") of $want pages"
+for _ in $(seq 100); do [ "$(held)" = "$want" ] && break; sleep 0.1; done
+[ "$(held)" = "$want" ] || fail "stores hold $(held) of $want pages"
+[ "$(store_pages "$T/store")" -gt 0 ] && [ "$(store_pages "$T/store2")" -gt 0 ] ||
+	fail "pages did not spread over both store files"
 
 # Heavy reads (O_DIRECT, so they reach the daemon) while it is killed.
 for j in 1 2 3 4; do
@@ -41,4 +44,4 @@ cat "$T/log2"
 # Full pages land in the RAM slab, registered as fixed buffers once used.
 [ "$(counter "$T/log2" 'IOs on fixed buffers')" -gt 0 ] || fail "no store read used a fixed buffer"
 pass "after kill -9: $want pages served from the SSD, 0 bytes from the source"
-"$FSCK" "$T/store" || fail "fsck finds the store unclean"
+"$FSCK" "$T/store" "$T/store2" || fail "fsck finds the stores unclean"
