@@ -17,6 +17,8 @@ enum opt_type {
 	OPT_INTAKE,   /* shards|threads */
 	OPT_SSD,      /* PATH:SIZE, repeatable */
 	OPT_ADMIT,    /* always|second_touch */
+	OPT_STRING,   /* copied into a char array of `max` bytes */
+	OPT_ADDRESSING, /* auto|path|virtual */
 	OPT_PASS,     /* kernel mount flag, passed on as written */
 	OPT_PASSVAL,  /* kernel mount option with a value, passed on */
 };
@@ -31,6 +33,8 @@ struct opt_def {
 };
 
 #define F(field) offsetof(struct cachefs_config, field)
+#define STR(field) OPT_STRING, F(field)
+#define SZ(field) 0, sizeof(((struct cachefs_config *)0)->field)
 static const struct opt_def opt_table[] = {
 	{ "shards", OPT_UINT, F(shards), "online CPUs", "shard threads, each pinned with its own io_uring", 1, 1024 },
 	{ "spin_us", OPT_UINT, F(spin_us), "0", "microseconds a shard polls for work before sleeping", 0, 100000 },
@@ -43,6 +47,21 @@ static const struct opt_def opt_table[] = {
 	{ "ssd_cache", OPT_SSD, 0, "off", "SSD tier: PATH:SIZE[,PATH2:SIZE2] of store files (created and fallocated) or block devices (PATH alone: the whole device)", 0, 0 },
 	{ "ssd_admit", OPT_ADMIT, F(ssd_admit), "always", "which UFS pages go to the SSD: always, or second_touch (a page missed twice; one scan of a huge set does not flush the store)", 0, 0 },
 	{ "sqpoll", OPT_BOOL, F(sqpoll), "off", "a kernel thread per shard polls its io_uring submissions (costs a core each)", 0, 0 },
+	{ "endpoint", STR(endpoint), "AWS for the region", "S3 endpoint URL, such as http://127.0.0.1:9000 or https://storage.example.com", SZ(endpoint) },
+	{ "region", STR(region), "AWS_REGION, the profile's, or us-east-1", "S3 region signed into requests", SZ(region) },
+	{ "access_key", STR(access_key), "", "S3 access key id (prefer passwd_file, the environment or ~/.aws/credentials)", SZ(access_key) },
+	{ "secret_key", STR(secret_key), "", "S3 secret key; hidden from ps once read, but prefer passwd_file", SZ(secret_key) },
+	{ "session_token", STR(session_token), "", "S3 session token of temporary credentials", SZ(session_token) },
+	{ "profile", STR(profile), "AWS_PROFILE or default", "profile read from ~/.aws/credentials and ~/.aws/config", SZ(profile) },
+	{ "passwd_file", STR(passwd_file), "", "file of ACCESS:SECRET or BUCKET:ACCESS:SECRET lines, mode 0600 (as s3fs)", SZ(passwd_file) },
+	{ "ca_bundle", STR(ca_bundle), "AWS_CA_BUNDLE or the system store", "PEM file of CAs trusted for HTTPS", SZ(ca_bundle) },
+	{ "anonymous", OPT_BOOL, F(anonymous), "off", "unsigned requests, for public buckets", 0, 0 },
+	{ "s3_addressing", OPT_ADDRESSING, F(s3_addressing), "auto", "path (endpoint/bucket/key), virtual (bucket.endpoint/key), or auto: virtual on AWS, path elsewhere", 0, 0 },
+	{ "s3_max_connections", OPT_UINT, F(s3_max_connections), "16", "HTTP connections per shard to the object store", 1, 1024 },
+	{ "s3_list_max_keys", OPT_UINT, F(s3_list_max_keys), "1000", "keys per ListObjectsV2 page (lower it to test pagination)", 1, 1000 },
+	{ "retries", OPT_UINT, F(retries), "5", "retries of a failed request (5xx, 429, resets, timeouts), with exponential backoff and jitter", 0, 100 },
+	{ "timeout", OPT_SECONDS, F(timeout), "30", "seconds one object store request may take, retries included; then the reader gets EIO", 0, 0 },
+	{ "dir_cache_ttl", OPT_SECONDS, F(dir_cache_ttl), "60", "seconds a listing or a stat of the object store is reused", 0, 0 },
 	{ "kernel_cache", OPT_BOOL, F(kernel_cache), "off", "keep file pages in the kernel page cache across opens", 0, 0 },
 	{ "auto_cache", OPT_BOOL, F(auto_cache), "off", "like kernel_cache, but drop them when size or mtime changed", 0, 0 },
 	{ "splice", OPT_BOOL, F(splice), "off", "send replies through a pipe (vmsplice + splice) instead of writev", 0, 0 },
@@ -73,6 +92,8 @@ static const struct opt_def opt_table[] = {
 	{ "nofail", OPT_PASS, 0, "", "fstab flag for the init system; ignored", 0, 0 },
 };
 #undef F
+#undef STR
+#undef SZ
 
 void config_defaults(struct cachefs_config *c)
 {
@@ -89,6 +110,11 @@ void config_defaults(struct cachefs_config *c)
 	c->max_threads = 16;
 	c->max_idle_threads = 0;   /* 0: as many as max_threads */
 	c->max_read = 1 << 20;
+	c->s3_max_connections = 16;
+	c->s3_list_max_keys = 1000;
+	c->retries = 5;
+	c->timeout = 30;
+	c->dir_cache_ttl = 60;
 }
 
 static int parse_bool(const char *v, bool *out)
@@ -209,6 +235,24 @@ static int apply(struct cachefs_config *c, const struct opt_def *d, const char *
 		break;
 	case OPT_SSD:
 		return add_ssd(c, val, err, errlen);
+	case OPT_STRING:
+		if (strlen(val) >= d->max) {
+			snprintf(err, errlen, "value of option '%s' is too long (at most %llu bytes)", d->name,
+				 (unsigned long long)d->max - 1);
+			return -EINVAL;
+		}
+		strcpy(field, val);
+		break;
+	case OPT_ADDRESSING:
+		if (!strcmp(val, "auto"))
+			*(int *)field = S3_ADDR_AUTO;
+		else if (!strcmp(val, "path"))
+			*(int *)field = S3_ADDR_PATH;
+		else if (!strcmp(val, "virtual"))
+			*(int *)field = S3_ADDR_VIRTUAL;
+		else
+			expect = "auto, path or virtual";
+		break;
 	case OPT_PASS:
 	case OPT_PASSVAL:
 		pass_on(c, opt);
@@ -286,6 +330,10 @@ int config_finish(struct cachefs_config *c, uint64_t mem_total, uint64_t mem_ava
 			 fmt_size(c->ram_cache, a, sizeof(a)), fmt_size(mem_avail, b, sizeof(b)));
 		return -ENOMEM;
 	}
+	if (c->timeout <= 0) {
+		snprintf(err, errlen, "timeout=0 would fail every object store request; give seconds, such as 30");
+		return -EINVAL;
+	}
 	if (!c->readahead_budget)
 		c->readahead_budget = MIN(c->ram_cache / 4, 1ULL << 30);
 	if (!c->congestion_threshold)
@@ -301,7 +349,7 @@ void config_print_help(FILE *f)
 		const struct opt_def *d = &opt_table[i];
 		const char *arg = d->type == OPT_BOOL || d->type == OPT_PASS ? "" :
 				  d->type == OPT_SIZE ? "=SIZE" : d->type == OPT_SECONDS ? "=SECS" :
-				  d->type == OPT_LOGLEVEL ? "=LEVEL" : d->type == OPT_INTAKE ? "=WHO" : d->type == OPT_SSD ? "=PATH:SIZE" : d->type == OPT_ADMIT ? "=WHEN" : d->type == OPT_PASSVAL ? "=NAME" : "=N";
+				  d->type == OPT_LOGLEVEL ? "=LEVEL" : d->type == OPT_INTAKE ? "=WHO" : d->type == OPT_SSD ? "=PATH:SIZE" : d->type == OPT_ADMIT ? "=WHEN" : d->type == OPT_PASSVAL ? "=NAME" : d->type == OPT_STRING ? "=VALUE" : d->type == OPT_ADDRESSING ? "=STYLE" : "=N";
 		char name[48];
 		snprintf(name, sizeof(name), "%s%s", d->name, arg);
 		fprintf(f, "    -o %-26s %s", name, d->help);

@@ -20,6 +20,12 @@ enum ssd_admit {
 	SSD_ADMIT_SECOND_TOUCH,  /* a page missed twice */
 };
 
+enum s3_addressing {
+	S3_ADDR_AUTO,      /* virtual-hosted on AWS, path-style on other endpoints */
+	S3_ADDR_PATH,      /* https://endpoint/bucket/key */
+	S3_ADDR_VIRTUAL,   /* https://bucket.endpoint/key */
+};
+
 #define CONFIG_MAX_SSD 8
 
 struct ssd_spec {
@@ -43,6 +49,22 @@ struct cachefs_config {
 	unsigned nssd;
 	int ssd_admit;              /* enum ssd_admit */
 	bool sqpoll;
+	/* object stores (s3://, http://); secrets are never logged */
+	char endpoint[256];
+	char region[64];
+	char access_key[128];
+	char secret_key[128];
+	char session_token[4096];
+	char profile[64];
+	char passwd_file[PATH_MAX];
+	char ca_bundle[PATH_MAX];
+	bool anonymous;
+	int s3_addressing;          /* enum s3_addressing */
+	unsigned s3_max_connections;
+	unsigned s3_list_max_keys;
+	unsigned retries;
+	double timeout;             /* seconds per request, retries included */
+	double dir_cache_ttl;
 	/* FUSE */
 	bool kernel_cache, auto_cache, splice;
 	double attr_timeout, entry_timeout, negative_timeout;

@@ -151,18 +151,43 @@ static void timer_done(struct shard_op *op, int res)
 	struct shard_timer *t = container_of(op, struct shard_timer, op);
 
 	(void)res; /* -ETIME is the normal expiry */
+	t->pending = false;
 	self->timers--;
 	t->fn(t);
+}
+
+static void timer_submit(struct shard_timer *t)
+{
+	struct io_uring_sqe *sqe;
+
+	t->op.done = timer_done;
+	sqe = shard_sqe(&t->op);
+	io_uring_prep_timeout(sqe, &t->ts, 0, 0);
+	t->data = sqe->user_data;
+	t->pending = true;
+	self->timers++;
+}
+
+/* An update that found its timer already expired: arm it afresh. */
+static void timer_upd_done(struct shard_op *op, int res)
+{
+	struct shard_timer *t = container_of(op, struct shard_timer, upd);
+
+	if (res == -ENOENT && !t->pending)
+		timer_submit(t);
 }
 
 void shard_timer_arm(struct shard_timer *t, uint64_t ns, void (*fn)(struct shard_timer *t))
 {
 	t->fn = fn;
-	t->op.done = timer_done;
 	t->ts.tv_sec = (long long)(ns / 1000000000ULL);
 	t->ts.tv_nsec = (long long)(ns % 1000000000ULL);
-	io_uring_prep_timeout(shard_sqe(&t->op), &t->ts, 0, 0);
-	self->timers++;
+	if (!t->pending) {
+		timer_submit(t);
+		return;
+	}
+	t->upd.done = timer_upd_done;
+	io_uring_prep_timeout_update(shard_sqe(&t->upd), &t->ts, t->data, 0);
 }
 
 static void efd_arm(struct shard *s);

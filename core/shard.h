@@ -31,8 +31,11 @@ struct shard_op {
 
 struct shard_timer {
 	struct shard_op op;
+	struct shard_op upd;          /* a TIMEOUT_UPDATE of op */
 	struct __kernel_timespec ts;
 	void (*fn)(struct shard_timer *t);
+	uint64_t data;                /* op's user_data while pending */
+	bool pending;
 };
 
 /* Per-shard counters: written by the owner only, read racily by others. */
@@ -113,7 +116,11 @@ int shard_buffer_register(unsigned i);
 /* Owner only: the fixed buffer holding [p, p + len), or -1. */
 int shard_buf_index(const void *p, size_t len);
 
-/* Owner only: runs t->fn on this shard after `ns` nanoseconds. */
+/*
+ * Owner only: runs t->fn on this shard after `ns` nanoseconds. Arming a
+ * pending timer moves its expiry (one kernel timer per shard_timer, however
+ * often it is re-armed). t must stay valid while pending.
+ */
 void shard_timer_arm(struct shard_timer *t, uint64_t ns, void (*fn)(struct shard_timer *t));
 
 #endif

@@ -512,10 +512,7 @@ static void fetch_done(struct ufs_read *r, int res)
 {
 	struct fetch_io *io = container_of(r, struct fetch_io, r);
 
-	if (res < 0)
-		log_warn("reading %s at offset %llu from the source: %s",
-			 r->file->name ? r->file->name : "?", (unsigned long long)r->off,
-			 strerror(-res));
+	/* The driver logged the failure, with what it knows of the cause. */
 	pgcache_fetch_done(io->pg, res);
 	ufs_file_put(r->file);
 	free(io);
@@ -909,8 +906,18 @@ int cachefs_start(struct cachefs *fs)
 	return rc;
 }
 
+static void ufs_shard_stop(void *arg)
+{
+	struct cachefs *fs = arg;
+
+	fs->ops->shard_stop(fs->ufs);
+}
+
 void cachefs_stop(struct cachefs *fs)
 {
+	if (fs->ops->shard_stop)
+		for (unsigned i = 0; i < shard_count(); i++)
+			shard_call(shard_get(i), ufs_shard_stop, fs);
 	if (fs->store)
 		pgstore_detach(fs->store);
 }

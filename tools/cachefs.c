@@ -177,14 +177,14 @@ int main(int argc, char **argv)
 
 	ops = ufs_driver_for(source);
 	if (!ops) {
-		fprintf(stderr, "cachefs: source %s: no driver for this scheme (this build reads local directories)\n", source);
+		fprintf(stderr, "cachefs: source %s: no driver for this scheme (this build reads local directories and s3://BUCKET/PREFIX)\n", source);
 		return EXIT_USAGE;
 	}
-	rc = ops->init(&ufs, source);
+	err[0] = '\0';
+	rc = ops->init(&ufs, source, &cfg, err, sizeof(err));
 	if (rc) {
-		fprintf(stderr, "cachefs: cannot read source %s: %s; check that it exists and is a readable directory\n",
-			source, strerror(-rc));
-		return 1;
+		fprintf(stderr, "cachefs: %s\n", err[0] ? err : strerror(-rc));
+		return rc == -EINVAL ? EXIT_USAGE : 1;
 	}
 	if (check_mountpoint(mnt, real_mnt) < 0) {
 		ops->fini(ufs);

@@ -7,7 +7,11 @@ export DEBIAN_FRONTEND=noninteractive
 pkgs="build-essential autoconf automake libtool pkg-config
       liburing-dev libfuse3-dev fuse3 libjemalloc-dev libnuma-dev
       libxxhash-dev libcmocka-dev libcurl4-openssl-dev libssl-dev
+      libexpat1-dev libinih-dev python3-botocore
       fio python3 procps util-linux mount e2fsprogs kmod bc"
+# Node runs the S3 test server; keep a Node that is already there (its npm
+# may come with it, and Debian's npm package would conflict).
+command -v npm >/dev/null 2>&1 || pkgs="$pkgs nodejs npm"
 missing=""
 for p in $pkgs; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' ||
@@ -17,4 +21,10 @@ if [ -n "$missing" ]; then
 	apt-get update -q
 	# shellcheck disable=SC2086
 	apt-get install -y -q --no-install-recommends $missing
+fi
+
+# The S3 server the tests start (s3rver, version pinned in package-lock.json).
+s3dir="$(cd "$(dirname "$0")/../tests/s3" && pwd)"
+if [ ! -x "$s3dir/node_modules/.bin/s3rver" ]; then
+	(cd "$s3dir" && npm ci --no-audit --no-fund --loglevel=error)
 fi

@@ -8,6 +8,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -48,7 +49,8 @@ static void fill_stat(struct ufs_stat *o, const struct stat *st)
 	o->version = mix64(o->mtime_ns ^ mix64((uint64_t)st->st_size) ^ mix64(st->st_ino + 1));
 }
 
-static int local_init(struct ufs **out, const char *source)
+static int local_init(struct ufs **out, const char *source, const struct cachefs_config *cfg,
+		      char *err, size_t errlen)
 {
 	struct ufs *u;
 	struct stat st;
@@ -61,12 +63,16 @@ static int local_init(struct ufs **out, const char *source)
 	u->root = open(source, O_PATH | O_DIRECTORY | O_CLOEXEC);
 	if (u->root < 0) {
 		int rc = -errno;
+		snprintf(err, errlen, "cannot read source %s: %s; check that it exists and is a readable directory",
+			 source, strerror(-rc));
 		free(u);
 		return rc;
 	}
 	/* O_PATH opens need no read permission; check it now, not per file. */
 	if (fstat(u->root, &st) < 0 || faccessat(u->root, ".", R_OK | X_OK, AT_EACCESS) < 0) {
 		int rc = -errno;
+		snprintf(err, errlen, "cannot read source %s: %s; check that it exists and is a readable directory",
+			 source, strerror(-rc));
 		close(u->root);
 		free(u);
 		return rc;
@@ -179,6 +185,8 @@ static void local_read_done(struct shard_op *op, int res)
 		return;
 	}
 	if (res < 0) {
+		log_warn("reading %s at offset %llu: %s", lf->f.name, (unsigned long long)(r->off + r->got),
+			 strerror(-res));
 		r->done(r, res);
 		return;
 	}
@@ -236,5 +244,7 @@ const struct ufs_ops *ufs_driver_for(const char *source)
 {
 	if (!strncmp(source, "file://", 7) || !strstr(source, "://"))
 		return &ufs_local_ops;
+	if (!strncmp(source, "s3://", 5))
+		return &ufs_s3_ops;
 	return NULL;
 }

@@ -11,6 +11,7 @@
 #include <sys/statvfs.h>
 #include <sys/types.h>
 
+#include "core/config.h"
 #include "core/shard.h"
 
 struct ufs;
@@ -49,8 +50,12 @@ typedef int (*ufs_list_cb)(void *arg, const char *name, const struct ufs_stat *s
 
 struct ufs_ops {
 	const char *name;
-	/* Opens the source named by `source` (a path or URL); logs why not. */
-	int (*init)(struct ufs **out, const char *source);
+	/*
+	 * Opens the source named by `source` (a path or URL) with the mount's
+	 * options; on failure returns -errno and a one-line reason in err.
+	 */
+	int (*init)(struct ufs **out, const char *source, const struct cachefs_config *cfg,
+		    char *err, size_t errlen);
 	void (*fini)(struct ufs *u);
 	/* path is relative to the source root; "" is the root. */
 	int (*stat)(struct ufs *u, const char *path, struct ufs_stat *st);
@@ -60,11 +65,14 @@ struct ufs_ops {
 	/* Owner: the calling shard. Fills r->buf; short only at end of file. */
 	int (*read)(struct ufs_read *r);
 	int (*statfs)(struct ufs *u, struct statvfs *st);
+	/* Optional, run on every shard at unmount: fail reads in flight, close connections. */
+	void (*shard_stop)(struct ufs *u);
 };
 
 extern const struct ufs_ops ufs_local_ops;
+extern const struct ufs_ops ufs_s3_ops;
 
-/* The driver for `source` ("/dir" and "file:///dir" are local), or NULL. */
+/* The driver for `source` ("/dir" and "file:///dir" are local, "s3://"), or NULL. */
 const struct ufs_ops *ufs_driver_for(const char *source);
 
 static inline void ufs_file_get(struct ufs_file *f)

@@ -1,0 +1,561 @@
+/*
+ * Ranged GETs on the shard loops. Each shard owns a libcurl multi handle
+ * whose sockets and timer are io_uring operations on that shard's ring
+ * (CURLMOPT_SOCKETFUNCTION -> POLL_ADD / POLL_REMOVE, CURLMOPT_TIMERFUNCTION
+ * -> a shard timer): no threads of its own, no busy polling, and keep-alive
+ * connections reused across reads, at most s3_max_connections per shard.
+ */
+#include "config.h"
+#include "ufs/s3_i.h"
+#include "core/log.h"
+#include "core/shard.h"
+#include "core/util.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* One socket curl asked us to watch. Owner: the shard. */
+struct csock {
+	struct shard_op op;        /* the POLL_ADD in flight, if armed */
+	struct shard_op rm;        /* a POLL_REMOVE of it */
+	struct s3_shard *ss;
+	struct csock *next;        /* every csock of the shard */
+	curl_socket_t fd;
+	unsigned want;             /* POLLIN|POLLOUT that curl wants; 0 when none */
+	unsigned armed;            /* events of the poll in flight; 0 when none */
+	uint64_t armed_data;       /* its user_data, for POLL_REMOVE */
+	bool removing;             /* a POLL_REMOVE in flight */
+	bool dead;                 /* curl is done with the socket */
+};
+
+enum xfer_state {
+	XF_RUNNING,                /* in the multi handle */
+	XF_BACKOFF,                /* waiting for a retry */
+	XF_DONE,                   /* completed; memory kept until the timer is idle */
+};
+
+/* One page read. Owner: the shard. */
+struct s3_xfer {
+	struct ufs_read *r;
+	struct s3_file *sf;
+	struct s3_shard *ss;
+	enum xfer_state state;
+	CURL *e;
+	struct curl_slist *hdrs;
+	struct s3_resp resp;
+	char errbuf[CURL_ERROR_SIZE];
+	char range[64];
+	uint64_t deadline, seen;   /* body bytes seen this attempt */
+	unsigned attempt;
+	int fail;                  /* our own verdict on the body: -ESTALE, -EIO */
+	bool early;                /* all bytes came from a server that ignored Range */
+	struct shard_timer timer;  /* backoff */
+	struct s3_xfer *prev, *next;
+};
+
+/* Owner: its shard. */
+struct s3_shard {
+	struct ufs *u;
+	CURLM *multi;
+	struct shard_timer timer;
+	bool timer_on;             /* curl wants a timeout callback */
+	struct csock *socks;
+	CURL *idle[64];
+	unsigned nidle;
+	struct s3_xfer *active;    /* RUNNING and BACKOFF transfers */
+	struct s3_xfer *done;      /* finished, freed when their timer is idle */
+};
+
+static void process(struct s3_shard *ss);
+
+/* ---- sockets and the timer ---- */
+
+static void sock_polled(struct shard_op *op, int res);
+
+static void sock_arm(struct csock *cs)
+{
+	struct io_uring_sqe *sqe;
+
+	cs->op.done = sock_polled;
+	sqe = shard_sqe(&cs->op);
+	io_uring_prep_poll_add(sqe, cs->fd, cs->want);
+	cs->armed = cs->want;
+	cs->armed_data = sqe->user_data;
+}
+
+static void sock_removed(struct shard_op *op, int res)
+{
+	container_of(op, struct csock, rm)->removing = false;
+}
+
+static void sock_cancel(struct csock *cs)
+{
+	if (!cs->armed || cs->removing)
+		return;
+	cs->rm.done = sock_removed;
+	io_uring_prep_poll_remove(shard_sqe(&cs->rm), cs->armed_data);
+	cs->removing = true;
+}
+
+static void sock_polled(struct shard_op *op, int res)
+{
+	struct csock *cs = container_of(op, struct csock, op);
+	struct s3_shard *ss = cs->ss;
+	int ev = 0, running;
+
+	cs->armed = 0;
+	if (cs->dead)
+		return;
+	if (res == -ECANCELED) {
+		if (cs->want)
+			sock_arm(cs);   /* curl changed the events it waits for */
+		return;
+	}
+	if (res < 0 || (res & (POLLERR | POLLHUP | POLLNVAL)))
+		ev |= CURL_CSELECT_ERR;
+	if (res > 0 && (res & POLLIN))
+		ev |= CURL_CSELECT_IN;
+	if (res > 0 && (res & POLLOUT))
+		ev |= CURL_CSELECT_OUT;
+	curl_multi_socket_action(ss->multi, cs->fd, ev, &running);
+	if (!cs->dead && !cs->armed && cs->want)
+		sock_arm(cs);
+	process(ss);
+}
+
+static int on_socket(CURL *e, curl_socket_t fd, int what, void *arg, void *sockp)
+{
+	struct s3_shard *ss = arg;
+	struct csock *cs = sockp;
+	unsigned want = (what == CURL_POLL_IN || what == CURL_POLL_INOUT ? POLLIN : 0) |
+			(what == CURL_POLL_OUT || what == CURL_POLL_INOUT ? POLLOUT : 0);
+
+	if (what == CURL_POLL_REMOVE) {
+		if (cs) {
+			cs->dead = true;
+			cs->want = 0;
+			sock_cancel(cs);
+			curl_multi_assign(ss->multi, fd, NULL);
+		}
+		return 0;
+	}
+	if (!cs) {
+		for (cs = ss->socks; cs; cs = cs->next)
+			if (cs->dead && !cs->armed && !cs->removing)
+				break;   /* reuse one with nothing in flight */
+		if (!cs) {
+			cs = calloc(1, sizeof(*cs));
+			if (!cs)
+				return -1;
+			cs->ss = ss;
+			cs->next = ss->socks;
+			ss->socks = cs;
+		}
+		cs->fd = fd;
+		cs->dead = false;
+		curl_multi_assign(ss->multi, fd, cs);
+	}
+	cs->want = want;
+	if (!cs->armed)
+		sock_arm(cs);
+	else if (cs->armed != want)
+		sock_cancel(cs);   /* re-armed with the new events when it completes */
+	return 0;
+}
+
+static void on_timer(struct shard_timer *t)
+{
+	struct s3_shard *ss = container_of(t, struct s3_shard, timer);
+	int running;
+
+	if (!ss->timer_on || !ss->multi)
+		return;
+	ss->timer_on = false;
+	curl_multi_socket_action(ss->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+	process(ss);
+}
+
+static int on_curl_timer(CURLM *m, long ms, void *arg)
+{
+	struct s3_shard *ss = arg;
+
+	ss->timer_on = ms >= 0;
+	if (ms >= 0)
+		shard_timer_arm(&ss->timer, (uint64_t)ms * 1000000ULL, on_timer);
+	return 0;
+}
+
+static struct s3_shard *shard_state(struct ufs *u)
+{
+	unsigned id = shard_id(shard_self());
+	struct s3_shard *ss = u->shards[id];
+
+	if (ss || id >= S3_MAX_SHARDS)
+		return ss;
+	ss = calloc(1, sizeof(*ss));
+	if (!ss)
+		return NULL;
+	ss->u = u;
+	ss->multi = curl_multi_init();
+	if (!ss->multi) {
+		free(ss);
+		return NULL;
+	}
+	curl_multi_setopt(ss->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
+	curl_multi_setopt(ss->multi, CURLMOPT_SOCKETDATA, ss);
+	curl_multi_setopt(ss->multi, CURLMOPT_TIMERFUNCTION, on_curl_timer);
+	curl_multi_setopt(ss->multi, CURLMOPT_TIMERDATA, ss);
+	curl_multi_setopt(ss->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)u->max_conns);
+	curl_multi_setopt(ss->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, (long)u->max_conns);
+	curl_multi_setopt(ss->multi, CURLMOPT_MAXCONNECTS, (long)u->max_conns);
+	u->shards[id] = ss;
+	return ss;
+}
+
+/* ---- transfers ---- */
+
+static bool etag_eq(const char *a, const char *b)
+{
+	size_t la = strlen(a), lb = strlen(b);
+
+	if (la >= 2 && a[0] == '"' && a[la - 1] == '"')
+		a++, la -= 2;
+	if (lb >= 2 && b[0] == '"' && b[lb - 1] == '"')
+		b++, lb -= 2;
+	return la == lb && !memcmp(a, b, la);
+}
+
+static bool etag_ok(const struct s3_xfer *x)
+{
+	return !x->resp.etag[0] || !x->sf->etag[0] || etag_eq(x->resp.etag, x->sf->etag);
+}
+
+/*
+ * Body bytes. A 206 starts at the page; a 200 (a server that ignored the
+ * Range, as some do for "bytes=0-0") starts at the object's first byte, so
+ * the page is cut out of it and the rest is not downloaded.
+ */
+static size_t on_data(char *data, size_t size, size_t n, void *arg)
+{
+	struct s3_xfer *x = arg;
+	struct ufs_read *r = x->r;
+	size_t len = size * n;
+	long st = x->resp.status;
+	uint64_t start = st == 200 ? r->off : 0, lo, hi;
+
+	if (st != 200 && st != 206) {
+		/* An error body: keep the start of it for the message. */
+		size_t room = x->resp.cap > x->resp.len ? x->resp.cap - x->resp.len - 1 : 0;
+		if (!x->resp.body && (x->resp.body = malloc(4096)))
+			x->resp.cap = 4096, room = 4095;
+		len = MIN(len, room);
+		if (x->resp.body) {
+			memcpy(x->resp.body + x->resp.len, data, len);
+			x->resp.len += len;
+			x->resp.body[x->resp.len] = '\0';
+		}
+		return size * n;
+	}
+	if (!etag_ok(x)) {
+		x->fail = -ESTALE;
+		return 0;
+	}
+	lo = MAX(x->seen, start);
+	hi = MIN(x->seen + len, start + r->len);
+	if (lo < hi)
+		memcpy(r->buf + (lo - start), data + (lo - x->seen), hi - lo);
+	x->seen += len;
+	if (x->seen > start)
+		r->got = (size_t)MIN(x->seen - start, r->len);
+	if (x->seen >= start + r->len && (st == 200 || x->seen > start + r->len)) {
+		if (st == 200)
+			x->early = true;   /* stop downloading the rest */
+		else
+			x->fail = -EIO;    /* a 206 longer than asked for */
+		return st == 200 ? 0 : 0;
+	}
+	return len;
+}
+
+static void xfer_unlink(struct s3_xfer *x)
+{
+	struct s3_shard *ss = x->ss;
+
+	if (x->prev)
+		x->prev->next = x->next;
+	else
+		ss->active = x->next;
+	if (x->next)
+		x->next->prev = x->prev;
+	x->prev = x->next = NULL;
+}
+
+/* Completes x with res; its memory waits in ss->done while its timer may fire. */
+static void xfer_finish(struct s3_xfer *x, int res)
+{
+	struct s3_shard *ss = x->ss;
+	struct ufs_read *r = x->r;
+
+	xfer_unlink(x);
+	x->state = XF_DONE;
+	if (x->e) {
+		if (ss->nidle < ARRAY_SIZE(ss->idle))
+			ss->idle[ss->nidle++] = x->e;
+		else
+			curl_easy_cleanup(x->e);
+		x->e = NULL;
+	}
+	curl_slist_free_all(x->hdrs);
+	x->hdrs = NULL;
+	free(x->resp.body);
+	x->resp.body = NULL;
+	if (x->timer.pending) {
+		x->next = ss->done;
+		ss->done = x;
+	} else {
+		free(x);
+	}
+	r->done(r, res);
+}
+
+/* Frees finished transfers whose timers are idle. */
+static void reap_done(struct s3_shard *ss)
+{
+	for (struct s3_xfer **p = &ss->done; *p;) {
+		struct s3_xfer *x = *p;
+		if (x->timer.pending) {
+			p = &x->next;
+			continue;
+		}
+		*p = x->next;
+		free(x);
+	}
+}
+
+/* Rate-limited: the first failure in a second is logged, the rest counted. */
+static void log_read_failure(struct s3_xfer *x, const char *why)
+{
+	static _Atomic uint64_t last_ns, suppressed;
+	uint64_t now = now_ns(), last = atomic_load(&last_ns);
+
+	if (now - last < 1000000000ULL || !atomic_compare_exchange_strong(&last_ns, &last, now)) {
+		atomic_fetch_add(&suppressed, 1);
+		return;
+	}
+	uint64_t n = atomic_exchange(&suppressed, 0);
+	log_warn("s3 read s3://%s/%s %s: %s (%u attempts); the reader gets EIO%s", x->ss->u->bucket,
+		 x->sf->key, x->range, why, x->attempt + 1,
+		 n ? " (and other reads failed since the last message)" : "");
+}
+
+static void start_attempt(struct s3_xfer *x);
+
+static void on_backoff(struct shard_timer *t)
+{
+	struct s3_xfer *x = container_of(t, struct s3_xfer, timer);
+
+	if (x->state == XF_BACKOFF)
+		start_attempt(x);
+}
+
+static void xfer_ended(struct s3_xfer *x, CURLcode cc)
+{
+	struct s3_shard *ss = x->ss;
+	struct ufs *u = ss->u;
+	struct ufs_read *r = x->r;
+	long status = 0;
+	char why[700];
+	uint64_t wait;
+
+	curl_easy_getinfo(x->e, CURLINFO_RESPONSE_CODE, &status);
+	curl_multi_remove_handle(ss->multi, x->e);
+	curl_slist_free_all(x->hdrs);
+	x->hdrs = NULL;
+	x->resp.status = status;
+	if (cc == CURLE_WRITE_ERROR && x->early && !x->fail)
+		cc = CURLE_OK;
+	if (x->fail == -ESTALE || (cc == CURLE_OK && (status == 200 || status == 206) && !etag_ok(x))) {
+		if (!atomic_exchange(&x->sf->warned, true))
+			log_warn("s3://%s/%s changed on the server while open (ETag %s, now %s): reads of pages "
+				 "not cached fail with ESTALE; the new object shows after dir_cache_ttl",
+				 u->bucket, x->sf->key, x->sf->etag, x->resp.etag);
+		xfer_finish(x, -ESTALE);
+		return;
+	}
+	if (x->fail) {
+		log_read_failure(x, "the server sent more bytes than the range asked for");
+		xfer_finish(x, x->fail);
+		return;
+	}
+	switch (s3_classify(cc, status)) {
+	case S3_OK:
+		if (r->got < r->len) {
+			snprintf(why, sizeof(why), "the object ended at %llu bytes; the listing said %llu",
+				 (unsigned long long)(r->off + r->got), (unsigned long long)x->sf->size);
+			log_read_failure(x, why);
+			xfer_finish(x, -EIO);
+			return;
+		}
+		xfer_finish(x, (int)r->got);
+		return;
+	case S3_RETRY:
+		wait = s3_backoff_ns(x->attempt + 1);
+		if (x->attempt < u->retries && now_ns() + wait < x->deadline && ss->multi) {
+			x->attempt++;
+			x->state = XF_BACKOFF;
+			atomic_fetch_add_explicit(&u->retried, 1, memory_order_relaxed);
+			shard_timer_arm(&x->timer, wait, on_backoff);
+			return;
+		}
+		break;
+	case S3_FAIL:
+		break;
+	}
+	if (cc != CURLE_OK)
+		snprintf(why, sizeof(why), "%s", x->errbuf[0] ? x->errbuf : curl_easy_strerror(cc));
+	else
+		s3_error_text(&x->resp, why, sizeof(why));
+	atomic_fetch_add_explicit(&u->failed, 1, memory_order_relaxed);
+	log_read_failure(x, why);
+	xfer_finish(x, -EIO);
+}
+
+static void process(struct s3_shard *ss)
+{
+	CURLMsg *m;
+	int left;
+
+	while (ss->multi && (m = curl_multi_info_read(ss->multi, &left))) {
+		struct s3_xfer *x;
+		if (m->msg != CURLMSG_DONE)
+			continue;
+		curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&x);
+		xfer_ended(x, m->data.result);
+	}
+	if (ss->done)
+		reap_done(ss);
+}
+
+static void start_attempt(struct s3_xfer *x)
+{
+	struct s3_shard *ss = x->ss;
+	uint64_t now = now_ns();
+	int rc;
+
+	x->state = XF_RUNNING;
+	x->seen = 0;
+	x->fail = 0;
+	x->early = false;
+	x->r->got = 0;
+	x->errbuf[0] = '\0';
+	x->resp.len = 0;
+	rc = s3_prepare(ss->u, x->e, "GET", x->sf->key, NULL, 0, x->range,
+			x->deadline > now ? x->deadline - now : 1, &x->resp, &x->hdrs);
+	if (rc) {
+		xfer_finish(x, rc);
+		return;
+	}
+	curl_easy_setopt(x->e, CURLOPT_WRITEFUNCTION, on_data);
+	curl_easy_setopt(x->e, CURLOPT_WRITEDATA, x);
+	curl_easy_setopt(x->e, CURLOPT_PRIVATE, x);
+	curl_easy_setopt(x->e, CURLOPT_ERRORBUFFER, x->errbuf);
+	if (curl_multi_add_handle(ss->multi, x->e) != CURLM_OK)
+		xfer_finish(x, -EIO);
+}
+
+static void finish_empty(struct shard_timer *t)
+{
+	xfer_finish(container_of(t, struct s3_xfer, timer), 0);
+}
+
+int s3_read(struct ufs_read *r)
+{
+	struct s3_file *sf = container_of(r->file, struct s3_file, f);
+	struct s3_shard *ss = shard_state(sf->u);
+	struct s3_xfer *x;
+
+	if (!ss || !ss->multi)
+		return ss ? -EIO : -ENOMEM;
+	x = calloc(1, sizeof(*x));
+	if (!x)
+		return -ENOMEM;
+	x->r = r;
+	x->sf = sf;
+	x->ss = ss;
+	x->deadline = now_ns() + ss->u->timeout_ns;
+	x->next = ss->active;
+	if (ss->active)
+		ss->active->prev = x;
+	ss->active = x;
+	r->got = 0;
+	if (r->off >= sf->size) {
+		/* Past the end the listing gave: nothing to fetch, but complete later. */
+		x->state = XF_BACKOFF;
+		shard_timer_arm(&x->timer, 0, finish_empty);
+		return 0;
+	}
+	r->len = (size_t)MIN((uint64_t)r->len, sf->size - r->off);
+	snprintf(x->range, sizeof(x->range), "bytes=%llu-%llu", (unsigned long long)r->off,
+		 (unsigned long long)(r->off + r->len - 1));
+	x->e = ss->nidle ? ss->idle[--ss->nidle] : curl_easy_init();
+	if (!x->e) {
+		xfer_unlink(x);
+		free(x);
+		return -ENOMEM;
+	}
+	start_attempt(x);
+	return 0;
+}
+
+void s3_shard_stop(struct ufs *u)
+{
+	struct s3_shard *ss = shard_self() ? u->shards[shard_id(shard_self())] : NULL;
+
+	if (!ss || !ss->multi)
+		return;
+	while (ss->active) {
+		struct s3_xfer *x = ss->active;
+		if (x->state == XF_RUNNING)
+			curl_multi_remove_handle(ss->multi, x->e);
+		x->state = XF_DONE;
+		xfer_finish(x, -EIO);
+	}
+	for (unsigned i = 0; i < ss->nidle; i++)
+		curl_easy_cleanup(ss->idle[i]);
+	ss->nidle = 0;
+	curl_multi_cleanup(ss->multi);
+	ss->multi = NULL;
+	ss->timer_on = false;
+	/* Polls still armed hold their sockets open; the loop waits for them. */
+	for (struct csock *cs = ss->socks; cs; cs = cs->next) {
+		cs->dead = true;
+		sock_cancel(cs);
+	}
+}
+
+void s3_io_fini(struct ufs *u)
+{
+	for (unsigned i = 0; i < S3_MAX_SHARDS; i++) {
+		struct s3_shard *ss = u->shards[i];
+		if (!ss)
+			continue;
+		if (ss->multi)
+			curl_multi_cleanup(ss->multi);
+		while (ss->socks) {
+			struct csock *cs = ss->socks;
+			ss->socks = cs->next;
+			free(cs);
+		}
+		while (ss->done) {
+			struct s3_xfer *x = ss->done;
+			ss->done = x->next;
+			free(x);
+		}
+		for (unsigned j = 0; j < ss->nidle; j++)
+			curl_easy_cleanup(ss->idle[j]);
+		free(ss);
+	}
+}
