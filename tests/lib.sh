@@ -11,6 +11,7 @@ MKTREE="python3 $top_srcdir/tests/mktree.py"
 
 T=$(mktemp -d "${TMPDIR:-/tmp}/cachefs-test.XXXXXX")
 MOUNTS=()
+PIDS=()
 
 skip() { echo "SKIP: $*"; exit 77; }
 fail() { echo "FAIL: $*" >&2; exit 1; }
@@ -20,6 +21,9 @@ cleanup() {
 	local rc=$?
 	for m in "${MOUNTS[@]}"; do
 		fusermount3 -u -z "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true
+	done
+	for p in "${PIDS[@]}"; do
+		kill "$p" 2>/dev/null || true
 	done
 	rm -rf "$T"
 	exit $rc
@@ -115,4 +119,49 @@ pages_of() {
 umount_retry() {
 	for _ in $(seq 50); do umount "$1" 2>/dev/null && return 0; sleep 0.1; done
 	umount "$1"
+}
+
+# ---- the local S3 server (s3rver from npm; see ../shared/TESTING.md) ----
+# botocore is Debian's python3-botocore, for /usr/bin/python3 whatever
+# python3 comes first in PATH.
+PY3=/usr/bin/python3
+S3TOOL="$PY3 $top_srcdir/tests/s3tool.py"
+
+free_port() {
+	$PY3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# s3_start BUCKET: s3rver on a free loopback port with its own data folder.
+# Sets S3_EP (endpoint URL), S3_PID, S3_DATA and S3_OPTS (cachefs options
+# that reach it with a passwd_file). s3_start again after s3_stop restarts
+# it on the same port and data.
+s3_start() {
+	local js="" d
+	for d in "$top_srcdir/tests/s3" "${CACHEFS_TEST_SERVERS:-}"; do
+		[ -n "$d" ] && [ -f "$d/node_modules/s3rver/bin/s3rver.js" ] && js=$d/node_modules/s3rver/bin/s3rver.js && break
+	done
+	[ -n "$js" ] || skip "s3rver is not installed (tools/install-deps.sh runs npm ci in tests/s3)"
+	$PY3 -c 'import botocore' 2>/dev/null || skip "python3-botocore is not installed"
+	S3_DATA=${S3_DATA:-$T/s3data}
+	S3_PORT=${S3_PORT:-$(free_port)}
+	mkdir -p "$S3_DATA"
+	# --openssl-legacy-provider: s3rver's continuation tokens use DES.
+	node --openssl-legacy-provider "$js" -a 127.0.0.1 -p "$S3_PORT" -d "$S3_DATA" -s \
+		--configure-bucket "$1" >>"$T/s3rver.log" 2>&1 &
+	S3_PID=$!
+	PIDS+=("$S3_PID")
+	S3_EP=http://127.0.0.1:$S3_PORT
+	for _ in $(seq 100); do
+		curl -s -o /dev/null "$S3_EP/" && break
+		sleep 0.1
+	done
+	curl -s -o /dev/null "$S3_EP/" || fail "s3rver did not start: $(cat "$T/s3rver.log")"
+	printf 'S3RVER:S3RVER\n' > "$T/s3.passwd"
+	chmod 600 "$T/s3.passwd"
+	S3_OPTS="endpoint=$S3_EP,passwd_file=$T/s3.passwd"
+}
+
+s3_stop() {
+	kill "$S3_PID" 2>/dev/null || true
+	wait "$S3_PID" 2>/dev/null || true
 }

@@ -6,7 +6,7 @@ can compare cachefs's signatures with it.
   s3tool.py ENDPOINT put-tree BUCKET DIR [--markers]   upload DIR's files, key = relative path
   s3tool.py ENDPOINT put BUCKET KEY FILE
   s3tool.py ENDPOINT delete BUCKET KEY
-  s3tool.py - sign < requests                           one Authorization per request line
+  s3tool.py - compare-sign REQUESTS SIGNED             botocore vs tests/sigv4-sign output
 """
 import datetime
 import os
@@ -55,23 +55,42 @@ def put_tree(endpoint, bucket, root, markers):
     print(f"{len(jobs)} objects, {len(dirs) if markers else 0} markers")
 
 
-def sign():
-    """Each input line: METHOD HOST PATH QUERY RANGE TOKEN DATE KEY SECRET REGION
-    ('-' for an empty field; PATH and QUERY as they go on the wire)."""
-    for line in sys.stdin:
-        f = [("" if x == "-" else x) for x in line.split()]
-        method, host, path, query, rng, token, date, key, secret, region = f
-        url = f"http://{host}{path}" + (f"?{query}" if query else "")
+def compare_sign(requests, signed):
+    """REQUESTS: the lines given to tests/sigv4-sign (METHOD KEY RANGE TOKEN
+    UNIXTIME [PARAM VALUE]..., tab-separated, '-' empty); SIGNED: its output
+    (WIRE-PATH TAB AUTHORIZATION). Each request is encoded and signed with
+    botocore and must match byte for byte."""
+    from botocore.utils import percent_encode, percent_encode_sequence
+    bucket, secret, host = "bkt", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", "127.0.0.1:9000"
+    reqs = [l.rstrip("\n").split("\t") for l in open(requests, encoding="utf-8")]
+    outs = [l.rstrip("\n").split("\t") for l in open(signed, encoding="utf-8")]
+    if len(reqs) != len(outs):
+        sys.exit(f"{len(reqs)} requests but {len(outs)} signatures")
+    bad = 0
+    for f, (wire, ours) in zip(reqs, outs):
+        f = [("" if x == "-" else x) for x in f]
+        method, key, rng, token, when = f[:5]
+        params = dict(zip(f[5::2], f[6::2]))
+        want_path = f"/{bucket}" + (f"/{percent_encode(key, safe='/~')}" if key else "")
+        path, _, query = wire.partition("?")
+        got_params = dict(p.split("=", 1) for p in query.split("&")) if query else {}
+        want_params = dict(p.split("=", 1) for p in percent_encode_sequence(params).split("&")) if params else {}
         headers = {"host": host, "x-amz-content-sha256": "UNSIGNED-PAYLOAD"}
         if rng:
             headers["range"] = rng
-        req = AWSRequest(method=method, url=url, headers=headers)
-        creds = Credentials(key, secret, token or None)
-        when = datetime.datetime.strptime(date, "%Y%m%dT%H%M%SZ")
+        req = AWSRequest(method=method, url=f"https://{host}{wire}", headers=headers)
+        # GETs and HEADs go out with an unsigned payload, as cachefs sends them.
+        req.context["client_config"] = Config(s3={"payload_signing_enabled": False})
         with mock.patch("botocore.auth.datetime") as dt:
-            dt.datetime.utcnow.return_value = when
-            S3SigV4Auth(creds, "s3", region).add_auth(req)
-        print(req.headers["Authorization"])
+            dt.datetime.utcnow.return_value = datetime.datetime.utcfromtimestamp(int(when))
+            S3SigV4Auth(Credentials("AKIDEXAMPLE", secret, token or None), "s3", "us-east-1").add_auth(req)
+        theirs = req.headers["Authorization"]
+        if path != want_path or got_params != want_params or ours != theirs:
+            bad += 1
+            print(f"MISMATCH {method} {key!r} {params}:\n  ours   {wire} {ours}\n"
+                  f"  boto   {want_path} {want_params} {theirs}", file=sys.stderr)
+    print(f"{len(reqs)} requests, {bad} mismatches")
+    sys.exit(1 if bad else 0)
 
 
 def main():
@@ -83,8 +102,8 @@ def main():
             client(endpoint).put_object(Bucket=args[0], Key=args[1], Body=fh.read())
     elif cmd == "delete":
         client(endpoint).delete_object(Bucket=args[0], Key=args[1])
-    elif cmd == "sign":
-        sign()
+    elif cmd == "compare-sign":
+        compare_sign(args[0], args[1])
     else:
         sys.exit(f"unknown command {cmd}")
 

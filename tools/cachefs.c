@@ -113,6 +113,23 @@ static int check_mountpoint(const char *mnt, char *real)
 	return 0;
 }
 
+/*
+ * Overwrites secret option values in our own argv, so that ps and
+ * /proc/PID/cmdline do not show them once they are parsed.
+ */
+static void hide_secrets(int argc, char **argv)
+{
+	static const char *const secret[] = { "secret_key=", "session_token=" };
+
+	for (int i = 1; i < argc; i++)
+		for (unsigned k = 0; k < ARRAY_SIZE(secret); k++)
+			for (char *p = strstr(argv[i], secret[k]); p; p = strstr(p, secret[k])) {
+				p += strlen(secret[k]);
+				for (; *p && *p != ','; p++)
+					*p = 'x';
+			}
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
@@ -167,6 +184,7 @@ int main(int argc, char **argv)
 			return EXIT_USAGE;
 		}
 	}
+	hide_secrets(argc, argv);
 	if (!source || !mnt)
 		die_usage("%s", "missing SOURCE or MOUNTPOINT (usage: cachefs SOURCE MOUNTPOINT [-o opts])");
 	if (mem_info(&mem_total, &mem_avail) < 0)

@@ -14,6 +14,14 @@ static void copy(char *dst, size_t cap, const char *src)
 	snprintf(dst, cap, "%s", src ? src : "");
 }
 
+/* An environment variable, or NULL when unset or empty. */
+static const char *env(const char *name)
+{
+	const char *v = getenv(name);
+
+	return v && *v ? v : NULL;
+}
+
 void creds_wipe(struct s3_creds *c)
 {
 	explicit_bzero(c->secret_key, sizeof(c->secret_key));
@@ -127,7 +135,7 @@ static int read_aws_file(const char *path, struct ini_ctx *x, char *err, size_t 
 int creds_resolve(const struct cachefs_config *cfg, const char *bucket, struct s3_creds *c,
 		  char *err, size_t errlen)
 {
-	const char *home = getenv("HOME"), *profile = cfg->profile[0] ? cfg->profile : getenv("AWS_PROFILE");
+	const char *home = env("HOME"), *profile = cfg->profile[0] ? cfg->profile : env("AWS_PROFILE");
 	char path[PATH_MAX], section[96];
 	struct ini_ctx x = { .c = c };
 	struct s3_creds file;
@@ -135,12 +143,12 @@ int creds_resolve(const struct cachefs_config *cfg, const char *bucket, struct s
 
 	memset(c, 0, sizeof(*c));
 	memset(&file, 0, sizeof(file));
-	if (!profile || !*profile)
+	if (!profile)
 		profile = "default";
 
 	/* Region: option, environment, the profile in ~/.aws/config, us-east-1. */
 	copy(c->region, sizeof(c->region), cfg->region[0] ? cfg->region :
-	     getenv("AWS_REGION") ? getenv("AWS_REGION") : getenv("AWS_DEFAULT_REGION"));
+	     env("AWS_REGION") ? env("AWS_REGION") : env("AWS_DEFAULT_REGION"));
 	if (!c->region[0] && home) {
 		x.c = &file;
 		snprintf(path, sizeof(path), "%s/.aws/config", home);
@@ -171,10 +179,10 @@ int creds_resolve(const struct cachefs_config *cfg, const char *bucket, struct s
 	}
 	if (cfg->passwd_file[0])
 		return from_passwd_file(cfg->passwd_file, bucket, c, err, errlen);
-	if (getenv("AWS_ACCESS_KEY_ID") && getenv("AWS_SECRET_ACCESS_KEY")) {
-		copy(c->access_key, sizeof(c->access_key), getenv("AWS_ACCESS_KEY_ID"));
-		copy(c->secret_key, sizeof(c->secret_key), getenv("AWS_SECRET_ACCESS_KEY"));
-		copy(c->session_token, sizeof(c->session_token), getenv("AWS_SESSION_TOKEN"));
+	if (env("AWS_ACCESS_KEY_ID") && env("AWS_SECRET_ACCESS_KEY")) {
+		copy(c->access_key, sizeof(c->access_key), env("AWS_ACCESS_KEY_ID"));
+		copy(c->secret_key, sizeof(c->secret_key), env("AWS_SECRET_ACCESS_KEY"));
+		copy(c->session_token, sizeof(c->session_token), env("AWS_SESSION_TOKEN"));
 		snprintf(c->from, sizeof(c->from), "environment (AWS_ACCESS_KEY_ID)");
 		return 0;
 	}

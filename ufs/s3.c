@@ -135,7 +135,7 @@ int s3_prepare(struct ufs *u, CURL *e, const char *method, const char *key,
 	if (asprintf(&url, "%s%s%s%s", u->url_base, path + strlen(u->path_base), *query ? "?" : "", query) < 0)
 		return -ENOMEM;
 
-	sigv4_amz_date(time(NULL), date);
+	sigv4_amz_date(u->fixed_time ? u->fixed_time : time(NULL), date);
 	h[nh++] = (struct sigv4_header){ "host", u->host };
 	if (range)
 		h[nh++] = (struct sigv4_header){ "range", range };
@@ -188,7 +188,8 @@ int s3_prepare(struct ufs *u, CURL *e, const char *method, const char *key,
 	if (!strcmp(method, "HEAD"))
 		curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
 	*hdrs = l;
-	atomic_fetch_add_explicit(&u->requests, 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(!strcmp(method, "HEAD") ? &u->heads : *key ? &u->gets : &u->lists, 1,
+				  memory_order_relaxed);
 	return 0;
 }
 
@@ -282,8 +283,7 @@ int s3_perform(struct ufs *u, const char *method, const char *key, const struct 
 	if (cc != CURLE_OK) {
 		snprintf(err, errlen, "%s: %s", u->endpoint, cerr[0] ? cerr : curl_easy_strerror(cc));
 		atomic_fetch_add_explicit(&u->failed, 1, memory_order_relaxed);
-		return cc == CURLE_OPERATION_TIMEDOUT ? -ETIMEDOUT :
-		       cc == CURLE_COULDNT_CONNECT || cc == CURLE_COULDNT_RESOLVE_HOST ? -EHOSTUNREACH : -EIO;
+		return -EIO;   /* what a reader should see; err says why */
 	}
 	return 0;
 }
@@ -410,6 +410,9 @@ static int s3_init(struct ufs **out, const char *source, const struct cachefs_co
 {
 	struct ufs *u = calloc(1, sizeof(*u));
 	const char *ca = cfg->ca_bundle[0] ? cfg->ca_bundle : getenv("AWS_CA_BUNDLE");
+
+	if (ca && !*ca)
+		ca = NULL;
 	int rc;
 
 	if (!u)
@@ -447,15 +450,16 @@ static int s3_init(struct ufs **out, const char *source, const struct cachefs_co
 	}
 	log_info("s3://%s/%s at %s (%s, region %s), credentials from %s", u->bucket, u->prefix, u->endpoint,
 		 *u->path_base ? "path-style" : "virtual-hosted", u->creds.region, u->creds.from);
+	u->mounted = true;
 	*out = u;
 	return 0;
 }
 
 static void s3_fini(struct ufs *u)
 {
-	if (atomic_load(&u->requests))
-		log_info("s3: %lu requests, %lu retried, %lu failed", atomic_load(&u->requests),
-			 atomic_load(&u->retried), atomic_load(&u->failed));
+	if (u->mounted)
+		log_info("s3: %lu GET, %lu HEAD, %lu LIST requests; %lu retried, %lu failed", atomic_load(&u->gets),
+		 atomic_load(&u->heads), atomic_load(&u->lists), atomic_load(&u->retried), atomic_load(&u->failed));
 	s3_io_fini(u);
 	s3_meta_fini(u);
 	for (unsigned i = 0; i < u->npool; i++)

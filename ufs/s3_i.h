@@ -9,6 +9,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <time.h>
 
 #include "core/config.h"
 #include "ufs/creds.h"
@@ -49,6 +50,8 @@ struct ufs {
 	uid_t uid;
 	gid_t gid;
 	uint64_t mount_ns;        /* mtime shown for prefixes */
+	bool mounted;             /* init succeeded: fini reports the counters */
+	time_t fixed_time;        /* tests: sign as of this time; 0: now */
 
 	/* Easy handles for blocking metadata requests; each keeps its connection. */
 	pthread_mutex_t pool_lock;
@@ -63,7 +66,7 @@ struct ufs {
 	struct s3_shard *shards[S3_MAX_SHARDS];
 
 	/* Counters, any thread. */
-	atomic_ulong requests, retried, failed;
+	atomic_ulong gets, heads, lists, retried, failed;
 };
 
 /* An open object: the ETag every response must carry. */
@@ -95,8 +98,8 @@ int s3_prepare(struct ufs *u, CURL *e, const char *method, const char *key,
 /*
  * A blocking request with retries (metadata, mount checks), on any thread.
  * resp->body gets the body (at most 16 MiB); the caller frees it. Returns 0
- * with resp->status set for any HTTP answer, or -EIO / -ETIMEDOUT /
- * -EHOSTUNREACH with a message in err when none came.
+ * with resp->status set for any HTTP answer, or -EIO with a message in err
+ * when none came.
  */
 int s3_perform(struct ufs *u, const char *method, const char *key, const struct sigv4_param *q,
 	       unsigned nq, struct s3_resp *resp, char *err, size_t errlen);
