@@ -65,5 +65,7 @@ int main(int argc, char **argv)
 		curl_slist_free_all(hdrs);
 	}
 	curl_easy_cleanup(e);
+	free(u.url_base);
+	free(u.path_base);
 	return 0;
 }

@@ -28,8 +28,10 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: cachefs SOURCE MOUNTPOINT [-o opt[,opt...]] [-f] [-d]\n"
 		"\n"
-		"Mounts SOURCE (a local or NFS directory) at MOUNTPOINT, caching its pages\n"
-		"in RAM. Unmount with `fusermount3 -u MOUNTPOINT` or `umount MOUNTPOINT`.\n"
+		"Mounts SOURCE at MOUNTPOINT, caching its pages in RAM (and on SSD with\n"
+		"-o ssd_cache). SOURCE is a local or NFS directory, or s3://BUCKET[/PREFIX]\n"
+		"(credentials: -o passwd_file, AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or\n"
+		"~/.aws/credentials). Unmount with `fusermount3 -u MOUNTPOINT`.\n"
 		"\n"
 		"    -f             stay in the foreground\n"
 		"    -d             foreground with FUSE request tracing\n"

@@ -7,6 +7,8 @@ set -u -o pipefail
 src=$(cd "$(dirname "$0")/.." && pwd)
 cd "$src"
 jobs=$(nproc)
+# make distcheck tests an unpacked tarball: its tests find s3rver here.
+export CACHEFS_TEST_SERVERS="$src/tests/s3"
 
 "$src/tools/install-deps.sh" || { echo "0 passed, 1 failed (dependency install)"; exit 1; }
 autoreconf -fi >/dev/null || { echo "0 passed, 1 failed (autoreconf)"; exit 1; }

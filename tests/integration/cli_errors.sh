@@ -37,6 +37,7 @@ mountpoint -q "$T/mnt" || fail "first mount lost"
 pass "busy mount point refused"
 unmount_cachefs "$T/mnt"
 
-"$CACHEFS" --help | grep -q "ram_cache=SIZE" || fail "--help lacks the options"
+"$CACHEFS" --help > "$T/help"
+grep -q "ram_cache=SIZE" "$T/help" && grep -q "endpoint=VALUE" "$T/help" || fail "--help lacks the options"
 "$CACHEFS" --version | grep -q "^cachefs [0-9]" || fail "--version"
 pass "--help and --version"

@@ -1,0 +1,168 @@
+#!/bin/bash
+# Benchmarks the S3 source against the same local S3 server (s3rver on
+# loopback), in one run:
+#   1. cold sequential read of a 1 GiB object through cachefs vs 8 parallel
+#      ranged `curl` GETs of it (the server's limit here), s3fs (use_cache)
+#      and rclone mount (--vfs-cache-mode full);
+#   2. the same read warm (RAM tier; s3fs from its disk cache);
+#   3. `cat` of 1000 objects of 100 KiB, cold, after the directory listing,
+#      vs s3fs, with cachefs's request count;
+#   4. `ls -lR` of 3000 objects (nested, with dir/ markers), cold and warm.
+# Figures are medians of RUNS runs.
+#
+# usage: perf/s3.sh [BUILD_DIR]   (as root; default BUILD_DIR _build/release)
+# env:   BENCH_DIR (scratch, default /var/tmp/cachefs-s3), RUNS (default 3)
+set -eu -o pipefail
+src=$(cd "$(dirname "$0")/.." && pwd)
+bin=$(cd "${1:-$src/_build/release}" && pwd)
+work=${BENCH_DIR:-/var/tmp/cachefs-s3}
+runs=${RUNS:-3}
+BENCH=$bin/cachefs-bench
+mnt=$work/mnt
+PY3=/usr/bin/python3
+. "$src/perf/lib.sh"
+
+[ "$(id -u)" = 0 ] || { echo "perf/s3.sh: run as root (drops caches)" >&2; exit 1; }
+for t in s3fs rclone curl node; do
+	command -v $t >/dev/null || { echo "perf/s3.sh: $t missing (tools/install-deps.sh)" >&2; exit 1; }
+done
+js=$src/tests/s3/node_modules/s3rver/bin/s3rver.js
+[ -f "$js" ] || { echo "perf/s3.sh: s3rver missing (tools/install-deps.sh)" >&2; exit 1; }
+mkdir -p "$work/data" "$mnt" "$work/src"
+port=$($PY3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+ep=http://127.0.0.1:$port
+node --openssl-legacy-provider "$js" -a 127.0.0.1 -p "$port" -d "$work/data" -s --configure-bucket bench \
+	>"$work/s3rver.log" 2>&1 &
+server=$!
+umount_all() { fusermount3 -u -q "$mnt" 2>/dev/null || umount -l "$mnt" 2>/dev/null || true; }
+trap 'umount_all; kill $server 2>/dev/null' EXIT
+for _ in $(seq 100); do curl -s -o /dev/null "$ep/" && break; sleep 0.1; done
+printf 'S3RVER:S3RVER\n' > "$work/passwd"
+chmod 600 "$work/passwd"
+s3tool() { $PY3 "$src/tests/s3tool.py" "$ep" "$@"; }
+
+# Data: reused across runs when the data folder already holds it.
+if [ ! -f "$work/data/.loaded" ]; then
+	head -c $((1 << 30)) /dev/urandom > "$work/big.bin"
+	s3tool put bench big.bin "$work/big.bin"
+	rm -f "$work/big.bin"
+	rm -rf "$work/src" && mkdir -p "$work/src/small" "$work/src/tree"
+	$PY3 - "$work/src" <<'PY'
+import os, sys
+root = sys.argv[1]
+for i in range(1000):
+    with open(f"{root}/small/s{i:04d}.bin", "wb") as f:
+        f.write(os.urandom(100 * 1024))
+for i in range(3000):
+    d = f"{root}/tree/a{i % 10}/b{i % 7}"
+    os.makedirs(d, exist_ok=True)
+    with open(f"{d}/f{i:04d}", "wb") as f:
+        f.write(os.urandom(512))
+PY
+	s3tool put-tree bench "$work/src" --markers >/dev/null
+	touch "$work/data/.loaded"
+fi
+
+mb_per_s() { $PY3 -c "print(round($1 / ($2) / 1e6))"; }
+elapsed() { local t0; t0=$(date +%s.%N); "$@" >/dev/null; $PY3 -c "print($(date +%s.%N) - $t0)"; }
+
+cfs_opts="endpoint=$ep,passwd_file=$work/passwd,ram_cache=2G"
+cfs_mount() { "$bin/cachefs" s3://bench "$mnt" -o "$cfs_opts${1:+,$1}" 2>>"$work/cachefs.log"; }
+s3fs_mount() {
+	rm -rf "$work/s3fs-cache"
+	s3fs bench "$mnt" -o "url=$ep,use_path_request_style,passwd_file=$work/passwd,use_cache=$work/s3fs-cache"
+	for _ in $(seq 100); do mountpoint -q "$mnt" && break; sleep 0.1; done
+}
+rclone_mount() {
+	rm -rf "$work/rclone-cache"
+	cat > "$work/rclone.conf" <<EOC
+[s3r]
+type = s3
+provider = Other
+endpoint = $ep
+access_key_id = S3RVER
+secret_access_key = S3RVER
+force_path_style = true
+EOC
+	env -u AWS_CA_BUNDLE rclone --config "$work/rclone.conf" mount s3r:bench "$mnt" --vfs-cache-mode full \
+		--cache-dir "$work/rclone-cache" --daemon
+	for _ in $(seq 100); do mountpoint -q "$mnt" && break; sleep 0.1; done
+}
+
+# 1-2. 1 GiB sequential.
+seq_curl() {
+	local part=$((1 << 27)) t0 t1
+	drop_caches
+	t0=$(date +%s.%N)
+	for i in $(seq 0 7); do
+		curl -s --aws-sigv4 "aws:amz:us-east-1:s3" --user S3RVER:S3RVER -H "x-amz-content-sha256: UNSIGNED-PAYLOAD" \
+			-r "$((i * part))-$(((i + 1) * part - 1))" -o /dev/null "$ep/bench/big.bin" &
+	done
+	wait
+	t1=$(date +%s.%N)
+	mb_per_s $((1 << 30)) "$t1 - $t0"
+}
+seq_read() { "$BENCH" read "$mnt/big.bin" --json | json 'd["mbps"]'; }
+cold() {   # cold MOUNT-FN: a fresh mount, caches dropped, one 1 GiB read
+	drop_caches
+	"$1"
+	seq_read
+	umount_all; sleep 0.5
+}
+warm() {   # warm MOUNT-FN: read once, drop the kernel's caches, read again
+	"$1"
+	seq_read >/dev/null
+	drop_caches
+	seq_read
+	umount_all; sleep 0.5
+}
+curl8=$(med seq_curl)
+cfs_cold=$(med cold cfs_mount)
+s3fs_cold=$(med cold s3fs_mount)
+rclone_cold=$(med cold rclone_mount)
+cfs_warm=$(med warm cfs_mount)
+s3fs_warm=$(med warm s3fs_mount)
+row "1 GiB cold sequential read (MB/s)" "$cfs_cold" "$curl8" "8 parallel ranged curl GETs"
+row "1 GiB cold sequential read (MB/s)" "$cfs_cold" "$s3fs_cold" "s3fs use_cache"
+row "1 GiB cold sequential read (MB/s)" "$cfs_cold" "$rclone_cold" "rclone mount --vfs-cache-mode full"
+row "1 GiB warm sequential read (MB/s)" "$cfs_warm" "$s3fs_warm" "s3fs use_cache, warm"
+
+# 3. 1000 objects of 100 KiB with cat, after the directory listing.
+small() {   # small MOUNT-FN: files/s
+	drop_caches
+	"$1"
+	ls -l "$mnt/small" >/dev/null
+	local t
+	t=$(elapsed sh -c "cat '$mnt'/small/* > /dev/null")
+	umount_all; sleep 0.5
+	$PY3 -c "print(round(1000 / $t))"
+}
+cfs_small=$(med small cfs_mount)
+row "cat 1000 x 100 KiB, cold, after ls (files/s)" "$cfs_small" "$(med small s3fs_mount)" "s3fs use_cache"
+cfs_mount
+ls -l "$mnt/small" >/dev/null
+cat "$mnt"/small/* >/dev/null
+umount_all; sleep 0.5
+reqs=$(grep "s3: .* GET" "$work/cachefs.log" | tail -n1 | sed 's/.*s3: //')
+note "requests for those 1000 files after the listing" "${reqs%%;*}" "cachefs log, one mount"
+
+# 4. ls -lR of 3000 objects.
+lsr() {   # lsr MOUNT-FN: seconds for a cold ls -lR, then a warm one
+	drop_caches
+	"$1"
+	local c w
+	c=$(elapsed ls -lR "$mnt/tree")
+	w=$(elapsed ls -lR "$mnt/tree")
+	umount_all; sleep 0.5
+	echo "$c $w"
+}
+read -r cc cw <<< "$(lsr cfs_mount)"
+read -r sc sw <<< "$(lsr s3fs_mount)"
+row "ls -lR 3000 objects, cold (files/s)" "$($PY3 -c "print(round(3000 / $cc))")" \
+	"$($PY3 -c "print(round(3000 / $sc))")" "s3fs"
+row "ls -lR 3000 objects, warm (files/s)" "$($PY3 -c "print(round(3000 / $cw))")" \
+	"$($PY3 -c "print(round(3000 / $sw))")" "s3fs"
+
+echo
+echo "perf/s3.sh at $(git -C "$src" rev-parse --short HEAD), RUNS=$runs:"
+table
