@@ -139,11 +139,14 @@ small() {   # small MOUNT-FN: files/s
 }
 cfs_small=$(med small cfs_mount)
 row "cat 1000 x 100 KiB, cold, after ls (files/s)" "$cfs_small" "$(med small s3fs_mount)" "s3fs use_cache"
-cfs_mount
+"$bin/cachefs" s3://bench "$mnt" -f -o "$cfs_opts" 2>"$work/fg.log" &
+fg=$!
+for _ in $(seq 100); do mountpoint -q "$mnt" && break; sleep 0.1; done
 ls -l "$mnt/small" >/dev/null
 cat "$mnt"/small/* >/dev/null
-umount_all; sleep 0.5
-reqs=$(grep "s3: .* GET" "$work/cachefs.log" | tail -n1 | sed 's/.*s3: //')
+umount_all
+wait $fg || true
+reqs=$(grep "s3: .* GET" "$work/fg.log" | tail -n1 | sed 's/.*s3: //')
 note "requests for those 1000 files after the listing" "${reqs%%;*}" "cachefs log, one mount"
 
 # 4. ls -lR of 3000 objects.

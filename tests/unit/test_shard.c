@@ -77,6 +77,7 @@ struct ttimer {
 	uint64_t armed_at, fired_at;
 	unsigned shard;
 	atomic_int fired;
+	atomic_int count;
 };
 
 static void on_timer(struct shard_timer *t)
@@ -86,6 +87,7 @@ static void on_timer(struct shard_timer *t)
 	tt->fired_at = now_ns();
 	tt->shard = shard_id(shard_self());
 	atomic_store(&tt->fired, 1);
+	atomic_fetch_add(&tt->count, 1);
 }
 
 static void arm(struct shard_msg *m)
@@ -109,6 +111,38 @@ static void test_timer(void **state)
 	assert_int_equal(atomic_load(&tt.fired), 1);
 	assert_int_equal(tt.shard, 1);
 	assert_true(tt.fired_at - tt.armed_at >= 19 * 1000000ULL);
+}
+
+/*
+ * Re-arming a pending timer moves it: armed for 10 s, then for 20 ms, it
+ * fires once, soon, and leaves nothing in flight (the loop stops at once).
+ */
+static void rearm(struct shard_msg *m)
+{
+	struct ttimer *tt = container_of(m, struct ttimer, m);
+
+	tt->armed_at = now_ns();
+	shard_timer_arm(&tt->t, 10ULL * 1000000000ULL, on_timer);
+	shard_timer_arm(&tt->t, 20 * 1000000ULL, on_timer);
+}
+
+static void test_timer_rearm(void **state)
+{
+	struct shards_opts o = { .count = 1 };
+	static struct ttimer tt;
+	uint64_t t0;
+
+	assert_int_equal(shards_start(&o), 0);
+	shard_send(shard_get(0), &tt.m, rearm);
+	for (int i = 0; i < 3000 && !atomic_load(&tt.fired); i++)
+		usleep(1000);
+	usleep(100000);
+	t0 = now_ns();
+	shards_stop();
+	assert_int_equal(atomic_load(&tt.count), 1);
+	assert_true(tt.fired_at - tt.armed_at >= 19 * 1000000ULL);
+	assert_true(tt.fired_at - tt.armed_at < 2000 * 1000000ULL);
+	assert_true(now_ns() - t0 < 2000 * 1000000ULL);
 }
 
 /*
@@ -160,6 +194,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_messages),
 		cmocka_unit_test(test_timer),
+		cmocka_unit_test(test_timer_rearm),
 		cmocka_unit_test(test_manual_poll_order),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
