@@ -270,12 +270,15 @@ static size_t on_data(char *data, size_t size, size_t n, void *arg)
 	x->seen += len;
 	if (x->seen > start)
 		r->got = (size_t)MIN(x->seen - start, r->len);
-	if (x->seen >= start + r->len && (st == 200 || x->seen > start + r->len)) {
-		if (st == 200)
-			x->early = true;   /* stop downloading the rest */
-		else
-			x->fail = -EIO;    /* a 206 longer than asked for */
-		return st == 200 ? 0 : 0;
+	/* Returning short ends the transfer: the page is complete (200), or
+	 * the server sent more than the range asked for (206). */
+	if (st == 200 && x->seen >= start + r->len) {
+		x->early = true;
+		return 0;
+	}
+	if (st == 206 && x->seen > r->len) {
+		x->fail = -EIO;
+		return 0;
 	}
 	return len;
 }
