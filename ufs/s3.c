@@ -288,6 +288,19 @@ int s3_perform(struct ufs *u, const char *method, const char *key, const struct 
 	return 0;
 }
 
+int s3_list_page(struct ufs *u, const char *prefix, unsigned max_keys, const char *token,
+		 struct s3_resp *resp, char *err, size_t errlen)
+{
+	char mk[16];
+	const struct sigv4_param q[] = {
+		{ "list-type", "2" }, { "prefix", prefix }, { "delimiter", "/" }, { "max-keys", mk },
+		{ "continuation-token", token },
+	};
+
+	snprintf(mk, sizeof(mk), "%u", max_keys);
+	return s3_perform(u, "GET", "", q, *token ? 5 : 4, resp, err, errlen);
+}
+
 /* ---- the driver ---- */
 
 static bool bucket_ok(const char *b, size_t n)
@@ -371,12 +384,9 @@ static void s3_fini(struct ufs *u);
 /* A first request at mount, so that a wrong key, bucket or region is a mount error. */
 static int probe(struct ufs *u, char *err, size_t errlen)
 {
-	const struct sigv4_param q[] = {
-		{ "list-type", "2" }, { "max-keys", "1" }, { "prefix", u->prefix }, { "delimiter", "/" },
-	};
 	struct s3_resp r = { 0 };
 	char why[512];
-	int rc = s3_perform(u, "GET", "", q, ARRAY_SIZE(q), &r, why, sizeof(why));
+	int rc = s3_list_page(u, u->prefix, 1, "", &r, why, sizeof(why));
 
 	if (rc) {
 		snprintf(err, errlen, "cannot reach the object store for bucket %s: %s", u->bucket, why);

@@ -67,6 +67,8 @@ struct ufs {
 
 	/* Counters, any thread. */
 	atomic_ulong gets, heads, lists, retried, failed;
+	/* Read failures: the first in a second is logged, the rest counted (s3_io.c). */
+	_Atomic uint64_t fail_logged_ns, fail_suppressed;
 };
 
 /* An open object: the ETag every response must carry. */
@@ -103,6 +105,12 @@ int s3_prepare(struct ufs *u, CURL *e, const char *method, const char *key,
  */
 int s3_perform(struct ufs *u, const char *method, const char *key, const struct sigv4_param *q,
 	       unsigned nq, struct s3_resp *resp, char *err, size_t errlen);
+/*
+ * One ListObjectsV2 page of `prefix` with delimiter "/": at most max_keys
+ * keys, after continuation `token` ("" for the first page). As s3_perform.
+ */
+int s3_list_page(struct ufs *u, const char *prefix, unsigned max_keys, const char *token,
+		 struct s3_resp *resp, char *err, size_t errlen);
 /* "Code: Message" from an S3 error body, or "HTTP N". */
 void s3_error_text(const struct s3_resp *resp, char *out, size_t len);
 /* Version of an object for page keys: from its ETag and size. */

@@ -341,15 +341,15 @@ static void reap_done(struct s3_shard *ss)
 /* Rate-limited: the first failure in a second is logged, the rest counted. */
 static void log_read_failure(struct s3_xfer *x, const char *why)
 {
-	static _Atomic uint64_t last_ns, suppressed;
-	uint64_t now = now_ns(), last = atomic_load(&last_ns);
+	struct ufs *u = x->ss->u;
+	uint64_t now = now_ns(), last = atomic_load(&u->fail_logged_ns), n;
 
-	if (now - last < 1000000000ULL || !atomic_compare_exchange_strong(&last_ns, &last, now)) {
-		atomic_fetch_add(&suppressed, 1);
+	if (now - last < 1000000000ULL || !atomic_compare_exchange_strong(&u->fail_logged_ns, &last, now)) {
+		atomic_fetch_add(&u->fail_suppressed, 1);
 		return;
 	}
-	uint64_t n = atomic_exchange(&suppressed, 0);
-	log_warn("s3 read s3://%s/%s %s: %s (%u attempts); the reader gets EIO%s", x->ss->u->bucket,
+	n = atomic_exchange(&u->fail_suppressed, 0);
+	log_warn("s3 read s3://%s/%s %s: %s (%u attempts); the reader gets EIO%s", u->bucket,
 		 x->sf->key, x->range, why, x->attempt + 1,
 		 n ? " (and other reads failed since the last message)" : "");
 }
@@ -523,7 +523,6 @@ void s3_shard_stop(struct ufs *u)
 		struct s3_xfer *x = ss->active;
 		if (x->state == XF_RUNNING)
 			curl_multi_remove_handle(ss->multi, x->e);
-		x->state = XF_DONE;
 		xfer_finish(x, -EIO);
 	}
 	for (unsigned i = 0; i < ss->nidle; i++)

@@ -425,7 +425,7 @@ static int fetch_listing(struct ufs *u, const char *path, struct dirlist **out)
 {
 	struct dirlist *d = calloc(1, sizeof(*d));
 	struct xml *x = calloc(1, sizeof(*x));
-	char *prefix = NULL, maxkeys[16], err[512];
+	char *prefix = NULL, err[512];
 	struct s3_resp r = { 0 };
 	int rc = 0;
 
@@ -433,26 +433,19 @@ static int fetch_listing(struct ufs *u, const char *path, struct dirlist **out)
 		rc = -ENOMEM;
 		goto out;
 	}
-	snprintf(maxkeys, sizeof(maxkeys), "%u", u->list_max_keys);
 	atomic_init(&d->refs, 1);
 	do {
-		struct sigv4_param q[5] = {
-			{ "list-type", "2" }, { "prefix", prefix }, { "delimiter", "/" }, { "max-keys", maxkeys },
-			{ "continuation-token", x->token },
-		};
-		unsigned nq = x->token[0] ? 5 : 4;
 		char token[sizeof(x->token)];
 
 		snprintf(token, sizeof(token), "%s", x->token);
-		q[4].value = token;
-		rc = s3_perform(u, "GET", "", q, nq, &r, err, sizeof(err));
+		rc = s3_list_page(u, prefix, u->list_max_keys, token, &r, err, sizeof(err));
 		if (rc) {
 			log_warn("s3 list s3://%s/%s: %s", u->bucket, prefix, err);
 			break;
 		}
 		if (r.status != 200) {
 			log_failure(u, "list", prefix, &r);
-			rc = s3_errno(r.status) == -ENOENT ? -EIO : s3_errno(r.status);
+			rc = r.status == 403 ? -EACCES : -EIO;   /* 404: the bucket is gone */
 			break;
 		}
 		x->u = u;
@@ -613,9 +606,6 @@ static void remember(struct ufs *u, const char *path, const struct ufs_stat *st,
 /* A HEAD missed: is `key` a prefix (a directory with or without a marker)? */
 static int probe_prefix(struct ufs *u, const char *key, bool *is_dir)
 {
-	struct sigv4_param q[] = {
-		{ "list-type", "2" }, { "max-keys", "1" }, { "prefix", NULL }, { "delimiter", "/" },
-	};
 	struct dirlist tmp = { .n = 0 };
 	struct xml *x = calloc(1, sizeof(*x));
 	char *prefix = NULL, err[512];
@@ -626,8 +616,7 @@ static int probe_prefix(struct ufs *u, const char *key, bool *is_dir)
 		free(x);
 		return -ENOMEM;
 	}
-	q[2].value = prefix;
-	rc = s3_perform(u, "GET", "", q, ARRAY_SIZE(q), &r, err, sizeof(err));
+	rc = s3_list_page(u, prefix, 1, "", &r, err, sizeof(err));
 	if (rc) {
 		log_warn("s3 list s3://%s/%s: %s", u->bucket, prefix, err);
 	} else if (r.status != 200) {
