@@ -62,6 +62,7 @@ static const struct opt_def opt_table[] = {
 	{ "retries", OPT_UINT, F(retries), "5", "retries of a failed request (5xx, 429, resets, timeouts), with exponential backoff and jitter", 0, 100 },
 	{ "timeout", OPT_SECONDS, F(timeout), "30", "seconds one object store request may take, retries included; then the reader gets EIO", 0, 0 },
 	{ "dir_cache_ttl", OPT_SECONDS, F(dir_cache_ttl), "60", "seconds a listing or a stat of the object store is reused", 0, 0 },
+	{ "manifest", STR(manifest), "", "http(s) sources: the list of files, a local /PATH or a path relative to the source URL; lines of PATH[<TAB>SIZE[<TAB>ETAG]]", SZ(manifest) },
 	{ "kernel_cache", OPT_BOOL, F(kernel_cache), "off", "keep file pages in the kernel page cache across opens", 0, 0 },
 	{ "auto_cache", OPT_BOOL, F(auto_cache), "off", "like kernel_cache, but drop them when size or mtime changed", 0, 0 },
 	{ "splice", OPT_BOOL, F(splice), "off", "send replies through a pipe (vmsplice + splice) instead of writev", 0, 0 },

@@ -65,6 +65,7 @@ struct cachefs_config {
 	unsigned retries;
 	double timeout;             /* seconds per request, retries included */
 	double dir_cache_ttl;
+	char manifest[PATH_MAX];    /* http: the file naming the source's files */
 	/* FUSE */
 	bool kernel_cache, auto_cache, splice;
 	double attr_timeout, entry_timeout, negative_timeout;

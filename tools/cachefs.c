@@ -29,9 +29,10 @@ static void usage(FILE *f)
 		"usage: cachefs SOURCE MOUNTPOINT [-o opt[,opt...]] [-f] [-d]\n"
 		"\n"
 		"Mounts SOURCE at MOUNTPOINT, caching its pages in RAM (and on SSD with\n"
-		"-o ssd_cache). SOURCE is a local or NFS directory, or s3://BUCKET[/PREFIX]\n"
+		"-o ssd_cache). SOURCE is a local or NFS directory, s3://BUCKET[/PREFIX]\n"
 		"(credentials: -o passwd_file, AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or\n"
-		"~/.aws/credentials). Unmount with `fusermount3 -u MOUNTPOINT`.\n"
+		"~/.aws/credentials), or http[s]://HOST/DIR/ with -o manifest=FILE naming its\n"
+		"files. Unmount with `fusermount3 -u MOUNTPOINT`.\n"
 		"\n"
 		"    -f             stay in the foreground\n"
 		"    -d             foreground with FUSE request tracing\n"
@@ -197,7 +198,7 @@ int main(int argc, char **argv)
 
 	ops = ufs_driver_for(source);
 	if (!ops) {
-		fprintf(stderr, "cachefs: source %s: no driver for this scheme (this build reads local directories and s3://BUCKET/PREFIX)\n", source);
+		fprintf(stderr, "cachefs: source %s: no driver for this scheme (this build reads local directories, s3://BUCKET/PREFIX and http[s]://HOST/PATH)\n", source);
 		return EXIT_USAGE;
 	}
 	err[0] = '\0';

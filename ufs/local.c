@@ -246,5 +246,7 @@ const struct ufs_ops *ufs_driver_for(const char *source)
 		return &ufs_local_ops;
 	if (!strncmp(source, "s3://", 5))
 		return &ufs_s3_ops;
+	if (!strncmp(source, "http://", 7) || !strncmp(source, "https://", 8))
+		return &ufs_http_ops;
 	return NULL;
 }

@@ -331,7 +331,9 @@ static int parse_source(struct ufs *u, const char *source, char *err, size_t err
 	u->bucket = strndup(b, blen);
 	if (asprintf(&u->prefix, "%.*s%s", (int)plen, p, plen ? "/" : "") < 0)
 		u->prefix = NULL;
-	return u->bucket && u->prefix ? 0 : -ENOMEM;
+	if (asprintf(&u->root, "s3://%.*s/", (int)blen, b) < 0)
+		u->root = NULL;
+	return u->bucket && u->prefix && u->root ? 0 : -ENOMEM;
 }
 
 static int setup_endpoint(struct ufs *u, const struct cachefs_config *cfg, char *err, size_t errlen)
@@ -379,8 +381,6 @@ static int setup_endpoint(struct ufs *u, const struct cachefs_config *cfg, char 
 	return u->path_base && u->endpoint ? 0 : -ENOMEM;
 }
 
-static void s3_fini(struct ufs *u);
-
 /* A first request at mount, so that a wrong key, bucket or region is a mount error. */
 static int probe(struct ufs *u, char *err, size_t errlen)
 {
@@ -415,18 +415,10 @@ out:
 	return rc;
 }
 
-static int s3_init(struct ufs **out, const char *source, const struct cachefs_config *cfg,
-		   char *err, size_t errlen)
+int s3_common_init(struct ufs *u, const struct cachefs_config *cfg, char *err, size_t errlen)
 {
-	struct ufs *u = calloc(1, sizeof(*u));
 	const char *ca = cfg->ca_bundle[0] ? cfg->ca_bundle : getenv("AWS_CA_BUNDLE");
 
-	if (ca && !*ca)
-		ca = NULL;
-	int rc;
-
-	if (!u)
-		return -ENOMEM;
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 	pthread_mutex_init(&u->pool_lock, NULL);
 	pthread_mutex_init(&u->meta_lock, NULL);
@@ -439,37 +431,19 @@ static int s3_init(struct ufs **out, const char *source, const struct cachefs_co
 	u->gid = getgid();
 	u->mount_ns = (uint64_t)time(NULL) * 1000000000ULL;
 	snprintf(u->ca_bundle, sizeof(u->ca_bundle), "%s", ca ? ca : "");
-	rc = s3_meta_init(u);
-	if (!rc)
-		rc = parse_source(u, source, err, errlen);
-	if (!rc)
-		rc = creds_resolve(cfg, u->bucket, &u->creds, err, errlen);
-	if (!rc)
-		rc = setup_endpoint(u, cfg, err, errlen);
-	if (!rc && u->ca_bundle[0] && access(u->ca_bundle, R_OK) < 0) {
+	if (u->ca_bundle[0] && access(u->ca_bundle, R_OK) < 0) {
 		snprintf(err, errlen, "CA bundle %s: %s", u->ca_bundle, strerror(errno));
-		rc = -errno;
+		return -EINVAL;
 	}
-	if (!rc)
-		rc = probe(u, err, errlen);
-	if (rc) {
-		if (rc == -ENOMEM && !*err)
-			snprintf(err, errlen, "out of memory");
-		s3_fini(u);
-		return rc;
-	}
-	log_info("s3://%s/%s at %s (%s, region %s), credentials from %s", u->bucket, u->prefix, u->endpoint,
-		 *u->path_base ? "path-style" : "virtual-hosted", u->creds.region, u->creds.from);
-	u->mounted = true;
-	*out = u;
-	return 0;
+	return s3_meta_init(u);
 }
 
-static void s3_fini(struct ufs *u)
+void s3_common_fini(struct ufs *u)
 {
 	if (u->mounted)
-		log_info("s3: %lu GET, %lu HEAD, %lu LIST requests; %lu retried, %lu failed", atomic_load(&u->gets),
-		 atomic_load(&u->heads), atomic_load(&u->lists), atomic_load(&u->retried), atomic_load(&u->failed));
+		log_info("%s %s: %lu GET, %lu HEAD, %lu LIST requests; %lu retried, %lu failed", u->drv, u->root,
+			 atomic_load(&u->gets), atomic_load(&u->heads), atomic_load(&u->lists),
+			 atomic_load(&u->retried), atomic_load(&u->failed));
 	s3_io_fini(u);
 	s3_meta_fini(u);
 	for (unsigned i = 0; i < u->npool; i++)
@@ -477,6 +451,7 @@ static void s3_fini(struct ufs *u)
 	creds_wipe(&u->creds);
 	pthread_mutex_destroy(&u->pool_lock);
 	pthread_mutex_destroy(&u->meta_lock);
+	free(u->root);
 	free(u->bucket);
 	free(u->prefix);
 	free(u->url_base);
@@ -486,7 +461,38 @@ static void s3_fini(struct ufs *u)
 	free(u);
 }
 
-static int s3_open(struct ufs *u, const char *path, struct ufs_file **out)
+static int s3_init(struct ufs **out, const char *source, const struct cachefs_config *cfg,
+		   char *err, size_t errlen)
+{
+	struct ufs *u = calloc(1, sizeof(*u));
+	int rc;
+
+	if (!u)
+		return -ENOMEM;
+	u->drv = "s3";
+	rc = s3_common_init(u, cfg, err, errlen);
+	if (!rc)
+		rc = parse_source(u, source, err, errlen);
+	if (!rc)
+		rc = creds_resolve(cfg, u->bucket, &u->creds, err, errlen);
+	if (!rc)
+		rc = setup_endpoint(u, cfg, err, errlen);
+	if (!rc)
+		rc = probe(u, err, errlen);
+	if (rc) {
+		if (rc == -ENOMEM && !*err)
+			snprintf(err, errlen, "out of memory");
+		s3_common_fini(u);
+		return rc;
+	}
+	log_info("s3://%s/%s at %s (%s, region %s), credentials from %s", u->bucket, u->prefix, u->endpoint,
+		 *u->path_base ? "path-style" : "virtual-hosted", u->creds.region, u->creds.from);
+	u->mounted = true;
+	*out = u;
+	return 0;
+}
+
+int s3_open(struct ufs *u, const char *path, struct ufs_file **out)
 {
 	struct s3_file *sf = calloc(1, sizeof(*sf));
 	struct ufs_stat st;
@@ -505,14 +511,14 @@ static int s3_open(struct ufs *u, const char *path, struct ufs_file **out)
 	}
 	sf->u = u;
 	sf->size = st.size;
-	sf->f.ops = &ufs_s3_ops;
+	sf->f.ops = u->http ? &ufs_http_ops : &ufs_s3_ops;
 	sf->f.name = sf->key;
 	atomic_init(&sf->f.refs, 1);
 	*out = &sf->f;
 	return 0;
 }
 
-static void s3_release(struct ufs_file *f)
+void s3_release(struct ufs_file *f)
 {
 	struct s3_file *sf = container_of(f, struct s3_file, f);
 
@@ -520,7 +526,7 @@ static void s3_release(struct ufs_file *f)
 	free(sf);
 }
 
-static int s3_statfs(struct ufs *u, struct statvfs *st)
+int s3_statfs(struct ufs *u, struct statvfs *st)
 {
 	/* An object store has no size; report a large, mostly free one. */
 	memset(st, 0, sizeof(*st));
@@ -534,7 +540,7 @@ static int s3_statfs(struct ufs *u, struct statvfs *st)
 const struct ufs_ops ufs_s3_ops = {
 	.name = "s3",
 	.init = s3_init,
-	.fini = s3_fini,
+	.fini = s3_common_fini,
 	.stat = s3_stat,
 	.list = s3_list,
 	.open = s3_open,

@@ -1,6 +1,8 @@
 /*
- * S3 driver internals, shared by s3.c (setup, requests, retries), s3_meta.c
- * (listings, stat cache) and s3_io.c (ranged GETs on the shard loops).
+ * Object-store driver internals, shared by s3.c (setup, requests, retries),
+ * s3_meta.c (listings, stat cache), s3_io.c (ranged GETs on the shard loops)
+ * and http.c (plain HTTP(S) sources: the same requests, unsigned, with
+ * listings from a manifest).
  */
 #ifndef CACHEFS_S3_I_H
 #define CACHEFS_S3_I_H
@@ -37,6 +39,9 @@ struct s3_resp {
 };
 
 struct ufs {
+	const char *drv;          /* "s3" or "http", for messages */
+	bool http;                /* no listings: directories come from a manifest */
+	char *root;               /* "s3://bucket/" or "http://host/dir/": key prefix in messages */
 	char *bucket;
 	char *prefix;             /* "" or "dir/sub/": keys under the mount root */
 	char *url_base;           /* "http://host:port/bucket" or "https://bucket.host" */
@@ -69,6 +74,7 @@ struct ufs {
 	atomic_ulong gets, heads, lists, retried, failed;
 	/* Read failures: the first in a second is logged, the rest counted (s3_io.c). */
 	_Atomic uint64_t fail_logged_ns, fail_suppressed;
+	atomic_bool warned_norange;   /* "the server ignores Range" was logged */
 };
 
 /* An open object: the ETag every response must carry. */
@@ -118,8 +124,29 @@ uint64_t s3_version(const char *etag, uint64_t size);
 /* HTTP status of a failed answer as an errno. */
 int s3_errno(long status);
 
+/* What s3 and http sources share: options, locks, the stat cache. 0 or -errno, err says why. */
+int s3_common_init(struct ufs *u, const struct cachefs_config *cfg, char *err, size_t errlen);
+/* Frees u and everything it holds; logs the request counters if it was mounted. */
+void s3_common_fini(struct ufs *u);
+/* ufs_ops of both drivers. */
+int s3_open(struct ufs *u, const char *path, struct ufs_file **out);
+void s3_release(struct ufs_file *f);
+int s3_statfs(struct ufs *u, struct statvfs *st);
+
 /* s3_meta.c */
 int s3_meta_init(struct ufs *u);
+/*
+ * Adds `path` to the listings that never expire (http manifests), creating
+ * its parent directories; a directory st makes an empty one. need_head: the
+ * size is unknown, a stat sends HEAD. Returns 0 or -ENOMEM.
+ */
+int s3_meta_pin(struct ufs *u, const char *path, const struct ufs_stat *st, const char *etag,
+		bool need_head);
+/* After the last pin: sorts the listings. -EEXIST names a path in dup. */
+int s3_meta_pin_done(struct ufs *u, char *dup, size_t duplen);
+/* Fills st as a file of the mount / as a directory. */
+void s3_file_stat(struct ufs *u, struct ufs_stat *st, uint64_t size, uint64_t mtime_ns, const char *etag);
+void s3_dir_stat(struct ufs *u, struct ufs_stat *st);
 void s3_meta_fini(struct ufs *u);
 int s3_stat(struct ufs *u, const char *path, struct ufs_stat *st);
 /* s3_stat, and the ETag of a file. */

@@ -263,6 +263,9 @@ static size_t on_data(char *data, size_t size, size_t n, void *arg)
 		x->fail = -ESTALE;
 		return 0;
 	}
+	if (st == 200 && r->off && !x->seen && !atomic_exchange(&x->ss->u->warned_norange, true))
+		log_warn("%s %s ignores Range requests: every page is read from the start of its file; "
+			 "a server that honours Range (most do) is much faster", x->ss->u->drv, x->ss->u->endpoint);
 	lo = MAX(x->seen, start);
 	hi = MIN(x->seen + len, start + r->len);
 	if (lo < hi)
@@ -349,7 +352,7 @@ static void log_read_failure(struct s3_xfer *x, const char *why)
 		return;
 	}
 	n = atomic_exchange(&u->fail_suppressed, 0);
-	log_warn("s3 read s3://%s/%s %s: %s (%u attempts); the reader gets EIO%s", u->bucket,
+	log_warn("%s read %s%s %s: %s (%u attempts); the reader gets EIO%s", u->drv, u->root,
 		 x->sf->key, x->range, why, x->attempt + 1,
 		 n ? " (and other reads failed since the last message)" : "");
 }
@@ -382,9 +385,9 @@ static void xfer_ended(struct s3_xfer *x, CURLcode cc)
 		cc = CURLE_OK;
 	if (x->fail == -ESTALE || (cc == CURLE_OK && (status == 200 || status == 206) && !etag_ok(x))) {
 		if (!atomic_exchange(&x->sf->warned, true))
-			log_warn("s3://%s/%s changed on the server while open (ETag %s, now %s): reads of pages "
+			log_warn("%s%s changed on the server while open (ETag %s, now %s): reads of pages "
 				 "not cached fail with ESTALE; the new object shows after dir_cache_ttl",
-				 u->bucket, x->sf->key, x->sf->etag, x->resp.etag);
+				 u->root, x->sf->key, x->sf->etag, x->resp.etag);
 		xfer_finish(x, -ESTALE);
 		return;
 	}

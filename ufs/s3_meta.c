@@ -147,6 +147,7 @@ struct dent {
 	char *name;
 	struct ufs_stat st;
 	char etag[S3_ETAG_MAX];
+	bool need_head;           /* http manifest without a size: stat by HEAD */
 };
 
 /* One directory's listing; shared by readers through refs. */
@@ -199,7 +200,7 @@ void s3_meta_fini(struct ufs *u)
 	map_free(u->stats);
 }
 
-static void file_stat(struct ufs *u, struct ufs_stat *st, uint64_t size, uint64_t mtime_ns, const char *etag)
+void s3_file_stat(struct ufs *u, struct ufs_stat *st, uint64_t size, uint64_t mtime_ns, const char *etag)
 {
 	memset(st, 0, sizeof(*st));
 	st->size = size;
@@ -211,7 +212,7 @@ static void file_stat(struct ufs *u, struct ufs_stat *st, uint64_t size, uint64_
 	st->version = s3_version(etag, size);
 }
 
-static void dir_stat(struct ufs *u, struct ufs_stat *st)
+void s3_dir_stat(struct ufs *u, struct ufs_stat *st)
 {
 	memset(st, 0, sizeof(*st));
 	st->mtime_ns = st->ctime_ns = st->atime_ns = u->mount_ns;
@@ -300,6 +301,7 @@ static int add_dent(struct dirlist *d, const char *name, size_t nlen, const stru
 		return -ENOMEM;
 	e->st = *st;
 	snprintf(e->etag, sizeof(e->etag), "%s", etag);
+	e->need_head = false;
 	d->n++;
 	return 0;
 }
@@ -336,7 +338,7 @@ static void XMLCALL x_end(void *arg, const XML_Char *name)
 		}
 		if (strchr(rest, '/'))
 			return;   /* only with a server that ignored the delimiter */
-		file_stat(x->u, &st, x->size, x->mtime_ns, x->etag);
+		s3_file_stat(x->u, &st, x->size, x->mtime_ns, x->etag);
 		if (!x->err)
 			x->err = add_dent(x->d, rest, strlen(rest), &st, x->etag);
 		return;
@@ -367,7 +369,7 @@ static void XMLCALL x_end(void *arg, const XML_Char *name)
 		size_t n = strlen(rest);
 		if (strncmp(x->text, x->prefix, plen) || n < 2 || rest[n - 1] != '/')
 			return;   /* "//" keys give an empty name: not representable */
-		dir_stat(x->u, &st);
+		s3_dir_stat(x->u, &st);
 		if (!x->err)
 			x->err = add_dent(x->d, rest, n - 1, &st, "");
 	}
@@ -417,7 +419,7 @@ static void log_failure(struct ufs *u, const char *what, const char *key, const 
 	char why[640];
 
 	s3_error_text(r, why, sizeof(why));
-	log_warn("s3 %s s3://%s/%s: %s", what, u->bucket, key, why);
+	log_warn("%s %s %s%s: %s", u->drv, what, u->root, key, why);
 }
 
 /* Fetches every page of the listing of directory `path`. */
@@ -434,13 +436,17 @@ static int fetch_listing(struct ufs *u, const char *path, struct dirlist **out)
 		goto out;
 	}
 	atomic_init(&d->refs, 1);
+	if (u->http) {
+		rc = -ENOENT;   /* every directory of the manifest is pinned */
+		goto out;
+	}
 	do {
 		char token[sizeof(x->token)];
 
 		snprintf(token, sizeof(token), "%s", x->token);
 		rc = s3_list_page(u, prefix, u->list_max_keys, token, &r, err, sizeof(err));
 		if (rc) {
-			log_warn("s3 list s3://%s/%s: %s", u->bucket, prefix, err);
+			log_warn("%s list %s%s: %s", u->drv, u->root, prefix, err);
 			break;
 		}
 		if (r.status != 200) {
@@ -456,7 +462,7 @@ static int fetch_listing(struct ufs *u, const char *path, struct dirlist **out)
 		x->depth = 0;
 		rc = xml_parse(x, r.body, r.len);
 		if (!rc && x->truncated && !x->token[0]) {
-			log_warn("s3 list s3://%s/%s: truncated listing without a continuation token", u->bucket, prefix);
+			log_warn("%s list %s%s: truncated listing without a continuation token", u->drv, u->root, prefix);
 			rc = -EIO;
 		}
 	} while (!rc && x->truncated);
@@ -537,10 +543,126 @@ int s3_list(struct ufs *u, const char *path, ufs_list_cb cb, void *arg)
 
 	if (rc)
 		return rc;
-	for (size_t i = 0; i < d->n && !rc; i++)
-		rc = cb(arg, d->ents[i].name, &d->ents[i].st);
+	for (size_t i = 0; i < d->n && !rc; i++) {
+		struct ufs_stat st = d->ents[i].st;
+		char *full, etag[S3_ETAG_MAX];
+
+		if (d->ents[i].need_head) {
+			/* A manifest line without a size: the listing must not show 0. */
+			if (asprintf(&full, "%s%s%s", path, *path ? "/" : "", d->ents[i].name) < 0) {
+				rc = -ENOMEM;
+				break;
+			}
+			rc = s3_stat_etag(u, full, &st, etag);
+			free(full);
+			if (rc == -ENOENT) {
+				rc = 0;
+				continue;
+			}
+			if (rc)
+				break;
+		}
+		rc = cb(arg, d->ents[i].name, &st);
+	}
 	dirlist_put(d);
 	return rc < 0 ? rc : 0;
+}
+
+/* The pinned listing of directory `path`, created (and linked into its parent) if new. */
+static int pinned_dir(struct ufs *u, const char *path, struct dirlist **out)
+{
+	struct mnode *n = map_get(u->dirs, path, 0);
+	struct dirlist *d;
+	struct ufs_stat st;
+	int rc;
+
+	if (n) {
+		*out = container_of(n, struct dirlist, node);
+		return 0;
+	}
+	d = calloc(1, sizeof(*d));
+	if (!d || !(d->node.key = strdup(path))) {
+		free(d);
+		return -ENOMEM;
+	}
+	atomic_init(&d->refs, 1);
+	d->node.expires = UINT64_MAX;
+	map_put(u->dirs, &d->node, 0);
+	*out = d;
+	if (!*path)
+		return 0;
+	const char *slash = strrchr(path, '/');
+	char *parent = strndup(path, slash ? (size_t)(slash - path) : 0);
+	struct dirlist *pd;
+
+	if (!parent)
+		return -ENOMEM;
+	rc = pinned_dir(u, parent, &pd);
+	free(parent);
+	s3_dir_stat(u, &st);
+	return rc ? rc : add_dent(pd, slash ? slash + 1 : path, strlen(slash ? slash + 1 : path), &st, "");
+}
+
+/* Sorts a pinned listing; a name twice is a mistake unless both are directories. */
+static int pinned_sort(struct dirlist *d, const char **dup)
+{
+	size_t w = 0;
+
+	qsort(d->ents, d->n, sizeof(*d->ents), cmp_dent);
+	for (size_t i = 0; i < d->n; i++) {
+		if (w && !strcmp(d->ents[w - 1].name, d->ents[i].name)) {
+			if (!S_ISDIR(d->ents[i].st.mode) || !S_ISDIR(d->ents[w - 1].st.mode)) {
+				*dup = d->ents[i].name;
+				return -EEXIST;
+			}
+			free(d->ents[i].name);
+			continue;
+		}
+		d->ents[w++] = d->ents[i];
+	}
+	d->n = w;
+	return 0;
+}
+
+int s3_meta_pin(struct ufs *u, const char *path, const struct ufs_stat *st, const char *etag,
+		bool need_head)
+{
+	const char *slash = strrchr(path, '/');
+	char *parent = strndup(path, slash ? (size_t)(slash - path) : 0);
+	struct dirlist *d;
+	int rc;
+
+	if (!parent)
+		return -ENOMEM;
+	pthread_mutex_lock(&u->meta_lock);
+	rc = pinned_dir(u, parent, &d);
+	if (!rc && S_ISDIR(st->mode))
+		rc = pinned_dir(u, path, &d);   /* "dir/" lines: an empty directory */
+	else if (!rc) {
+		rc = add_dent(d, slash ? slash + 1 : path, strlen(slash ? slash + 1 : path), st, etag);
+		if (!rc)
+			d->ents[d->n - 1].need_head = need_head;
+	}
+	pthread_mutex_unlock(&u->meta_lock);
+	free(parent);
+	return rc;
+}
+
+int s3_meta_pin_done(struct ufs *u, char *dup, size_t duplen)
+{
+	int rc = 0;
+
+	pthread_mutex_lock(&u->meta_lock);
+	for (size_t i = 0; i < u->dirs->nb && !rc; i++)
+		for (struct mnode *n = u->dirs->b[i]; n && !rc; n = n->next) {
+			struct dirlist *d = container_of(n, struct dirlist, node);
+			const char *name = NULL;
+			rc = pinned_sort(d, &name);
+			if (rc)
+				snprintf(dup, duplen, "%s%s%s", d->node.key, *d->node.key ? "/" : "", name);
+		}
+	pthread_mutex_unlock(&u->meta_lock);
+	return rc;
 }
 
 /* ---- stat ---- */
@@ -565,7 +687,9 @@ static int stat_from_listing(struct ufs *u, const char *path, struct ufs_stat *s
 		struct dent key = { .name = (char *)name };
 		struct dent *e = bsearch(&key, d->ents, d->n, sizeof(*d->ents), cmp_dent);
 		rc = -ENOENT;
-		if (e) {
+		if (e && e->need_head) {
+			rc = 1;
+		} else if (e) {
 			*st = e->st;
 			snprintf(etag, S3_ETAG_MAX, "%s", e->etag);
 			rc = 0;
@@ -618,7 +742,7 @@ static int probe_prefix(struct ufs *u, const char *key, bool *is_dir)
 	}
 	rc = s3_list_page(u, prefix, 1, "", &r, err, sizeof(err));
 	if (rc) {
-		log_warn("s3 list s3://%s/%s: %s", u->bucket, prefix, err);
+		log_warn("%s list %s%s: %s", u->drv, u->root, prefix, err);
 	} else if (r.status != 200) {
 		log_failure(u, "list", prefix, &r);
 		rc = -EIO;
@@ -646,7 +770,7 @@ int s3_stat_etag(struct ufs *u, const char *path, struct ufs_stat *st, char etag
 	int rc;
 
 	if (!*path) {
-		dir_stat(u, st);
+		s3_dir_stat(u, st);
 		etag[0] = '\0';
 		return 0;
 	}
@@ -657,18 +781,28 @@ int s3_stat_etag(struct ufs *u, const char *path, struct ufs_stat *st, char etag
 		return -ENOMEM;
 	rc = s3_perform(u, "HEAD", key, NULL, 0, &r, err, sizeof(err));
 	if (rc) {
-		log_warn("s3 stat s3://%s/%s: %s", u->bucket, key, err);
+		log_warn("%s stat %s%s: %s", u->drv, u->root, key, err);
 		goto out;
 	}
-	if (r.status == 200) {
-		file_stat(u, st, r.length, (uint64_t)curl_getdate(r.last_modified, NULL) * 1000000000ULL, r.etag);
+	if (r.status == 200 && !r.has_length) {
+		log_warn("%s stat %s%s: the server gave no Content-Length, so the size is unknown", u->drv,
+			 u->root, key);
+		rc = -EIO;
+		goto out;
+	} else if (r.status == 200) {
+		/* Without an ETag (plain HTTP servers), Last-Modified versions the pages. */
+		s3_file_stat(u, st, r.length, (uint64_t)curl_getdate(r.last_modified, NULL) * 1000000000ULL,
+			     r.etag[0] ? r.etag : r.last_modified);
 		snprintf(etag, S3_ETAG_MAX, "%s", r.etag);
+	} else if (r.status == 404 && u->http) {
+		memset(st, 0, sizeof(*st));   /* no prefixes to probe */
+		etag[0] = '\0';
 	} else if (r.status == 404) {
 		rc = probe_prefix(u, key, &is_dir);
 		if (rc)
 			goto out;
 		if (is_dir)
-			dir_stat(u, st);
+			s3_dir_stat(u, st);
 		else
 			memset(st, 0, sizeof(*st));
 		etag[0] = '\0';

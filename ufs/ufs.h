@@ -71,8 +71,9 @@ struct ufs_ops {
 
 extern const struct ufs_ops ufs_local_ops;
 extern const struct ufs_ops ufs_s3_ops;
+extern const struct ufs_ops ufs_http_ops;
 
-/* The driver for `source` ("/dir" and "file:///dir" are local, "s3://"), or NULL. */
+/* The driver for `source` ("/dir" and "file:///dir" are local, "s3://", "http(s)://"), or NULL. */
 const struct ufs_ops *ufs_driver_for(const char *source);
 
 static inline void ufs_file_get(struct ufs_file *f)

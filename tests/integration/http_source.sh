@@ -1,0 +1,114 @@
+#!/bin/bash
+# http(s):// sources against real web servers on loopback: s3rver serving
+# objects to plain GETs (Range, ETag) and Python's http.server (no Range, no
+# ETag). The manifest names the files: sized lines cost no request, lines
+# without a size one HEAD, an ETag column is enforced; a URL naming one file
+# mounts just that file; bad manifests and URLs are refused with the line.
+. "$(dirname "$0")/../lib.sh"
+
+s3_start pub
+$PY3 - "$T/src" <<'PY'
+import os, random, sys
+root = sys.argv[1]
+rnd = random.Random(11)
+def put(rel, size):
+    path = os.path.join(root, rel)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "wb") as f:
+        f.write(rnd.randbytes(size))
+for i in range(200):
+    put(f"small/s{i:03d}.bin", rnd.randint(1, 100 * 1024))
+for name in ["sp ace.txt", "plus+sign", "ünïcödé", "a/b c/d%e"]:
+    put(f"odd/{name}", rnd.randint(1, 5000))
+put("big/five", 5 * 2**20 + 3)
+put("big/empty", 0)
+PY
+$S3TOOL "$S3_EP" put-tree pub "$T/src" >/dev/null
+# Sizes for all but odd/ (sized by HEAD), an ETag for big/five.
+etag=$(curl -sfI "$S3_EP/pub/big/five" | tr -d '\r' | sed -n 's/^[Ee][Tt]ag: //p')
+[ -n "$etag" ] || fail "s3rver gave no ETag"
+(cd "$T/src" && find . -type f ! -path './odd/*' ! -path ./big/five -printf '%P\t%s\n'
+ cd "$T/src" && find odd -type f
+ printf 'big/five\t%s\t%s\n# a comment, then a blank line and an empty directory\n\nempty-dir/\n' \
+	"$(stat -c %s big/five)" "$etag") > "$T/manifest"
+mkdir -p "$T/src/empty-dir"
+
+mount_logged "$S3_EP/pub/" "$T/mnt" "$T/log" -o "manifest=$T/manifest,shards=2,ram_cache=256M"
+same_tree "$T/src" "$T/mnt"
+diff <(cd "$T/src" && find . -type f -printf '%s %P\n' | LC_ALL=C sort) \
+	<(cd "$T/mnt" && find . -type f -printf '%s %P\n' | LC_ALL=C sort) || fail "sizes differ"
+pass "every file reads byte-identical; sizes from the manifest and from HEAD match"
+unmount_cachefs "$T/mnt"
+heads=$(counter "$T/log" HEAD)
+[ "$heads" = 4 ] || fail "$heads HEAD requests; expected 4, one per line without a size: $(tail -n1 "$T/log")"
+pass "HEAD only for the 4 manifest lines without a size"
+
+# cat of 200 small files: exactly one GET each, nothing else.
+mount_logged "$S3_EP/pub/" "$T/mnt" "$T/log" -o "manifest=$T/manifest,shards=2,ram_cache=256M"
+ls -l "$T/mnt/small" > /dev/null
+cat "$T/mnt"/small/* > "$T/small.cat"
+cmp "$T/small.cat" <(cat "$T/src"/small/*) || fail "small files differ"
+unmount_cachefs "$T/mnt"
+gets=$(counter "$T/log" GET) heads=$(counter "$T/log" HEAD)
+[ "$gets" = 200 ] && [ "$heads" = 0 ] || fail "cat of 200 files: $gets GET, $heads HEAD; expected 200 and 0"
+pass "ls then cat of 200 files: 200 GET, 0 HEAD"
+
+# The manifest as a path relative to the source URL.
+$S3TOOL "$S3_EP" put pub MANIFEST.tsv "$T/manifest"
+mount_logged "$S3_EP/pub" "$T/mnt" "$T/log" -o manifest=MANIFEST.tsv
+cmp "$T/mnt/big/five" "$T/src/big/five" || fail "big/five differs (manifest fetched over HTTP)"
+unmount_cachefs "$T/mnt"
+pass "manifest fetched from the server"
+
+# A wrong ETag column: the server's object is not the one listed; reads fail, never mix.
+sed "s|$etag|\"0123456789abcdef0123456789abcdef\"|" "$T/manifest" > "$T/manifest.stale"
+mount_logged "$S3_EP/pub/" "$T/mnt" "$T/log" -o "manifest=$T/manifest.stale"
+if cat "$T/mnt/big/five" > /dev/null 2>"$T/err"; then fail "read of a file whose ETag differs succeeded"; fi
+grep -q "Stale file handle" "$T/err" || fail "expected ESTALE, got: $(cat "$T/err")"
+cmp "$T/mnt/big/empty" /dev/null || fail "big/empty differs"
+unmount_cachefs "$T/mnt"
+grep -q "changed on the server" "$T/log" || fail "no log line for the ETag mismatch: $(cat "$T/log")"
+pass "an ETag other than the manifest's gives ESTALE and one log line"
+
+# A URL that names one file mounts a directory with just that file.
+mount_logged "$S3_EP/pub/big/five" "$T/mnt" "$T/log"
+[ "$(ls "$T/mnt")" = five ] || fail "single-file mount lists: $(ls "$T/mnt")"
+cmp "$T/mnt/five" "$T/src/big/five" || fail "single-file mount differs"
+unmount_cachefs "$T/mnt"
+pass "a file URL mounts that file"
+
+# Python's http.server: no Range support, no ETag (Last-Modified versions it).
+port=$(free_port)
+(cd "$T/src" && exec $PY3 -m http.server "$port" --bind 127.0.0.1 >"$T/pyhttp.log" 2>&1) &
+PIDS+=($!)
+for _ in $(seq 100); do curl -sf -o /dev/null "http://127.0.0.1:$port/big/empty" && break; sleep 0.1; done
+mount_logged "http://127.0.0.1:$port/" "$T/mnt" "$T/log" -o "manifest=$T/manifest"
+cmp "$T/mnt/big/five" "$T/src/big/five" || fail "big/five through a server without Range differs"
+cmp "$T/mnt/odd/a/b c/d%e" "$T/src/odd/a/b c/d%e" || fail "odd name through http.server differs"
+unmount_cachefs "$T/mnt"
+grep -q "ignores Range requests" "$T/log" || fail "no warning about the server ignoring Range: $(cat "$T/log")"
+pass "a server without Range or ETag reads right, with one warning"
+
+# Bad input: each refused at mount with a message that says what to fix.
+must_refuse() {
+	local what=$1 want=$2
+	shift 2
+	if timeout 60 "$CACHEFS" "$@" "$T/m" -f 2>"$T/err"; then fail "$what: mounted"; fi
+	grep -q -- "$want" "$T/err" || fail "$what: expected '$want', got: $(cat "$T/err")"
+	! mountpoint -q "$T/m" || fail "$what: left a mount"
+	echo "  $what: $(head -n1 "$T/err")"
+}
+mkdir -p "$T/m"
+must_refuse "directory URL without a manifest" "name its files with -o manifest=" "$S3_EP/pub/"
+printf 'ok\t1\n../etc/passwd\t10\n' > "$T/bad1"
+must_refuse "a path with '..'" "bad1 line 2: '../etc/passwd' is not a relative path" "$S3_EP/pub/" -o "manifest=$T/bad1"
+printf 'a\tten\n' > "$T/bad2"
+must_refuse "a size that is not a number" "bad2 line 1: size 'ten' of a" "$S3_EP/pub/" -o "manifest=$T/bad2"
+printf 'a/b\t1\na\t2\n' > "$T/bad3"
+must_refuse "a name as file and directory" "names a twice" "$S3_EP/pub/" -o "manifest=$T/bad3"
+must_refuse "a manifest that is not there" "manifest $T/nope: No such file" "$S3_EP/pub/" -o "manifest=$T/nope"
+must_refuse "a manifest URL that is not there" "manifest $S3_EP/pub/nope.tsv: HTTP 404" "$S3_EP/pub/" -o manifest=nope.tsv
+must_refuse "a file URL that is not there" "$S3_EP/pub/nope: HTTP 404" "$S3_EP/pub/nope"
+must_refuse "a server that does not answer" "cannot reach" "http://127.0.0.1:$(free_port)/x.bin" -o timeout=2
+must_refuse "a URL with a query" "without a query" "$S3_EP/pub/x?sig=1"
+pass "bad URLs and manifests are refused with the file, line and reason"
