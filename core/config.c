@@ -30,67 +30,69 @@ struct opt_def {
 	const char *def;     /* default, as documented */
 	const char *help;
 	uint64_t min, max;   /* OPT_UINT bounds */
+	bool mount;          /* may differ per [mount] section of a config file */
 };
 
 #define F(field) offsetof(struct cachefs_config, field)
 #define STR(field) OPT_STRING, F(field)
 #define SZ(field) 0, sizeof(((struct cachefs_config *)0)->field)
 static const struct opt_def opt_table[] = {
-	{ "shards", OPT_UINT, F(shards), "online CPUs", "shard threads, each pinned with its own io_uring", 1, 1024 },
-	{ "spin_us", OPT_UINT, F(spin_us), "0", "microseconds a shard polls for work before sleeping", 0, 100000 },
-	{ "log_level", OPT_LOGLEVEL, F(log_level), "info", "error, warn, info or debug", 0, 0 },
-	{ "page_size", OPT_SIZE, F(page_size), "1M", "cache page size, a power of two from 4K to 16M", 0, 0 },
-	{ "ram_cache", OPT_SIZE, F(ram_cache), "1/8 of RAM", "RAM tier capacity, a hard cap", 0, 0 },
-	{ "read_ahead", OPT_SIZE, F(read_ahead), "4M", "kernel read-ahead of the mount (bdi read_ahead_kb; root only)", 0, 0 },
-	{ "max_readahead", OPT_SIZE, F(max_readahead), "64M", "largest daemon read-ahead window of one sequential stream", 0, 0 },
-	{ "readahead_budget", OPT_SIZE, F(readahead_budget), "1/4 of ram_cache, at most 1G", "read-ahead bytes in flight across all open files", 0, 0 },
-	{ "ssd_cache", OPT_SSD, 0, "off", "SSD tier: PATH:SIZE[,PATH2:SIZE2] of store files (created and fallocated) or block devices (PATH alone: the whole device)", 0, 0 },
-	{ "ssd_admit", OPT_ADMIT, F(ssd_admit), "always", "which UFS pages go to the SSD: always, or second_touch (a page missed twice; one scan of a huge set does not flush the store)", 0, 0 },
-	{ "sqpoll", OPT_BOOL, F(sqpoll), "off", "a kernel thread per shard polls its io_uring submissions (costs a core each)", 0, 0 },
-	{ "endpoint", STR(endpoint), "AWS for the region", "S3 endpoint URL, such as http://127.0.0.1:9000 or https://storage.example.com", SZ(endpoint) },
-	{ "region", STR(region), "AWS_REGION, the profile's, or us-east-1", "S3 region signed into requests", SZ(region) },
-	{ "access_key", STR(access_key), "", "S3 access key id (prefer passwd_file, the environment or ~/.aws/credentials)", SZ(access_key) },
-	{ "secret_key", STR(secret_key), "", "S3 secret key; hidden from ps once read, but prefer passwd_file", SZ(secret_key) },
-	{ "session_token", STR(session_token), "", "S3 session token of temporary credentials", SZ(session_token) },
-	{ "profile", STR(profile), "AWS_PROFILE or default", "profile read from ~/.aws/credentials and ~/.aws/config", SZ(profile) },
-	{ "passwd_file", STR(passwd_file), "", "file of ACCESS:SECRET or BUCKET:ACCESS:SECRET lines, mode 0600 (as s3fs)", SZ(passwd_file) },
-	{ "ca_bundle", STR(ca_bundle), "AWS_CA_BUNDLE or the system store", "PEM file of CAs trusted for HTTPS", SZ(ca_bundle) },
-	{ "anonymous", OPT_BOOL, F(anonymous), "off", "unsigned requests, for public buckets", 0, 0 },
-	{ "s3_addressing", OPT_ADDRESSING, F(s3_addressing), "auto", "path (endpoint/bucket/key), virtual (bucket.endpoint/key), or auto: virtual on AWS, path elsewhere", 0, 0 },
-	{ "s3_max_connections", OPT_UINT, F(s3_max_connections), "16", "HTTP connections per shard to the object store", 1, 1024 },
-	{ "s3_list_max_keys", OPT_UINT, F(s3_list_max_keys), "1000", "keys per ListObjectsV2 page (lower it to test pagination)", 1, 1000 },
-	{ "retries", OPT_UINT, F(retries), "5", "retries of a failed request (5xx, 429, resets, timeouts), with exponential backoff and jitter", 0, 100 },
-	{ "timeout", OPT_SECONDS, F(timeout), "30", "seconds one object store request may take, retries included; then the reader gets EIO", 0, 0 },
-	{ "dir_cache_ttl", OPT_SECONDS, F(dir_cache_ttl), "60", "seconds a listing or a stat of the object store is reused", 0, 0 },
-	{ "manifest", STR(manifest), "", "http(s) sources: the list of files, a local /PATH or a path relative to the source URL; lines of PATH[<TAB>SIZE[<TAB>ETAG]]", SZ(manifest) },
-	{ "kernel_cache", OPT_BOOL, F(kernel_cache), "off", "keep file pages in the kernel page cache across opens", 0, 0 },
-	{ "auto_cache", OPT_BOOL, F(auto_cache), "off", "like kernel_cache, but drop them when size or mtime changed", 0, 0 },
-	{ "splice", OPT_BOOL, F(splice), "off", "send replies through a pipe (vmsplice + splice) instead of writev", 0, 0 },
-	{ "attr_timeout", OPT_SECONDS, F(attr_timeout), "60", "seconds the kernel caches attributes", 0, 0 },
-	{ "entry_timeout", OPT_SECONDS, F(entry_timeout), "60", "seconds the kernel caches name lookups", 0, 0 },
-	{ "negative_timeout", OPT_SECONDS, F(negative_timeout), "10", "seconds the kernel caches a failed lookup", 0, 0 },
-	{ "max_background", OPT_UINT, F(max_background), "128", "async requests (read-ahead) the kernel keeps in flight", 1, 65535 },
-	{ "congestion_threshold", OPT_UINT, F(congestion_threshold), "3/4 of max_background", "in-flight async requests at which the kernel slows writers", 1, 65535 },
-	{ "intake", OPT_INTAKE, F(intake), "shards", "who reads /dev/fuse: the shard loops, or libfuse worker threads", 0, 0 },
-	{ "max_threads", OPT_UINT, F(max_threads), "16", "intake=threads: most libfuse worker threads", 1, 1024 },
-	{ "max_idle_threads", OPT_UINT, F(max_idle_threads), "max_threads", "intake=threads: idle workers kept (fewer makes libfuse create and destroy threads under bursty load)", 1, 1024 },
-	{ "max_read", OPT_SIZE, F(max_read), "1M", "largest read request the kernel sends", 0, 0 },
-	{ "allow_other", OPT_PASS, 0, "off", "let other users access the mount", 0, 0 },
-	{ "default_permissions", OPT_PASS, 0, "off", "kernel checks permissions from the file modes", 0, 0 },
-	{ "ro", OPT_PASS, 0, "on", "read-only mount (cachefs is read-only for now)", 0, 0 },
-	{ "rw", OPT_PASS, 0, "", "accepted for fstab; writes still answer EROFS", 0, 0 },
-	{ "fsname", OPT_PASSVAL, 0, "SOURCE", "file system name shown in mount tables", 0, 0 },
-	{ "subtype", OPT_PASSVAL, 0, "cachefs", "subtype shown as fuse.SUBTYPE", 0, 0 },
-	{ "dev", OPT_PASS, 0, "", "fstab flag, passed to the kernel", 0, 0 },
-	{ "nodev", OPT_PASS, 0, "", "fstab flag, passed to the kernel", 0, 0 },
-	{ "suid", OPT_PASS, 0, "", "fstab flag, passed to the kernel", 0, 0 },
-	{ "nosuid", OPT_PASS, 0, "", "fstab flag, passed to the kernel", 0, 0 },
-	{ "exec", OPT_PASS, 0, "", "fstab flag, passed to the kernel", 0, 0 },
-	{ "noexec", OPT_PASS, 0, "", "fstab flag, passed to the kernel", 0, 0 },
-	{ "atime", OPT_PASS, 0, "", "fstab flag, passed to the kernel", 0, 0 },
-	{ "noatime", OPT_PASS, 0, "", "fstab flag, passed to the kernel", 0, 0 },
-	{ "_netdev", OPT_PASS, 0, "", "fstab flag for the init system; ignored", 0, 0 },
-	{ "nofail", OPT_PASS, 0, "", "fstab flag for the init system; ignored", 0, 0 },
+	{ "shards", OPT_UINT, F(shards), "online CPUs", "shard threads, each pinned with its own io_uring", 1, 1024, false },
+	{ "spin_us", OPT_UINT, F(spin_us), "0", "microseconds a shard polls for work before sleeping", 0, 100000, false },
+	{ "log_level", OPT_LOGLEVEL, F(log_level), "info", "error, warn, info or debug", 0, 0, false },
+	{ "page_size", OPT_SIZE, F(page_size), "1M", "cache page size, a power of two from 4K to 16M", 0, 0, false },
+	{ "ram_cache", OPT_SIZE, F(ram_cache), "1/8 of RAM", "RAM tier capacity, a hard cap", 0, 0, false },
+	{ "read_ahead", OPT_SIZE, F(read_ahead), "4M", "kernel read-ahead of the mount (bdi read_ahead_kb; root only)", 0, 0, false },
+	{ "max_readahead", OPT_SIZE, F(max_readahead), "64M", "largest daemon read-ahead window of one sequential stream", 0, 0, false },
+	{ "readahead_budget", OPT_SIZE, F(readahead_budget), "1/4 of ram_cache, at most 1G", "read-ahead bytes in flight across all open files", 0, 0, false },
+	{ "ssd_cache", OPT_SSD, 0, "off", "SSD tier: PATH:SIZE[,PATH2:SIZE2] of store files (created and fallocated) or block devices (PATH alone: the whole device)", 0, 0, false },
+	{ "ssd_admit", OPT_ADMIT, F(ssd_admit), "always", "which UFS pages go to the SSD: always, or second_touch (a page missed twice; one scan of a huge set does not flush the store)", 0, 0, false },
+	{ "sqpoll", OPT_BOOL, F(sqpoll), "off", "a kernel thread per shard polls its io_uring submissions (costs a core each)", 0, 0, false },
+	{ "endpoint", STR(endpoint), "AWS for the region", "S3 endpoint URL, such as http://127.0.0.1:9000 or https://storage.example.com", SZ(endpoint), true },
+	{ "region", STR(region), "AWS_REGION, the profile's, or us-east-1", "S3 region signed into requests", SZ(region), true },
+	{ "access_key", STR(access_key), "", "S3 access key id (prefer passwd_file, the environment or ~/.aws/credentials)", SZ(access_key), true },
+	{ "secret_key", STR(secret_key), "", "S3 secret key; hidden from ps once read, but prefer passwd_file", SZ(secret_key), true },
+	{ "session_token", STR(session_token), "", "S3 session token of temporary credentials", SZ(session_token), true },
+	{ "profile", STR(profile), "AWS_PROFILE or default", "profile read from ~/.aws/credentials and ~/.aws/config", SZ(profile), true },
+	{ "passwd_file", STR(passwd_file), "", "file of ACCESS:SECRET or BUCKET:ACCESS:SECRET lines, mode 0600 (as s3fs)", SZ(passwd_file), true },
+	{ "ca_bundle", STR(ca_bundle), "AWS_CA_BUNDLE or the system store", "PEM file of CAs trusted for HTTPS", SZ(ca_bundle), true },
+	{ "anonymous", OPT_BOOL, F(anonymous), "off", "unsigned requests, for public buckets", 0, 0, true },
+	{ "s3_addressing", OPT_ADDRESSING, F(s3_addressing), "auto", "path (endpoint/bucket/key), virtual (bucket.endpoint/key), or auto: virtual on AWS, path elsewhere", 0, 0, true },
+	{ "s3_max_connections", OPT_UINT, F(s3_max_connections), "16", "HTTP connections per shard to the object store", 1, 1024, true },
+	{ "s3_list_max_keys", OPT_UINT, F(s3_list_max_keys), "1000", "keys per ListObjectsV2 page (lower it to test pagination)", 1, 1000, true },
+	{ "retries", OPT_UINT, F(retries), "5", "retries of a failed request (5xx, 429, resets, timeouts), with exponential backoff and jitter", 0, 100, true },
+	{ "timeout", OPT_SECONDS, F(timeout), "30", "seconds one object store request may take, retries included; then the reader gets EIO", 0, 0, true },
+	{ "dir_cache_ttl", OPT_SECONDS, F(dir_cache_ttl), "60", "seconds a listing or a stat of the object store is reused", 0, 0, true },
+	{ "manifest", STR(manifest), "", "http(s) sources: the list of files, a local /PATH or a path relative to the source URL; lines of PATH[<TAB>SIZE[<TAB>ETAG]]", SZ(manifest), true },
+	{ "kernel_cache", OPT_BOOL, F(kernel_cache), "off", "keep file pages in the kernel page cache across opens", 0, 0, false },
+	{ "auto_cache", OPT_BOOL, F(auto_cache), "off", "like kernel_cache, but drop them when size or mtime changed", 0, 0, false },
+	{ "splice", OPT_BOOL, F(splice), "off", "send replies through a pipe (vmsplice + splice) instead of writev", 0, 0, false },
+	{ "attr_timeout", OPT_SECONDS, F(attr_timeout), "60", "seconds the kernel caches attributes", 0, 0, false },
+	{ "entry_timeout", OPT_SECONDS, F(entry_timeout), "60", "seconds the kernel caches name lookups", 0, 0, false },
+	{ "negative_timeout", OPT_SECONDS, F(negative_timeout), "10", "seconds the kernel caches a failed lookup", 0, 0, false },
+	{ "max_background", OPT_UINT, F(max_background), "128", "async requests (read-ahead) the kernel keeps in flight", 1, 65535, false },
+	{ "congestion_threshold", OPT_UINT, F(congestion_threshold), "3/4 of max_background", "in-flight async requests at which the kernel slows writers", 1, 65535, false },
+	{ "intake", OPT_INTAKE, F(intake), "shards", "who reads /dev/fuse: the shard loops, or libfuse worker threads", 0, 0, false },
+	{ "max_threads", OPT_UINT, F(max_threads), "16", "intake=threads: most libfuse worker threads", 1, 1024, false },
+	{ "max_idle_threads", OPT_UINT, F(max_idle_threads), "max_threads", "intake=threads: idle workers kept (fewer makes libfuse create and destroy threads under bursty load)", 1, 1024, false },
+	{ "config", STR(config), "", "INI file of options and [mount /PATH] sections (or give it as SOURCE)", SZ(config), false },
+	{ "max_read", OPT_SIZE, F(max_read), "1M", "largest read request the kernel sends", 0, 0, false },
+	{ "allow_other", OPT_PASS, 0, "off", "let other users access the mount", 0, 0, false },
+	{ "default_permissions", OPT_PASS, 0, "off", "kernel checks permissions from the file modes", 0, 0, false },
+	{ "ro", OPT_PASS, 0, "on", "read-only mount (cachefs is read-only for now)", 0, 0, false },
+	{ "rw", OPT_PASS, 0, "", "accepted for fstab; writes still answer EROFS", 0, 0, false },
+	{ "fsname", OPT_PASSVAL, 0, "SOURCE", "file system name shown in mount tables", 0, 0, false },
+	{ "subtype", OPT_PASSVAL, 0, "cachefs", "subtype shown as fuse.SUBTYPE", 0, 0, false },
+	{ "dev", OPT_PASS, 0, "", "fstab flag, passed to the kernel", 0, 0, false },
+	{ "nodev", OPT_PASS, 0, "", "fstab flag, passed to the kernel", 0, 0, false },
+	{ "suid", OPT_PASS, 0, "", "fstab flag, passed to the kernel", 0, 0, false },
+	{ "nosuid", OPT_PASS, 0, "", "fstab flag, passed to the kernel", 0, 0, false },
+	{ "exec", OPT_PASS, 0, "", "fstab flag, passed to the kernel", 0, 0, false },
+	{ "noexec", OPT_PASS, 0, "", "fstab flag, passed to the kernel", 0, 0, false },
+	{ "atime", OPT_PASS, 0, "", "fstab flag, passed to the kernel", 0, 0, false },
+	{ "noatime", OPT_PASS, 0, "", "fstab flag, passed to the kernel", 0, 0, false },
+	{ "_netdev", OPT_PASS, 0, "", "fstab flag for the init system; ignored", 0, 0, false },
+	{ "nofail", OPT_PASS, 0, "", "fstab flag for the init system; ignored", 0, 0, false },
 };
 #undef F
 #undef STR
@@ -185,8 +187,15 @@ static int apply(struct cachefs_config *c, const struct opt_def *d, const char *
 		return -EINVAL;
 	}
 	if (d->type == OPT_PASS && val) {
-		snprintf(err, errlen, "option '%s' takes no value", d->name);
-		return -EINVAL;
+		/* "allow_other = yes" in a config file. */
+		bool on;
+		if (parse_bool(val, &on)) {
+			snprintf(err, errlen, "option '%s' takes no value (or yes/no)", d->name);
+			return -EINVAL;
+		}
+		if (on)
+			pass_on(c, d->name);
+		return 0;
 	}
 	switch (d->type) {
 	case OPT_BOOL:
@@ -267,6 +276,42 @@ static int apply(struct cachefs_config *c, const struct opt_def *d, const char *
 	return 0;
 }
 
+static const struct opt_def *find_opt(const char *name)
+{
+	for (unsigned i = 0; i < ARRAY_SIZE(opt_table); i++)
+		if (!strcmp(opt_table[i].name, name))
+			return &opt_table[i];
+	return NULL;
+}
+
+int config_set(struct cachefs_config *c, const char *name, const char *val, bool mount_only,
+	       char *err, size_t errlen)
+{
+	const struct opt_def *d = find_opt(name);
+	char opt[1024];
+
+	if (!d) {
+		snprintf(err, errlen, "unknown option '%s' (cachefs --help lists them)", name);
+		return -EINVAL;
+	}
+	if (mount_only && !d->mount) {
+		snprintf(err, errlen, "option '%s' applies to the whole daemon: set it before the first [mount] "
+			 "section", name);
+		return -EINVAL;
+	}
+	if (d->type == OPT_SSD) {
+		/* "ssd_cache = /a:1G,/b:1G": one store per comma. */
+		char *copy = strdup(val ? val : ""), *save = NULL;
+		int rc = copy ? 0 : -ENOMEM;
+		for (char *t = strtok_r(copy, ",", &save); t && !rc; t = strtok_r(NULL, ",", &save))
+			rc = apply(c, d, t, t, err, errlen);
+		free(copy);
+		return rc;
+	}
+	snprintf(opt, sizeof(opt), "%s%s%s", name, val ? "=" : "", val ? val : "");
+	return apply(c, d, opt, val, err, errlen);
+}
+
 int config_parse_opts(struct cachefs_config *c, const char *opts, char *err, size_t errlen)
 {
 	char *copy = strdup(opts), *save = NULL, *tok;
@@ -293,9 +338,7 @@ int config_parse_opts(struct cachefs_config *c, const char *opts, char *err, siz
 		snprintf(opt, sizeof(opt), "%s", tok);
 		if (eq)
 			*eq = '\0';
-		for (unsigned i = 0; i < ARRAY_SIZE(opt_table); i++)
-			if (!strcmp(opt_table[i].name, tok))
-				d = &opt_table[i];
+		d = find_opt(tok);
 		if (!d) {
 			snprintf(err, errlen, "unknown option '%s' (cachefs --help lists them)", tok);
 			rc = -EINVAL;
@@ -331,10 +374,6 @@ int config_finish(struct cachefs_config *c, uint64_t mem_total, uint64_t mem_ava
 			 fmt_size(c->ram_cache, a, sizeof(a)), fmt_size(mem_avail, b, sizeof(b)));
 		return -ENOMEM;
 	}
-	if (c->timeout <= 0) {
-		snprintf(err, errlen, "timeout=0 would fail every object store request; give seconds, such as 30");
-		return -EINVAL;
-	}
 	if (!c->readahead_budget)
 		c->readahead_budget = MIN(c->ram_cache / 4, 1ULL << 30);
 	if (!c->congestion_threshold)
@@ -356,6 +395,8 @@ void config_print_help(FILE *f)
 		fprintf(f, "    -o %-26s %s", name, d->help);
 		if (*d->def)
 			fprintf(f, " [%s]", d->def);
+		if (d->mount)
+			fputs(" (per mount)", f);
 		fputc('\n', f);
 	}
 }

@@ -66,6 +66,7 @@ struct cachefs_config {
 	double timeout;             /* seconds per request, retries included */
 	double dir_cache_ttl;
 	char manifest[PATH_MAX];    /* http: the file naming the source's files */
+	char config[PATH_MAX];      /* the INI file of -o config= */
 	/* FUSE */
 	bool kernel_cache, auto_cache, splice;
 	double attr_timeout, entry_timeout, negative_timeout;
@@ -85,6 +86,46 @@ void config_defaults(struct cachefs_config *c);
  * writes a one-line message naming the option into err.
  */
 int config_parse_opts(struct cachefs_config *c, const char *opts, char *err, size_t errlen);
+
+/*
+ * Sets one option by name, as a config file line does; val is NULL for a
+ * bare flag. With mount_only, refuses options that apply to the whole
+ * daemon. -EINVAL with a message naming the option in err.
+ */
+int config_set(struct cachefs_config *c, const char *name, const char *val, bool mount_only,
+	       char *err, size_t errlen);
+
+/* One "key = value" of a [mount] section. */
+struct config_kv {
+	char *key, *val;
+};
+
+/* One [mount /PATH] section. */
+struct config_mount {
+	char *path;                 /* "/training-data"; "/" for the root */
+	char *source;               /* s3://..., http://..., /dir */
+	unsigned line;              /* of the section header */
+	struct config_kv *opts;
+	unsigned nopts;
+};
+
+struct config_file {
+	char *name;
+	struct config_mount *mounts;
+	unsigned nmounts;
+};
+
+/*
+ * Reads an INI config file: options before any section (or in [global])
+ * go into c; each [mount /PATH] section needs `source =` and may set the
+ * options marked per-mount in --help. Every value is checked here, so a
+ * mistake is reported as "FILE:LINE: ...". Returns 0 or -errno.
+ */
+int config_file_load(struct config_file *f, const char *file, struct cachefs_config *c,
+		     char *err, size_t errlen);
+/* c (the daemon's options) with a mount's own options applied on top. */
+void config_mount_apply(const struct config_mount *m, struct cachefs_config *c);
+void config_file_free(struct config_file *f);
 
 /*
  * Cross-option checks and derived defaults (ram_cache from memory size).

@@ -27,6 +27,8 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: cachefs SOURCE MOUNTPOINT [-o opt[,opt...]] [-f] [-d]\n"
+		"       cachefs CONFIG_FILE MOUNTPOINT [-o ...]   (or MOUNTPOINT -o config=FILE)\n"
+		"       cachefs --check-config CONFIG_FILE\n"
 		"\n"
 		"Mounts SOURCE at MOUNTPOINT, caching its pages in RAM (and on SSD with\n"
 		"-o ssd_cache). SOURCE is a local or NFS directory, s3://BUCKET[/PREFIX]\n"
@@ -34,6 +36,11 @@ static void usage(FILE *f)
 		"~/.aws/credentials), or http[s]://HOST/DIR/ with -o manifest=FILE naming its\n"
 		"files. Unmount with `fusermount3 -u MOUNTPOINT`.\n"
 		"\n"
+		"A CONFIG_FILE (INI) sets these options as `name = value` lines and joins\n"
+		"sources under one root with [mount /PATH] sections holding `source = ...`\n"
+		"and the options marked (per mount); -o options override its global ones.\n"
+		"\n"
+		"    --check-config FILE  validate FILE without mounting\n"
 		"    -f             stay in the foreground\n"
 		"    -d             foreground with FUSE request tracing\n"
 		"    -h, --help     this text\n"
@@ -133,17 +140,65 @@ static void hide_secrets(int argc, char **argv)
 			}
 }
 
+/* --check-config: reads FILE as a mount would, without mounting. */
+static int check_config(const char *file)
+{
+	struct cachefs_config cfg;
+	struct config_file cf;
+	uint64_t mem_total, mem_avail;
+	char err[1024];
+
+	config_defaults(&cfg);
+	if (config_file_load(&cf, file, &cfg, err, sizeof(err))) {
+		fprintf(stderr, "cachefs: %s\n", err);
+		return EXIT_USAGE;
+	}
+	if (mem_info(&mem_total, &mem_avail) < 0)
+		mem_total = mem_avail = 1ULL << 30;
+	if (config_finish(&cfg, mem_total, mem_avail, err, sizeof(err))) {
+		fprintf(stderr, "cachefs: %s: %s\n", file, err);
+		config_file_free(&cf);
+		return EXIT_USAGE;
+	}
+	for (unsigned i = 0; i < cf.nmounts; i++)
+		if (!ufs_driver_for(cf.mounts[i].source)) {
+			fprintf(stderr, "cachefs: %s: [mount %s] source %s: no driver for this scheme (this build "
+				"reads " UFS_SCHEMES ")\n", file, cf.mounts[i].path, cf.mounts[i].source);
+			config_file_free(&cf);
+			return EXIT_USAGE;
+		}
+	printf("%s: valid, %u mount%s\n", file, cf.nmounts, cf.nmounts == 1 ? "" : "s");
+	for (unsigned i = 0; i < cf.nmounts; i++)
+		printf("  %s <- %s\n", cf.mounts[i].path, cf.mounts[i].source);
+	config_file_free(&cf);
+	return 0;
+}
+
+/* Whether SOURCE names a config file rather than a source. */
+static bool is_config_file(const char *source)
+{
+	struct stat st;
+
+	return !strstr(source, "://") && stat(source, &st) == 0 && S_ISREG(st.st_mode);
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
+		{ "check-config", required_argument, NULL, 'C' },
 		{ NULL, 0, NULL, 0 },
 	};
+	struct config_file cf = { 0 };
+	const char **opts = calloc((size_t)argc, sizeof(*opts));
+	const char *fsname;
+	unsigned nopts = 0;
+	bool table = false;
 	struct cachefs_config cfg;
 	const char *source = NULL, *mnt = NULL;
 	bool foreground = false, debug = false;
-	char err[512], real_mnt[PATH_MAX], fuse_o[2048];
+	char err[512], real_mnt[PATH_MAX], fuse_o[PATH_MAX + 2048];
 	uint64_t mem_total, mem_avail;
 	const struct ufs_ops *ops;
 	struct ufs *ufs;
@@ -167,7 +222,10 @@ int main(int argc, char **argv)
 		case 'o':
 			if (config_parse_opts(&cfg, optarg, err, sizeof(err)))
 				die_usage("%s", err);
+			opts[nopts++] = optarg;
 			break;
+		case 'C':
+			return check_config(optarg);
 		case 'f':
 			foreground = true;
 			break;
@@ -188,23 +246,53 @@ int main(int argc, char **argv)
 		}
 	}
 	hide_secrets(argc, argv);
+	if (cfg.config[0]) {
+		if (mnt)
+			die_usage("%s", "-o config=FILE takes the place of SOURCE: give only MOUNTPOINT");
+		mnt = source;
+		source = cfg.config;
+	}
 	if (!source || !mnt)
 		die_usage("%s", "missing SOURCE or MOUNTPOINT (usage: cachefs SOURCE MOUNTPOINT [-o opts])");
+	fsname = source;
+	if (cfg.config[0] || is_config_file(source)) {
+		static char conf[PATH_MAX];
+
+		/* The file's options first, then -o over them. */
+		if (!realpath(source, conf))
+			snprintf(conf, sizeof(conf), "%s", source);   /* config_file_load says why */
+		fsname = source = conf;
+		config_defaults(&cfg);
+		if (config_file_load(&cf, source, &cfg, err, sizeof(err)))
+			die_usage("%s", err);
+		for (unsigned i = 0; i < nopts; i++)
+			config_parse_opts(&cfg, opts[i], err, sizeof(err));
+		table = cf.nmounts > 1 || strcmp(cf.mounts[0].path, "/");
+		if (!table) {
+			config_mount_apply(&cf.mounts[0], &cfg);
+			source = cf.mounts[0].source;
+		}
+	}
+	free(opts);
 	if (mem_info(&mem_total, &mem_avail) < 0)
 		mem_total = mem_avail = 1ULL << 30;
 	if (config_finish(&cfg, mem_total, mem_avail, err, sizeof(err)))
 		die_usage("%s", err);
 	log_max_level = debug ? LOG_LVL_DEBUG : cfg.log_level;
 
-	ops = ufs_driver_for(source);
+	ops = table ? &ufs_mtab_ops : ufs_driver_for(source);
 	if (!ops) {
-		fprintf(stderr, "cachefs: source %s: no driver for this scheme (this build reads local directories, s3://BUCKET/PREFIX and http[s]://HOST/PATH)\n", source);
+		fprintf(stderr, "cachefs: source %s: no driver for this scheme (this build reads " UFS_SCHEMES ")\n",
+			source);
 		return EXIT_USAGE;
 	}
 	err[0] = '\0';
-	rc = ops->init(&ufs, source, &cfg, err, sizeof(err));
+	rc = table ? ufs_mtab_init(&ufs, &cf, &cfg, err, sizeof(err)) :
+		     ops->init(&ufs, source, &cfg, err, sizeof(err));
+	config_file_free(&cf);
 	if (rc) {
-		fprintf(stderr, "cachefs: %s\n", err[0] ? err : strerror(-rc));
+		fprintf(stderr, "cachefs: %s%s%s\n", table ? fsname : "", table ? ": " : "",
+			err[0] ? err : strerror(-rc));
 		return rc == -EINVAL ? EXIT_USAGE : 1;
 	}
 	if (check_mountpoint(mnt, real_mnt) < 0) {
@@ -212,14 +300,14 @@ int main(int argc, char **argv)
 		return 1;
 	}
 
-	snprintf(fuse_o, sizeof(fuse_o), "fsname=%s,subtype=cachefs,max_read=%llu%s%s", source,
+	snprintf(fuse_o, sizeof(fuse_o), "fsname=%s,subtype=cachefs,max_read=%llu%s%s", fsname,
 		 (unsigned long long)cfg.max_read, cfg.fuse_opts[0] ? "," : "", cfg.fuse_opts);
 	char *fargv[] = { argv[0], "-o", fuse_o, debug ? "-d" : NULL, NULL };
 	struct fuse_args args = FUSE_ARGS_INIT(debug ? 4 : 3, fargv);
 
 	rc = cachefs_create(&fs, &cfg, ops, ufs);
 	if (rc) {
-		fprintf(stderr, "cachefs: cannot stat source %s: %s\n", source, strerror(-rc));
+		fprintf(stderr, "cachefs: cannot stat source %s: %s\n", fsname, strerror(-rc));
 		ops->fini(ufs);
 		return 1;
 	}
@@ -257,7 +345,7 @@ int main(int argc, char **argv)
 		goto out_shards;
 
 	log_info("mounted %s at %s: %u shards, %llu MiB RAM tier, %llu KiB pages, intake by %s",
-		 source, real_mnt, shard_count(), (unsigned long long)(cfg.ram_cache >> 20),
+		 fsname, real_mnt, shard_count(), (unsigned long long)(cfg.ram_cache >> 20),
 		 (unsigned long long)(cfg.page_size >> 10),
 		 cfg.intake == INTAKE_SHARDS ? "shards" : "threads");
 	if (cfg.intake == INTAKE_SHARDS) {

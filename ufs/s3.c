@@ -422,6 +422,10 @@ int s3_common_init(struct ufs *u, const struct cachefs_config *cfg, char *err, s
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 	pthread_mutex_init(&u->pool_lock, NULL);
 	pthread_mutex_init(&u->meta_lock, NULL);
+	if (cfg->timeout <= 0) {
+		snprintf(err, errlen, "timeout=0 would fail every request; give seconds, such as 30");
+		return -EINVAL;
+	}
 	u->retries = cfg->retries;
 	u->max_conns = cfg->s3_max_connections;
 	u->list_max_keys = cfg->s3_list_max_keys;

@@ -53,6 +53,7 @@ struct ufs_ops {
 	/*
 	 * Opens the source named by `source` (a path or URL) with the mount's
 	 * options; on failure returns -errno and a one-line reason in err.
+	 * NULL for the mount table, which ufs_mtab_init opens.
 	 */
 	int (*init)(struct ufs **out, const char *source, const struct cachefs_config *cfg,
 		    char *err, size_t errlen);
@@ -72,6 +73,17 @@ struct ufs_ops {
 extern const struct ufs_ops ufs_local_ops;
 extern const struct ufs_ops ufs_s3_ops;
 extern const struct ufs_ops ufs_http_ops;
+
+/*
+ * The mount table of a config file: every [mount] section's source, opened
+ * with cfg plus the section's options. err names the failing section.
+ */
+extern const struct ufs_ops ufs_mtab_ops;
+int ufs_mtab_init(struct ufs **out, const struct config_file *f, const struct cachefs_config *cfg,
+		  char *err, size_t errlen);
+
+/* For messages: the sources this build reads. */
+#define UFS_SCHEMES "local directories, s3://BUCKET/PREFIX and http[s]://HOST/PATH"
 
 /* The driver for `source` ("/dir" and "file:///dir" are local, "s3://", "http(s)://"), or NULL. */
 const struct ufs_ops *ufs_driver_for(const char *source);

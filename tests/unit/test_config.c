@@ -54,7 +54,7 @@ static void test_errors_name_the_option(void **state)
 	assert_non_null(strstr(err, "'shards'"));
 	assert_int_equal(config_parse_opts(&c, "kernel_cache=maybe", err, sizeof(err)), -EINVAL);
 	assert_non_null(strstr(err, "'kernel_cache'"));
-	assert_int_equal(config_parse_opts(&c, "allow_other=1", err, sizeof(err)), -EINVAL);
+	assert_int_equal(config_parse_opts(&c, "allow_other=sometimes", err, sizeof(err)), -EINVAL);
 	assert_int_equal(config_parse_opts(&c, "log_level=loud", err, sizeof(err)), -EINVAL);
 	assert_int_equal(config_parse_opts(&c, "intake=elves", err, sizeof(err)), -EINVAL);
 	assert_non_null(strstr(err, "shards or threads"));
@@ -67,12 +67,38 @@ static void test_errors_name_the_option(void **state)
 	assert_non_null(strstr(err, "lower -o ram_cache"));
 }
 
+/* config_set: the config file's way in, one name and value at a time. */
+static void test_config_set(void **state)
+{
+	struct cachefs_config c;
+	char err[256];
+
+	config_defaults(&c);
+	assert_int_equal(config_set(&c, "ssd_cache", "/a:1G,/b:2G", false, err, sizeof(err)), 0);
+	assert_int_equal(c.nssd, 2);
+	assert_int_equal(c.ssd[1].size, 2ULL << 30);
+	assert_int_equal(config_set(&c, "allow_other", "yes", false, err, sizeof(err)), 0);
+	assert_int_equal(config_set(&c, "default_permissions", "no", false, err, sizeof(err)), 0);
+	assert_int_equal(config_set(&c, "noatime", NULL, false, err, sizeof(err)), 0);
+	assert_string_equal(c.fuse_opts, "allow_other,noatime");
+	assert_int_equal(config_set(&c, "allow_other", "maybe", false, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "allow_other"));
+	/* Per-mount options pass with mount_only; daemon-wide ones do not. */
+	assert_int_equal(config_set(&c, "region", "eu-west-1", true, err, sizeof(err)), 0);
+	assert_string_equal(c.region, "eu-west-1");
+	assert_int_equal(config_set(&c, "shards", "2", true, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "applies to the whole daemon"));
+	assert_int_equal(config_set(&c, "nope", "1", false, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "unknown option 'nope'"));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_defaults_and_values),
 		cmocka_unit_test(test_passthrough),
 		cmocka_unit_test(test_errors_name_the_option),
+		cmocka_unit_test(test_config_set),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
