@@ -257,6 +257,7 @@ int main(int argc, char **argv)
 	fsname = source;
 	if (cfg.config[0] || is_config_file(source)) {
 		static char conf[PATH_MAX];
+		bool named = cfg.config[0];
 
 		/* The file's options first, then -o over them. */
 		if (!realpath(source, conf))
@@ -264,7 +265,8 @@ int main(int argc, char **argv)
 		fsname = source = conf;
 		config_defaults(&cfg);
 		if (config_file_load(&cf, source, &cfg, err, sizeof(err)))
-			die_usage("%s", err);
+			die_usage("%s%s%s", named ? "" : source, named ? "" :
+				  " is a file, not a directory, so it was read as a config file: ", err);
 		for (unsigned i = 0; i < nopts; i++)
 			config_parse_opts(&cfg, opts[i], err, sizeof(err));
 		table = cf.nmounts > 1 || strcmp(cf.mounts[0].path, "/");

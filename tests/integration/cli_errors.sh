@@ -25,7 +25,7 @@ expect 2 "page_size=.*power of two" "$T/src" "$T/mnt" -o page_size=3000
 expect 2 "ram_cache=.*available.*lower -o ram_cache" "$T/src" "$T/mnt" -o ram_cache=900T
 expect 2 "missing SOURCE or MOUNTPOINT" "$T/src"
 expect 1 "cannot read source .*no-such-dir.*No such file" "$T/no-such-dir" "$T/mnt"
-expect 1 "cannot read source .*Not a directory" "$T/file" "$T/mnt"
+expect 2 "file is a file, not a directory, so it was read as a config file: .*no \[mount /PATH\] section" "$T/file" "$T/mnt"
 expect 1 "mount point .*not a directory" "$T/src" "$T/file"
 expect 1 "mount point .*No such file.*mkdir -p" "$T/src" "$T/nomnt"
 pass "usage errors and bad paths"
