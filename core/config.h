@@ -119,7 +119,8 @@ struct config_file {
  * Reads an INI config file: options before any section (or in [global])
  * go into c; each [mount /PATH] section needs `source =` and may set the
  * options marked per-mount in --help. Every value is checked here, so a
- * mistake is reported as "FILE:LINE: ...". Returns 0 or -errno.
+ * mistake is reported as "FILE:LINE: ...". Returns 0 or -errno; -ENOMSG
+ * when the file holds no mount at all.
  */
 int config_file_load(struct config_file *f, const char *file, struct cachefs_config *c,
 		     char *err, size_t errlen);

@@ -48,32 +48,17 @@ static char *reader(char *buf, int size, void *arg)
 /* "/a//b/" -> "/a/b"; -EINVAL for relative paths and "." or ".." parts. */
 static int clean_mount_path(const char *in, char **out)
 {
-	char *p = malloc(strlen(in) + 2), *w = p;
+	char *p = malloc(strlen(in) + 2);
+	bool dir;
 
 	if (!p)
 		return -ENOMEM;
-	if (in[0] != '/') {
+	p[0] = '/';
+	strcpy(p + 1, in);
+	if (in[0] != '/' || path_clean(p + 1, &dir)) {
 		free(p);
 		return -EINVAL;
 	}
-	while (*in) {
-		while (*in == '/')
-			in++;
-		size_t n = strcspn(in, "/");
-		if (!n)
-			break;
-		if ((n == 1 && in[0] == '.') || (n == 2 && in[0] == '.' && in[1] == '.')) {
-			free(p);
-			return -EINVAL;
-		}
-		*w++ = '/';
-		memcpy(w, in, n);
-		w += n;
-		in += n;
-	}
-	if (w == p)
-		*w++ = '/';
-	*w = '\0';
 	*out = p;
 	return 0;
 }
@@ -215,7 +200,7 @@ int config_file_load(struct config_file *f, const char *file, struct cachefs_con
 		}
 	if (!rc && !f->nmounts) {
 		snprintf(err, errlen, "%s: no [mount /PATH] section with a 'source =' line", file);
-		rc = -EINVAL;
+		rc = -ENOMSG;
 	}
 out:
 	if (l.in)

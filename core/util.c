@@ -84,6 +84,31 @@ int parse_uint(const char *s, uint64_t min, uint64_t max, uint64_t *out)
 	return 0;
 }
 
+int path_clean(char *p, bool *dir)
+{
+	char *w = p, *r = p;
+
+	*dir = *p && p[strlen(p) - 1] == '/';
+	while (*r) {
+		size_t n;
+
+		while (*r == '/')
+			r++;
+		n = strcspn(r, "/");
+		if (!n)
+			break;
+		if ((n == 1 && r[0] == '.') || (n == 2 && r[0] == '.' && r[1] == '.'))
+			return -EINVAL;
+		if (w != p)
+			*w++ = '/';
+		memmove(w, r, n);
+		w += n;
+		r += n;
+	}
+	*w = '\0';
+	return 0;
+}
+
 uint64_t now_ns(void)
 {
 	struct timespec ts;

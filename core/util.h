@@ -48,6 +48,13 @@ int parse_seconds(const char *s, double *out);
 /* Parses an unsigned integer in [min, max]. */
 int parse_uint(const char *s, uint64_t min, uint64_t max, uint64_t *out);
 
+/*
+ * Normalises a slash-separated path in place: "/a//b/" -> "a/b" (no leading
+ * or trailing '/'; "" for the root). *dir tells whether it ended in '/'.
+ * Returns -EINVAL for a "." or ".." part.
+ */
+int path_clean(char *p, bool *dir);
+
 /* Monotonic clock in nanoseconds. */
 uint64_t now_ns(void);
 /* Total and available physical memory in bytes, from /proc/meminfo. */

@@ -121,6 +121,18 @@ umount_retry() {
 	umount "$1"
 }
 
+# must_refuse WHAT EXPECTED-TEXT cachefs-args...: mounting on $T/m fails,
+# saying EXPECTED-TEXT, and leaves no mount.
+must_refuse() {
+	local what=$1 want=$2
+	shift 2
+	mkdir -p "$T/m"
+	if timeout 60 "$CACHEFS" "$@" "$T/m" -f 2>"$T/err"; then fail "$what: mounted"; fi
+	grep -q -- "$want" "$T/err" || fail "$what: expected '$want', got: $(cat "$T/err")"
+	! mountpoint -q "$T/m" || fail "$what: left a mount"
+	echo "  $what: $(head -n1 "$T/err")"
+}
+
 # ---- the local S3 server (s3rver from npm; see ../shared/TESTING.md) ----
 # botocore is Debian's python3-botocore, for /usr/bin/python3 whatever
 # python3 comes first in PATH.

@@ -264,9 +264,11 @@ int main(int argc, char **argv)
 			snprintf(conf, sizeof(conf), "%s", source);   /* config_file_load says why */
 		fsname = source = conf;
 		config_defaults(&cfg);
-		if (config_file_load(&cf, source, &cfg, err, sizeof(err)))
-			die_usage("%s%s%s", named ? "" : source, named ? "" :
-				  " is a file, not a directory, so it was read as a config file: ", err);
+		rc = config_file_load(&cf, source, &cfg, err, sizeof(err));
+		if (rc == -ENOMSG && !named)
+			die_usage("%s is a file, not a directory, so it was read as a config file: %s", source, err);
+		if (rc)
+			die_usage("%s", err);
 		for (unsigned i = 0; i < nopts; i++)
 			config_parse_opts(&cfg, opts[i], err, sizeof(err));
 		table = cf.nmounts > 1 || strcmp(cf.mounts[0].path, "/");

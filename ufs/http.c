@@ -139,37 +139,6 @@ static int fetch_manifest(struct ufs *u, const char *name, char **body, size_t *
 	return 0;
 }
 
-/* "./a//b/" -> "a/b" in place; NULL for a path with "." or ".." parts or nothing left. */
-static char *clean_path(char *p, bool *dir)
-{
-	char *w = p, *out = p;
-	size_t len;
-
-	while (*p) {
-		while (*p == '/')
-			p++;
-		size_t n = strcspn(p, "/");
-		if (!n)
-			break;
-		if ((n == 1 && p[0] == '.') || (n == 2 && p[0] == '.' && p[1] == '.')) {
-			if (n == 1 && w == out) {   /* a leading "./" */
-				p += n;
-				continue;
-			}
-			return NULL;
-		}
-		if (w != out)
-			*w++ = '/';
-		memmove(w, p, n);
-		w += n;
-		p += n;
-	}
-	len = (size_t)(w - out);
-	*dir = len && p > out && p[-1] == '/';
-	*w = '\0';
-	return len ? out : NULL;
-}
-
 /* Parses the manifest into pinned listings. The manifest's version goes into every page key. */
 static int load_manifest(struct ufs *u, const char *name, char *err, size_t errlen)
 {
@@ -214,7 +183,9 @@ static int load_manifest(struct ufs *u, const char *name, char *err, size_t errl
 			rc = -ENOMEM;
 			break;
 		}
-		path = clean_path(f[0], &dir);
+		path = f[0][0] == '.' && f[0][1] == '/' ? f[0] + 2 : f[0];   /* find's "./x" */
+		if (path_clean(path, &dir) || !*path)
+			path = NULL;
 		if (!path)
 			snprintf(err, errlen, "manifest %s line %u: '%s' is not a relative path without '.' or '..' parts",
 				 name, lineno, raw);

@@ -90,15 +90,6 @@ grep -q "ignores Range requests" "$T/log" || fail "no warning about the server i
 pass "a server without Range or ETag reads right, with one warning"
 
 # Bad input: each refused at mount with a message that says what to fix.
-must_refuse() {
-	local what=$1 want=$2
-	shift 2
-	if timeout 60 "$CACHEFS" "$@" "$T/m" -f 2>"$T/err"; then fail "$what: mounted"; fi
-	grep -q -- "$want" "$T/err" || fail "$what: expected '$want', got: $(cat "$T/err")"
-	! mountpoint -q "$T/m" || fail "$what: left a mount"
-	echo "  $what: $(head -n1 "$T/err")"
-}
-mkdir -p "$T/m"
 must_refuse "directory URL without a manifest" "name its files with -o manifest=" "$S3_EP/pub/"
 printf 'ok\t1\n../etc/passwd\t10\n' > "$T/bad1"
 must_refuse "a path with '..'" "bad1 line 2: '../etc/passwd' is not a relative path" "$S3_EP/pub/" -o "manifest=$T/bad1"

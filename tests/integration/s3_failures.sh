@@ -9,17 +9,6 @@ s3_start data
 head -c $((6 << 20)) /dev/urandom > "$T/obj"
 $S3TOOL "$S3_EP" put data big.bin "$T/obj"
 $S3TOOL "$S3_EP" put data hang.bin "$T/obj"
-mkdir -p "$T/m"
-
-# must_refuse WHAT EXPECTED-TEXT cachefs-args...: mounting fails, saying so.
-must_refuse() {
-	local what=$1 want=$2
-	shift 2
-	if timeout 60 "$CACHEFS" "$@" "$T/m" -f 2>"$T/err"; then fail "$what: mounted"; fi
-	grep -q -- "$want" "$T/err" || fail "$what: expected '$want', got: $(cat "$T/err")"
-	! mountpoint -q "$T/m" || fail "$what: left a mount"
-	echo "  $what: $(head -n1 "$T/err")"
-}
 must_refuse "malformed URL" "invalid S3 URL" "s3://" -o "$S3_OPTS"
 must_refuse "bad bucket name" "invalid S3 URL" "s3://no|pe/x" -o "$S3_OPTS"
 must_refuse "unknown bucket" "bucket nope does not exist" s3://nope -o "$S3_OPTS"

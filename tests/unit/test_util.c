@@ -56,9 +56,29 @@ static void test_seconds_and_pow2(void **state)
 	assert_false(is_pow2(0));
 }
 
+static void test_path_clean(void **state)
+{
+	char a[] = "/a//b/", b[] = "x", c[] = "a/../b", d[] = "//", e[] = "a/./b", f[] = "..x/y.";
+	bool dir;
+
+	assert_int_equal(path_clean(a, &dir), 0);
+	assert_string_equal(a, "a/b");
+	assert_true(dir);
+	assert_int_equal(path_clean(b, &dir), 0);
+	assert_string_equal(b, "x");
+	assert_false(dir);
+	assert_int_equal(path_clean(c, &dir), -EINVAL);
+	assert_int_equal(path_clean(d, &dir), 0);
+	assert_string_equal(d, "");
+	assert_int_equal(path_clean(e, &dir), -EINVAL);
+	assert_int_equal(path_clean(f, &dir), 0);   /* dots inside names are names */
+	assert_string_equal(f, "..x/y.");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_path_clean),
 		cmocka_unit_test(test_parse_size),
 		cmocka_unit_test(test_parse_uint),
 		cmocka_unit_test(test_fmt_size),
