@@ -225,6 +225,7 @@ int main(int argc, char **argv)
 			opts[nopts++] = optarg;
 			break;
 		case 'C':
+			free(opts);
 			return check_config(optarg);
 		case 'f':
 			foreground = true;
@@ -236,12 +237,15 @@ int main(int argc, char **argv)
 			break;   /* single-threaded: accepted for compatibility, ignored */
 		case 'h':
 			usage(stdout);
+			free(opts);
 			return 0;
 		case 'V':
 			printf("cachefs %s (libfuse %s)\n", PACKAGE_VERSION, fuse_pkgversion());
+			free(opts);
 			return 0;
 		default:
 			fprintf(stderr, "usage: cachefs SOURCE MOUNTPOINT [-o opt[,opt...]] [-f] [-d]  (cachefs --help)\n");
+			free(opts);
 			return EXIT_USAGE;
 		}
 	}

@@ -608,7 +608,8 @@ static int pinned_sort(struct dirlist *d, const char **dup)
 {
 	size_t w = 0;
 
-	qsort(d->ents, d->n, sizeof(*d->ents), cmp_dent);
+	if (d->n)
+		qsort(d->ents, d->n, sizeof(*d->ents), cmp_dent);
 	for (size_t i = 0; i < d->n; i++) {
 		if (w && !strcmp(d->ents[w - 1].name, d->ents[i].name)) {
 			if (!S_ISDIR(d->ents[i].st.mode) || !S_ISDIR(d->ents[w - 1].st.mode)) {
