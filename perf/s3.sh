@@ -146,7 +146,7 @@ ls -l "$mnt/small" >/dev/null
 cat "$mnt"/small/* >/dev/null
 umount_all
 wait $fg || true
-reqs=$(grep "s3: .* GET" "$work/fg.log" | tail -n1 | sed 's/.*s3: //')
+reqs=$(grep -o "[0-9]* GET, [0-9]* HEAD, [0-9]* LIST requests" "$work/fg.log" | tail -n1)
 note "requests for those 1000 files after the listing" "${reqs%%;*}" "cachefs log, one mount"
 
 # 4. ls -lR of 3000 objects.
