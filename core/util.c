@@ -88,6 +88,12 @@ int path_clean(char *p, bool *dir)
 {
 	char *w = p, *r = p;
 
+	for (const char *c = p; *c; c += strspn(c, "/")) {
+		size_t n = strcspn(c, "/");
+		if ((n == 1 && c[0] == '.') || (n == 2 && c[0] == '.' && c[1] == '.'))
+			return -EINVAL;
+		c += n;
+	}
 	*dir = *p && p[strlen(p) - 1] == '/';
 	while (*r) {
 		size_t n;
@@ -97,8 +103,6 @@ int path_clean(char *p, bool *dir)
 		n = strcspn(r, "/");
 		if (!n)
 			break;
-		if ((n == 1 && r[0] == '.') || (n == 2 && r[0] == '.' && r[1] == '.'))
-			return -EINVAL;
 		if (w != p)
 			*w++ = '/';
 		memmove(w, r, n);

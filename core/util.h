@@ -51,7 +51,7 @@ int parse_uint(const char *s, uint64_t min, uint64_t max, uint64_t *out);
 /*
  * Normalises a slash-separated path in place: "/a//b/" -> "a/b" (no leading
  * or trailing '/'; "" for the root). *dir tells whether it ended in '/'.
- * Returns -EINVAL for a "." or ".." part.
+ * Returns -EINVAL for a "." or ".." part, leaving p as it was.
  */
 int path_clean(char *p, bool *dir);
 

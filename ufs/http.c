@@ -112,6 +112,12 @@ static int fetch_manifest(struct ufs *u, const char *name, char **body, size_t *
 			memcpy(*body + *len, buf, n);
 			*len += n;
 		}
+		if (ferror(f)) {
+			snprintf(err, errlen, "manifest %s: %s", name, strerror(errno));
+			fclose(f);
+			free(*body);
+			return -EIO;
+		}
 		fclose(f);
 		snprintf(version, S3_ETAG_MAX, "%lld.%09ld:%lld", (long long)st.st_mtim.tv_sec,
 			 st.st_mtim.tv_nsec, (long long)st.st_size);
@@ -178,19 +184,10 @@ static int load_manifest(struct ufs *u, const char *name, char *err, size_t errl
 			*t = '\0';
 			f[nf++] = t + 1;
 		}
-		char *raw = strdup(f[0]);
-		if (!raw) {
-			rc = -ENOMEM;
-			break;
-		}
 		path = f[0][0] == '.' && f[0][1] == '/' ? f[0] + 2 : f[0];   /* find's "./x" */
-		if (path_clean(path, &dir) || !*path)
-			path = NULL;
-		if (!path)
+		if (path_clean(path, &dir) || !*path) {
 			snprintf(err, errlen, "manifest %s line %u: '%s' is not a relative path without '.' or '..' parts",
-				 name, lineno, raw);
-		free(raw);
-		if (!path) {
+				 name, lineno, f[0]);
 			rc = -EINVAL;
 			break;
 		}

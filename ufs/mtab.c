@@ -32,6 +32,7 @@ struct mnt {
 	uint64_t seed;
 };
 
+/* Set by ufs_mtab_init, then read-only: any thread reads it without a lock. */
 struct ufs {
 	struct mnt *m;
 	unsigned n;
@@ -92,13 +93,10 @@ static int mtab_stat(struct ufs *t, const char *path, struct ufs_stat *st)
 }
 
 struct list_ctx {
-	struct ufs *t;
 	const struct mnt *m;
 	ufs_list_cb cb;
 	void *arg;
-	const char *path;
-	size_t plen;
-	char **hide;                /* names of mount points under path */
+	char **hide;                /* names of mount points under the listed path */
 	unsigned nhide;
 };
 
@@ -116,7 +114,8 @@ static int list_one(void *arg, const char *name, const struct ufs_stat *st)
 
 static int mtab_list(struct ufs *t, const char *path, ufs_list_cb cb, void *arg)
 {
-	struct list_ctx c = { .t = t, .cb = cb, .arg = arg, .path = path, .plen = strlen(path) };
+	struct list_ctx c = { .cb = cb, .arg = arg };
+	size_t plen = strlen(path);
 	const char *rest;
 	struct mnt *m = resolve(t, path, &rest);
 	int rc = 0;
@@ -132,9 +131,9 @@ static int mtab_list(struct ufs *t, const char *path, ufs_list_cb cb, void *arg)
 		bool seen = false;
 		struct ufs_stat st;
 
-		if (sub->len <= c.plen || (c.plen && (strncmp(sub->path, path, c.plen) || sub->path[c.plen] != '/')))
+		if (sub->len <= plen || (plen && (strncmp(sub->path, path, plen) || sub->path[plen] != '/')))
 			continue;
-		name = sub->path + c.plen + (c.plen ? 1 : 0);
+		name = sub->path + plen + (plen ? 1 : 0);
 		nlen = strcspn(name, "/");
 		for (unsigned k = 0; k < c.nhide && !seen; k++)
 			seen = strlen(c.hide[k]) == nlen && !strncmp(c.hide[k], name, nlen);
