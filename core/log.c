@@ -5,8 +5,11 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <stdlib.h>
 #include <syslog.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 int log_max_level = LOG_LVL_INFO;
 static bool use_syslog;
@@ -18,6 +21,18 @@ static time_t last_time;
 
 static const char *const names[] = { "error", "warn", "info", "debug" };
 static const int syslog_prio[] = { LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG };
+/* stderr is the journal (systemd's JOURNAL_STREAM): lines carry "<prio>". */
+static int journal = -1;
+
+static bool stderr_is_journal(void)
+{
+	const char *js = getenv("JOURNAL_STREAM");
+	unsigned long long dev, ino;
+	struct stat st;
+
+	return js && sscanf(js, "%llu:%llu", &dev, &ino) == 2 && fstat(STDERR_FILENO, &st) == 0 &&
+	       (unsigned long long)st.st_dev == dev && (unsigned long long)st.st_ino == ino;
+}
 
 int log_parse_level(const char *s)
 {
@@ -38,6 +53,8 @@ static void emit(enum log_level lvl, const char *line)
 {
 	if (use_syslog)
 		syslog(syslog_prio[lvl], "%s", line);
+	else if (journal)
+		fprintf(stderr, "<%d>%s: %s\n", syslog_prio[lvl], names[lvl], line);
 	else
 		fprintf(stderr, "cachefs: %s: %s\n", names[lvl], line);
 }
@@ -58,6 +75,8 @@ void log_msg(enum log_level lvl, const char *fmt, ...)
 	 * second; fold identical lines within a second into one count.
 	 */
 	pthread_mutex_lock(&log_lock);
+	if (journal < 0)
+		journal = stderr_is_journal();
 	time_t now = time(NULL);
 	if (!strcmp(line, last_line) && now - last_time < 1) {
 		last_repeats++;

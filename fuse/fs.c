@@ -927,6 +927,22 @@ void cachefs_set_mountpoint(struct cachefs *fs, const char *mnt)
 	snprintf(fs->mnt, sizeof(fs->mnt), "%s", mnt);
 }
 
+void cachefs_summary(void *arg, char *buf, size_t len)
+{
+	struct cachefs *fs = arg;
+	struct pgcache_stats t;
+	uint64_t looked;
+
+	pgcache_stats_total(fs->cache, &t);
+	/* Gets answered without a source read, prefetches included. */
+	looked = t.hits + t.joins + t.misses;
+	snprintf(buf, len, "%u shards, RAM %llu of %llu MiB, %.1f%% hit ratio, %llu fetches in flight, "
+		 "%llu source errors", shard_count(), (unsigned long long)(t.bytes >> 20),
+		 (unsigned long long)(fs->cfg.ram_cache >> 20),
+		 looked ? 100.0 * (double)(looked - MIN(t.fetches, looked)) / (double)looked : 0.0,
+		 (unsigned long long)(t.fetches - t.fetches_done), (unsigned long long)t.fetch_errors);
+}
+
 void cachefs_destroy(struct cachefs *fs)
 {
 	if (!fs)

@@ -30,6 +30,12 @@ int cachefs_start(struct cachefs *fs);
 /* Before the shards stop: lets go of what the rings hold. */
 void cachefs_stop(struct cachefs *fs);
 void cachefs_destroy(struct cachefs *fs);
+/*
+ * A one-line summary (shards, RAM tier use, hit ratio, fetches in flight,
+ * source errors) for the service manager; any thread, counters read racily.
+ * arg is the struct cachefs.
+ */
+void cachefs_summary(void *arg, char *buf, size_t len);
 const struct fuse_lowlevel_ops *cachefs_ll_ops(void);
 /* Where the mount is; used to set the kernel read-ahead after INIT. */
 void cachefs_set_mountpoint(struct cachefs *fs, const char *mnt);

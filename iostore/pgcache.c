@@ -490,6 +490,8 @@ void pgcache_fetch_done(struct page *pg, int res)
 
 	assert_owner(p);
 	assert(pg->state == PG_FETCHING);
+	if (!pg->from_store)
+		p->stats.fetches_done++;
 	if (res < 0) {
 		p->stats.fetch_errors++;
 		if (!pg->transient) {

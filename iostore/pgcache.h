@@ -59,6 +59,7 @@ struct pgcache_stats {
 	uint64_t hits, misses, joins;   /* joins: a get that waited on a fetch */
 	uint64_t store_hits;            /* misses served by the SSD store */
 	uint64_t fetches, fetch_errors, evictions, transient;
+	uint64_t fetches_done;          /* fetches - fetches_done: in flight */
 	uint64_t bytes_hit, bytes_fetched;
 	uint64_t pages;                 /* pages holding data now */
 	uint64_t bytes;                 /* bytes they hold against the cap */

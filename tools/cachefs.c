@@ -2,6 +2,7 @@
 #include "config.h"
 #include "core/config.h"
 #include "core/log.h"
+#include "core/service.h"
 #include "core/shard.h"
 #include "core/util.h"
 #include "fuse/fs.h"
@@ -359,6 +360,7 @@ int main(int argc, char **argv)
 	if (cfg.intake == INTAKE_SHARDS) {
 		if (intake_start(&intake, se, 2) < 0)
 			goto out_shards;
+		service_start(real_mnt, cachefs_summary, fs);
 		intake_wait(intake);
 		intake_stop(intake);
 		exit_code = 0;
@@ -367,11 +369,13 @@ int main(int argc, char **argv)
 		fuse_loop_cfg_set_clone_fd(lc, 1);
 		fuse_loop_cfg_set_max_threads(lc, cfg.max_threads);
 		fuse_loop_cfg_set_idle_threads(lc, cfg.max_idle_threads);
+		service_start(real_mnt, cachefs_summary, fs);
 		rc = fuse_session_loop_mt(se, lc);
 		fuse_loop_cfg_destroy(lc);
 		exit_code = rc < 0 ? 1 : 0;
 	}
 	log_info("unmounting %s", real_mnt);
+	service_stop();
 out_shards:
 	fuse_session_unmount(se);
 	cachefs_stop(fs);
