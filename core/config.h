@@ -67,6 +67,9 @@ struct cachefs_config {
 	double dir_cache_ttl;
 	char manifest[PATH_MAX];    /* http: the file naming the source's files */
 	char config[PATH_MAX];      /* the INI file of -o config= */
+	/* control */
+	char ctl_socket[108];       /* "": the default for the mount point */
+	char ctl_group[64];         /* "": owner only */
 	/* FUSE */
 	bool kernel_cache, auto_cache, splice;
 	double attr_timeout, entry_timeout, negative_timeout;

@@ -1,5 +1,6 @@
 #include "config.h"
 #include "fuse/fs.h"
+#include "fuse/fs_i.h"
 #include "fuse/inode_i.h"
 #include "iostore/pgcache.h"
 #include "iostore/pgstore.h"
@@ -17,18 +18,6 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-struct cachefs {
-	struct cachefs_config cfg;
-	const struct ufs_ops *ops;
-	struct ufs *ufs;
-	struct itable *itable;
-	struct pgcache *cache;
-	struct pgstore *store;      /* SSD tier, or NULL */
-	struct ra_params ra;
-	struct ra_budget ra_budget;
-	char mnt[PATH_MAX];
-};
 
 /* An open file. Handles are shared by the kernel's threads: fields are set
  * at open and read-only afterwards, except `ra` (its own lock). */
@@ -89,8 +78,8 @@ static void fill_entry(struct cachefs *fs, struct fuse_entry_param *e, const str
 	memset(e, 0, sizeof(*e));
 	e->ino = in->ino;
 	e->generation = 1;
-	e->attr_timeout = fs->cfg.attr_timeout;
-	e->entry_timeout = fs->cfg.entry_timeout;
+	e->attr_timeout = atomic_load_explicit(&fs->attr_timeout, memory_order_relaxed);
+	e->entry_timeout = atomic_load_explicit(&fs->entry_timeout, memory_order_relaxed);
 	fill_attr(&e->attr, in->ino, &in->st);
 }
 
@@ -201,7 +190,7 @@ static void fs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	rc = fs->ops->stat(fs->ufs, path, &st);
 	if (rc == -ENOENT) {
 		memset(&e, 0, sizeof(e));
-		e.entry_timeout = fs->cfg.negative_timeout;
+		e.entry_timeout = atomic_load_explicit(&fs->negative_timeout, memory_order_relaxed);
 		fuse_reply_entry(req, &e);
 		free(path);
 		return;
@@ -264,7 +253,7 @@ static void fs_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	}
 	fill_attr(&a, ino, &in.st);
 	free(in.path);
-	fuse_reply_attr(req, &a, fs->cfg.attr_timeout);
+	fuse_reply_attr(req, &a, atomic_load_explicit(&fs->attr_timeout, memory_order_relaxed));
 }
 
 static void fs_access(fuse_req_t req, fuse_ino_t ino, int mask)
@@ -477,6 +466,7 @@ static void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	 */
 	if (fh->size && !fi->keep_cache)
 		prefetch_pages(fs, fh, 0, 1);
+	atomic_fetch_add_explicit(&fs->open_files, 1, memory_order_relaxed);
 	fuse_reply_open(req, fi);
 }
 
@@ -487,6 +477,7 @@ static void fs_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	ufs_file_put(fh->file);
 	ra_fini(&fh->ra);
 	free(fh);
+	atomic_fetch_sub_explicit(&fs_of(req)->open_files, 1, memory_order_relaxed);
 	fuse_reply_err(req, 0);
 }
 
@@ -502,7 +493,6 @@ static uint64_t page_want(const struct cachefs *fs, const struct fhandle *fh, ui
 	return start < fh->size ? MIN(fs->ra.page_size, fh->size - start) : fs->ra.page_size;
 }
 
-/* A miss: read the page from the UFS on the owner shard. */
 struct fetch_io {
 	struct ufs_read r;
 	struct page *pg;
@@ -518,7 +508,7 @@ static void fetch_done(struct ufs_read *r, int res)
 	free(io);
 }
 
-static int fetch_start(void *ctx, const struct pgkey *key, uint64_t off, void *buf, size_t len,
+int fs_fetch_start(void *ctx, const struct pgkey *key, uint64_t off, void *buf, size_t len,
 		       struct page *pg)
 {
 	struct ufs_file *file = ctx;
@@ -678,7 +668,7 @@ static void prefetch_pages(struct cachefs *fs, struct fhandle *fh, uint64_t firs
 		pf->key.index = first + i;
 		pf->want = page_want(fs, fh, first + i);
 		pf->owner = pgcache_owner(fs->cache, &pf->key);
-		pf->fetch.start = fetch_start;
+		pf->fetch.start = fs_fetch_start;
 		pf->fetch.ctx = fh->file;
 		pf->fetch.version = fh->version;
 		ufs_file_get(fh->file);
@@ -722,7 +712,7 @@ static void fs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	}
 	rd->req = req;
 	rd->fs = fs;
-	rd->fetch.start = fetch_start;
+	rd->fetch.start = fs_fetch_start;
 	rd->fetch.ctx = fh->file;
 	rd->fetch.version = fh->version;
 	rd->nparts = n;
@@ -853,6 +843,8 @@ int cachefs_create(struct cachefs **out, const struct cachefs_config *cfg,
 		return rc;
 	}
 	fs->cfg = *cfg;
+	fs->started = time(NULL);
+	cachefs_set_ttls(fs, cfg);
 	fs->ops = ops;
 	fs->ufs = ufs;
 	itable_create(&fs->itable, &root);
@@ -922,9 +914,17 @@ void cachefs_stop(struct cachefs *fs)
 		pgstore_detach(fs->store);
 }
 
-void cachefs_set_mountpoint(struct cachefs *fs, const char *mnt)
+void cachefs_set_names(struct cachefs *fs, const char *source, const char *mnt)
 {
+	snprintf(fs->source, sizeof(fs->source), "%s", source);
 	snprintf(fs->mnt, sizeof(fs->mnt), "%s", mnt);
+}
+
+void cachefs_set_ttls(struct cachefs *fs, const struct cachefs_config *cfg)
+{
+	atomic_store(&fs->attr_timeout, cfg->attr_timeout);
+	atomic_store(&fs->entry_timeout, cfg->entry_timeout);
+	atomic_store(&fs->negative_timeout, cfg->negative_timeout);
 }
 
 void cachefs_summary(void *arg, char *buf, size_t len)

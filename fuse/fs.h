@@ -30,6 +30,8 @@ int cachefs_start(struct cachefs *fs);
 /* Before the shards stop: lets go of what the rings hold. */
 void cachefs_stop(struct cachefs *fs);
 void cachefs_destroy(struct cachefs *fs);
+/* Any thread: the kernel's attribute, entry and negative cache times. */
+void cachefs_set_ttls(struct cachefs *fs, const struct cachefs_config *cfg);
 /*
  * A one-line summary (shards, RAM tier use, hit ratio, fetches in flight,
  * source errors) for the service manager; any thread, counters read racily.
@@ -37,7 +39,8 @@ void cachefs_destroy(struct cachefs *fs);
  */
 void cachefs_summary(void *arg, char *buf, size_t len);
 const struct fuse_lowlevel_ops *cachefs_ll_ops(void);
-/* Where the mount is; used to set the kernel read-ahead after INIT. */
-void cachefs_set_mountpoint(struct cachefs *fs, const char *mnt);
+/* The source as named and where the mount is (the kernel read-ahead is set
+ * on it after INIT); for status and messages. */
+void cachefs_set_names(struct cachefs *fs, const char *source, const char *mnt);
 
 #endif

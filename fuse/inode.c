@@ -14,13 +14,7 @@ struct itable {
 	uint64_t nbuckets, count, next_ino;
 };
 
-/*
- * The page-cache identity of a file's bytes: the same path and version give
- * the same id even after the kernel forgot the inode (drop_caches, memory
- * pressure), so its cached pages are found again; a new version never
- * matches old pages.
- */
-static uint64_t file_id(const char *path, uint64_t version)
+uint64_t file_id(const char *path, uint64_t version)
 {
 	return XXH3_64bits_withSeed(path, strlen(path), version);
 }

@@ -17,6 +17,14 @@ struct inode {
 
 struct itable;
 
+/*
+ * The page-cache identity of a file's bytes: the same path and version give
+ * the same id even after the kernel forgot the inode (drop_caches, memory
+ * pressure), so its cached pages are found again; a new version never
+ * matches old pages.
+ */
+uint64_t file_id(const char *path, uint64_t version);
+
 int itable_create(struct itable **out, const struct ufs_stat *root_st);
 void itable_destroy(struct itable *t);
 

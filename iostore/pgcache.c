@@ -526,6 +526,29 @@ void pgcache_fetch_done(struct page *pg, int res)
 	store_offer(p, pg);
 }
 
+int pgcache_drop(struct pgcache *c, unsigned part, const struct pgkey *key)
+{
+	struct pgcache_part *p = &c->parts[part];
+	struct page *pg;
+	int ram = -ENOENT, ssd = -ENOENT;
+
+	assert_owner(p);
+	pg = lookup(p, key);
+	if (pg && (pg->state != PG_READY || atomic_load(&pg->pins)))
+		return -EBUSY;
+	if (pg) {
+		evict(p, pg);
+		p->stats.evictions--;      /* asked for: not an eviction by the CLOCK */
+		p->stats.dropped++;
+		ram = 0;
+	}
+	if (c->store)
+		ssd = pgstore_drop(c->store, part, key);
+	if (ssd == -EBUSY)
+		return -EBUSY;
+	return ram == 0 || ssd == 0 ? 0 : -ENOENT;
+}
+
 void pgcache_unpin(struct page *pg)
 {
 	if (atomic_fetch_sub_explicit(&pg->pins, 1, memory_order_acq_rel) == 1 && pg->transient) {

@@ -60,6 +60,7 @@ struct pgcache_stats {
 	uint64_t store_hits;            /* misses served by the SSD store */
 	uint64_t fetches, fetch_errors, evictions, transient;
 	uint64_t fetches_done;          /* fetches - fetches_done: in flight */
+	uint64_t dropped;               /* pages dropped on request (evict) */
 	uint64_t bytes_hit, bytes_fetched;
 	uint64_t pages;                 /* pages holding data now */
 	uint64_t bytes;                 /* bytes they hold against the cap */
@@ -85,6 +86,12 @@ void pgcache_get(struct pgcache *c, unsigned part, const struct pgkey *key, uint
 		 const struct pgcache_fetch *f, struct pgcache_waiter *w);
 /* Completes a fetch started through pgcache_fetch.start; owner shard only. */
 void pgcache_fetch_done(struct page *pg, int res);
+/*
+ * Owner shard of `part`: forgets key in RAM and in the SSD store. Returns 0
+ * if a copy was dropped, -ENOENT if none was held, -EBUSY if the page is in
+ * use (being fetched, read or replied from): try again later.
+ */
+int pgcache_drop(struct pgcache *c, unsigned part, const struct pgkey *key);
 /* Any thread. The page's data stays valid until its last pin is dropped. */
 void pgcache_unpin(struct page *pg);
 const void *page_data(const struct page *pg);

@@ -1171,6 +1171,24 @@ int pgstore_read(struct pgstore *ps, unsigned part, const struct pgkey *key, voi
 	return 0;
 }
 
+int pgstore_drop(struct pgstore *ps, unsigned part, const struct pgkey *key)
+{
+	struct pgstore_part *p = &ps->parts[part];
+	uint32_t s;
+
+	assert_owner(p);
+	if (key->index > UINT32_MAX)
+		return -ENOENT;
+	s = lookup(p, key->file, key->index);
+	if (s == NIL || p->slots[s].state != SL_READY)
+		return -ENOENT;
+	if (p->slots[s].reading)
+		return -EBUSY;
+	release_slot(p, s);
+	log_slot(p, s, PGS_REC_DROP);
+	return 0;
+}
+
 static void put_done(struct shard_op *op, int res)
 {
 	struct pgstore_io *io = container_of(op, struct pgstore_io, op);

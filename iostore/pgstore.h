@@ -95,6 +95,11 @@ int pgstore_read(struct pgstore *ps, unsigned part, const struct pgkey *key, voi
 int pgstore_put(struct pgstore *ps, unsigned part, const struct pgkey *key, uint64_t version,
 		const void *data, uint32_t len, struct pgstore_io *io);
 
+/*
+ * Owner shard. Forgets the stored copy of key, durably (a DROP record).
+ * Returns 0, -ENOENT (not stored) or -EBUSY (being read: try again).
+ */
+int pgstore_drop(struct pgstore *ps, unsigned part, const struct pgkey *key);
 /* Per-partition counters, written by the owner only. */
 struct pgstore_stats {
 	uint64_t hits, bytes_read;       /* reads served */

@@ -5,6 +5,7 @@ set -eu -o pipefail
 : "${top_builddir:=$(cd "$(dirname "$0")/../.." && pwd)}"
 : "${top_srcdir:=$top_builddir}"
 CACHEFS=$top_builddir/cachefs
+CTL=$top_builddir/cachefsctl
 BENCH=$top_builddir/cachefs-bench
 PRCMP=$top_builddir/tests/prcmp
 MKTREE="python3 $top_srcdir/tests/mktree.py"

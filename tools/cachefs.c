@@ -5,6 +5,7 @@
 #include "core/service.h"
 #include "core/shard.h"
 #include "core/util.h"
+#include "fuse/ctl.h"
 #include "fuse/fs.h"
 #include "fuse/intake.h"
 #include "ufs/ufs.h"
@@ -12,6 +13,7 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <getopt.h>
+#include <signal.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -175,6 +177,78 @@ static int check_config(const char *file)
 	return 0;
 }
 
+/* What SIGHUP re-reads: the config file with the -o options over it. */
+struct reload_ctx {
+	struct cachefs *fs;
+	const char *file;           /* NULL: no config file */
+	const char **opts;
+	unsigned nopts;
+	struct cachefs_config cur;
+};
+
+/*
+ * Runs on the control thread. Applies what can change while mounted (the log
+ * level and the kernel's cache times) and says what else changed and needs
+ * a restart: sources, caches, shards and credentials are wired into the
+ * running mount.
+ */
+static void reload(void *arg, char *msg, size_t len)
+{
+	struct reload_ctx *r = arg;
+	struct cachefs_config n, cmp;
+	struct config_file cf;
+	uint64_t mem_total, mem_avail;
+	char err[512];
+
+	if (!r->file) {
+		snprintf(msg, len, "nothing reloaded: there is no config file, and -o options are fixed "
+			 "for the life of the mount");
+		return;
+	}
+	config_defaults(&n);
+	if (config_file_load(&cf, r->file, &n, err, sizeof(err))) {
+		snprintf(msg, len, "kept the running configuration: %s", err);
+		return;
+	}
+	for (unsigned i = 0; i < r->nopts; i++)
+		config_parse_opts(&n, r->opts[i], err, sizeof(err));
+	if (mem_info(&mem_total, &mem_avail) < 0)
+		mem_total = mem_avail = 1ULL << 30;
+	if (config_finish(&n, mem_total, mem_avail, err, sizeof(err))) {
+		snprintf(msg, len, "kept the running configuration: %s: %s", r->file, err);
+		config_file_free(&cf);
+		return;
+	}
+	/* As at mount: a lone [mount /] is the plain mount's options. */
+	if (cf.nmounts == 1 && !strcmp(cf.mounts[0].path, "/"))
+		config_mount_apply(&cf.mounts[0], &n);
+	config_file_free(&cf);
+	if (!n.shards)
+		n.shards = (unsigned)sysconf(_SC_NPROCESSORS_ONLN);
+	log_max_level = n.log_level;
+	cachefs_set_ttls(r->fs, &n);
+	/* Everything but the reloaded fields still as running? */
+	cmp = n;
+	cmp.log_level = r->cur.log_level;
+	cmp.attr_timeout = r->cur.attr_timeout;
+	cmp.entry_timeout = r->cur.entry_timeout;
+	cmp.negative_timeout = r->cur.negative_timeout;
+	snprintf(msg, len, "re-read %s: log_level, attr_timeout, entry_timeout and negative_timeout "
+		 "applied; %s", r->file,
+		 memcmp(&cmp, &r->cur, sizeof(cmp)) ? "other daemon-wide options changed too and were NOT "
+		 "applied (restart to apply them)" : "no other daemon-wide option changed; [mount] "
+		 "sections are not re-read (restart to apply changes there)");
+	r->cur.log_level = n.log_level;
+	r->cur.attr_timeout = n.attr_timeout;
+	r->cur.entry_timeout = n.entry_timeout;
+	r->cur.negative_timeout = n.negative_timeout;
+}
+
+static void on_sighup(int sig)
+{
+	ctl_request_reload();
+}
+
 /* Whether SOURCE names a config file rather than a source. */
 static bool is_config_file(const char *source)
 {
@@ -207,6 +281,8 @@ int main(int argc, char **argv)
 	struct fuse_session *se;
 	struct intake *intake = NULL;
 	int c, rc, exit_code = 1;
+	struct reload_ctx rl = { 0 };
+	char ctl_path[sizeof(cfg.ctl_socket)];
 
 	config_defaults(&cfg);
 	/* Options may come before or after the operands, as mount.fuse3 passes them. */
@@ -282,7 +358,6 @@ int main(int argc, char **argv)
 			source = cf.mounts[0].source;
 		}
 	}
-	free(opts);
 	if (mem_info(&mem_total, &mem_avail) < 0)
 		mem_total = mem_avail = 1ULL << 30;
 	if (config_finish(&cfg, mem_total, mem_avail, err, sizeof(err)))
@@ -293,6 +368,7 @@ int main(int argc, char **argv)
 	if (!ops) {
 		fprintf(stderr, "cachefs: source %s: no driver for this scheme (this build reads " UFS_SCHEMES ")\n",
 			source);
+		free(opts);
 		return EXIT_USAGE;
 	}
 	err[0] = '\0';
@@ -302,10 +378,28 @@ int main(int argc, char **argv)
 	if (rc) {
 		fprintf(stderr, "cachefs: %s%s%s\n", table ? fsname : "", table ? ": " : "",
 			err[0] ? err : strerror(-rc));
+		free(opts);
 		return rc == -EINVAL ? EXIT_USAGE : 1;
 	}
 	if (check_mountpoint(mnt, real_mnt) < 0) {
 		ops->fini(ufs);
+		free(opts);
+		return 1;
+	}
+	if (cfg.ctl_socket[0])
+		snprintf(ctl_path, sizeof(ctl_path), "%s", cfg.ctl_socket);
+	else if (ctl_socket_default(real_mnt, ctl_path, sizeof(ctl_path)) < 0) {
+		fprintf(stderr, "cachefs: the control socket's path for %s is too long; set -o ctl_socket=PATH\n",
+			real_mnt);
+		ops->fini(ufs);
+		free(opts);
+		return EXIT_USAGE;
+	}
+	if (ctl_open(ctl_path, cfg.ctl_group, err, sizeof(err)) < 0) {
+		fprintf(stderr, "cachefs: %s\n", err);
+		ops->fini(ufs);
+		ctl_stop();
+		free(opts);
 		return 1;
 	}
 
@@ -318,25 +412,35 @@ int main(int argc, char **argv)
 	if (rc) {
 		fprintf(stderr, "cachefs: cannot stat source %s: %s\n", fsname, strerror(-rc));
 		ops->fini(ufs);
+		ctl_stop();
+		free(opts);
 		return 1;
 	}
-	cachefs_set_mountpoint(fs, real_mnt);
+	cachefs_set_names(fs, fsname, real_mnt);
 	if (!cfg.shards)
 		cfg.shards = (unsigned)sysconf(_SC_NPROCESSORS_ONLN);
 	rc = cachefs_open_store(fs, cfg.shards, err, sizeof(err));
 	if (rc) {
 		fprintf(stderr, "cachefs: %s\n", err);
 		cachefs_destroy(fs);
+		ctl_stop();
+		free(opts);
 		return rc == -EINVAL ? EXIT_USAGE : 1;
 	}
 	se = fuse_session_new(&args, cachefs_ll_ops(), sizeof(*cachefs_ll_ops()), fs);
 	if (!se) {
 		fprintf(stderr, "cachefs: invalid FUSE options '%s'\n", fuse_o);
 		cachefs_destroy(fs);
+		ctl_stop();
+		free(opts);
 		return EXIT_USAGE;
 	}
 	if (fuse_set_signal_handlers(se) < 0)
 		goto out_session;
+	/* libfuse ends the session on SIGHUP; ours reloads instead. */
+	struct sigaction sa = { .sa_handler = on_sighup, .sa_flags = SA_RESTART };
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGHUP, &sa, NULL);
 	if (fuse_session_mount(se, real_mnt) < 0) {
 		fprintf(stderr, "cachefs: mounting %s failed (is /dev/fuse there, and fusermount3 installed?)\n", real_mnt);
 		goto out_signals;
@@ -351,6 +455,10 @@ int main(int argc, char **argv)
 	if (shards_start(&so) < 0)
 		goto out_unmount;
 	if (cachefs_start(fs) < 0)
+		goto out_shards;
+	rl = (struct reload_ctx){ .fs = fs, .file = table || is_config_file(fsname) ? fsname : NULL,
+				  .opts = opts, .nopts = nopts, .cur = cfg };
+	if (ctl_start(fs, reload, &rl) < 0)
 		goto out_shards;
 
 	log_info("mounted %s at %s: %u shards, %llu MiB RAM tier, %llu KiB pages, intake by %s",
@@ -378,6 +486,7 @@ int main(int argc, char **argv)
 	service_stop();
 out_shards:
 	fuse_session_unmount(se);
+	ctl_stop();
 	cachefs_stop(fs);
 	shards_stop();
 	intake_free(intake);
@@ -388,7 +497,9 @@ out_signals:
 	fuse_remove_signal_handlers(se);
 out_session:
 	fuse_session_destroy(se);
+	ctl_stop();
 	cachefs_destroy(fs);
 	fuse_opt_free_args(&args);
+	free(opts);
 	return exit_code;
 }

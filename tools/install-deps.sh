@@ -7,7 +7,8 @@ export DEBIAN_FRONTEND=noninteractive
 pkgs="build-essential autoconf automake libtool pkg-config
       liburing-dev libfuse3-dev fuse3 libjemalloc-dev libnuma-dev
       libxxhash-dev libcmocka-dev libcurl4-openssl-dev libssl-dev
-      libexpat1-dev libinih-dev libsystemd-dev python3-botocore
+      libexpat1-dev libinih-dev libsystemd-dev libjansson-dev
+      python3-botocore
       fio python3 procps util-linux mount e2fsprogs kmod bc"
 # Node runs the S3 test server; keep a Node that is already there (its npm
 # may come with it, and Debian's npm package would conflict).

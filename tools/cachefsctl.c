@@ -1,0 +1,514 @@
+/* cachefsctl: talks to a running cachefs daemon over its control socket. */
+#include "config.h"
+#include "core/util.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <jansson.h>
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#define EXIT_USAGE 2
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: cachefsctl [-m MOUNTPOINT | -s SOCKET] COMMAND [ARGS]\n"
+		"\n"
+		"  status [--json]            mounts, shards, tier usage and hit ratio, fetches, errors\n"
+		"  load PATH... [-j N] [--background]\n"
+		"                             read files or whole trees into the cache, with progress;\n"
+		"                             -j: pages read at once (16); --background: print the job\n"
+		"                             id and return (the load goes on without this client)\n"
+		"  jobs                       loads and evictions, running and recent\n"
+		"  watch ID                   follow a job's progress\n"
+		"  cancel ID                  stop a job\n"
+		"  evict PATH...              drop files or trees from RAM and SSD\n"
+		"  stats [--watch] [-n N]     throughput by tier; --watch: a line per second (N lines)\n"
+		"\n"
+		"The daemon is found from -m, -s, the PATH arguments or the current directory\n"
+		"(whichever cachefs mount holds them), or as the only cachefs mount.\n");
+}
+
+__attribute__((format(printf, 1, 2), noreturn))
+static void die(const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "cachefsctl: ");
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	exit(1);
+}
+
+/* ---- finding the daemon ---- */
+
+/* The cachefs mount holding `path` (longest match), or the only one. */
+static int find_mount(const char *path, char *out, size_t len)
+{
+	FILE *f = fopen("/proc/self/mounts", "r");
+	char line[PATH_MAX * 2 + 256], src[PATH_MAX], mnt[PATH_MAX], type[64];
+	size_t best = 0;
+	unsigned count = 0;
+
+	if (!f)
+		return -errno;
+	out[0] = '\0';
+	while (fgets(line, sizeof(line), f)) {
+		if (sscanf(line, "%4095s %4095s %63s", src, mnt, type) != 3 || strcmp(type, "fuse.cachefs"))
+			continue;
+		count++;
+		size_t n = strlen(mnt);
+		bool holds = path && !strncmp(path, mnt, n) && (path[n] == '/' || !path[n] || n == 1);
+		if (holds && n >= best) {
+			best = n;
+			snprintf(out, len, "%s", mnt);
+		} else if (!path && count == 1) {
+			snprintf(out, len, "%s", mnt);
+		}
+	}
+	fclose(f);
+	if (path && !best)
+		return count ? -ENOENT : -ENODEV;
+	if (!path && count != 1)
+		return count ? -EEXIST : -ENODEV;
+	return 0;
+}
+
+/* An absolute form of a user's path, resolved where it exists. */
+static char *absolute(const char *p)
+{
+	char real[PATH_MAX], cwd[PATH_MAX], *out;
+
+	if (realpath(p, real))
+		return strdup(real);
+	if (p[0] == '/')
+		return strdup(p);
+	if (!getcwd(cwd, sizeof(cwd)) || asprintf(&out, "%s/%s", cwd, p) < 0)
+		die("%s: %s", p, strerror(errno));
+	return out;
+}
+
+static int connect_to(const char *path)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int fd;
+
+	if (strlen(path) >= sizeof(sa.sun_path))
+		die("socket path %s is too long", path);
+	strcpy(sa.sun_path, path);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		die("socket: %s", strerror(errno));
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+		die("no cachefs daemon answers on %s: %s", path, strerror(errno));
+	return fd;
+}
+
+/* ---- the protocol: a JSON object per line each way ---- */
+
+static FILE *conn;
+static const char *sock_path;
+
+static void send_req(json_t *req)
+{
+	if (!req)
+		die("out of memory");
+	if (json_dumpf(req, conn, JSON_COMPACT) < 0 || fputc('\n', conn) == EOF || fflush(conn) == EOF)
+		die("writing to %s: %s", sock_path, strerror(errno));
+	json_decref(req);
+}
+
+/* The next reply; dies on a closed connection or an {"ok":false} error. */
+static json_t *recv_reply(void)
+{
+	char *line = NULL;
+	size_t cap = 0;
+	json_error_t jerr;
+	json_t *r, *ok;
+
+	if (getline(&line, &cap, conn) <= 0)
+		die("the daemon on %s closed the connection", sock_path);
+	r = json_loads(line, 0, &jerr);
+	free(line);
+	if (!r)
+		die("bad reply from %s: %s", sock_path, jerr.text);
+	ok = json_object_get(r, "ok");
+	if (ok && !json_is_true(ok))
+		die("%s", json_string_value(json_object_get(r, "error")) ?: "request refused");
+	return r;
+}
+
+static json_t *call(json_t *req)
+{
+	send_req(req);
+	return recv_reply();
+}
+
+static uint64_t num(json_t *o, const char *path)
+{
+	char key[64];
+	const char *dot = strchr(path, '.');
+
+	if (dot) {
+		snprintf(key, sizeof(key), "%.*s", (int)(dot - path), path);
+		return num(json_object_get(o, key), dot + 1);
+	}
+	json_t *v = json_object_get(o, path);
+	return json_is_integer(v) ? (uint64_t)json_integer_value(v) : 0;
+}
+
+static const char *sz(uint64_t v, char *buf, size_t len)
+{
+	return fmt_size(v, buf, len);
+}
+
+/* ---- commands ---- */
+
+static int cmd_status(bool as_json)
+{
+	json_t *r = call(json_pack("{s:s}", "cmd", "status"));
+	json_t *ssd = json_object_get(r, "ssd");
+	char a[32], b[32], c[32];
+	uint64_t up = num(r, "uptime_s");
+
+	if (as_json) {
+		json_dumpf(r, stdout, JSON_INDENT(2));
+		putchar('\n');
+		json_decref(r);
+		return 0;
+	}
+	printf("cachefs %s, pid %llu, up %llud %02lluh%02llum%02llus\n",
+	       json_string_value(json_object_get(r, "version")), (unsigned long long)num(r, "pid"),
+	       (unsigned long long)(up / 86400), (unsigned long long)(up / 3600 % 24),
+	       (unsigned long long)(up / 60 % 60), (unsigned long long)(up % 60));
+	printf("mount       %s <- %s\n", json_string_value(json_object_get(r, "mountpoint")),
+	       json_string_value(json_object_get(r, "source")));
+	printf("shards      %llu; %llu open files; %llu jobs running\n",
+	       (unsigned long long)num(r, "shards"), (unsigned long long)num(r, "open_files"),
+	       (unsigned long long)num(r, "jobs_running"));
+	printf("hit ratio   %.1f%% of page gets served without a source read\n",
+	       100 * json_real_value(json_object_get(r, "hit_ratio")));
+	printf("RAM         %s of %s, %llu pages; served %s\n", sz(num(r, "ram.used"), a, sizeof(a)),
+	       sz(num(r, "ram.capacity"), b, sizeof(b)), (unsigned long long)num(r, "ram.pages"),
+	       sz(num(r, "ram.bytes_served"), c, sizeof(c)));
+	if (json_is_object(ssd))
+		printf("SSD         %s of %s, %llu pages; served %s; %llu corrupt pages dropped\n",
+		       sz(num(r, "ssd.used"), a, sizeof(a)), sz(num(r, "ssd.capacity"), b, sizeof(b)),
+		       (unsigned long long)num(r, "ssd.pages"), sz(num(r, "ssd.bytes_served"), c, sizeof(c)),
+		       (unsigned long long)num(r, "ssd.corrupt"));
+	else
+		printf("SSD         off\n");
+	printf("source      %llu reads (%llu in flight, %llu failed), %s read\n",
+	       (unsigned long long)num(r, "source_reads.fetches"),
+	       (unsigned long long)num(r, "source_reads.in_flight"),
+	       (unsigned long long)num(r, "source_reads.errors"),
+	       sz(num(r, "source_reads.bytes"), a, sizeof(a)));
+	printf("evictions   %llu\n", (unsigned long long)num(r, "evictions"));
+	json_decref(r);
+	return 0;
+}
+
+static void print_errors(json_t *job)
+{
+	size_t i;
+	json_t *e;
+
+	json_array_foreach(json_object_get(job, "errors"), i, e)
+		fprintf(stderr, "cachefsctl: %s\n", json_string_value(e));
+	if (num(job, "error_count") > json_array_size(json_object_get(job, "errors")))
+		fprintf(stderr, "cachefsctl: ... %llu errors in all\n",
+			(unsigned long long)num(job, "error_count"));
+}
+
+static void progress_line(json_t *j, bool tty, bool last)
+{
+	uint64_t done = num(j, "bytes_done"), total = num(j, "bytes_total");
+	double secs = json_real_value(json_object_get(j, "seconds"));
+	double rate = secs > 0 ? (double)done / secs : 0;
+	const char *state = json_string_value(json_object_get(j, "state"));
+	bool evict = !strcmp(json_string_value(json_object_get(j, "kind")), "evict");
+	char a[32], b[32], r[32], eta[32] = "";
+	double frac = total ? (double)done / (double)total : (last ? 1 : 0);
+
+	if (!strcmp(state, "listing")) {
+		if (tty)
+			fprintf(stderr, "\r\033[Klisting... %llu files, %s so far",
+				(unsigned long long)num(j, "files_total"), sz(total, a, sizeof(a)));
+		return;
+	}
+	if (rate > 0 && total > done && !last)
+		snprintf(eta, sizeof(eta), " ETA %.0fs", ceil((double)(total - done) / rate));
+	if (evict) {
+		fprintf(tty ? stderr : stdout, "%sjob %llu %s: %llu/%llu files, %llu pages dropped%s",
+			tty ? "\r\033[K" : "", (unsigned long long)num(j, "job"), state,
+			(unsigned long long)num(j, "files_done"), (unsigned long long)num(j, "files_total"),
+			(unsigned long long)num(j, "pages_dropped"), tty && !last ? "" : "\n");
+		return;
+	}
+	if (tty) {
+		char bar[31];
+		int fill = (int)(frac * 30);
+		for (int i = 0; i < 30; i++)
+			bar[i] = i < fill ? '#' : '.';
+		bar[30] = '\0';
+		fprintf(stderr, "\r\033[K[%s] %3.0f%% %llu/%llu files %s/%s %s/s%s%s", bar, 100 * frac,
+			(unsigned long long)num(j, "files_done"), (unsigned long long)num(j, "files_total"),
+			sz(done, a, sizeof(a)), sz(total, b, sizeof(b)), sz((uint64_t)rate, r, sizeof(r)),
+			eta, last ? "\n" : "");
+	} else {
+		printf("job %llu %s: %llu/%llu files, %s/%s, %s/s%s\n", (unsigned long long)num(j, "job"),
+		       state, (unsigned long long)num(j, "files_done"),
+		       (unsigned long long)num(j, "files_total"), sz(done, a, sizeof(a)),
+		       sz(total, b, sizeof(b)), sz((uint64_t)rate, r, sizeof(r)), eta);
+		fflush(stdout);
+	}
+}
+
+/* Follows job `id` to its end. Exit status: 0, or 1 if it had errors. */
+static int watch(json_int_t id)
+{
+	bool tty = isatty(STDERR_FILENO);
+	time_t last_plain = 0;
+	json_t *j;
+
+	send_req(json_pack("{s:s, s:I}", "cmd", "watch", "job", id));
+	for (;;) {
+		j = recv_reply();
+		const char *state = json_string_value(json_object_get(j, "state"));
+		bool last = strcmp(state, "listing") && strcmp(state, "running");
+		/* Not a terminal: a plain line per second is enough. */
+		if (tty || last || time(NULL) != last_plain) {
+			progress_line(j, tty, last);
+			last_plain = time(NULL);
+		}
+		if (last) {
+			int rc = num(j, "error_count") || strcmp(state, "done") ? 1 : 0;
+			print_errors(j);
+			json_decref(j);
+			return rc;
+		}
+		json_decref(j);
+	}
+}
+
+static int cmd_job(const char *cmd, int argc, char **argv, unsigned parallel, bool background)
+{
+	json_t *paths = json_array(), *r;
+	json_int_t id;
+
+	for (int i = 0; i < argc; i++) {
+		char *p = absolute(argv[i]);
+		json_array_append_new(paths, json_string(p));
+		free(p);
+	}
+	r = call(json_pack("{s:s, s:o, s:I}", "cmd", cmd, "paths", paths, "parallel",
+			   (json_int_t)parallel));
+	id = json_integer_value(json_object_get(r, "job"));
+	json_decref(r);
+	if (background) {
+		printf("job %lld\n", (long long)id);
+		return 0;
+	}
+	return watch(id);
+}
+
+static int cmd_jobs(void)
+{
+	json_t *r = call(json_pack("{s:s}", "cmd", "jobs")), *j;
+	size_t i;
+	char a[32], b[32];
+
+	printf("%-5s %-6s %-10s %15s %21s %7s\n", "JOB", "KIND", "STATE", "FILES", "BYTES", "ERRORS");
+	json_array_foreach(json_object_get(r, "jobs"), i, j) {
+		char files[48], bytes[48];
+		snprintf(files, sizeof(files), "%llu/%llu", (unsigned long long)num(j, "files_done"),
+			 (unsigned long long)num(j, "files_total"));
+		snprintf(bytes, sizeof(bytes), "%s/%s", sz(num(j, "bytes_done"), a, sizeof(a)),
+			 sz(num(j, "bytes_total"), b, sizeof(b)));
+		printf("%-5llu %-6s %-10s %15s %21s %7llu\n", (unsigned long long)num(j, "job"),
+		       json_string_value(json_object_get(j, "kind")),
+		       json_string_value(json_object_get(j, "state")), files, bytes,
+		       (unsigned long long)num(j, "error_count"));
+	}
+	json_decref(r);
+	return 0;
+}
+
+static int cmd_cancel(const char *arg)
+{
+	char *end;
+	long long id = strtoll(arg, &end, 10);
+
+	if (*end || id <= 0) {
+		fprintf(stderr, "cachefsctl: cancel takes a job id, not '%s'\n", arg);
+		return EXIT_USAGE;
+	}
+	json_decref(call(json_pack("{s:s, s:I}", "cmd", "cancel", "job", (json_int_t)id)));
+	printf("job %lld cancelled\n", id);
+	return 0;
+}
+
+static int cmd_stats(bool watching, long count)
+{
+	uint64_t prev[3] = { 0 }, cur[3];
+	struct timespec ts = { 1, 0 };
+	char a[32], b[32], c[32];
+
+	if (watching)
+		printf("%-8s %12s %12s %12s %7s %9s\n", "TIME", "RAM/s", "SSD/s", "SOURCE/s", "HIT%",
+		       "INFLIGHT");
+	for (long n = 0; !watching || count <= 0 || n <= count; n++) {
+		json_t *r = call(json_pack("{s:s}", "cmd", "stats"));
+		cur[0] = num(r, "ram.bytes_served");
+		cur[1] = num(r, "ssd.bytes_served");
+		cur[2] = num(r, "source_reads.bytes");
+		if (!watching) {
+			printf("served: RAM %s, SSD %s, source %s; hit ratio %.1f%%\n", sz(cur[0], a, sizeof(a)),
+			       sz(cur[1], b, sizeof(b)), sz(cur[2], c, sizeof(c)),
+			       100 * json_real_value(json_object_get(r, "hit_ratio")));
+			json_decref(r);
+			return 0;
+		}
+		if (n > 0) {
+			char t[16];
+			time_t now = time(NULL);
+			strftime(t, sizeof(t), "%H:%M:%S", localtime(&now));
+			printf("%-8s %12s %12s %12s %6.1f%% %9llu\n", t, sz(cur[0] - prev[0], a, sizeof(a)),
+			       sz(cur[1] - prev[1], b, sizeof(b)), sz(cur[2] - prev[2], c, sizeof(c)),
+			       100 * json_real_value(json_object_get(r, "hit_ratio")),
+			       (unsigned long long)num(r, "source_reads.in_flight"));
+			fflush(stdout);
+		}
+		memcpy(prev, cur, sizeof(prev));
+		json_decref(r);
+		if (count <= 0 || n < count)
+			nanosleep(&ts, NULL);
+	}
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "help", no_argument, NULL, 'h' },
+		{ "json", no_argument, NULL, 'J' },
+		{ "background", no_argument, NULL, 'b' },
+		{ "watch", no_argument, NULL, 'w' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *mnt = NULL, *cmd;
+	char sock[PATH_MAX], where[PATH_MAX], real[PATH_MAX];
+	bool as_json = false, background = false, watching = false;
+	long parallel = 16, count = 0;
+	int c, rc, fd;
+
+	while ((c = getopt_long(argc, argv, "+m:s:j:n:h", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'm': mnt = optarg; break;
+		case 's': sock_path = optarg; break;
+		case 'j': parallel = strtol(optarg, NULL, 10); break;
+		case 'n': count = strtol(optarg, NULL, 10); break;
+		case 'J': as_json = true; break;
+		case 'b': background = true; break;
+		case 'w': watching = true; break;
+		case 'h': usage(stdout); return 0;
+		default: usage(stderr); return EXIT_USAGE;
+		}
+	}
+	if (optind >= argc) {
+		usage(stderr);
+		return EXIT_USAGE;
+	}
+	cmd = argv[optind++];
+	/*
+	 * Options may follow the command too: `load DIR -j 8 --background`.
+	 * A fresh scan of what follows it (optind = 0 re-initialises getopt,
+	 * whose first scan stopped at the command).
+	 */
+	int nargs = 0, subc = argc - optind + 1;
+	char **args = calloc((size_t)argc, sizeof(*args));
+	char **subv = calloc((size_t)subc + 1, sizeof(*subv));
+	subv[0] = argv[0];
+	memcpy(subv + 1, argv + optind, (size_t)(subc - 1) * sizeof(*subv));
+	optind = 0;
+	while ((c = getopt_long(subc, subv, "-m:s:j:n:", longopts, NULL)) != -1) {
+		switch (c) {
+		case 1: args[nargs++] = optarg; break;
+		case 'm': mnt = optarg; break;
+		case 's': sock_path = optarg; break;
+		case 'j': parallel = strtol(optarg, NULL, 10); break;
+		case 'n': count = strtol(optarg, NULL, 10); break;
+		case 'J': as_json = true; break;
+		case 'b': background = true; break;
+		case 'w': watching = true; break;
+		default: usage(stderr); return EXIT_USAGE;
+		}
+	}
+	while (optind < subc)
+		args[nargs++] = subv[optind++];
+	if (parallel < 1 || parallel > 1024) {
+		fprintf(stderr, "cachefsctl: -j takes 1 to 1024\n");
+		return EXIT_USAGE;
+	}
+
+	if (!sock_path) {
+		if (mnt) {
+			if (!realpath(mnt, real))
+				die("%s: %s", mnt, strerror(errno));
+			snprintf(where, sizeof(where), "%s", real);
+		} else {
+			char *probe = nargs && (!strcmp(cmd, "load") || !strcmp(cmd, "evict")) ?
+				absolute(args[0]) : absolute(".");
+			rc = find_mount(probe, where, sizeof(where));
+			if (rc == -ENOENT)
+				rc = find_mount(NULL, where, sizeof(where));
+			free(probe);
+			if (rc == -ENODEV)
+				die("no cachefs mount found (name its socket with -s SOCKET)");
+			if (rc == -EEXIST)
+				die("several cachefs mounts: name one with -m MOUNTPOINT");
+			if (rc)
+				die("reading /proc/self/mounts: %s", strerror(-rc));
+		}
+		if (ctl_socket_default(where, sock, sizeof(sock)) < 0)
+			die("the socket path for %s is too long: use -s SOCKET", where);
+		sock_path = sock;
+	}
+	fd = connect_to(sock_path);
+	conn = fdopen(fd, "r+");
+	if (!conn)
+		die("fdopen: %s", strerror(errno));
+
+	if (!strcmp(cmd, "status"))
+		rc = cmd_status(as_json);
+	else if (!strcmp(cmd, "load") || !strcmp(cmd, "evict"))
+		rc = nargs ? cmd_job(cmd, nargs, args, (unsigned)parallel, background && !strcmp(cmd, "load"))
+			   : (fprintf(stderr, "cachefsctl: %s needs at least one PATH\n", cmd), EXIT_USAGE);
+	else if (!strcmp(cmd, "jobs"))
+		rc = cmd_jobs();
+	else if (!strcmp(cmd, "watch") && nargs == 1)
+		rc = watch(strtoll(args[0], NULL, 10));
+	else if (!strcmp(cmd, "cancel") && nargs == 1)
+		rc = cmd_cancel(args[0]);
+	else if (!strcmp(cmd, "stats"))
+		rc = cmd_stats(watching, count);
+	else {
+		fprintf(stderr, "cachefsctl: unknown command or arguments: %s (cachefsctl --help)\n", cmd);
+		rc = EXIT_USAGE;
+	}
+	fclose(conn);
+	free(args);
+	free(subv);
+	return rc;
+}
