@@ -78,6 +78,7 @@ static const struct opt_def opt_table[] = {
 	{ "config", STR(config), "", "INI file of options and [mount /PATH] sections (or give it as SOURCE)", SZ(config), false },
 	{ "ctl_socket", STR(ctl_socket), "/run/cachefs/MOUNT.sock", "Unix socket of cachefsctl; MOUNT is the mount point escaped as systemd-escape --path does (non-root: $XDG_RUNTIME_DIR/cachefs/ or /tmp/cachefs-UID/)", SZ(ctl_socket), false },
 	{ "ctl_group", STR(ctl_group), "owner only", "group allowed to use the control socket (mode 0660 instead of 0600)", SZ(ctl_group), false },
+	{ "metrics", STR(metrics), "off", "serve Prometheus metrics at http://ADDR:PORT/metrics (127.0.0.1:9464; :PORT listens on every address)", SZ(metrics), false },
 	{ "max_read", OPT_SIZE, F(max_read), "1M", "largest read request the kernel sends", 0, 0, false },
 	{ "allow_other", OPT_PASS, 0, "off", "let other users access the mount", 0, 0, false },
 	{ "default_permissions", OPT_PASS, 0, "off", "kernel checks permissions from the file modes", 0, 0, false },

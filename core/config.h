@@ -70,6 +70,7 @@ struct cachefs_config {
 	/* control */
 	char ctl_socket[108];       /* "": the default for the mount point */
 	char ctl_group[64];         /* "": owner only */
+	char metrics[128];          /* ADDR:PORT of /metrics; "": off */
 	/* FUSE */
 	bool kernel_cache, auto_cache, splice;
 	double attr_timeout, entry_timeout, negative_timeout;

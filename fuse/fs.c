@@ -44,6 +44,11 @@ static struct cachefs *fs_of(fuse_req_t req)
 	return fuse_req_userdata(req);
 }
 
+static void count_op(fuse_req_t req, enum fs_op op)
+{
+	atomic_fetch_add_explicit(&fs_of(req)->requests[op], 1, memory_order_relaxed);
+}
+
 static void fill_attr(struct stat *a, uint64_t ino, const struct ufs_stat *st)
 {
 	memset(a, 0, sizeof(*a));
@@ -171,6 +176,7 @@ static void fs_init(void *userdata, struct fuse_conn_info *conn)
 
 static void fs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
+	count_op(req, FS_OP_LOOKUP);
 	struct cachefs *fs = fs_of(req);
 	struct fuse_entry_param e;
 	struct inode pin, in;
@@ -242,6 +248,7 @@ static int refresh(struct cachefs *fs, fuse_ino_t ino, struct inode *in)
 
 static void fs_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
+	count_op(req, FS_OP_GETATTR);
 	struct cachefs *fs = fs_of(req);
 	struct inode in;
 	struct stat a;
@@ -263,6 +270,7 @@ static void fs_access(fuse_req_t req, fuse_ino_t ino, int mask)
 
 static void fs_statfs(fuse_req_t req, fuse_ino_t ino)
 {
+	count_op(req, FS_OP_STATFS);
 	struct cachefs *fs = fs_of(req);
 	struct statvfs st;
 	int rc = fs->ops->statfs ? fs->ops->statfs(fs->ufs, &st) : -ENOSYS;
@@ -322,6 +330,7 @@ static void dhandle_free(struct dhandle *d)
 
 static void fs_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
+	count_op(req, FS_OP_OPENDIR);
 	struct cachefs *fs = fs_of(req);
 	struct dhandle *d = calloc(1, sizeof(*d));
 	struct inode in;
@@ -394,12 +403,14 @@ static void do_readdir(fuse_req_t req, size_t size, off_t off, struct fuse_file_
 static void fs_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		       struct fuse_file_info *fi)
 {
+	count_op(req, FS_OP_READDIR);
 	do_readdir(req, size, off, fi, false);
 }
 
 static void fs_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 			   struct fuse_file_info *fi)
 {
+	count_op(req, FS_OP_READDIRPLUS);
 	do_readdir(req, size, off, fi, true);
 }
 
@@ -415,6 +426,7 @@ static void prefetch_pages(struct cachefs *fs, struct fhandle *fh, uint64_t firs
 
 static void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
+	count_op(req, FS_OP_OPEN);
 	struct cachefs *fs = fs_of(req);
 	struct fhandle *fh;
 	struct inode in;
@@ -472,6 +484,7 @@ static void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 
 static void fs_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
+	count_op(req, FS_OP_RELEASE);
 	struct fhandle *fh = (struct fhandle *)(uintptr_t)fi->fh;
 
 	ufs_file_put(fh->file);
@@ -496,13 +509,35 @@ static uint64_t page_want(const struct cachefs *fs, const struct fhandle *fh, ui
 struct fetch_io {
 	struct ufs_read r;
 	struct page *pg;
+	uint64_t start_ns;
 };
+
+/*
+ * The fetch callback gets only the UFS file: source read latencies go to
+ * the process's one file system (set at cachefs_create).
+ */
+static struct cachefs *lat_fs;
+
+static void count_latency(struct cachefs *fs, uint64_t ns)
+{
+	static const double bounds[] = FS_LAT_BOUNDS;
+	double secs = (double)ns / 1e9;
+	unsigned b = 0;
+
+	while (b < FS_LAT_BUCKETS && secs > bounds[b])
+		b++;
+	atomic_fetch_add_explicit(&fs->lat[b], 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&fs->lat_sum_us, ns / 1000, memory_order_relaxed);
+	atomic_fetch_add_explicit(&fs->lat_count, 1, memory_order_relaxed);
+}
 
 static void fetch_done(struct ufs_read *r, int res)
 {
 	struct fetch_io *io = container_of(r, struct fetch_io, r);
 
 	/* The driver logged the failure, with what it knows of the cause. */
+	if (lat_fs)
+		count_latency(lat_fs, now_ns() - io->start_ns);
 	pgcache_fetch_done(io->pg, res);
 	ufs_file_put(r->file);
 	free(io);
@@ -523,6 +558,7 @@ int fs_fetch_start(void *ctx, const struct pgkey *key, uint64_t off, void *buf, 
 	io->r.off = off;
 	io->r.len = len;
 	io->r.done = fetch_done;
+	io->start_ns = now_ns();
 	return file->ops->read(&io->r);
 }
 
@@ -690,6 +726,7 @@ static void fs_readahead(struct cachefs *fs, struct fhandle *fh, uint64_t off, s
 static void fs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		    struct fuse_file_info *fi)
 {
+	count_op(req, FS_OP_READ);
 	struct cachefs *fs = fs_of(req);
 	struct fhandle *fh = (struct fhandle *)(uintptr_t)fi->fh;
 	uint64_t ps = fs->ra.page_size, uoff = (uint64_t)off, first, last;
@@ -844,6 +881,7 @@ int cachefs_create(struct cachefs **out, const struct cachefs_config *cfg,
 	}
 	fs->cfg = *cfg;
 	fs->started = time(NULL);
+	lat_fs = fs;
 	cachefs_set_ttls(fs, cfg);
 	fs->ops = ops;
 	fs->ufs = ufs;
@@ -977,5 +1015,7 @@ void cachefs_destroy(struct cachefs *fs)
 	}
 	itable_destroy(fs->itable);
 	fs->ops->fini(fs->ufs);
+	if (lat_fs == fs)
+		lat_fs = NULL;
 	free(fs);
 }

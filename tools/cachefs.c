@@ -7,6 +7,7 @@
 #include "core/util.h"
 #include "fuse/ctl.h"
 #include "fuse/fs.h"
+#include "fuse/metrics.h"
 #include "fuse/intake.h"
 #include "ufs/ufs.h"
 
@@ -395,6 +396,12 @@ int main(int argc, char **argv)
 		free(opts);
 		return EXIT_USAGE;
 	}
+	if (cfg.metrics[0] && metrics_check(cfg.metrics, err, sizeof(err)) < 0) {
+		fprintf(stderr, "cachefs: %s\n", err);
+		ops->fini(ufs);
+		free(opts);
+		return EXIT_USAGE;
+	}
 	if (ctl_open(ctl_path, cfg.ctl_group, err, sizeof(err)) < 0) {
 		fprintf(stderr, "cachefs: %s\n", err);
 		ops->fini(ufs);
@@ -460,6 +467,8 @@ int main(int argc, char **argv)
 				  .opts = opts, .nopts = nopts, .cur = cfg };
 	if (ctl_start(fs, reload, &rl) < 0)
 		goto out_shards;
+	if (cfg.metrics[0])
+		metrics_start(cfg.metrics, fs);
 
 	log_info("mounted %s at %s: %u shards, %llu MiB RAM tier, %llu KiB pages, intake by %s",
 		 fsname, real_mnt, shard_count(), (unsigned long long)(cfg.ram_cache >> 20),
@@ -486,6 +495,7 @@ int main(int argc, char **argv)
 	service_stop();
 out_shards:
 	fuse_session_unmount(se);
+	metrics_stop();
 	ctl_stop();
 	cachefs_stop(fs);
 	shards_stop();

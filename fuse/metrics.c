@@ -1,0 +1,264 @@
+/*
+ * Prometheus text format (version 0.0.4). Counters are summed over the
+ * shards at scrape time, racily: each is monotonic, so a scrape may be a
+ * moment stale but never goes backwards.
+ */
+#include "config.h"
+#include "fuse/metrics.h"
+#include "fuse/fs_i.h"
+#include "core/log.h"
+#include "core/shard.h"
+#include "core/util.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+static struct MHD_Daemon *mhd;
+static _Atomic(struct cachefs *) mfs;
+
+struct buf {
+	char *p;
+	size_t len, cap;
+};
+
+__attribute__((format(printf, 2, 3)))
+static void put(struct buf *b, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	for (;;) {
+		va_start(ap, fmt);
+		n = vsnprintf(b->p ? b->p + b->len : NULL, b->p ? b->cap - b->len : 0, fmt, ap);
+		va_end(ap);
+		if (n < 0)
+			return;
+		if (b->p && b->len + (size_t)n < b->cap) {
+			b->len += (size_t)n;
+			return;
+		}
+		size_t cap = MAX(b->cap * 2, b->len + (size_t)n + 4096);
+		char *p = realloc(b->p, cap);
+		if (!p)
+			return;
+		b->p = p;
+		b->cap = cap;
+	}
+}
+
+static void family(struct buf *b, const char *name, const char *type, const char *help)
+{
+	put(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+static void render(struct buf *b, struct cachefs *fs)
+{
+	static const char *const op_names[] = FS_OP_NAMES;
+	static const double bounds[] = FS_LAT_BOUNDS;
+	struct pgcache_stats t;
+	struct pgstore_stats s = { 0 };
+	unsigned long long cum = 0;
+
+	pgcache_stats_total(fs->cache, &t);
+	if (fs->store)
+		pgstore_stats_total(fs->store, &s);
+
+	family(b, "cachefs_fuse_requests_total", "counter", "FUSE requests served, by operation.");
+	for (unsigned i = 0; i < FS_OP_COUNT; i++)
+		put(b, "cachefs_fuse_requests_total{op=\"%s\"} %llu\n", op_names[i],
+		    (unsigned long long)atomic_load_explicit(&fs->requests[i], memory_order_relaxed));
+	family(b, "cachefs_served_bytes_total", "counter",
+	       "Bytes of pages served, by tier (the kernel page cache is invisible here).");
+	put(b, "cachefs_served_bytes_total{tier=\"ram\"} %llu\n", (unsigned long long)t.bytes_hit);
+	put(b, "cachefs_served_bytes_total{tier=\"ssd\"} %llu\n", (unsigned long long)s.bytes_read);
+	put(b, "cachefs_served_bytes_total{tier=\"source\"} %llu\n", (unsigned long long)t.bytes_fetched);
+	family(b, "cachefs_page_gets_total", "counter",
+	       "Page lookups in the RAM tier: hit, joined a fetch in flight, or missed.");
+	put(b, "cachefs_page_gets_total{result=\"hit\"} %llu\n", (unsigned long long)t.hits);
+	put(b, "cachefs_page_gets_total{result=\"join\"} %llu\n", (unsigned long long)t.joins);
+	put(b, "cachefs_page_gets_total{result=\"miss\"} %llu\n", (unsigned long long)t.misses);
+	family(b, "cachefs_ssd_hits_total", "counter", "RAM misses served by the SSD tier.");
+	put(b, "cachefs_ssd_hits_total %llu\n", (unsigned long long)t.store_hits);
+	uint64_t looked = t.hits + t.joins + t.misses;
+	family(b, "cachefs_hit_ratio", "gauge",
+	       "Share of page lookups answered without a source read, since start.");
+	put(b, "cachefs_hit_ratio %.6f\n",
+	    looked ? (double)(looked - MIN(t.fetches, looked)) / (double)looked : 0.0);
+	family(b, "cachefs_source_reads_total", "counter", "Page reads from the source (UFS).");
+	put(b, "cachefs_source_reads_total %llu\n", (unsigned long long)t.fetches);
+	family(b, "cachefs_source_read_errors_total", "counter",
+	       "Page reads from the source that failed after the driver's retries.");
+	put(b, "cachefs_source_read_errors_total %llu\n", (unsigned long long)t.fetch_errors);
+	family(b, "cachefs_source_reads_in_flight", "gauge", "Page reads from the source in flight.");
+	put(b, "cachefs_source_reads_in_flight %llu\n", (unsigned long long)(t.fetches - t.fetches_done));
+	family(b, "cachefs_source_request_duration_seconds", "histogram",
+	       "Duration of page reads from the source, retries included, by operation.");
+	for (unsigned i = 0; i <= FS_LAT_BUCKETS; i++) {
+		cum += atomic_load_explicit(&fs->lat[i], memory_order_relaxed);
+		if (i < FS_LAT_BUCKETS)
+			put(b, "cachefs_source_request_duration_seconds_bucket{op=\"read\",le=\"%g\"} %llu\n",
+			    bounds[i], cum);
+		else
+			put(b, "cachefs_source_request_duration_seconds_bucket{op=\"read\",le=\"+Inf\"} %llu\n", cum);
+	}
+	put(b, "cachefs_source_request_duration_seconds_sum{op=\"read\"} %.6f\n",
+	    (double)atomic_load_explicit(&fs->lat_sum_us, memory_order_relaxed) / 1e6);
+	put(b, "cachefs_source_request_duration_seconds_count{op=\"read\"} %llu\n", cum);
+	family(b, "cachefs_evictions_total", "counter", "Pages evicted to make room, by tier.");
+	put(b, "cachefs_evictions_total{tier=\"ram\"} %llu\n", (unsigned long long)t.evictions);
+	put(b, "cachefs_evictions_total{tier=\"ssd\"} %llu\n", (unsigned long long)s.evictions);
+	family(b, "cachefs_corrupt_pages_total", "counter",
+	       "SSD pages that failed their checksum (dropped and read from the source again).");
+	put(b, "cachefs_corrupt_pages_total %llu\n", (unsigned long long)s.corrupt);
+	family(b, "cachefs_ssd_io_errors_total", "counter", "SSD read and write errors.");
+	put(b, "cachefs_ssd_io_errors_total %llu\n", (unsigned long long)s.io_errors);
+	family(b, "cachefs_cache_bytes", "gauge", "Bytes of page data held, by tier.");
+	put(b, "cachefs_cache_bytes{tier=\"ram\"} %llu\n", (unsigned long long)t.bytes);
+	put(b, "cachefs_cache_bytes{tier=\"ssd\"} %llu\n", (unsigned long long)s.bytes);
+	family(b, "cachefs_cache_capacity_bytes", "gauge", "Capacity of each tier.");
+	put(b, "cachefs_cache_capacity_bytes{tier=\"ram\"} %llu\n", (unsigned long long)fs->cfg.ram_cache);
+	put(b, "cachefs_cache_capacity_bytes{tier=\"ssd\"} %llu\n", (unsigned long long)s.capacity);
+	family(b, "cachefs_readahead_bytes_in_flight", "gauge",
+	       "Read-ahead bytes in flight, against readahead_budget.");
+	put(b, "cachefs_readahead_bytes_in_flight %llu\n",
+	    (unsigned long long)atomic_load(&fs->ra_budget.used));
+	family(b, "cachefs_open_files", "gauge", "Files open through the mount.");
+	put(b, "cachefs_open_files %llu\n", (unsigned long long)atomic_load(&fs->open_files));
+	family(b, "cachefs_shards", "gauge", "Shard threads.");
+	put(b, "cachefs_shards %u\n", shard_count());
+	family(b, "cachefs_start_time_seconds", "gauge", "When the daemon mounted, Unix time.");
+	put(b, "cachefs_start_time_seconds %lld\n", (long long)fs->started);
+}
+
+static enum MHD_Result answer(void *cls, struct MHD_Connection *c, const char *url,
+			      const char *method, const char *version, const char *upload,
+			      size_t *upload_len, void **state)
+{
+	struct cachefs *fs = atomic_load(&mfs);
+	struct MHD_Response *r;
+	struct buf b = { 0 };
+	unsigned status = MHD_HTTP_OK;
+	enum MHD_Result rc;
+
+	if (strcmp(method, "GET") && strcmp(method, "HEAD")) {
+		status = MHD_HTTP_METHOD_NOT_ALLOWED;
+		put(&b, "only GET /metrics\n");
+	} else if (strcmp(url, "/metrics")) {
+		status = MHD_HTTP_NOT_FOUND;
+		put(&b, "cachefs serves /metrics\n");
+	} else if (!fs) {
+		status = MHD_HTTP_SERVICE_UNAVAILABLE;
+		put(&b, "starting\n");
+	} else {
+		render(&b, fs);
+	}
+	if (!b.p)
+		return MHD_NO;
+	r = MHD_create_response_from_buffer(b.len, b.p, MHD_RESPMEM_MUST_FREE);
+	if (!r) {
+		free(b.p);
+		return MHD_NO;
+	}
+	MHD_add_response_header(r, "Content-Type", status == MHD_HTTP_OK ?
+				"text/plain; version=0.0.4; charset=utf-8" : "text/plain");
+	rc = MHD_queue_response(c, status, r);
+	MHD_destroy_response(r);
+	return rc;
+}
+
+/* "HOST:PORT", "[V6]:PORT" or ":PORT" into a socket address. */
+static int parse_addr(const char *spec, struct sockaddr_storage *ss, char *err, size_t errlen)
+{
+	char host[128];
+	const char *colon = strrchr(spec, ':');
+	char *end;
+	long port;
+
+	if (!colon || (size_t)(colon - spec) >= sizeof(host))
+		goto bad;
+	port = strtol(colon + 1, &end, 10);
+	if (*end || port < 1 || port > 65535)
+		goto bad;
+	snprintf(host, sizeof(host), "%.*s", (int)(colon - spec), spec);
+	memset(ss, 0, sizeof(*ss));
+	if (host[0] == '[' && host[strlen(host) - 1] == ']') {
+		struct sockaddr_in6 *a = (struct sockaddr_in6 *)ss;
+		host[strlen(host) - 1] = '\0';
+		a->sin6_family = AF_INET6;
+		a->sin6_port = htons((uint16_t)port);
+		if (inet_pton(AF_INET6, host + 1, &a->sin6_addr) != 1)
+			goto bad;
+	} else {
+		struct sockaddr_in *a = (struct sockaddr_in *)ss;
+		a->sin_family = AF_INET;
+		a->sin_port = htons((uint16_t)port);
+		if (host[0] && inet_pton(AF_INET, host, &a->sin_addr) != 1)
+			goto bad;
+	}
+	return 0;
+bad:
+	snprintf(err, errlen, "metrics=%s: want ADDR:PORT, such as 127.0.0.1:9464 (or :PORT for every address)",
+		 spec);
+	return -EINVAL;
+}
+
+int metrics_check(const char *spec, char *err, size_t errlen)
+{
+	struct sockaddr_storage ss;
+	int fd, one = 1, rc = parse_addr(spec, &ss, err, errlen);
+
+	if (rc)
+		return rc;
+	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		snprintf(err, errlen, "metrics=%s: socket: %s", spec, strerror(errno));
+		return -errno;
+	}
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	rc = bind(fd, (struct sockaddr *)&ss, ss.ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) :
+		  sizeof(struct sockaddr_in)) < 0 ? -errno : 0;
+	close(fd);
+	if (rc)
+		snprintf(err, errlen, "metrics=%s: cannot listen there: %s", spec, strerror(-rc));
+	return rc;
+}
+
+int metrics_start(const char *spec, struct cachefs *fs)
+{
+	struct sockaddr_storage ss;
+	char err[256];
+
+	if (parse_addr(spec, &ss, err, sizeof(err)))
+		return -EINVAL;
+	atomic_store(&mfs, fs);
+	mhd = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG |
+			       (ss.ss_family == AF_INET6 ? MHD_USE_IPv6 : 0),
+			       0, NULL, NULL, answer, NULL,
+			       MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
+			       MHD_OPTION_CONNECTION_LIMIT, (unsigned)16,
+			       MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)10,
+			       MHD_OPTION_END);
+	if (!mhd) {
+		log_err("metrics=%s: cannot listen there (in use?): serving no metrics", spec);
+		return -EADDRINUSE;
+	}
+	log_info("metrics on http://%s/metrics", spec);
+	return 0;
+}
+
+void metrics_stop(void)
+{
+	if (mhd)
+		MHD_stop_daemon(mhd);
+	mhd = NULL;
+	atomic_store(&mfs, NULL);
+}
