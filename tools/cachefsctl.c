@@ -168,11 +168,6 @@ static uint64_t num(json_t *o, const char *path)
 	return json_is_integer(v) ? (uint64_t)json_integer_value(v) : 0;
 }
 
-static const char *sz(uint64_t v, char *buf, size_t len)
-{
-	return fmt_size(v, buf, len);
-}
-
 /* ---- commands ---- */
 
 static int cmd_status(bool as_json)
@@ -199,13 +194,13 @@ static int cmd_status(bool as_json)
 	       (unsigned long long)num(r, "jobs_running"));
 	printf("hit ratio   %.1f%% of page gets served without a source read\n",
 	       100 * json_real_value(json_object_get(r, "hit_ratio")));
-	printf("RAM         %s of %s, %llu pages; served %s\n", sz(num(r, "ram.used"), a, sizeof(a)),
-	       sz(num(r, "ram.capacity"), b, sizeof(b)), (unsigned long long)num(r, "ram.pages"),
-	       sz(num(r, "ram.bytes_served"), c, sizeof(c)));
+	printf("RAM         %s of %s, %llu pages; served %s\n", fmt_size(num(r, "ram.used"), a, sizeof(a)),
+	       fmt_size(num(r, "ram.capacity"), b, sizeof(b)), (unsigned long long)num(r, "ram.pages"),
+	       fmt_size(num(r, "ram.bytes_served"), c, sizeof(c)));
 	if (json_is_object(ssd))
 		printf("SSD         %s of %s, %llu pages; served %s; %llu corrupt pages dropped\n",
-		       sz(num(r, "ssd.used"), a, sizeof(a)), sz(num(r, "ssd.capacity"), b, sizeof(b)),
-		       (unsigned long long)num(r, "ssd.pages"), sz(num(r, "ssd.bytes_served"), c, sizeof(c)),
+		       fmt_size(num(r, "ssd.used"), a, sizeof(a)), fmt_size(num(r, "ssd.capacity"), b, sizeof(b)),
+		       (unsigned long long)num(r, "ssd.pages"), fmt_size(num(r, "ssd.bytes_served"), c, sizeof(c)),
 		       (unsigned long long)num(r, "ssd.corrupt"));
 	else
 		printf("SSD         off\n");
@@ -213,7 +208,7 @@ static int cmd_status(bool as_json)
 	       (unsigned long long)num(r, "source_reads.fetches"),
 	       (unsigned long long)num(r, "source_reads.in_flight"),
 	       (unsigned long long)num(r, "source_reads.errors"),
-	       sz(num(r, "source_reads.bytes"), a, sizeof(a)));
+	       fmt_size(num(r, "source_reads.bytes"), a, sizeof(a)));
 	printf("evictions   %llu\n", (unsigned long long)num(r, "evictions"));
 	json_decref(r);
 	return 0;
@@ -244,7 +239,7 @@ static void progress_line(json_t *j, bool tty, bool last)
 	if (!strcmp(state, "listing")) {
 		if (tty)
 			fprintf(stderr, "\r\033[Klisting... %llu files, %s so far",
-				(unsigned long long)num(j, "files_total"), sz(total, a, sizeof(a)));
+				(unsigned long long)num(j, "files_total"), fmt_size(total, a, sizeof(a)));
 		return;
 	}
 	if (rate > 0 && total > done && !last)
@@ -264,13 +259,13 @@ static void progress_line(json_t *j, bool tty, bool last)
 		bar[30] = '\0';
 		fprintf(stderr, "\r\033[K[%s] %3.0f%% %llu/%llu files %s/%s %s/s%s%s", bar, 100 * frac,
 			(unsigned long long)num(j, "files_done"), (unsigned long long)num(j, "files_total"),
-			sz(done, a, sizeof(a)), sz(total, b, sizeof(b)), sz((uint64_t)rate, r, sizeof(r)),
+			fmt_size(done, a, sizeof(a)), fmt_size(total, b, sizeof(b)), fmt_size((uint64_t)rate, r, sizeof(r)),
 			eta, last ? "\n" : "");
 	} else {
 		printf("job %llu %s: %llu/%llu files, %s/%s, %s/s%s\n", (unsigned long long)num(j, "job"),
 		       state, (unsigned long long)num(j, "files_done"),
-		       (unsigned long long)num(j, "files_total"), sz(done, a, sizeof(a)),
-		       sz(total, b, sizeof(b)), sz((uint64_t)rate, r, sizeof(r)), eta);
+		       (unsigned long long)num(j, "files_total"), fmt_size(done, a, sizeof(a)),
+		       fmt_size(total, b, sizeof(b)), fmt_size((uint64_t)rate, r, sizeof(r)), eta);
 		fflush(stdout);
 	}
 }
@@ -334,8 +329,8 @@ static int cmd_jobs(void)
 		char files[48], bytes[48];
 		snprintf(files, sizeof(files), "%llu/%llu", (unsigned long long)num(j, "files_done"),
 			 (unsigned long long)num(j, "files_total"));
-		snprintf(bytes, sizeof(bytes), "%s/%s", sz(num(j, "bytes_done"), a, sizeof(a)),
-			 sz(num(j, "bytes_total"), b, sizeof(b)));
+		snprintf(bytes, sizeof(bytes), "%s/%s", fmt_size(num(j, "bytes_done"), a, sizeof(a)),
+			 fmt_size(num(j, "bytes_total"), b, sizeof(b)));
 		printf("%-5llu %-6s %-10s %15s %21s %7llu\n", (unsigned long long)num(j, "job"),
 		       json_string_value(json_object_get(j, "kind")),
 		       json_string_value(json_object_get(j, "state")), files, bytes,
@@ -374,8 +369,8 @@ static int cmd_stats(bool watching, long count)
 		cur[1] = num(r, "ssd.bytes_served");
 		cur[2] = num(r, "source_reads.bytes");
 		if (!watching) {
-			printf("served: RAM %s, SSD %s, source %s; hit ratio %.1f%%\n", sz(cur[0], a, sizeof(a)),
-			       sz(cur[1], b, sizeof(b)), sz(cur[2], c, sizeof(c)),
+			printf("served: RAM %s, SSD %s, source %s; hit ratio %.1f%%\n", fmt_size(cur[0], a, sizeof(a)),
+			       fmt_size(cur[1], b, sizeof(b)), fmt_size(cur[2], c, sizeof(c)),
 			       100 * json_real_value(json_object_get(r, "hit_ratio")));
 			json_decref(r);
 			return 0;
@@ -384,8 +379,8 @@ static int cmd_stats(bool watching, long count)
 			char t[16];
 			time_t now = time(NULL);
 			strftime(t, sizeof(t), "%H:%M:%S", localtime(&now));
-			printf("%-8s %12s %12s %12s %6.1f%% %9llu\n", t, sz(cur[0] - prev[0], a, sizeof(a)),
-			       sz(cur[1] - prev[1], b, sizeof(b)), sz(cur[2] - prev[2], c, sizeof(c)),
+			printf("%-8s %12s %12s %12s %6.1f%% %9llu\n", t, fmt_size(cur[0] - prev[0], a, sizeof(a)),
+			       fmt_size(cur[1] - prev[1], b, sizeof(b)), fmt_size(cur[2] - prev[2], c, sizeof(c)),
 			       100 * json_real_value(json_object_get(r, "hit_ratio")),
 			       (unsigned long long)num(r, "source_reads.in_flight"));
 			fflush(stdout);
@@ -413,8 +408,19 @@ int main(int argc, char **argv)
 	long parallel = 16, count = 0;
 	int c, rc, fd;
 
-	while ((c = getopt_long(argc, argv, "+m:s:j:n:h", longopts, NULL)) != -1) {
+	/* Options may come anywhere: `load DIR -j 8 --background`. The first
+	 * operand is the command, the others its arguments. */
+	char **args = calloc((size_t)argc, sizeof(*args));
+	int nargs = 0;
+	cmd = NULL;
+	while ((c = getopt_long(argc, argv, "-m:s:j:n:h", longopts, NULL)) != -1) {
 		switch (c) {
+		case 1:
+			if (!cmd)
+				cmd = optarg;
+			else
+				args[nargs++] = optarg;
+			break;
 		case 'm': mnt = optarg; break;
 		case 's': sock_path = optarg; break;
 		case 'j': parallel = strtol(optarg, NULL, 10); break;
@@ -422,41 +428,21 @@ int main(int argc, char **argv)
 		case 'J': as_json = true; break;
 		case 'b': background = true; break;
 		case 'w': watching = true; break;
-		case 'h': usage(stdout); return 0;
-		default: usage(stderr); return EXIT_USAGE;
+		case 'h': usage(stdout); free(args); return 0;
+		default: usage(stderr); free(args); return EXIT_USAGE;
 		}
 	}
-	if (optind >= argc) {
+	while (optind < argc) {           /* after `--` */
+		if (!cmd)
+			cmd = argv[optind++];
+		else
+			args[nargs++] = argv[optind++];
+	}
+	if (!cmd) {
 		usage(stderr);
+		free(args);
 		return EXIT_USAGE;
 	}
-	cmd = argv[optind++];
-	/*
-	 * Options may follow the command too: `load DIR -j 8 --background`.
-	 * A fresh scan of what follows it (optind = 0 re-initialises getopt,
-	 * whose first scan stopped at the command).
-	 */
-	int nargs = 0, subc = argc - optind + 1;
-	char **args = calloc((size_t)argc, sizeof(*args));
-	char **subv = calloc((size_t)subc + 1, sizeof(*subv));
-	subv[0] = argv[0];
-	memcpy(subv + 1, argv + optind, (size_t)(subc - 1) * sizeof(*subv));
-	optind = 0;
-	while ((c = getopt_long(subc, subv, "-m:s:j:n:", longopts, NULL)) != -1) {
-		switch (c) {
-		case 1: args[nargs++] = optarg; break;
-		case 'm': mnt = optarg; break;
-		case 's': sock_path = optarg; break;
-		case 'j': parallel = strtol(optarg, NULL, 10); break;
-		case 'n': count = strtol(optarg, NULL, 10); break;
-		case 'J': as_json = true; break;
-		case 'b': background = true; break;
-		case 'w': watching = true; break;
-		default: usage(stderr); return EXIT_USAGE;
-		}
-	}
-	while (optind < subc)
-		args[nargs++] = subv[optind++];
 	if (parallel < 1 || parallel > 1024) {
 		fprintf(stderr, "cachefsctl: -j takes 1 to 1024\n");
 		return EXIT_USAGE;
@@ -509,6 +495,5 @@ int main(int argc, char **argv)
 	}
 	fclose(conn);
 	free(args);
-	free(subv);
 	return rc;
 }

@@ -117,14 +117,13 @@ dsock=/run/cachefs/$(systemd-escape --path "$T/m").sock
 [ "$(stat -c '%a %G' "$dsock")" = "660 daemon" ] || fail "ctl_group: $(stat -c '%a %G' "$dsock")"
 (cd "$T/m/tree" && "$CTL" status) | grep -q "^mount  *$T/m <- $T/conf" || fail "status from inside the mount"
 sed -i 's/^log_level = info/log_level = debug/' "$T/conf"
-kill -HUP "$(daemon_pid "$T/m" || pgrep -f -n "$CACHEFS $T/conf")"
+kill -HUP "$(daemon_pid "$T/m")"
 for _ in $(seq 50); do grep -q "SIGHUP" "$T/log" && break; sleep 0.1; done
 grep -q "SIGHUP: re-read $T/conf: log_level, attr_timeout, entry_timeout and negative_timeout applied; no other" "$T/log" ||
 	fail "SIGHUP: $(cat "$T/log")"
 mountpoint -q "$T/m" || fail "SIGHUP unmounted"
-cat "$T/m/small" >/dev/null 2>&1 || true
 sed -i 's/^log_level = debug/log_level = info\nram_cache = 64M/' "$T/conf"
-kill -HUP "$(pgrep -f -n "$CACHEFS $T/conf")"
+kill -HUP "$(daemon_pid "$T/m")"
 for _ in $(seq 50); do [ "$(grep -c SIGHUP "$T/log")" = 2 ] && break; sleep 0.1; done
 grep -q "other daemon-wide options changed too and were NOT applied" "$T/log" || fail "SIGHUP did not say what it left: $(cat "$T/log")"
 pass "default socket with ctl_group, SIGHUP reload: $(grep -m1 -o 'SIGHUP.*' "$T/log")"
