@@ -23,6 +23,7 @@ struct page {
 	uint8_t ref;              /* CLOCK reference bit */
 	uint8_t transient;        /* not in the table; freed by the last unpin */
 	uint8_t from_store;       /* filled from the SSD store: not offered back */
+	uint8_t held;             /* pinned by pgcache_hold (no store): never evicted */
 	uint64_t version;         /* UFS version, for the store */
 	atomic_uint pins;         /* added by the owner, dropped by any thread */
 	struct page *hnext;
@@ -275,7 +276,8 @@ static struct page *make_room(struct pgcache_part *p, uint64_t need, bool full)
 				free_pg = pg;
 			continue;
 		}
-		if (pg->state != PG_READY || atomic_load_explicit(&pg->pins, memory_order_acquire))
+		if (pg->state != PG_READY || pg->held ||
+		    atomic_load_explicit(&pg->pins, memory_order_acquire))
 			continue;
 		if (pg->ref) {
 			pg->ref = 0;
@@ -534,6 +536,8 @@ int pgcache_drop(struct pgcache *c, unsigned part, const struct pgkey *key)
 
 	assert_owner(p);
 	pg = lookup(p, key);
+	if ((pg && pg->held) || (c->store && pgstore_held(c->store, part, key)))
+		return -EPERM;
 	if (pg && (pg->state != PG_READY || atomic_load(&pg->pins)))
 		return -EBUSY;
 	if (pg) {
@@ -547,6 +551,114 @@ int pgcache_drop(struct pgcache *c, unsigned part, const struct pgkey *key)
 	if (ssd == -EBUSY)
 		return -EBUSY;
 	return ram == 0 || ssd == 0 ? 0 : -ENOENT;
+}
+
+uint64_t pgcache_hold_cost(const struct pgcache *c, uint64_t want)
+{
+	/* A store slot is a whole page; RAM takes what the page needs. */
+	return c->store ? c->page_size : MIN((MAX(want, 1) + 4095) & ~4095ULL, c->page_size);
+}
+
+uint64_t pgcache_hold_limit(const struct pgcache *c, unsigned part)
+{
+	if (c->store)
+		return pgstore_hold_limit(c->store, part) * c->page_size;
+	return c->parts[part].capacity * PIN_MAX_PCT / 100;
+}
+
+uint64_t pgcache_held(const struct pgcache *c, unsigned part)
+{
+	struct pgstore_stats s;
+
+	if (!c->store)
+		return c->parts[part].stats.pinned_bytes;
+	pgstore_stats(c->store, part, &s);
+	return s.pinned * c->page_size;
+}
+
+static void hold_stored(struct pgstore_io *io, int res)
+{
+	struct pgcache_hold *h = container_of(io, struct pgcache_hold, io);
+
+	pgcache_unpin(h->pg);
+	h->done(h, res);
+}
+
+static void hold_got(struct pgcache_waiter *w, struct page *pg, int err)
+{
+	struct pgcache_hold *h = container_of(w, struct pgcache_hold, w);
+	struct pgcache_part *p = &h->c->parts[h->part];
+	int rc;
+
+	if (err) {
+		h->done(h, err);
+		return;
+	}
+	if (h->c->store) {
+		h->pg = pg;
+		h->io.done = hold_stored;
+		rc = pgstore_hold(h->c->store, h->part, &pg->key, pg->version, pg->data, pg->len,
+				  &h->io);
+		if (rc == -EINPROGRESS)
+			return;
+	} else if (pg->held) {
+		rc = 1;
+	} else if (pg->transient ||
+		   p->stats.pinned_bytes + pg->cap > pgcache_hold_limit(h->c, h->part)) {
+		rc = -ENOSPC;
+	} else {
+		pg->held = 1;
+		p->stats.pinned_bytes += pg->cap;
+		rc = 0;
+	}
+	pgcache_unpin(pg);
+	h->done(h, rc);
+}
+
+void pgcache_hold(struct pgcache *c, unsigned part, const struct pgkey *key, uint64_t want,
+		  const struct pgcache_fetch *f, struct pgcache_hold *h)
+{
+	h->c = c;
+	h->part = part;
+	h->w.cb = hold_got;
+	pgcache_get(c, part, key, want, f, &h->w);
+}
+
+static void unhold_page(struct pgcache_part *p, struct page *pg)
+{
+	pg->held = 0;
+	p->stats.pinned_bytes -= pg->cap;
+}
+
+int pgcache_unhold(struct pgcache *c, unsigned part, const struct pgkey *key)
+{
+	struct pgcache_part *p = &c->parts[part];
+	struct page *pg;
+
+	assert_owner(p);
+	if (c->store)
+		return pgstore_unhold(c->store, part, key);
+	pg = lookup(p, key);
+	if (!pg || !pg->held)
+		return -ENOENT;
+	unhold_page(p, pg);
+	return 0;
+}
+
+uint64_t pgcache_unhold_all(struct pgcache *c, unsigned part)
+{
+	struct pgcache_part *p = &c->parts[part];
+	uint64_t n = 0;
+
+	assert_owner(p);
+	if (c->store)
+		return pgstore_unhold_all(c->store, part);
+	for (uint32_t s = 0; s < p->used; s++)
+		if (p->slots[s].held) {
+			unhold_page(p, &p->slots[s]);
+			n++;
+		}
+	return n;
 }
 
 void pgcache_unpin(struct page *pg)

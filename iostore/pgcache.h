@@ -12,10 +12,10 @@
 #include <stdint.h>
 
 #include "iostore/pgkey.h"
+#include "iostore/pgstore.h"
 
 struct pgcache;
 struct page;
-struct pgstore;
 
 /* Called on the owner shard with a pinned page (err == 0) or an error. */
 struct pgcache_waiter {
@@ -64,6 +64,7 @@ struct pgcache_stats {
 	uint64_t bytes_hit, bytes_fetched;
 	uint64_t pages;                 /* pages holding data now */
 	uint64_t bytes;                 /* bytes they hold against the cap */
+	uint64_t pinned_bytes;          /* of those, held by pins (no SSD store only) */
 };
 
 /* Call on the main thread once the shards run (or with none, in tests). */
@@ -88,10 +89,45 @@ void pgcache_get(struct pgcache *c, unsigned part, const struct pgkey *key, uint
 void pgcache_fetch_done(struct page *pg, int res);
 /*
  * Owner shard of `part`: forgets key in RAM and in the SSD store. Returns 0
- * if a copy was dropped, -ENOENT if none was held, -EBUSY if the page is in
- * use (being fetched, read or replied from): try again later.
+ * if a copy was dropped, -ENOENT if none was cached, -EPERM if the page is
+ * held (pinned), -EBUSY if it is in use (being fetched, read or replied
+ * from): try again later.
  */
 int pgcache_drop(struct pgcache *c, unsigned part, const struct pgkey *key);
+/*
+ * Holds (cachefsctl pin; not to be confused with the short pins above): a
+ * held page is never evicted. With an SSD store the store holds it, and the
+ * hold survives a restart; without one the RAM tier holds it. Holds may
+ * fill at most PIN_MAX_PCT of a partition of that tier.
+ */
+struct pgcache_hold {
+	void (*done)(struct pgcache_hold *h, int res);
+	/* the cache's, while the hold runs */
+	struct pgcache_waiter w;
+	struct pgstore_io io;
+	struct pgcache *c;
+	unsigned part;
+	struct page *pg;
+};
+/*
+ * Owner shard of `part`: gets key's page as pgcache_get() does, then holds
+ * it. h->done(h, res) runs on the owner: res 0 (held now), 1 (held
+ * already), -ENOSPC (the partition's hold limit is reached) or an error of
+ * the fetch or the store write.
+ */
+void pgcache_hold(struct pgcache *c, unsigned part, const struct pgkey *key, uint64_t want,
+		  const struct pgcache_fetch *f, struct pgcache_hold *h);
+/* Owner shard: releases key's hold. 0, or -ENOENT if it had none. */
+int pgcache_unhold(struct pgcache *c, unsigned part, const struct pgkey *key);
+/* Owner shard: releases every hold of the partition; returns how many. */
+uint64_t pgcache_unhold_all(struct pgcache *c, unsigned part);
+/* Bytes a held page of `want` bytes counts against its partition's limit. */
+uint64_t pgcache_hold_cost(const struct pgcache *c, uint64_t want);
+/* A partition's hold limit, and what its holds count against it now (any
+ * thread: a snapshot). Both in bytes. */
+uint64_t pgcache_hold_limit(const struct pgcache *c, unsigned part);
+uint64_t pgcache_held(const struct pgcache *c, unsigned part);
+
 /* Any thread. The page's data stays valid until its last pin is dropped. */
 void pgcache_unpin(struct page *pg);
 const void *page_data(const struct page *pg);

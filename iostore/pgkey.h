@@ -10,6 +10,13 @@ struct pgkey {
 	uint64_t index;  /* page number within the file */
 };
 
+/*
+ * Pinned pages (cachefsctl pin) may fill at most this share of the tier that
+ * holds them, the SSD store or else RAM: the rest keeps caching the working
+ * set and gives read-ahead room.
+ */
+#define PIN_MAX_PCT 90
+
 /* Spread over 64 bits: the low bits pick the owner shard (hash % N). */
 static inline uint64_t pgkey_hash(const struct pgkey *k)
 {

@@ -182,6 +182,7 @@ struct slot {
 	uint8_t state;            /* enum slot_state */
 	uint8_t ref;              /* CLOCK reference bit */
 	uint8_t reading;          /* a read is in flight: not evictable */
+	uint8_t held;             /* pinned: never evicted (PGS_REC_HELD) */
 };
 
 /*
@@ -231,6 +232,7 @@ struct pgstore_part {
 	uint32_t nfree;
 	uint32_t *buckets;
 	uint32_t bucket_mask;
+	uint32_t held_limit;      /* most slots pins may hold */
 	uint64_t *ghost;          /* second_touch: fingerprints of first misses */
 	uint32_t ghost_mask;
 	struct seg segs[PGSTORE_MAX_FILES];
@@ -298,8 +300,11 @@ static void free_slot(struct pgstore_part *p, uint32_t s)
 	}
 	if (sl->state != SL_FREE)
 		hash_del(p, s);
+	if (sl->held)
+		p->stats.pinned--;
 	sl->state = SL_FREE;
 	sl->ref = 0;
+	sl->held = 0;
 }
 
 /* Frees slot s and keeps it for the next put. */
@@ -553,6 +558,8 @@ static void replay_put(void *arg, const struct pgs_rec *r)
 	sl->csum = r->data_csum;
 	sl->state = SL_READY;
 	sl->ref = 0;
+	sl->held = !!(r->flags & PGS_REC_HELD);
+	p->stats.pinned += sl->held;
 	hash_add(p, s);
 	p->stats.pages++;
 	p->stats.bytes += r->len;
@@ -582,6 +589,7 @@ static uint64_t snapshot(struct pgstore_part *p, unsigned gi, uint64_t epoch, st
 		r->index = sl->index;
 		r->version = sl->version;
 		r->len = sl->len;
+		r->flags = sl->held ? PGS_REC_HELD : 0;
 		r->data_csum = sl->csum;
 		r->epoch = epoch;
 		r->csum = pgs_rec_csum(r, g->f->sb.uuid);
@@ -667,6 +675,7 @@ static int part_init(struct pgstore *ps, struct pgstore_part *p, unsigned pi)
 		if (ps->files[i].fd >= 0)
 			total += (uint32_t)ps->files[i].sb.slots_per_part;
 	p->nslots = total;
+	p->held_limit = (uint32_t)((uint64_t)total * PIN_MAX_PCT / 100);
 	while (nb < total)
 		nb <<= 1;
 	p->slots = calloc(total, sizeof(*p->slots));
@@ -992,6 +1001,7 @@ static void log_slot(struct pgstore_part *p, uint32_t s, uint32_t type)
 		r.index = sl->index;
 		r.version = sl->version;
 		r.len = sl->len;
+		r.flags = sl->held ? PGS_REC_HELD : 0;
 		r.data_csum = sl->csum;
 	}
 	log_add(&p->segs[sl->seg], &r);
@@ -1182,6 +1192,8 @@ int pgstore_drop(struct pgstore *ps, unsigned part, const struct pgkey *key)
 	s = lookup(p, key->file, key->index);
 	if (s == NIL || p->slots[s].state != SL_READY)
 		return -ENOENT;
+	if (p->slots[s].held)
+		return -EPERM;
 	if (p->slots[s].reading)
 		return -EBUSY;
 	release_slot(p, s);
@@ -1209,7 +1221,7 @@ static void put_done(struct shard_op *op, int res)
 		p->stats.bytes += sl->len;
 		log_slot(p, io->slot, PGS_REC_PUT);
 	}
-	io->done(io, 0);
+	io->done(io, res < 0 ? -EIO : 0);
 }
 
 /* A free slot, or else CLOCK's first unreferenced page. */
@@ -1228,7 +1240,7 @@ static uint32_t clock_pick(struct pgstore_part *p)
 		if (atomic_load_explicit(&p->segs[sl->seg].f->failed, memory_order_relaxed))
 			continue;
 		/* Free slots of a working file are all on the stack. */
-		if (sl->state != SL_READY || sl->reading)
+		if (sl->state != SL_READY || sl->reading || sl->held)
 			continue;
 		if (sl->ref) {
 			sl->ref = 0;
@@ -1241,12 +1253,40 @@ static uint32_t clock_pick(struct pgstore_part *p)
 	return NIL;
 }
 
+/* Writes key's page into a slot of its own (it has none). */
+static int put_slot(struct pgstore_part *p, const struct pgkey *key, uint64_t version,
+		    const void *data, uint32_t len, bool held, struct pgstore_io *io)
+{
+	struct slot *sl;
+	uint32_t s = clock_pick(p);
+
+	if (s == NIL)
+		return -ENOSPC;
+	sl = &p->slots[s];
+	struct sfile *f = p->segs[sl->seg].f;
+	sl->file = key->file;
+	sl->index = (uint32_t)key->index;
+	sl->version = version;
+	sl->len = len;
+	sl->csum = pgs_data_csum(data, len, f->sb.uuid);
+	sl->state = SL_WRITING;
+	sl->ref = 0;
+	sl->held = held;
+	p->stats.pinned += held;
+	hash_add(p, s);
+	io->part = p;
+	io->slot = s;
+	io->buf = (void *)data;
+	io->op.done = put_done;
+	p->stats.fixed_ios += prep_rw(&io->op, f, true, (void *)data, round_block(len),
+				      slot_off(&p->segs[sl->seg], sl->local));
+	return 0;
+}
+
 int pgstore_put(struct pgstore *ps, unsigned part, const struct pgkey *key, uint64_t version,
 		const void *data, uint32_t len, struct pgstore_io *io)
 {
 	struct pgstore_part *p = &ps->parts[part];
-	struct slot *sl;
-	uint32_t s;
 
 	assert_owner(p);
 	if (key->index > UINT32_MAX || !len || len > ps->page_size)
@@ -1263,26 +1303,89 @@ int pgstore_put(struct pgstore *ps, unsigned part, const struct pgkey *key, uint
 		}
 		*g = 0;
 	}
-	s = clock_pick(p);
-	if (s == NIL)
+	return put_slot(p, key, version, data, len, false, io);
+}
+
+int pgstore_hold(struct pgstore *ps, unsigned part, const struct pgkey *key, uint64_t version,
+		 const void *data, uint32_t len, struct pgstore_io *io)
+{
+	struct pgstore_part *p = &ps->parts[part];
+	uint32_t s;
+	int rc;
+
+	assert_owner(p);
+	if (key->index > UINT32_MAX || !len || len > ps->page_size)
+		return -EINVAL;
+	s = lookup(p, key->file, key->index);
+	if (s != NIL && p->slots[s].held)
+		return 1;
+	if (p->stats.pinned >= p->held_limit)
 		return -ENOSPC;
-	sl = &p->slots[s];
-	struct sfile *f = p->segs[sl->seg].f;
-	sl->file = key->file;
-	sl->index = (uint32_t)key->index;
-	sl->version = version;
-	sl->len = len;
-	sl->csum = pgs_data_csum(data, len, f->sb.uuid);
-	sl->state = SL_WRITING;
-	sl->ref = 0;
-	hash_add(p, s);
-	io->part = p;
-	io->slot = s;
-	io->buf = (void *)data;
-	io->op.done = put_done;
-	p->stats.fixed_ios += prep_rw(&io->op, f, true, (void *)data, round_block(len),
-				      slot_off(&p->segs[sl->seg], sl->local));
+	if (s == NIL) {
+		/* Pins skip second_touch: the operator asked for this page. */
+		rc = put_slot(p, key, version, data, len, true, io);
+		return rc ? rc : -EINPROGRESS;
+	}
+	p->slots[s].held = 1;
+	p->stats.pinned++;
+	/* A slot still being written is logged, held, when the write lands. */
+	if (p->slots[s].state == SL_READY)
+		log_slot(p, s, PGS_REC_PUT);
 	return 0;
+}
+
+static void unhold_slot(struct pgstore_part *p, uint32_t s)
+{
+	p->slots[s].held = 0;
+	p->slots[s].ref = 1;      /* one more round before CLOCK takes it */
+	p->stats.pinned--;
+	if (p->slots[s].state == SL_READY)
+		log_slot(p, s, PGS_REC_PUT);
+}
+
+int pgstore_unhold(struct pgstore *ps, unsigned part, const struct pgkey *key)
+{
+	struct pgstore_part *p = &ps->parts[part];
+	uint32_t s;
+
+	assert_owner(p);
+	if (key->index > UINT32_MAX)
+		return -ENOENT;
+	s = lookup(p, key->file, key->index);
+	if (s == NIL || !p->slots[s].held)
+		return -ENOENT;
+	unhold_slot(p, s);
+	return 0;
+}
+
+uint64_t pgstore_unhold_all(struct pgstore *ps, unsigned part)
+{
+	struct pgstore_part *p = &ps->parts[part];
+	uint64_t n = 0;
+
+	assert_owner(p);
+	for (uint32_t s = 0; s < p->nslots && p->stats.pinned; s++)
+		if (p->slots[s].held) {
+			unhold_slot(p, s);
+			n++;
+		}
+	return n;
+}
+
+bool pgstore_held(const struct pgstore *ps, unsigned part, const struct pgkey *key)
+{
+	struct pgstore_part *p = &ps->parts[part];
+	uint32_t s;
+
+	if (key->index > UINT32_MAX)
+		return false;
+	s = lookup(p, key->file, key->index);
+	return s != NIL && p->slots[s].held;
+}
+
+uint64_t pgstore_hold_limit(const struct pgstore *ps, unsigned part)
+{
+	return ps->parts[part].held_limit;
 }
 
 void pgstore_stats(const struct pgstore *ps, unsigned part, struct pgstore_stats *out)

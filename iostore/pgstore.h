@@ -66,8 +66,9 @@ void pgstore_close(struct pgstore *ps);
 /*
  * A store operation. done runs on the owner shard: for a read with the
  * byte count or a negative errno (-ENOENT: not stored, -EBADMSG: checksum
- * mismatch, the slot was dropped; -EIO: device error); for a put with 0
- * once the caller's buffer is no longer needed, whatever became of it.
+ * mismatch, the slot was dropped; -EIO: device error); for a put or a hold
+ * once the caller's buffer is no longer needed: 0 if the page is stored,
+ * -EIO if the write failed.
  */
 struct pgstore_io {
 	void (*done)(struct pgstore_io *io, int res);
@@ -97,9 +98,32 @@ int pgstore_put(struct pgstore *ps, unsigned part, const struct pgkey *key, uint
 
 /*
  * Owner shard. Forgets the stored copy of key, durably (a DROP record).
- * Returns 0, -ENOENT (not stored) or -EBUSY (being read: try again).
+ * Returns 0, -ENOENT (not stored), -EPERM (pinned) or -EBUSY (being read:
+ * try again).
  */
 int pgstore_drop(struct pgstore *ps, unsigned part, const struct pgkey *key);
+
+/*
+ * Pins (cachefsctl pin). A held page is never evicted, and the hold is
+ * logged with it, so it survives a restart. At most PIN_MAX_PCT of a
+ * partition's slots are held.
+ *
+ * Owner shard. Holds key's page, writing it from `data` (as for
+ * pgstore_put, but never refused by second_touch) when it is not stored.
+ * Returns 0 (held now), 1 (was held already), -EINPROGRESS (being written:
+ * io->done tells how it ended), -ENOSPC (the partition's pin limit is
+ * reached, or every slot is held or busy) or another negative errno.
+ */
+int pgstore_hold(struct pgstore *ps, unsigned part, const struct pgkey *key, uint64_t version,
+		 const void *data, uint32_t len, struct pgstore_io *io);
+/* Owner shard. Releases a hold: 0, or -ENOENT if key was not held. */
+int pgstore_unhold(struct pgstore *ps, unsigned part, const struct pgkey *key);
+/* Owner shard. Releases every hold of the partition; returns how many. */
+uint64_t pgstore_unhold_all(struct pgstore *ps, unsigned part);
+/* Owner shard. Whether key's page is held. */
+bool pgstore_held(const struct pgstore *ps, unsigned part, const struct pgkey *key);
+/* The most slots a partition's pins may hold. */
+uint64_t pgstore_hold_limit(const struct pgstore *ps, unsigned part);
 /* Per-partition counters, written by the owner only. */
 struct pgstore_stats {
 	uint64_t hits, bytes_read;       /* reads served */
@@ -111,6 +135,7 @@ struct pgstore_stats {
 	uint64_t evictions;
 	uint64_t compactions;
 	uint64_t pages, bytes;           /* held now */
+	uint64_t pinned;                 /* pinned (held) slots, stored or being written */
 	uint64_t recovered;              /* pages found in the log at open */
 	uint64_t capacity;               /* bytes of slots */
 };

@@ -68,6 +68,8 @@ enum pgs_rec_type {
 	PGS_REC_DROP = 2,         /* slot holds nothing */
 };
 
+#define PGS_REC_HELD 1u       /* a PUT whose page is pinned: never evicted */
+
 struct pgs_rec {
 	uint32_t type;            /* enum pgs_rec_type */
 	uint32_t slot;            /* within the partition */
@@ -75,7 +77,7 @@ struct pgs_rec {
 	uint64_t index;           /* page key: page number in the file */
 	uint64_t version;         /* the UFS version the bytes came from */
 	uint32_t len;             /* valid bytes in the slot */
-	uint32_t reserved;
+	uint32_t flags;           /* PGS_REC_HELD; other bits zero (written as zero by layout 1's first daemons) */
 	uint64_t data_csum;       /* xxh3 of the len valid bytes, seed uuid */
 	uint64_t epoch;           /* the epoch of the half it was written to */
 	uint64_t csum;            /* xxh3 of the bytes above, seed uuid */

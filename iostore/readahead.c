@@ -17,7 +17,7 @@ void ra_fini(struct ra_state *ra)
 }
 
 uint32_t ra_on_read(struct ra_state *ra, const struct ra_params *p, uint64_t off,
-		    uint64_t len, uint64_t size, uint64_t *first)
+		    uint64_t len, uint64_t size, uint64_t *first, uint32_t *window)
 {
 	uint64_t ps = p->page_size, end = off + len, slack;
 	uint64_t last_page = size ? (size - 1) / ps : 0, cur, want;
@@ -49,6 +49,8 @@ uint32_t ra_on_read(struct ra_state *ra, const struct ra_params *p, uint64_t off
 			ra->ra_end = want;
 		}
 	}
+	if (window)
+		*window = ra->window;
 	pthread_mutex_unlock(&ra->lock);
 	return n;
 }

@@ -29,12 +29,13 @@ void ra_fini(struct ra_state *ra);
 
 /*
  * Records a read of [off, off+len) of a file of `size` bytes and returns how
- * many pages to prefetch starting at *first (0: none). Reads that start near
+ * many pages to prefetch starting at *first (0: none), and the stream's
+ * window (pages) in *window if that is not NULL. Reads that start near
  * where the previous one ended count as sequential, since the kernel issues
  * async read-ahead out of order; a jump resets the window.
  */
 uint32_t ra_on_read(struct ra_state *ra, const struct ra_params *p, uint64_t off,
-		    uint64_t len, uint64_t size, uint64_t *first);
+		    uint64_t len, uint64_t size, uint64_t *first, uint32_t *window);
 
 /* Bytes of read-ahead in flight across the mount, capped by `limit`. */
 struct ra_budget {

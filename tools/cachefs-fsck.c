@@ -81,7 +81,7 @@ static int check_store(const char *path, bool quick, bool live)
 {
 	struct pgs_super *sb = NULL;
 	struct part_scan scan = { 0 };
-	uint64_t pages = 0, bytes = 0, corrupt = 0, bad_recs = 0, nfiles = 0, nids = 0;
+	uint64_t pages = 0, pinned = 0, bytes = 0, corrupt = 0, bad_recs = 0, nfiles = 0, nids = 0;
 	uint64_t *ids = NULL;
 	char *buf = NULL, why[160], a[32];
 	int fd, rc = EXIT_TROUBLE;
@@ -148,6 +148,7 @@ static int check_store(const char *path, bool quick, bool live)
 				}
 			}
 			pages++;
+			pinned += !!(rec->flags & PGS_REC_HELD);
 			bytes += rec->len;
 			ids[nids++] = rec->file;
 		}
@@ -155,9 +156,10 @@ static int check_store(const char *path, bool quick, bool live)
 	qsort(ids, nids, sizeof(*ids), cmp_u64);
 	for (uint64_t i = 0; i < nids; i++)
 		nfiles += !i || ids[i] != ids[i - 1];
-	printf("%s: %llu pages, %llu bytes, %llu files, %llu corrupt pages, %llu bad log records%s\n",
+	printf("%s: %llu pages, %llu bytes, %llu files, %llu corrupt pages, %llu bad log records, "
+	       "%llu pinned pages%s\n",
 	       path, (unsigned long long)pages, (unsigned long long)bytes, (unsigned long long)nfiles,
-	       (unsigned long long)corrupt, (unsigned long long)bad_recs,
+	       (unsigned long long)corrupt, (unsigned long long)bad_recs, (unsigned long long)pinned,
 	       quick ? " (pages not read: --quick)" : "");
 	rc = corrupt || bad_recs ? EXIT_CORRUPT : 0;
 out:

@@ -166,6 +166,79 @@ static void test_pinned_pages_stay(void **state)
 	pgcache_destroy(c);
 }
 
+struct hold_rec {
+	struct pgcache_hold h;
+	int res, calls;
+};
+
+static void hold_cb(struct pgcache_hold *h, int res)
+{
+	struct hold_rec *r = container_of(h, struct hold_rec, h);
+
+	r->res = res;
+	r->calls++;
+}
+
+static int hold(struct pgcache *c, uint64_t idx)
+{
+	struct pgkey k = { .file = 7, .index = idx };
+	struct hold_rec r = { .h.done = hold_cb };
+
+	pgcache_hold(c, 0, &k, PS, &fetch, &r.h);
+	if (npend)
+		complete_one(PS);
+	assert_int_equal(r.calls, 1);
+	return r.res;
+}
+
+/* Without a store, holds keep RAM pages through any number of misses, up
+ * to 90% of the tier; drop refuses them; unhold lets CLOCK take them. */
+static void test_holds(void **state)
+{
+	struct pgcache *c = make(10);
+	struct pgkey k0 = { .file = 7, .index = 0 };
+	struct pgcache_stats st;
+	struct rec r;
+
+	assert_int_equal(pgcache_hold_limit(c, 0), 9 * PS);
+	for (uint64_t i = 0; i < 9; i++)
+		assert_int_equal(hold(c, i), 0);
+	assert_int_equal(hold(c, 3), 1);
+	assert_int_equal(hold(c, 9), -ENOSPC);
+	assert_int_equal(pgcache_held(c, 0), 9 * PS);
+	for (uint64_t i = 100; i < 150; i++) {
+		get(c, i, &r);
+		complete_one(PS);
+		pgcache_unpin(r.pg);
+	}
+	unsigned before = fetch_calls;
+	for (uint64_t i = 0; i < 9; i++) {
+		get(c, i, &r);
+		assert_int_equal(r.calls, 1);      /* a hit, at once */
+		pgcache_unpin(r.pg);
+	}
+	assert_int_equal(fetch_calls, before);
+	assert_int_equal(pgcache_drop(c, 0, &k0), -EPERM);
+	assert_int_equal(pgcache_unhold(c, 0, &k0), 0);
+	assert_int_equal(pgcache_unhold(c, 0, &k0), -ENOENT);
+	assert_int_equal(pgcache_drop(c, 0, &k0), 0);
+	assert_int_equal(pgcache_unhold_all(c, 0), 8);
+	assert_int_equal(pgcache_held(c, 0), 0);
+	for (uint64_t i = 200; i < 230; i++) {
+		get(c, i, &r);
+		complete_one(PS);
+		pgcache_unpin(r.pg);
+	}
+	pgcache_stats(c, 0, &st);
+	assert_int_equal(st.pages, 10);
+	before = fetch_calls;
+	get(c, 5, &r);
+	assert_int_equal(fetch_calls, before + 1);   /* evicted once released */
+	complete_one(PS);
+	pgcache_unpin(r.pg);
+	pgcache_destroy(c);
+}
+
 static void test_fetch_error(void **state)
 {
 	struct pgcache *c = make(4);
@@ -266,6 +339,7 @@ int main(void)
 		cmocka_unit_test(test_single_flight),
 		cmocka_unit_test(test_capacity_and_eviction),
 		cmocka_unit_test(test_pinned_pages_stay),
+		cmocka_unit_test(test_holds),
 		cmocka_unit_test(test_fetch_error),
 		cmocka_unit_test(test_small_pages_pack),
 		cmocka_unit_test(test_mixed_sizes_respect_cap),

@@ -81,6 +81,49 @@ static void do_read(void *arg)
 	c->rc = pgstore_read(c->ps, 0, &c->key, c->buf, PS, &c->op->io);
 }
 
+static void do_hold(void *arg)
+{
+	struct call *c = arg;
+
+	c->rc = pgstore_hold(c->ps, 0, &c->key, 7, c->buf, c->len, &c->op->io);
+}
+
+struct key_call {
+	struct pgstore *ps;
+	struct pgkey key;
+	int rc;
+};
+
+static void do_unhold(void *arg)
+{
+	struct key_call *c = arg;
+
+	c->rc = pgstore_unhold(c->ps, 0, &c->key);
+}
+
+static void do_drop(void *arg)
+{
+	struct key_call *c = arg;
+
+	c->rc = pgstore_drop(c->ps, 0, &c->key);
+}
+
+static void unhold_all(void *arg)
+{
+	struct key_call *c = arg;
+
+	c->rc = (int)pgstore_unhold_all(c->ps, 0);
+}
+
+static int key_call(struct pgstore *ps, void (*fn)(void *), uint64_t file, uint64_t index)
+{
+	struct key_call c = { .ps = ps, .key = { file, index } };
+
+	shard_call(shard_get(0), fn, &c);
+	drain();
+	return c.rc;
+}
+
 static void *page_of(uint64_t file, uint64_t index)
 {
 	char *b = NULL;
@@ -234,6 +277,80 @@ static void test_capacity_and_compaction(void **state)
 	unlink(path);
 }
 
+/* Returns pgstore_hold's result, or the write's once it was started. */
+static int hold(struct pgstore *ps, uint64_t file, uint64_t index)
+{
+	struct op o = { .io.done = op_done };
+	struct call c = { .ps = ps, .key = { file, index }, .buf = page_of(file, index), .len = PS, .op = &o };
+
+	shard_call(shard_get(0), do_hold, &c);
+	if (c.rc == -EINPROGRESS) {
+		wait_op(&o);
+		c.rc = o.res;
+	}
+	drain();
+	free(c.buf);
+	return c.rc;
+}
+
+/*
+ * Held pages are never evicted, whether held after their put or written by
+ * the hold; their holds pass through compactions and a reopen; at most 90%
+ * of the slots are held; drop refuses a held page; unhold and unhold_all
+ * make them evictable again.
+ */
+static void test_holds(void **state)
+{
+	struct pgstore *ps = open_store(1 << 20, PS, false);
+	uint64_t slots = STAT(ps, capacity) / PS, limit = slots * PIN_MAX_PCT / 100, i;
+
+	assert_int_equal(pgstore_hold_limit(ps, 0), limit);
+	assert_int_equal(put(ps, 5, 0), 0);
+	assert_int_equal(hold(ps, 5, 0), 0);     /* stored: held in place */
+	assert_int_equal(hold(ps, 5, 0), 1);
+	assert_int_equal(hold(ps, 5, 1), 0);     /* not stored: written held */
+	assert_int_equal(key_call(ps, do_drop, 5, 1), -EPERM);
+	for (i = 0; i < 6 * slots + 2000; i++)
+		assert_int_equal(put(ps, 9, i), 0);
+	assert_true(STAT(ps, compactions) >= 2);
+	assert_int_equal(get(ps, 5, 0), 1);
+	assert_int_equal(get(ps, 5, 1), 1);
+	assert_int_equal(STAT(ps, pinned), 2);
+	pgstore_close(ps);
+
+	ps = open_store(1 << 20, PS, false);
+	assert_int_equal(STAT(ps, pinned), 2);
+	for (i = 2; i < limit; i++)
+		assert_int_equal(hold(ps, 5, i), 0);
+	assert_int_equal(hold(ps, 5, limit), -ENOSPC);
+	assert_int_equal(hold(ps, 5, 3), 1);     /* held already: no new room needed */
+	/* The unheld slots still cycle. */
+	for (i = 0; i < 4 * slots; i++)
+		assert_int_equal(put(ps, 10, i), 0);
+	for (i = 0; i < limit; i++)
+		assert_int_equal(get(ps, 5, i), 1);
+	assert_int_equal(key_call(ps, do_unhold, 5, 0), 0);
+	assert_int_equal(key_call(ps, do_unhold, 5, 0), -ENOENT);
+	assert_int_equal(key_call(ps, do_drop, 5, 0), 0);
+	assert_int_equal(STAT(ps, pinned), limit - 1);
+	pgstore_close(ps);
+
+	ps = open_store(1 << 20, PS, false);
+	assert_int_equal(STAT(ps, pinned), limit - 1);
+	assert_int_equal(get(ps, 5, 0), 0);
+	struct key_call all = { .ps = ps };
+	shard_call(shard_get(0), unhold_all, &all);
+	drain();
+	assert_int_equal(all.rc, limit - 1);
+	assert_int_equal(STAT(ps, pinned), 0);
+	for (i = 0; i < 4 * slots; i++)
+		assert_int_equal(put(ps, 11, i), 0);
+	for (i = 1; i < limit; i++)
+		assert_int_equal(get(ps, 5, i), 0);
+	pgstore_close(ps);
+	unlink(path);
+}
+
 static void count_rec(void *arg, const struct pgs_rec *r)
 {
 	(*(uint64_t *)arg)++;
@@ -370,6 +487,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_corrupt_page, setup_path, teardown_path),
 		cmocka_unit_test_setup_teardown(test_second_touch, setup_path, teardown_path),
 		cmocka_unit_test_setup_teardown(test_refusals, setup_path, teardown_path),
+		cmocka_unit_test_setup_teardown(test_holds, setup_path, teardown_path),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
