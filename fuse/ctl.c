@@ -1,8 +1,9 @@
 /*
  * Control server. Requests and replies are JSON objects, one per line
  * (jansson): {"cmd":"status"}, {"cmd":"load","paths":[...],"parallel":N},
- * {"cmd":"evict","paths":[...]}, {"cmd":"jobs"}, {"cmd":"cancel","job":ID},
- * {"cmd":"watch","job":ID}. A watched job sends a progress line every 200 ms
+ * {"cmd":"evict","paths":[...]}, {"cmd":"pin","paths":[...],"parallel":N},
+ * {"cmd":"unpin","paths":[...]} or {"cmd":"unpin","all":true},
+ * {"cmd":"jobs"}, {"cmd":"cancel","job":ID}, {"cmd":"watch","job":ID}. A watched job sends a progress line every 200 ms
  * and a last one with its final state. Jobs belong to the daemon, not to the
  * connection: a load goes on when its client goes away.
  */
@@ -35,9 +36,10 @@
 #define JOB_KEEP 32            /* finished jobs kept for `jobs` */
 #define PROGRESS_NS 200000000ULL
 
-enum job_kind { JOB_LOAD, JOB_EVICT };
-enum job_state { JOB_LISTING, JOB_RUNNING, JOB_DONE, JOB_CANCELLED };
-static const char *const state_names[] = { "listing", "running", "done", "cancelled" };
+enum job_kind { JOB_LOAD, JOB_EVICT, JOB_PIN, JOB_UNPIN };
+static const char *const kind_names[] = { "load", "evict", "pin", "unpin" };
+enum job_state { JOB_LISTING, JOB_RUNNING, JOB_DONE, JOB_CANCELLED, JOB_FAILED };
+static const char *const state_names[] = { "listing", "running", "done", "cancelled", "failed" };
 
 struct job_file {
 	char *path;
@@ -54,16 +56,21 @@ struct job {
 	unsigned parallel;          /* page gets in flight */
 	char **paths;
 	unsigned npaths;
+	bool all;                   /* unpin: every pinned page */
 	struct cachefs *fs;
 	pthread_t thread;
 	atomic_bool cancel;
 	atomic_bool finished;       /* the thread is about to return */
+	atomic_bool full;           /* pin: a shard's hold limit was reached */
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 	enum job_state state;
 	struct job_file *files;
 	size_t nfiles, capfiles;
 	uint64_t files_done, bytes_total, bytes_done, pages_dropped, pages_busy;
+	uint64_t pages_pinned, pages_unpinned, pages_kept;
+	struct job_held *held;      /* pin: pages this job held, for a rollback */
+	size_t nheld, capheld;
 	unsigned inflight;
 	char *errors[JOB_MAX_ERRORS];
 	unsigned nerrors;           /* all of them; the first JOB_MAX_ERRORS kept */
@@ -71,9 +78,17 @@ struct job {
 	struct job *next;
 };
 
+struct job_held {
+	struct pgkey key;
+	unsigned owner;
+};
+
 struct job_page {
 	struct shard_msg msg;
-	struct pgcache_waiter w;
+	union {
+		struct pgcache_waiter w;
+		struct pgcache_hold hold;
+	};
 	struct pgcache_fetch fetch;
 	struct pgkey key;
 	uint64_t want;
@@ -178,7 +193,7 @@ static void walk(struct job *j, const char *path, const char *shown)
 
 	if (atomic_load(&j->cancel))
 		return;
-	rc = fs->ops->stat(fs->ufs, path, &st);
+	rc = fs_src_stat(fs, path, &st);
 	if (rc) {
 		job_error(j, "%s: %s", shown, strerror(-rc));
 		return;
@@ -190,7 +205,7 @@ static void walk(struct job *j, const char *path, const char *shown)
 	}
 	if (!S_ISDIR(st.mode))
 		return;
-	rc = fs->ops->list(fs->ufs, path, walk_collect, &d);
+	rc = fs_src_list(fs, path, walk_collect, &d);
 	if (rc)
 		job_error(j, "%s: listing: %s", shown, strerror(-rc));
 	for (size_t i = 0; i < d.n; i++) {
@@ -210,7 +225,7 @@ static void walk(struct job *j, const char *path, const char *shown)
 /* Under j->lock: drops a reference to f (its pages, and the sender's). */
 static void file_put(struct job *j, struct job_file *f)
 {
-	if (--f->pages_left)
+	if (!f || --f->pages_left)
 		return;
 	j->files_done++;
 	if (f->uf) {
@@ -269,9 +284,109 @@ static void evict_page_run(struct shard_msg *m)
 		j->pages_dropped++;
 	else if (rc == -EBUSY)
 		j->pages_busy++;
+	else if (rc == -EPERM)
+		j->pages_kept++;
 	page_finished(j, jp->file, rc == 0 ? jp->want : 0);
 	pthread_mutex_unlock(&j->lock);
 	free(jp);
+}
+
+static void pin_page_done(struct pgcache_hold *h, int res)
+{
+	struct job_page *jp = container_of(h, struct job_page, hold);
+	struct job *j = jp->job;
+	bool first_error = false;
+
+	pthread_mutex_lock(&j->lock);
+	if (res == 0 && j->nheld == j->capheld) {
+		size_t cap = j->capheld ? j->capheld * 2 : 1024;
+		struct job_held *n = realloc(j->held, cap * sizeof(*n));
+		if (n) {
+			j->held = n;
+			j->capheld = cap;
+		}
+	}
+	if (res == 0 && j->nheld < j->capheld)
+		j->held[j->nheld++] = (struct job_held){ jp->key, jp->owner };
+	if (res >= 0) {
+		j->pages_pinned++;
+	} else if (res == -ENOSPC) {
+		atomic_store(&j->full, true);
+	} else {
+		first_error = !jp->file->failed;
+		jp->file->failed = true;
+	}
+	page_finished(j, jp->file, res >= 0 ? jp->want : 0);
+	pthread_mutex_unlock(&j->lock);
+	if (first_error)
+		job_error(j, "%s: %s", jp->file->path, strerror(-res));
+	free(jp);
+}
+
+static void pin_page_run(struct shard_msg *m)
+{
+	struct job_page *jp = container_of(m, struct job_page, msg);
+
+	jp->hold.done = pin_page_done;
+	pgcache_hold(jp->job->fs->cache, jp->owner, &jp->key, jp->want, &jp->fetch, &jp->hold);
+}
+
+static void unpin_page_run(struct shard_msg *m)
+{
+	struct job_page *jp = container_of(m, struct job_page, msg);
+	struct job *j = jp->job;
+	int rc = pgcache_unhold(j->fs->cache, jp->owner, &jp->key);
+
+	pthread_mutex_lock(&j->lock);
+	j->pages_unpinned += rc == 0;
+	page_finished(j, jp->file, rc == 0 ? jp->want : 0);
+	pthread_mutex_unlock(&j->lock);
+	free(jp);
+}
+
+static void unpin_all_run(struct shard_msg *m)
+{
+	struct job_page *jp = container_of(m, struct job_page, msg);
+	struct job *j = jp->job;
+	uint64_t n = pgcache_unhold_all(j->fs->cache, jp->owner);
+
+	pthread_mutex_lock(&j->lock);
+	j->pages_unpinned += n;
+	page_finished(j, NULL, 0);
+	pthread_mutex_unlock(&j->lock);
+	free(jp);
+}
+
+static void (*const page_run[])(struct shard_msg *m) = {
+	[JOB_LOAD] = load_page_run, [JOB_EVICT] = evict_page_run,
+	[JOB_PIN] = pin_page_run, [JOB_UNPIN] = unpin_page_run,
+};
+
+/* Sends jp to its owner once fewer than the job's window are in flight. */
+static void job_send(struct job *j, struct job_page *jp, void (*fn)(struct shard_msg *m))
+{
+	pthread_mutex_lock(&j->lock);
+	while (j->inflight >= j->parallel)
+		pthread_cond_wait(&j->cond, &j->lock);
+	j->inflight++;
+	if (jp->file)
+		jp->file->pages_left++;
+	pthread_mutex_unlock(&j->lock);
+	jp->job = j;
+	shard_send(shard_get(jp->owner), &jp->msg, fn);
+}
+
+static void job_wait(struct job *j)
+{
+	pthread_mutex_lock(&j->lock);
+	while (j->inflight)
+		pthread_cond_wait(&j->cond, &j->lock);
+	pthread_mutex_unlock(&j->lock);
+}
+
+static bool job_stopped(struct job *j)
+{
+	return atomic_load(&j->cancel) || atomic_load(&j->full);
 }
 
 /* Sends every page of every file to its owner, `window` at a time. */
@@ -279,15 +394,14 @@ static void run_pages(struct job *j)
 {
 	struct cachefs *fs = j->fs;
 	uint64_t ps = fs->ra.page_size;
-	unsigned window = j->parallel;
 
-	for (size_t i = 0; i < j->nfiles && !atomic_load(&j->cancel); i++) {
+	for (size_t i = 0; i < j->nfiles && !job_stopped(j); i++) {
 		struct job_file *f = &j->files[i];
 		uint64_t npages = (f->size + ps - 1) / ps;
 		uint64_t fid = file_id(f->path, f->version);
 
-		if (j->kind == JOB_LOAD && npages) {
-			int rc = fs->ops->open(fs->ufs, f->path, &f->uf);
+		if ((j->kind == JOB_LOAD || j->kind == JOB_PIN) && npages) {
+			int rc = fs_src_open(fs, f->path, &f->uf);
 			if (rc) {
 				job_error(j, "%s: %s", f->path, strerror(-rc));
 				npages = 0;
@@ -296,19 +410,12 @@ static void run_pages(struct job *j)
 		pthread_mutex_lock(&j->lock);
 		f->pages_left = 1;   /* this loop's reference, until it sent them all */
 		pthread_mutex_unlock(&j->lock);
-		for (uint64_t p = 0; p < npages && !atomic_load(&j->cancel); p++) {
+		for (uint64_t p = 0; p < npages && !job_stopped(j); p++) {
 			struct job_page *jp = calloc(1, sizeof(*jp));
 			if (!jp) {
 				job_error(j, "%s: %s", f->path, strerror(ENOMEM));
 				break;
 			}
-			pthread_mutex_lock(&j->lock);
-			while (j->inflight >= window)
-				pthread_cond_wait(&j->cond, &j->lock);
-			j->inflight++;
-			f->pages_left++;
-			pthread_mutex_unlock(&j->lock);
-			jp->job = j;
 			jp->file = f;
 			jp->key.file = fid;
 			jp->key.index = p;
@@ -317,16 +424,93 @@ static void run_pages(struct job *j)
 			jp->fetch.start = fs_fetch_start;
 			jp->fetch.ctx = f->uf;
 			jp->fetch.version = f->version;
-			shard_send(shard_get(jp->owner), &jp->msg,
-				   j->kind == JOB_LOAD ? load_page_run : evict_page_run);
+			job_send(j, jp, page_run[j->kind]);
 		}
 		pthread_mutex_lock(&j->lock);
 		file_put(j, f);
 		pthread_mutex_unlock(&j->lock);
 	}
+	job_wait(j);
+}
+
+/* unpin --all: every shard releases every hold it has. */
+static void run_unpin_all(struct job *j)
+{
+	for (unsigned i = 0; i < pgcache_parts(j->fs->cache); i++) {
+		struct job_page *jp = calloc(1, sizeof(*jp));
+		if (!jp) {
+			job_error(j, "unpin: %s", strerror(ENOMEM));
+			break;
+		}
+		jp->owner = i;
+		job_send(j, jp, unpin_all_run);
+	}
+	job_wait(j);
+}
+
+/*
+ * A pin that cannot fit is refused before anything is held: each shard's
+ * share of the pages must fit under its hold limit. Pages held already
+ * count again here; the limit is checked page by page while pinning too.
+ */
+static bool pin_fits(struct job *j)
+{
+	struct pgcache *c = j->fs->cache;
+	unsigned n = pgcache_parts(c), worst = 0;
+	uint64_t ps = j->fs->ra.page_size, total = 0, limit = 0;
+	uint64_t *need = calloc(n, sizeof(*need));
+	char a[32], b[32], d[32], e[32];
+
+	if (!need)
+		return true;
+	for (size_t i = 0; i < j->nfiles; i++) {
+		struct job_file *f = &j->files[i];
+		struct pgkey k = { file_id(f->path, f->version), 0 };
+		for (; k.index * ps < f->size; k.index++) {
+			uint64_t cost = pgcache_hold_cost(c, MIN(ps, f->size - k.index * ps));
+			need[pgcache_owner(c, &k)] += cost;
+			total += cost;
+		}
+	}
+	for (unsigned i = 0; i < n; i++) {
+		limit += pgcache_hold_limit(c, i);
+		if (need[i] * pgcache_hold_limit(c, worst) > need[worst] * pgcache_hold_limit(c, i))
+			worst = i;
+	}
+	bool fits = need[worst] <= pgcache_hold_limit(c, worst);
+	if (!fits)
+		job_error(j, "pin: these files need %s of the %s tier%s, more than pins may hold: "
+			  "%s (%d%% of it; shard %u would need %s of its %s); nothing was pinned",
+			  fmt_size(total, a, sizeof(a)), j->fs->store ? "SSD" : "RAM",
+			  j->fs->store ? " (a whole page per page)" : "", fmt_size(limit, b, sizeof(b)),
+			  PIN_MAX_PCT, worst, fmt_size(need[worst], d, sizeof(d)),
+			  fmt_size(pgcache_hold_limit(c, worst), e, sizeof(e)));
+	free(need);
+	return fits;
+}
+
+/* A pin stopped by a full shard: releases what it held, so it pins all or nothing. */
+static void pin_rollback(struct job *j)
+{
+	char a[32];
+	size_t n = j->nheld;
+
+	for (size_t i = 0; i < n; i++) {
+		struct job_page *jp = calloc(1, sizeof(*jp));
+		if (!jp)
+			break;
+		jp->key = j->held[i].key;
+		jp->owner = j->held[i].owner;
+		job_send(j, jp, unpin_page_run);
+	}
+	job_wait(j);
+	job_error(j, "pin: the pin limit of a shard was reached (%d%% of its %s tier, %s "
+		  "per shard); the %zu pages this job had pinned were released again. "
+		  "Unpin something first: `cachefsctl status` shows what is pinned", PIN_MAX_PCT,
+		  j->fs->store ? "SSD" : "RAM", fmt_size(pgcache_hold_limit(j->fs->cache, 0), a, sizeof(a)), n);
 	pthread_mutex_lock(&j->lock);
-	while (j->inflight)
-		pthread_cond_wait(&j->cond, &j->lock);
+	j->pages_pinned -= MIN(j->pages_pinned, j->pages_unpinned);
+	j->pages_unpinned = 0;
 	pthread_mutex_unlock(&j->lock);
 }
 
@@ -356,13 +540,20 @@ static void *job_main(void *arg)
 	pthread_mutex_lock(&j->lock);
 	j->state = JOB_RUNNING;
 	pthread_mutex_unlock(&j->lock);
-	run_pages(j);
+	bool refused = j->kind == JOB_PIN && !atomic_load(&j->cancel) && !pin_fits(j);
+	if (j->all)
+		run_unpin_all(j);
+	else if (!refused)
+		run_pages(j);
+	if (atomic_load(&j->full))
+		pin_rollback(j);
 	pthread_mutex_lock(&j->lock);
-	j->state = atomic_load(&j->cancel) ? JOB_CANCELLED : JOB_DONE;
+	j->state = refused || atomic_load(&j->full) ? JOB_FAILED :
+		   atomic_load(&j->cancel) ? JOB_CANCELLED : JOB_DONE;
 	j->t_end = now_ns();
 	pthread_mutex_unlock(&j->lock);
 	log_info("job %u (%s) %s: %llu of %zu files, %llu bytes, %u errors", j->id,
-		 j->kind == JOB_LOAD ? "load" : "evict", state_names[j->state],
+		 kind_names[j->kind], state_names[j->state],
 		 (unsigned long long)j->files_done, j->nfiles, (unsigned long long)j->bytes_done,
 		 j->nerrors);
 	atomic_store(&j->finished, true);
@@ -378,6 +569,7 @@ static void job_free(struct job *j)
 	for (unsigned i = 0; i < j->npaths; i++)
 		free(j->paths[i]);
 	free(j->paths);
+	free(j->held);
 	for (unsigned i = 0; i < MIN(j->nerrors, JOB_MAX_ERRORS); i++)
 		free(j->errors[i]);
 	pthread_mutex_destroy(&j->lock);
@@ -421,19 +613,21 @@ static json_t *job_json(struct job *j)
 	secs = (double)((j->t_end ? j->t_end : now_ns()) - j->t_start) / 1e9;
 	for (unsigned i = 0; i < MIN(j->nerrors, JOB_MAX_ERRORS); i++)
 		json_array_append_new(errs, json_string(j->errors[i] ? j->errors[i] : "?"));
-	o = json_pack("{s:I, s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:f, s:o}",
-		      "job", (json_int_t)j->id, "kind", j->kind == JOB_LOAD ? "load" : "evict",
+	o = json_pack("{s:I, s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:f, s:o}",
+		      "job", (json_int_t)j->id, "kind", kind_names[j->kind],
 		      "state", state_names[j->state], "files_done", (json_int_t)j->files_done,
 		      "files_total", (json_int_t)j->nfiles, "bytes_done", (json_int_t)j->bytes_done,
 		      "bytes_total", (json_int_t)j->bytes_total,
 		      "pages_dropped", (json_int_t)j->pages_dropped,
-		      "pages_busy", (json_int_t)j->pages_busy, "error_count", (json_int_t)j->nerrors,
+		      "pages_busy", (json_int_t)j->pages_busy, "pages_kept", (json_int_t)j->pages_kept,
+		      "pages_pinned", (json_int_t)j->pages_pinned,
+		      "pages_unpinned", (json_int_t)j->pages_unpinned, "error_count", (json_int_t)j->nerrors,
 		      "seconds", secs, "errors", errs);
 	pthread_mutex_unlock(&j->lock);
 	return o;
 }
 
-static json_t *job_start(enum job_kind kind, json_t *paths, unsigned parallel)
+static json_t *job_start(enum job_kind kind, json_t *paths, bool all, unsigned parallel)
 {
 	struct job *j = calloc(1, sizeof(*j));
 	size_t n = json_array_size(paths);
@@ -447,6 +641,7 @@ static json_t *job_start(enum job_kind kind, json_t *paths, unsigned parallel)
 			j->paths[j->npaths++] = strdup(json_string_value(json_array_get(paths, i)));
 	j->id = ++ctl.next_id;
 	j->kind = kind;
+	j->all = all;
 	j->parallel = parallel;
 	j->fs = ctl.fs;
 	j->t_start = now_ns();
@@ -462,8 +657,11 @@ static json_t *job_start(enum job_kind kind, json_t *paths, unsigned parallel)
 	}
 	j->next = ctl.jobs;
 	ctl.jobs = j;
-	log_info("job %u: %s of %u path%s started", j->id, kind == JOB_LOAD ? "load" : "evict",
-		 j->npaths, j->npaths == 1 ? "" : "s");
+	if (all)
+		log_info("job %u: unpin of every pinned page started", j->id);
+	else
+		log_info("job %u: %s of %u path%s started", j->id, kind_names[kind], j->npaths,
+			 j->npaths == 1 ? "" : "s");
 	return json_pack("{s:b, s:I}", "ok", 1, "job", (json_int_t)j->id);
 }
 
@@ -503,6 +701,13 @@ static json_t *status_json(void)
 	json_object_set_new(o, "hit_ratio",
 		json_real(looked ? (double)(looked - MIN(t.fetches, looked)) / (double)looked : 0));
 	json_object_set_new(o, "evictions", json_integer((json_int_t)(t.evictions + s.evictions)));
+	uint64_t held = 0, limit = 0;
+	for (unsigned i = 0; i < pgcache_parts(fs->cache); i++) {
+		held += pgcache_held(fs->cache, i);
+		limit += pgcache_hold_limit(fs->cache, i);
+	}
+	json_object_set_new(o, "pinned", json_pack("{s:I, s:I, s:s}", "bytes", (json_int_t)held,
+		"limit", (json_int_t)limit, "tier", fs->store ? "ssd" : "ram"));
 	return o;
 }
 
@@ -541,6 +746,14 @@ static json_t *err_reply(const char *fmt, ...)
 	return json_pack("{s:b, s:s}", "ok", 0, "error", msg);
 }
 
+static int job_kind_of(const char *cmd)
+{
+	for (unsigned k = 0; k < ARRAY_SIZE(kind_names); k++)
+		if (!strcmp(cmd, kind_names[k]))
+			return (int)k;
+	return -1;
+}
+
 static void handle(struct client *c, const char *line)
 {
 	json_error_t jerr;
@@ -555,16 +768,19 @@ static void handle(struct client *c, const char *line)
 	}
 	if (!strcmp(cmd, "status") || !strcmp(cmd, "stats")) {
 		client_send(c, status_json());
-	} else if (!strcmp(cmd, "load") || !strcmp(cmd, "evict")) {
+	} else if (job_kind_of(cmd) >= 0) {
+		int all = 0;
 		paths = json_object_get(req, "paths");
-		json_unpack(req, "{s?I}", "parallel", &parallel);
-		if (!json_is_array(paths) || !json_array_size(paths))
+		json_unpack(req, "{s?I, s?b}", "parallel", &parallel, "all", &all);
+		if (all && strcmp(cmd, "unpin"))
+			client_send(c, err_reply("%s: \"all\" is for unpin only", cmd));
+		else if (!all && (!json_is_array(paths) || !json_array_size(paths)))
 			client_send(c, err_reply("%s: no paths", cmd));
 		else if (parallel < 1 || parallel > 1024)
 			client_send(c, err_reply("%s: parallel must be 1 to 1024", cmd));
 		else
-			client_send(c, job_start(!strcmp(cmd, "load") ? JOB_LOAD : JOB_EVICT, paths,
-						 (unsigned)parallel));
+			client_send(c, job_start((enum job_kind)job_kind_of(cmd), all ? NULL : paths,
+						 all, (unsigned)parallel));
 	} else if (!strcmp(cmd, "jobs")) {
 		json_t *arr = json_array();
 		for (struct job *j = ctl.jobs; j; j = j->next)

@@ -193,7 +193,7 @@ static void fs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		rc = -ENOMEM;
 		goto out;
 	}
-	rc = fs->ops->stat(fs->ufs, path, &st);
+	rc = fs_src_stat(fs, path, &st);
 	if (rc == -ENOENT) {
 		memset(&e, 0, sizeof(e));
 		e.entry_timeout = atomic_load_explicit(&fs->negative_timeout, memory_order_relaxed);
@@ -234,7 +234,7 @@ static int refresh(struct cachefs *fs, fuse_ino_t ino, struct inode *in)
 
 	if (rc)
 		return rc;
-	rc = fs->ops->stat(fs->ufs, in->path, &st);
+	rc = fs_src_stat(fs, in->path, &st);
 	if (!rc) {
 		free(in->path);
 		rc = itable_get(fs->itable, ino, &st, in);
@@ -343,7 +343,7 @@ static void fs_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	rc = itable_get(fs->itable, ino, NULL, &in);
 	if (!rc) {
 		d->path = in.path;
-		rc = fs->ops->list(fs->ufs, d->path, snap_add, d);
+		rc = fs_src_list(fs, d->path, snap_add, d);
 	}
 	if (rc) {
 		dhandle_free(d);
@@ -455,7 +455,7 @@ static void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
-	rc = fs->ops->open(fs->ufs, in.path, &fh->file);
+	rc = fs_src_open(fs, in.path, &fh->file);
 	free(in.path);
 	if (rc) {
 		free(fh);
@@ -518,17 +518,44 @@ struct fetch_io {
  */
 static struct cachefs *lat_fs;
 
-static void count_latency(struct cachefs *fs, uint64_t ns)
+void fs_count_latency(struct cachefs *fs, enum fs_src_op op, uint64_t start_ns)
 {
 	static const double bounds[] = FS_LAT_BOUNDS;
+	uint64_t ns = now_ns() - start_ns;
 	double secs = (double)ns / 1e9;
 	unsigned b = 0;
 
 	while (b < FS_LAT_BUCKETS && secs > bounds[b])
 		b++;
-	atomic_fetch_add_explicit(&fs->lat[b], 1, memory_order_relaxed);
-	atomic_fetch_add_explicit(&fs->lat_sum_us, ns / 1000, memory_order_relaxed);
-	atomic_fetch_add_explicit(&fs->lat_count, 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&fs->lat[op][b], 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&fs->lat_sum_us[op], ns / 1000, memory_order_relaxed);
+}
+
+int fs_src_stat(struct cachefs *fs, const char *path, struct ufs_stat *st)
+{
+	uint64_t t = now_ns();
+	int rc = fs->ops->stat(fs->ufs, path, st);
+
+	fs_count_latency(fs, FS_SRC_STAT, t);
+	return rc;
+}
+
+int fs_src_list(struct cachefs *fs, const char *path, ufs_list_cb cb, void *arg)
+{
+	uint64_t t = now_ns();
+	int rc = fs->ops->list(fs->ufs, path, cb, arg);
+
+	fs_count_latency(fs, FS_SRC_LIST, t);
+	return rc;
+}
+
+int fs_src_open(struct cachefs *fs, const char *path, struct ufs_file **out)
+{
+	uint64_t t = now_ns();
+	int rc = fs->ops->open(fs->ufs, path, out);
+
+	fs_count_latency(fs, FS_SRC_OPEN, t);
+	return rc;
 }
 
 static void fetch_done(struct ufs_read *r, int res)
@@ -537,7 +564,7 @@ static void fetch_done(struct ufs_read *r, int res)
 
 	/* The driver logged the failure, with what it knows of the cause. */
 	if (lat_fs)
-		count_latency(lat_fs, now_ns() - io->start_ns);
+		fs_count_latency(lat_fs, FS_SRC_READ, io->start_ns);
 	pgcache_fetch_done(io->pg, res);
 	ufs_file_put(r->file);
 	free(io);
@@ -718,8 +745,15 @@ static void prefetch_pages(struct cachefs *fs, struct fhandle *fh, uint64_t firs
 static void fs_readahead(struct cachefs *fs, struct fhandle *fh, uint64_t off, size_t size)
 {
 	uint64_t first;
-	uint32_t n = ra_on_read(&fh->ra, &fs->ra, off, size, fh->size, &first);
+	uint32_t window, b = 0;
+	uint32_t n = ra_on_read(&fh->ra, &fs->ra, off, size, fh->size, &first, &window);
 
+	if (!n)
+		return;
+	while (b < FS_RA_BUCKETS && window > 1u << b)
+		b++;
+	atomic_fetch_add_explicit(&fs->ra_windows[b], 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&fs->ra_window_pages, window, memory_order_relaxed);
 	prefetch_pages(fs, fh, first, n);
 }
 

@@ -19,9 +19,14 @@ enum fs_op { FS_OP_LOOKUP, FS_OP_GETATTR, FS_OP_STATFS, FS_OP_OPENDIR, FS_OP_REA
 #define FS_OP_NAMES { "lookup", "getattr", "statfs", "opendir", "readdir", "readdirplus", \
 		      "open", "read", "release" }
 
-/* Upper bounds (seconds) of the source read latency histogram's buckets. */
+/* Source (UFS) calls timed for metrics, and their histogram's upper bounds
+ * in seconds. */
+enum fs_src_op { FS_SRC_READ, FS_SRC_STAT, FS_SRC_LIST, FS_SRC_OPEN, FS_SRC_OPS };
+#define FS_SRC_NAMES { "read", "stat", "list", "open" }
 #define FS_LAT_BOUNDS { 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10 }
 #define FS_LAT_BUCKETS 13
+/* Read-ahead windows, counted at each read-ahead: powers of two pages, 1 to 2^(N-1), then more. */
+#define FS_RA_BUCKETS 12
 
 /* Set up before the shards serve and read-only afterwards, except the
  * atomics. */
@@ -42,9 +47,18 @@ struct cachefs {
 	_Atomic double attr_timeout, entry_timeout, negative_timeout;
 	/* Metrics: relaxed atomics, bumped by whichever thread serves. */
 	atomic_ullong requests[FS_OP_COUNT];
-	atomic_ullong lat[FS_LAT_BUCKETS + 1];   /* source reads; the last is +Inf */
-	atomic_ullong lat_sum_us, lat_count;
+	atomic_ullong lat[FS_SRC_OPS][FS_LAT_BUCKETS + 1];   /* the last is +Inf */
+	atomic_ullong lat_sum_us[FS_SRC_OPS];
+	atomic_ullong ra_windows[FS_RA_BUCKETS + 1];        /* the last is +Inf */
+	atomic_ullong ra_window_pages;                      /* their sum */
 };
+
+/* Counts a source call of kind `op` that began at start_ns (now_ns()). */
+void fs_count_latency(struct cachefs *fs, enum fs_src_op op, uint64_t start_ns);
+/* The UFS's metadata calls, timed. */
+int fs_src_stat(struct cachefs *fs, const char *path, struct ufs_stat *st);
+int fs_src_list(struct cachefs *fs, const char *path, ufs_list_cb cb, void *arg);
+int fs_src_open(struct cachefs *fs, const char *path, struct ufs_file **out);
 
 /*
  * pgcache_fetch.start of every page get: reads the page from the UFS file

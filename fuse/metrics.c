@@ -62,11 +62,14 @@ static void family(struct buf *b, const char *name, const char *type, const char
 
 static void render(struct buf *b, struct cachefs *fs)
 {
-	static const char *const op_names[] = FS_OP_NAMES;
+	static const char *const op_names[] = FS_OP_NAMES, *const src_names[] = FS_SRC_NAMES;
+	static const char *const req_names[] = UFS_REQ_NAMES, *const retry_names[] = UFS_RETRY_NAMES;
 	static const double bounds[] = FS_LAT_BOUNDS;
 	struct pgcache_stats t;
 	struct pgstore_stats s = { 0 };
-	unsigned long long cum = 0;
+	struct ufs_counters uc = { 0 };
+	unsigned long long cum;
+	uint64_t held = 0, held_limit = 0;
 
 	pgcache_stats_total(fs->cache, &t);
 	if (fs->store)
@@ -101,18 +104,40 @@ static void render(struct buf *b, struct cachefs *fs)
 	family(b, "cachefs_source_reads_in_flight", "gauge", "Page reads from the source in flight.");
 	put(b, "cachefs_source_reads_in_flight %llu\n", (unsigned long long)(t.fetches - t.fetches_done));
 	family(b, "cachefs_source_request_duration_seconds", "histogram",
-	       "Duration of page reads from the source, retries included, by operation.");
-	for (unsigned i = 0; i <= FS_LAT_BUCKETS; i++) {
-		cum += atomic_load_explicit(&fs->lat[i], memory_order_relaxed);
-		if (i < FS_LAT_BUCKETS)
-			put(b, "cachefs_source_request_duration_seconds_bucket{op=\"read\",le=\"%g\"} %llu\n",
-			    bounds[i], cum);
-		else
-			put(b, "cachefs_source_request_duration_seconds_bucket{op=\"read\",le=\"+Inf\"} %llu\n", cum);
+	       "Duration of source calls, retries included, by operation: page reads, and the "
+	       "metadata calls stat (HEAD on object stores), list and open.");
+	for (unsigned op = 0; op < FS_SRC_OPS; op++) {
+		cum = 0;
+		for (unsigned i = 0; i <= FS_LAT_BUCKETS; i++) {
+			cum += atomic_load_explicit(&fs->lat[op][i], memory_order_relaxed);
+			if (i < FS_LAT_BUCKETS)
+				put(b, "cachefs_source_request_duration_seconds_bucket{op=\"%s\",le=\"%g\"} %llu\n",
+				    src_names[op], bounds[i], cum);
+			else
+				put(b, "cachefs_source_request_duration_seconds_bucket{op=\"%s\",le=\"+Inf\"} %llu\n",
+				    src_names[op], cum);
+		}
+		put(b, "cachefs_source_request_duration_seconds_sum{op=\"%s\"} %.6f\n", src_names[op],
+		    (double)atomic_load_explicit(&fs->lat_sum_us[op], memory_order_relaxed) / 1e6);
+		put(b, "cachefs_source_request_duration_seconds_count{op=\"%s\"} %llu\n", src_names[op], cum);
 	}
-	put(b, "cachefs_source_request_duration_seconds_sum{op=\"read\"} %.6f\n",
-	    (double)atomic_load_explicit(&fs->lat_sum_us, memory_order_relaxed) / 1e6);
-	put(b, "cachefs_source_request_duration_seconds_count{op=\"read\"} %llu\n", cum);
+	if (fs->ops->counters) {
+		fs->ops->counters(fs->ufs, &uc);
+		family(b, "cachefs_source_requests_total", "counter",
+		       "HTTP requests sent to the source (S3 or HTTP), by kind; retries included.");
+		for (unsigned i = 0; i < UFS_REQ_KINDS; i++)
+			put(b, "cachefs_source_requests_total{kind=\"%s\"} %llu\n", req_names[i],
+			    (unsigned long long)uc.requests[i]);
+		family(b, "cachefs_source_retries_total", "counter",
+		       "Source requests retried, by cause: throttled (429, 503 SlowDown), server_error "
+		       "(other 5xx), timeout, connection (refused, reset, cut short).");
+		for (unsigned i = 0; i < UFS_RETRY_CAUSES; i++)
+			put(b, "cachefs_source_retries_total{cause=\"%s\"} %llu\n", retry_names[i],
+			    (unsigned long long)uc.retries[i]);
+		family(b, "cachefs_source_request_failures_total", "counter",
+		       "Source requests that failed after their retries.");
+		put(b, "cachefs_source_request_failures_total %llu\n", (unsigned long long)uc.failed);
+	}
 	family(b, "cachefs_evictions_total", "counter", "Pages evicted to make room, by tier.");
 	put(b, "cachefs_evictions_total{tier=\"ram\"} %llu\n", (unsigned long long)t.evictions);
 	put(b, "cachefs_evictions_total{tier=\"ssd\"} %llu\n", (unsigned long long)s.evictions);
@@ -127,6 +152,32 @@ static void render(struct buf *b, struct cachefs *fs)
 	family(b, "cachefs_cache_capacity_bytes", "gauge", "Capacity of each tier.");
 	put(b, "cachefs_cache_capacity_bytes{tier=\"ram\"} %llu\n", (unsigned long long)fs->cfg.ram_cache);
 	put(b, "cachefs_cache_capacity_bytes{tier=\"ssd\"} %llu\n", (unsigned long long)s.capacity);
+	for (unsigned i = 0; i < pgcache_parts(fs->cache); i++) {
+		held += pgcache_held(fs->cache, i);
+		held_limit += pgcache_hold_limit(fs->cache, i);
+	}
+	family(b, "cachefs_pinned_bytes", "gauge",
+	       "Bytes pinned (cachefsctl pin), counted as the pinning tier counts them.");
+	put(b, "cachefs_pinned_bytes{tier=\"%s\"} %llu\n", fs->store ? "ssd" : "ram",
+	    (unsigned long long)held);
+	family(b, "cachefs_pinned_limit_bytes", "gauge", "The most bytes pins may hold.");
+	put(b, "cachefs_pinned_limit_bytes{tier=\"%s\"} %llu\n", fs->store ? "ssd" : "ram",
+	    (unsigned long long)held_limit);
+	family(b, "cachefs_readahead_window_bytes", "histogram",
+	       "The read-ahead window of a sequential stream, at each read-ahead it starts.");
+	cum = 0;
+	for (unsigned i = 0; i <= FS_RA_BUCKETS; i++) {
+		cum += atomic_load_explicit(&fs->ra_windows[i], memory_order_relaxed);
+		if (i < FS_RA_BUCKETS)
+			put(b, "cachefs_readahead_window_bytes_bucket{le=\"%llu\"} %llu\n",
+			    (unsigned long long)(fs->ra.page_size << i), cum);
+		else
+			put(b, "cachefs_readahead_window_bytes_bucket{le=\"+Inf\"} %llu\n", cum);
+	}
+	put(b, "cachefs_readahead_window_bytes_sum %llu\n",
+	    (unsigned long long)(atomic_load_explicit(&fs->ra_window_pages, memory_order_relaxed) *
+				 fs->ra.page_size));
+	put(b, "cachefs_readahead_window_bytes_count %llu\n", cum);
 	family(b, "cachefs_readahead_bytes_in_flight", "gauge",
 	       "Read-ahead bytes in flight, against readahead_budget.");
 	put(b, "cachefs_readahead_bytes_in_flight %llu\n",

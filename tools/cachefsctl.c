@@ -28,10 +28,15 @@ static void usage(FILE *f)
 		"                             read files or whole trees into the cache, with progress;\n"
 		"                             -j: pages read at once (16); --background: print the job\n"
 		"                             id and return (the load goes on without this client)\n"
-		"  jobs                       loads and evictions, running and recent\n"
+		"  jobs                       loads, evictions and pins, running and recent\n"
 		"  watch ID                   follow a job's progress\n"
 		"  cancel ID                  stop a job\n"
-		"  evict PATH...              drop files or trees from RAM and SSD\n"
+		"  evict PATH...              drop files or trees from RAM and SSD (pinned pages stay)\n"
+		"  pin PATH... [-j N] [--background]\n"
+		"                             load files or trees and keep them: pinned pages are\n"
+		"                             never evicted (held on SSD, or in RAM without an SSD\n"
+		"                             tier; at most 90%% of it); all or nothing\n"
+		"  unpin PATH... | --all      let pinned files or trees be evicted again\n"
 		"  stats [--watch] [-n N]     throughput by tier; --watch: a line per second (N lines)\n"
 		"\n"
 		"The daemon is found from -m, -s, the PATH arguments or the current directory\n"
@@ -209,6 +214,9 @@ static int cmd_status(bool as_json)
 	       (unsigned long long)num(r, "source_reads.in_flight"),
 	       (unsigned long long)num(r, "source_reads.errors"),
 	       fmt_size(num(r, "source_reads.bytes"), a, sizeof(a)));
+	printf("pinned      %s of at most %s (%s tier)\n", fmt_size(num(r, "pinned.bytes"), a, sizeof(a)),
+	       fmt_size(num(r, "pinned.limit"), b, sizeof(b)),
+	       json_string_value(json_object_get(json_object_get(r, "pinned"), "tier")));
 	printf("evictions   %llu\n", (unsigned long long)num(r, "evictions"));
 	json_decref(r);
 	return 0;
@@ -232,7 +240,9 @@ static void progress_line(json_t *j, bool tty, bool last)
 	double secs = json_real_value(json_object_get(j, "seconds"));
 	double rate = secs > 0 ? (double)done / secs : 0;
 	const char *state = json_string_value(json_object_get(j, "state"));
-	bool evict = !strcmp(json_string_value(json_object_get(j, "kind")), "evict");
+	const char *kind = json_string_value(json_object_get(j, "kind"));
+	bool evict = !strcmp(kind, "evict"), unpin = !strcmp(kind, "unpin");
+	bool pin = !strcmp(kind, "pin");
 	char a[32], b[32], r[32], eta[32] = "";
 	double frac = total ? (double)done / (double)total : (last ? 1 : 0);
 
@@ -244,11 +254,16 @@ static void progress_line(json_t *j, bool tty, bool last)
 	}
 	if (rate > 0 && total > done && !last)
 		snprintf(eta, sizeof(eta), " ETA %.0fs", ceil((double)(total - done) / rate));
-	if (evict) {
-		fprintf(tty ? stderr : stdout, "%sjob %llu %s: %llu/%llu files, %llu pages dropped%s",
+	if (evict || unpin) {
+		char kept[64] = "";
+		if (num(j, "pages_kept"))
+			snprintf(kept, sizeof(kept), ", %llu pinned pages kept",
+				 (unsigned long long)num(j, "pages_kept"));
+		fprintf(tty ? stderr : stdout, "%sjob %llu %s: %llu/%llu files, %llu pages %s%s%s",
 			tty ? "\r\033[K" : "", (unsigned long long)num(j, "job"), state,
 			(unsigned long long)num(j, "files_done"), (unsigned long long)num(j, "files_total"),
-			(unsigned long long)num(j, "pages_dropped"), tty && !last ? "" : "\n");
+			(unsigned long long)num(j, evict ? "pages_dropped" : "pages_unpinned"),
+			evict ? "dropped" : "unpinned", kept, tty && !last ? "" : "\n");
 		return;
 	}
 	if (tty) {
@@ -261,11 +276,17 @@ static void progress_line(json_t *j, bool tty, bool last)
 			(unsigned long long)num(j, "files_done"), (unsigned long long)num(j, "files_total"),
 			fmt_size(done, a, sizeof(a)), fmt_size(total, b, sizeof(b)), fmt_size((uint64_t)rate, r, sizeof(r)),
 			eta, last ? "\n" : "");
+		if (last && pin)
+			fprintf(stderr, "job %llu %s: %llu pages pinned\n", (unsigned long long)num(j, "job"),
+				state, (unsigned long long)num(j, "pages_pinned"));
 	} else {
 		printf("job %llu %s: %llu/%llu files, %s/%s, %s/s%s\n", (unsigned long long)num(j, "job"),
 		       state, (unsigned long long)num(j, "files_done"),
 		       (unsigned long long)num(j, "files_total"), fmt_size(done, a, sizeof(a)),
 		       fmt_size(total, b, sizeof(b)), fmt_size((uint64_t)rate, r, sizeof(r)), eta);
+		if (last && pin)
+			printf("job %llu %s: %llu pages pinned\n", (unsigned long long)num(j, "job"), state,
+			       (unsigned long long)num(j, "pages_pinned"));
 		fflush(stdout);
 	}
 }
@@ -297,7 +318,8 @@ static int watch(json_int_t id)
 	}
 }
 
-static int cmd_job(const char *cmd, int argc, char **argv, unsigned parallel, bool background)
+static int cmd_job(const char *cmd, int argc, char **argv, unsigned parallel, bool background,
+		   bool all)
 {
 	json_t *paths = json_array(), *r;
 	json_int_t id;
@@ -307,8 +329,8 @@ static int cmd_job(const char *cmd, int argc, char **argv, unsigned parallel, bo
 		json_array_append_new(paths, json_string(p));
 		free(p);
 	}
-	r = call(json_pack("{s:s, s:o, s:I}", "cmd", cmd, "paths", paths, "parallel",
-			   (json_int_t)parallel));
+	r = call(json_pack("{s:s, s:o, s:I, s:b}", "cmd", cmd, "paths", paths, "parallel",
+			   (json_int_t)parallel, "all", all));
 	id = json_integer_value(json_object_get(r, "job"));
 	json_decref(r);
 	if (background) {
@@ -393,6 +415,12 @@ static int cmd_stats(bool watching, long count)
 	return 0;
 }
 
+static bool is_job(const char *cmd)
+{
+	return !strcmp(cmd, "load") || !strcmp(cmd, "evict") || !strcmp(cmd, "pin") ||
+	       !strcmp(cmd, "unpin");
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
@@ -400,11 +428,12 @@ int main(int argc, char **argv)
 		{ "json", no_argument, NULL, 'J' },
 		{ "background", no_argument, NULL, 'b' },
 		{ "watch", no_argument, NULL, 'w' },
+		{ "all", no_argument, NULL, 'a' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *mnt = NULL, *cmd;
 	char sock[PATH_MAX], where[PATH_MAX], real[PATH_MAX];
-	bool as_json = false, background = false, watching = false;
+	bool as_json = false, background = false, watching = false, all = false;
 	long parallel = 16, count = 0;
 	int c, rc, fd;
 
@@ -428,6 +457,7 @@ int main(int argc, char **argv)
 		case 'J': as_json = true; break;
 		case 'b': background = true; break;
 		case 'w': watching = true; break;
+		case 'a': all = true; break;
 		case 'h': usage(stdout); free(args); return 0;
 		default: usage(stderr); free(args); return EXIT_USAGE;
 		}
@@ -454,7 +484,7 @@ int main(int argc, char **argv)
 				die("%s: %s", mnt, strerror(errno));
 			snprintf(where, sizeof(where), "%s", real);
 		} else {
-			char *probe = nargs && (!strcmp(cmd, "load") || !strcmp(cmd, "evict")) ?
+			char *probe = nargs && is_job(cmd) ?
 				absolute(args[0]) : absolute(".");
 			rc = find_mount(probe, where, sizeof(where));
 			if (rc == -ENOENT)
@@ -478,9 +508,13 @@ int main(int argc, char **argv)
 
 	if (!strcmp(cmd, "status"))
 		rc = cmd_status(as_json);
-	else if (!strcmp(cmd, "load") || !strcmp(cmd, "evict"))
-		rc = nargs ? cmd_job(cmd, nargs, args, (unsigned)parallel, background && !strcmp(cmd, "load"))
-			   : (fprintf(stderr, "cachefsctl: %s needs at least one PATH\n", cmd), EXIT_USAGE);
+	else if (!strcmp(cmd, "unpin") && all && !nargs)
+		rc = cmd_job(cmd, 0, args, (unsigned)parallel, false, true);
+	else if (is_job(cmd) && !all)
+		rc = nargs ? cmd_job(cmd, nargs, args, (unsigned)parallel,
+				     background && (!strcmp(cmd, "load") || !strcmp(cmd, "pin")), false)
+			   : (fprintf(stderr, "cachefsctl: %s needs at least one PATH%s\n", cmd,
+				      strcmp(cmd, "unpin") ? "" : " (or --all)"), EXIT_USAGE);
 	else if (!strcmp(cmd, "jobs"))
 		rc = cmd_jobs();
 	else if (!strcmp(cmd, "watch") && nargs == 1)

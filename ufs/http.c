@@ -276,4 +276,5 @@ const struct ufs_ops ufs_http_ops = {
 	.read = s3_read,
 	.statfs = s3_statfs,
 	.shard_stop = s3_shard_stop,
+	.counters = s3_counters,
 };

@@ -193,6 +193,13 @@ static void mtab_shard_stop(struct ufs *t)
 			t->m[i].ops->shard_stop(t->m[i].u);
 }
 
+static void mtab_counters(struct ufs *t, struct ufs_counters *out)
+{
+	for (unsigned i = 0; i < t->n; i++)
+		if (t->m[i].ops->counters)
+			t->m[i].ops->counters(t->m[i].u, out);
+}
+
 static void mtab_fini(struct ufs *t)
 {
 	for (unsigned i = 0; i < t->n; i++) {
@@ -267,4 +274,5 @@ const struct ufs_ops ufs_mtab_ops = {
 	.open = mtab_open,   /* files are the sub-driver's: no .release, no .read */
 	.statfs = mtab_statfs,
 	.shard_stop = mtab_shard_stop,
+	.counters = mtab_counters,
 };

@@ -59,6 +59,28 @@ enum s3_outcome s3_classify(CURLcode cc, long status)
 	}
 }
 
+void s3_count_retry(struct ufs *u, CURLcode cc, long status)
+{
+	enum ufs_retry_cause c = UFS_RETRY_CONNECTION;
+
+	if (cc == CURLE_OPERATION_TIMEDOUT || (cc == CURLE_OK && status == 408))
+		c = UFS_RETRY_TIMEOUT;
+	else if (cc == CURLE_OK && (status == 429 || status == 503))
+		c = UFS_RETRY_THROTTLED;
+	else if (cc == CURLE_OK)
+		c = UFS_RETRY_SERVER;
+	atomic_fetch_add_explicit(&u->retried[c], 1, memory_order_relaxed);
+}
+
+void s3_counters(struct ufs *u, struct ufs_counters *out)
+{
+	for (unsigned i = 0; i < UFS_REQ_KINDS; i++)
+		out->requests[i] += atomic_load_explicit(&u->requests[i], memory_order_relaxed);
+	for (unsigned i = 0; i < UFS_RETRY_CAUSES; i++)
+		out->retries[i] += atomic_load_explicit(&u->retried[i], memory_order_relaxed);
+	out->failed += atomic_load_explicit(&u->failed, memory_order_relaxed);
+}
+
 uint64_t s3_backoff_ns(unsigned attempt)
 {
 	/* 50 ms doubling, capped at 2 s; "equal jitter": half fixed, half random. */
@@ -188,8 +210,8 @@ int s3_prepare(struct ufs *u, CURL *e, const char *method, const char *key,
 	if (!strcmp(method, "HEAD"))
 		curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
 	*hdrs = l;
-	atomic_fetch_add_explicit(!strcmp(method, "HEAD") ? &u->heads : *key ? &u->gets : &u->lists, 1,
-				  memory_order_relaxed);
+	atomic_fetch_add_explicit(&u->requests[!strcmp(method, "HEAD") ? UFS_REQ_HEAD :
+					       *key ? UFS_REQ_GET : UFS_REQ_LIST], 1, memory_order_relaxed);
 	return 0;
 }
 
@@ -270,7 +292,7 @@ int s3_perform(struct ufs *u, const char *method, const char *key, const struct 
 		wait = s3_backoff_ns(attempt + 1);
 		if (attempt >= u->retries || now_ns() + wait >= deadline)
 			break;
-		atomic_fetch_add_explicit(&u->retried, 1, memory_order_relaxed);
+		s3_count_retry(u, cc, resp->status);
 		log_debug("s3 %s %s/%s: %s; retry %u in %llu ms", method, u->bucket, key,
 			  cc ? curl_easy_strerror(cc) : "server error", attempt + 1,
 			  (unsigned long long)(wait / 1000000));
@@ -444,10 +466,18 @@ int s3_common_init(struct ufs *u, const struct cachefs_config *cfg, char *err, s
 
 void s3_common_fini(struct ufs *u)
 {
-	if (u->mounted)
-		log_info("%s %s: %lu GET, %lu HEAD, %lu LIST requests; %lu retried, %lu failed", u->drv, u->root,
-			 atomic_load(&u->gets), atomic_load(&u->heads), atomic_load(&u->lists),
-			 atomic_load(&u->retried), atomic_load(&u->failed));
+	if (u->mounted) {
+		struct ufs_counters c = { 0 };
+		uint64_t retried = 0;
+		s3_counters(u, &c);
+		for (unsigned i = 0; i < UFS_RETRY_CAUSES; i++)
+			retried += c.retries[i];
+		log_info("%s %s: %llu GET, %llu HEAD, %llu LIST requests; %llu retried, %llu failed",
+			 u->drv, u->root, (unsigned long long)c.requests[UFS_REQ_GET],
+			 (unsigned long long)c.requests[UFS_REQ_HEAD],
+			 (unsigned long long)c.requests[UFS_REQ_LIST], (unsigned long long)retried,
+			 (unsigned long long)c.failed);
+	}
 	s3_io_fini(u);
 	s3_meta_fini(u);
 	for (unsigned i = 0; i < u->npool; i++)
@@ -552,4 +582,5 @@ const struct ufs_ops ufs_s3_ops = {
 	.read = s3_read,
 	.statfs = s3_statfs,
 	.shard_stop = s3_shard_stop,
+	.counters = s3_counters,
 };

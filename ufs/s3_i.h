@@ -71,7 +71,7 @@ struct ufs {
 	struct s3_shard *shards[S3_MAX_SHARDS];
 
 	/* Counters, any thread. */
-	atomic_ulong gets, heads, lists, retried, failed;
+	atomic_ulong requests[UFS_REQ_KINDS], retried[UFS_RETRY_CAUSES], failed;
 	/* Read failures: the first in a second is logged, the rest counted (s3_io.c). */
 	_Atomic uint64_t fail_logged_ns, fail_suppressed;
 	atomic_bool warned_norange;   /* "the server ignores Range" was logged */
@@ -92,6 +92,9 @@ enum s3_outcome { S3_OK, S3_RETRY, S3_FAIL };
 /* s3.c */
 /* What to do after a transfer ended with cc and HTTP status. */
 enum s3_outcome s3_classify(CURLcode cc, long status);
+/* Counts a retry of a transfer that ended with cc and HTTP status. */
+void s3_count_retry(struct ufs *u, CURLcode cc, long status);
+void s3_counters(struct ufs *u, struct ufs_counters *out);
 /* Backoff before retry number `attempt` (1-based): exponential, jittered. */
 uint64_t s3_backoff_ns(unsigned attempt);
 /*

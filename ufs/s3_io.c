@@ -412,7 +412,7 @@ static void xfer_ended(struct s3_xfer *x, CURLcode cc)
 		if (x->attempt < u->retries && now_ns() + wait < x->deadline && ss->multi) {
 			x->attempt++;
 			x->state = XF_BACKOFF;
-			atomic_fetch_add_explicit(&u->retried, 1, memory_order_relaxed);
+			s3_count_retry(u, cc, status);
 			shard_timer_arm(&x->timer, wait, on_backoff);
 			return;
 		}

@@ -45,6 +45,20 @@ struct ufs_read {
 	void (*done)(struct ufs_read *r, int res);   /* res: bytes or -errno */
 };
 
+/* Request counters of a network source, for metrics. */
+enum ufs_req_kind { UFS_REQ_GET, UFS_REQ_HEAD, UFS_REQ_LIST, UFS_REQ_KINDS };
+#define UFS_REQ_NAMES { "get", "head", "list" }
+/* Why a request was retried: 429/503 throttling, another 5xx, a timeout
+ * (curl's or a 408), or a connection failure (refused, reset, cut short). */
+enum ufs_retry_cause { UFS_RETRY_THROTTLED, UFS_RETRY_SERVER, UFS_RETRY_TIMEOUT,
+		       UFS_RETRY_CONNECTION, UFS_RETRY_CAUSES };
+#define UFS_RETRY_NAMES { "throttled", "server_error", "timeout", "connection" }
+struct ufs_counters {
+	uint64_t requests[UFS_REQ_KINDS];
+	uint64_t retries[UFS_RETRY_CAUSES];
+	uint64_t failed;          /* requests that failed after their retries */
+};
+
 /* Called once per entry; return non-zero to stop the listing. */
 typedef int (*ufs_list_cb)(void *arg, const char *name, const struct ufs_stat *st);
 
@@ -68,6 +82,8 @@ struct ufs_ops {
 	int (*statfs)(struct ufs *u, struct statvfs *st);
 	/* Optional, run on every shard at unmount: fail reads in flight, close connections. */
 	void (*shard_stop)(struct ufs *u);
+	/* Optional (network sources): adds the request counters to *out; any thread. */
+	void (*counters)(struct ufs *u, struct ufs_counters *out);
 };
 
 extern const struct ufs_ops ufs_local_ops;

@@ -34,9 +34,18 @@ fetches=$(metric cachefs_source_reads_total)
 	fail "the latency histogram counts $(metric 'cachefs_source_request_duration_seconds_count{op="read"}') reads, not $fetches"
 [ "$(metric 'cachefs_source_request_duration_seconds_bucket{op="read",le="+Inf"}')" = "$fetches" ] ||
 	fail "the +Inf bucket does not hold every read"
+for op in stat open; do
+	[ "$(metric "cachefs_source_request_duration_seconds_count{op=\"$op\"}")" -ge 1 ] ||
+		fail "no $op in the source latency histogram"
+done
+ra=$(metric cachefs_readahead_window_bytes_count)
+[ "$ra" -ge 1 ] && [ "$(metric cachefs_readahead_window_bytes_sum)" -ge $((ra << 20)) ] ||
+	fail "read-ahead windows: $ra counted, sum $(metric cachefs_readahead_window_bytes_sum)"
+[ "$(metric 'cachefs_pinned_bytes{tier="ram"}')" = 0 ] && [ "$(metric 'cachefs_pinned_limit_bytes{tier="ram"}')" -gt 0 ] ||
+	fail "pinned bytes and limit"
 [ "$(metric cachefs_open_files)" = 0 ] || fail "open files $(metric cachefs_open_files) after the reader closed"
 [ "$(metric cachefs_shards)" = 2 ] || fail "shards"
-pass "counters match: $reads READs, $fetches source reads in the histogram, 50000000 source bytes"
+pass "counters match: $reads READs, $fetches source reads in the histogram, 50000000 source bytes, $ra read-ahead windows"
 
 exec 3<"$T/m/big"
 scrape >"$T/scrape"

@@ -45,7 +45,8 @@ pass "profile credentials; a secret given as an option is hidden from ps and log
 
 # The server dies mid-read: the reader gets EIO within the timeout, the
 # daemon stays up, and reads recover once the server is back.
-mount_logged s3://data "$T/mnt" "$T/log" -o "$S3_OPTS,timeout=4,retries=3,shards=2,max_readahead=1M"
+port=$(free_port)
+mount_logged s3://data "$T/mnt" "$T/log" -o "$S3_OPTS,timeout=4,retries=3,shards=2,max_readahead=1M,metrics=127.0.0.1:$port"
 dd if="$T/mnt/big.bin" of=/dev/null bs=1M count=1 iflag=direct status=none
 s3_stop
 start=$(date +%s)
@@ -61,6 +62,14 @@ mountpoint -q "$T/mnt" && dd if="$T/mnt/big.bin" of=/dev/null bs=1M count=1 ifla
 grep -q "s3 read s3://data/big.bin bytes=3145728-4194303: .*reader gets EIO" "$T/log" ||
 	fail "no failure line naming bucket, key and range: $(cat "$T/log")"
 echo "  EIO after ${took}s with timeout=4"
+# The refused connections show as retries by cause, and the failure as one.
+curl -sf "http://127.0.0.1:$port/metrics" >"$T/scrape" || fail "no metrics"
+if command -v promtool >/dev/null; then promtool check metrics <"$T/scrape" || fail "promtool rejects the S3 metrics"; fi
+retries=$(awk '$1 == "cachefs_source_retries_total{cause=\"connection\"}" { print $2 }' "$T/scrape")
+failures=$(awk '$1 == "cachefs_source_request_failures_total" { print $2 }' "$T/scrape")
+[ "${retries:-0}" -ge 1 ] && [ "${failures:-0}" -ge 1 ] || fail "retries by cause: $(grep -E 'retries|failures' "$T/scrape")"
+grep -q '^cachefs_source_requests_total{kind="get"} [1-9]' "$T/scrape" || fail "no GETs counted"
+echo "  metrics: $retries connection retries, $failures failed requests"
 s3_start data
 cmp -s "$T/obj" "$T/mnt/big.bin" || fail "reads did not recover after the server came back"
 pass "server stopped: EIO within the timeout, no hang, recovery"

@@ -15,14 +15,14 @@ static void test_window_grows_and_caps(void **state)
 	uint32_t n, maxn = 0;
 
 	ra_init(&ra);
-	n = ra_on_read(&ra, &P, 0, MB, size, &first);
+	n = ra_on_read(&ra, &P, 0, MB, size, &first, NULL);
 	assert_int_equal(n, 0);                       /* one read is no stream */
-	n = ra_on_read(&ra, &P, MB, MB, size, &first);
+	n = ra_on_read(&ra, &P, MB, MB, size, &first, NULL);
 	assert_int_equal(n, 4);
 	assert_int_equal(first, 2);
 	last_end = first + n;
 	for (uint64_t i = 2; i < 200; i++) {
-		n = ra_on_read(&ra, &P, i * MB, MB, size, &first);
+		n = ra_on_read(&ra, &P, i * MB, MB, size, &first, NULL);
 		if (n) {
 			assert_int_equal(first, last_end);    /* no page asked twice */
 			last_end = first + n;
@@ -42,21 +42,21 @@ static void test_random_resets_and_eof(void **state)
 	uint64_t first;
 
 	ra_init(&ra);
-	ra_on_read(&ra, &P, 0, MB, 100 * MB, &first);
-	ra_on_read(&ra, &P, MB, MB, 100 * MB, &first);
-	assert_int_equal(ra_on_read(&ra, &P, 77 * MB, 4096, 100 * MB, &first), 0);
+	ra_on_read(&ra, &P, 0, MB, 100 * MB, &first, NULL);
+	ra_on_read(&ra, &P, MB, MB, 100 * MB, &first, NULL);
+	assert_int_equal(ra_on_read(&ra, &P, 77 * MB, 4096, 100 * MB, &first, NULL), 0);
 	assert_int_equal(ra.window, 0);
 	/* Near the end of the file the window is clipped at the last page. */
-	assert_int_equal(ra_on_read(&ra, &P, 94 * MB, MB, 100 * MB, &first), 0);
-	uint32_t n = ra_on_read(&ra, &P, 95 * MB, MB, 100 * MB, &first);
+	assert_int_equal(ra_on_read(&ra, &P, 94 * MB, MB, 100 * MB, &first, NULL), 0);
+	uint32_t n = ra_on_read(&ra, &P, 95 * MB, MB, 100 * MB, &first, NULL);
 	assert_int_equal(first, 96);
 	assert_int_equal(first + n, 100);
-	assert_int_equal(ra_on_read(&ra, &P, 96 * MB, MB, 100 * MB, &first), 0);
+	assert_int_equal(ra_on_read(&ra, &P, 96 * MB, MB, 100 * MB, &first, NULL), 0);
 	/* Reordered async reads within the window stay sequential. */
 	ra_init(&ra);
-	ra_on_read(&ra, &P, 0, MB, 100 * MB, &first);
-	ra_on_read(&ra, &P, 2 * MB, MB, 100 * MB, &first);
-	ra_on_read(&ra, &P, MB, MB, 100 * MB, &first);
+	ra_on_read(&ra, &P, 0, MB, 100 * MB, &first, NULL);
+	ra_on_read(&ra, &P, 2 * MB, MB, 100 * MB, &first, NULL);
+	ra_on_read(&ra, &P, MB, MB, 100 * MB, &first, NULL);
 	assert_true(ra.window >= 4);
 	ra_fini(&ra);
 }
