@@ -16,6 +16,7 @@ static bool use_syslog;
 /* Serialises stderr lines and the repeat counter. */
 static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
 static char last_line[512];
+static enum log_level last_lvl;
 static unsigned last_repeats;
 static time_t last_time;
 
@@ -59,6 +60,29 @@ static void emit(enum log_level lvl, const char *line)
 		fprintf(stderr, "cachefs: %s: %s\n", names[lvl], line);
 }
 
+/* Under log_lock: reports the repeats of the last line, if any. */
+static void flush_repeats(void)
+{
+	char rep[600];
+
+	if (!last_repeats)
+		return;
+	snprintf(rep, sizeof(rep), "%s ... repeated %u times", last_line, last_repeats);
+	emit(last_lvl, rep);
+	last_repeats = 0;
+}
+
+void log_tick(bool force)
+{
+	pthread_mutex_lock(&log_lock);
+	if (last_repeats && (force || time(NULL) - last_time >= 1)) {
+		flush_repeats();
+		/* The next identical line starts a new window, printed in full. */
+		last_line[0] = '\0';
+	}
+	pthread_mutex_unlock(&log_lock);
+}
+
 void log_msg(enum log_level lvl, const char *fmt, ...)
 {
 	char line[512];
@@ -83,13 +107,9 @@ void log_msg(enum log_level lvl, const char *fmt, ...)
 		pthread_mutex_unlock(&log_lock);
 		return;
 	}
-	if (last_repeats) {
-		char rep[600];
-		snprintf(rep, sizeof(rep), "%s ... repeated %u times", last_line, last_repeats);
-		emit(lvl, rep);
-	}
-	last_repeats = 0;
+	flush_repeats();
 	last_time = now;
+	last_lvl = lvl;
 	snprintf(last_line, sizeof(last_line), "%s", line);
 	emit(lvl, line);
 	pthread_mutex_unlock(&log_lock);

@@ -16,6 +16,12 @@ void log_use_syslog(bool on);
 
 void log_msg(enum log_level lvl, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
+/*
+ * Identical lines within a second are folded into "... repeated N times",
+ * printed when another line comes or, through this, once the burst is a
+ * second old (call it every so often; force: now, e.g. at exit).
+ */
+void log_tick(bool force);
 
 #define log_err(...)   log_msg(LOG_LVL_ERR, __VA_ARGS__)
 #define log_warn(...)  log_msg(LOG_LVL_WARN, __VA_ARGS__)

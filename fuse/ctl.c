@@ -902,6 +902,7 @@ static void *ctl_main(void *arg)
 		}
 		push_progress(now_ns());
 		jobs_trim();
+		log_tick(false);
 	}
 	return NULL;
 }

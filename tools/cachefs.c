@@ -511,5 +511,6 @@ out_session:
 	cachefs_destroy(fs);
 	fuse_opt_free_args(&args);
 	free(opts);
+	log_tick(true);
 	return exit_code;
 }

@@ -4,7 +4,57 @@
 #include <stdint.h>
 #include <cmocka.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include "core/log.h"
 #include "core/util.h"
+
+/* What log lines reach stderr (a temporary file here) while fn runs. */
+static char *stderr_of(void (*fn)(void))
+{
+	char tmpl[] = "/tmp/test_util.XXXXXX", *out = calloc(1, 8192);
+	int fd = mkstemp(tmpl), saved = dup(STDERR_FILENO);
+
+	assert_true(fd >= 0 && saved >= 0 && out);
+	unlink(tmpl);
+	fflush(stderr);
+	dup2(fd, STDERR_FILENO);
+	fn();
+	fflush(stderr);
+	dup2(saved, STDERR_FILENO);
+	close(saved);
+	assert_true(pread(fd, out, 8191, 0) >= 0);
+	close(fd);
+	return out;
+}
+
+static void burst(void)
+{
+	for (int i = 0; i < 5; i++)
+		log_warn("disk on fire");
+	log_tick(false);         /* the burst is younger than a second: nothing yet */
+	fprintf(stderr, "--\n");
+	sleep(2);
+	log_tick(false);
+	log_tick(false);         /* once only */
+	log_warn("disk on fire");   /* a new window: printed in full */
+	log_tick(true);
+}
+
+/* A burst of identical lines is one line and a count, and the count comes
+ * out after a second of silence, not only when another line arrives. */
+static void test_log_repeats(void **state)
+{
+	char *out = stderr_of(burst);
+
+	assert_string_equal(out, "cachefs: warn: disk on fire\n--\n"
+				 "cachefs: warn: disk on fire ... repeated 4 times\n"
+				 "cachefs: warn: disk on fire\n");
+	free(out);
+}
 
 static void test_parse_size(void **state)
 {
@@ -79,6 +129,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_path_clean),
+		cmocka_unit_test(test_log_repeats),
 		cmocka_unit_test(test_parse_size),
 		cmocka_unit_test(test_parse_uint),
 		cmocka_unit_test(test_fmt_size),
