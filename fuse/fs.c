@@ -923,6 +923,7 @@ int cachefs_create(struct cachefs **out, const struct cachefs_config *cfg,
 	fs->ra.page_size = cfg->page_size;
 	fs->ra.min_window = 4;
 	fs->ra.max_window = (uint32_t)MAX(cfg->max_readahead / cfg->page_size, 1);
+	fs->ra.batch = (uint32_t)MAX(PAGE_STRIPE_BYTES / cfg->page_size, 1);
 	fs->ra_budget.limit = cfg->readahead_budget;
 	atomic_init(&fs->ra_budget.used, 0);
 	*out = fs;

@@ -51,6 +51,7 @@ struct pgcache_part {
 
 struct pgcache {
 	uint64_t page_size;
+	uint64_t stripe;          /* pages per stripe: they share an owner */
 	unsigned nparts;
 	struct pgcache_part *parts;
 	struct pgstore *store;
@@ -63,7 +64,9 @@ size_t page_len(const struct page *pg) { return pg->len; }
 
 unsigned pgcache_owner(const struct pgcache *c, const struct pgkey *k)
 {
-	return (unsigned)(pgkey_hash(k) % c->nparts);
+	struct pgkey stripe = { k->file, k->index / c->stripe };
+
+	return (unsigned)(pgkey_hash(&stripe) % c->nparts);
 }
 
 #define assert_owner(p) assert((p)->owner == shard_self())
@@ -140,6 +143,7 @@ int pgcache_create(struct pgcache **out, const struct pgcache_opts *o)
 	if (!c)
 		return -ENOMEM;
 	c->page_size = o->page_size;
+	c->stripe = MAX(PAGE_STRIPE_BYTES / o->page_size, 1);
 	c->nparts = o->nparts;
 	c->store = o->store;
 	if (posix_memalign((void **)&c->parts, 64, sizeof(*c->parts) * o->nparts)) {

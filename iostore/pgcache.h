@@ -73,7 +73,8 @@ int pgcache_create(struct pgcache **out, const struct pgcache_opts *o);
 void pgcache_destroy(struct pgcache *c);
 
 uint64_t pgcache_page_size(const struct pgcache *c);
-/* The partition (and so the shard) that owns key. */
+/* The partition (and so the shard) that owns key: the same for every page
+ * of a stripe (PAGE_STRIPE_BYTES). */
 unsigned pgcache_owner(const struct pgcache *c, const struct pgkey *key);
 
 /*

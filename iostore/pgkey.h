@@ -17,7 +17,14 @@ struct pgkey {
  */
 #define PIN_MAX_PCT 90
 
-/* Spread over 64 bits: the low bits pick the owner shard (hash % N). */
+/*
+ * Consecutive pages of a file share an owner shard within a stripe of this
+ * many bytes (at least a page), so a sequential read's pages meet on one
+ * shard, whose source driver can fetch them with one request.
+ */
+#define PAGE_STRIPE_BYTES (4u << 20)
+
+/* Spread over 64 bits. */
 static inline uint64_t pgkey_hash(const struct pgkey *k)
 {
 	return mix64(k->file * 0x9e3779b97f4a7c15ULL + k->index);

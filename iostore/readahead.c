@@ -41,6 +41,8 @@ uint32_t ra_on_read(struct ra_state *ra, const struct ra_params *p, uint64_t off
 	if (ra->window && size) {
 		cur = (end - 1) / ps + 1;
 		want = MIN(cur + ra->window, last_page + 1);
+		if (p->batch > 1 && want <= last_page)
+			want -= want % p->batch;
 		if (ra->ra_end < cur)
 			ra->ra_end = cur;
 		if (want > ra->ra_end) {

@@ -22,6 +22,8 @@ struct ra_params {
 	uint64_t page_size;
 	uint32_t min_window;    /* pages, once a stream is detected (default 4) */
 	uint32_t max_window;    /* pages (default 64) */
+	uint32_t batch;         /* read-ahead ends on multiples of this many pages
+				 * (a stripe), so it asks for whole stripes; 0 or 1: any page */
 };
 
 void ra_init(struct ra_state *ra);

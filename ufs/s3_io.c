@@ -4,6 +4,13 @@
  * (CURLMOPT_SOCKETFUNCTION -> POLL_ADD / POLL_REMOVE, CURLMOPT_TIMERFUNCTION
  * -> a shard timer): no threads of its own, no busy polling, and keep-alive
  * connections reused across reads, at most s3_max_connections per shard.
+ *
+ * Reads are not started at once: those that reach a shard in one turn of
+ * its loop are sorted, and contiguous reads of one object become one ranged
+ * GET (up to XFER_MAX_READS reads, XFER_MAX_BYTES). Pages of a stripe share
+ * a shard and read-ahead asks for whole stripes, so a sequential stream
+ * costs a request per stripe rather than per page: on s3rver here 1 MiB
+ * GETs ran at a third of the rate of 4 MiB ones.
  */
 #include "config.h"
 #include "ufs/s3_i.h"
@@ -37,9 +44,15 @@ enum xfer_state {
 	XF_DONE,                   /* completed; memory kept until the timer is idle */
 };
 
-/* One page read. Owner: the shard. */
+#define XFER_MAX_READS 64
+#define XFER_MAX_BYTES (16u << 20)
+
+/* One ranged GET for one or more contiguous reads. Owner: the shard. */
 struct s3_xfer {
-	struct ufs_read *r;
+	struct ufs_read *reads[XFER_MAX_READS];   /* in offset order */
+	unsigned nreads;
+	unsigned cur;              /* reads before this one are complete */
+	uint64_t off, len;         /* the range: [off, off + len) */
 	struct s3_file *sf;
 	struct s3_shard *ss;
 	enum xfer_state state;
@@ -67,6 +80,9 @@ struct s3_shard {
 	unsigned nidle;
 	struct s3_xfer *active;    /* RUNNING and BACKOFF transfers */
 	struct s3_xfer *done;      /* finished, freed when their timer is idle */
+	struct s3_xfer *pending;   /* not started: merged at the next turn */
+	unsigned npending;
+	struct shard_timer flush;  /* fires at the next turn of the loop */
 };
 
 static void process(struct s3_shard *ss);
@@ -234,17 +250,17 @@ static bool etag_ok(const struct s3_xfer *x)
 }
 
 /*
- * Body bytes. A 206 starts at the page; a 200 (a server that ignored the
+ * Body bytes. A 206 starts at the range; a 200 (a server that ignored the
  * Range, as some do for "bytes=0-0") starts at the object's first byte, so
- * the page is cut out of it and the rest is not downloaded.
+ * the range is cut out of it and the rest is not downloaded.
  */
 static size_t on_data(char *data, size_t size, size_t n, void *arg)
 {
 	struct s3_xfer *x = arg;
-	struct ufs_read *r = x->r;
 	size_t len = size * n;
 	long st = x->resp.status;
-	uint64_t start = st == 200 ? r->off : 0, lo, hi;
+	/* Object offsets of this chunk. */
+	uint64_t from = (st == 200 ? 0 : x->off) + x->seen, to = from + len;
 
 	if (st != 200 && st != 206) {
 		/* An error body: keep the start of it for the message. */
@@ -263,23 +279,29 @@ static size_t on_data(char *data, size_t size, size_t n, void *arg)
 		x->fail = -ESTALE;
 		return 0;
 	}
-	if (st == 200 && r->off && !x->seen && !atomic_exchange(&x->ss->u->warned_norange, true))
+	if (st == 200 && x->off && !x->seen && !atomic_exchange(&x->ss->u->warned_norange, true))
 		log_warn("%s %s ignores Range requests: every page is read from the start of its file; "
 			 "a server that honours Range (most do) is much faster", x->ss->u->drv, x->ss->u->endpoint);
-	lo = MAX(x->seen, start);
-	hi = MIN(x->seen + len, start + r->len);
-	if (lo < hi)
-		memcpy(r->buf + (lo - start), data + (lo - x->seen), hi - lo);
+	for (unsigned i = x->cur; i < x->nreads; i++) {
+		struct ufs_read *r = x->reads[i];
+		uint64_t lo = MAX(from, r->off), hi = MIN(to, r->off + r->len);
+		if (r->off >= to)
+			break;
+		if (lo < hi) {
+			memcpy(r->buf + (lo - r->off), data + (lo - from), hi - lo);
+			r->got = (size_t)(hi - r->off);
+		}
+		if (to >= r->off + r->len)
+			x->cur = i + 1;
+	}
 	x->seen += len;
-	if (x->seen > start)
-		r->got = (size_t)MIN(x->seen - start, r->len);
-	/* Returning short ends the transfer: the page is complete (200), or
+	/* Returning short ends the transfer: the range is complete (200), or
 	 * the server sent more than the range asked for (206). */
-	if (st == 200 && x->seen >= start + r->len) {
+	if (st == 200 && to >= x->off + x->len) {
 		x->early = true;
 		return 0;
 	}
-	if (st == 206 && x->seen > r->len) {
+	if (st == 206 && x->seen > x->len) {
 		x->fail = -EIO;
 		return 0;
 	}
@@ -299,12 +321,18 @@ static void xfer_unlink(struct s3_xfer *x)
 	x->prev = x->next = NULL;
 }
 
-/* Completes x with res; its memory waits in ss->done while its timer may fire. */
-static void xfer_finish(struct s3_xfer *x, int res)
+/*
+ * Completes x's reads: with err if it is not 0, else each with its bytes
+ * (-EIO for one the body did not fill). Its memory waits in ss->done while
+ * its timer may fire.
+ */
+static void xfer_finish(struct s3_xfer *x, int err)
 {
 	struct s3_shard *ss = x->ss;
-	struct ufs_read *r = x->r;
+	struct ufs_read *reads[XFER_MAX_READS];
+	unsigned n = x->nreads;
 
+	memcpy(reads, x->reads, n * sizeof(*reads));
 	xfer_unlink(x);
 	x->state = XF_DONE;
 	if (x->e) {
@@ -324,7 +352,9 @@ static void xfer_finish(struct s3_xfer *x, int res)
 	} else {
 		free(x);
 	}
-	r->done(r, res);
+	for (unsigned i = 0; i < n; i++)
+		reads[i]->done(reads[i], err ? err : reads[i]->got == reads[i]->len ?
+				(int)reads[i]->got : -EIO);
 }
 
 /* Frees finished transfers whose timers are idle. */
@@ -371,7 +401,7 @@ static void xfer_ended(struct s3_xfer *x, CURLcode cc)
 {
 	struct s3_shard *ss = x->ss;
 	struct ufs *u = ss->u;
-	struct ufs_read *r = x->r;
+	struct ufs_read *last = x->reads[x->nreads - 1];
 	long status = 0;
 	char why[700];
 	uint64_t wait;
@@ -398,14 +428,14 @@ static void xfer_ended(struct s3_xfer *x, CURLcode cc)
 	}
 	switch (s3_classify(cc, status)) {
 	case S3_OK:
-		if (r->got < r->len) {
+		if (last->got < last->len) {
+			/* The reads the body filled complete; the others get EIO. */
 			snprintf(why, sizeof(why), "the object ended at %llu bytes; the listing said %llu",
-				 (unsigned long long)(r->off + r->got), (unsigned long long)x->sf->size);
+				 (unsigned long long)(x->off + MIN(x->seen, x->len)),
+				 (unsigned long long)x->sf->size);
 			log_read_failure(x, why);
-			xfer_finish(x, -EIO);
-			return;
 		}
-		xfer_finish(x, (int)r->got);
+		xfer_finish(x, 0);
 		return;
 	case S3_RETRY:
 		wait = s3_backoff_ns(x->attempt + 1);
@@ -455,7 +485,9 @@ static void start_attempt(struct s3_xfer *x)
 	x->seen = 0;
 	x->fail = 0;
 	x->early = false;
-	x->r->got = 0;
+	x->cur = 0;
+	for (unsigned i = 0; i < x->nreads; i++)
+		x->reads[i]->got = 0;
 	x->errbuf[0] = '\0';
 	x->resp.len = 0;
 	rc = s3_prepare(ss->u, x->e, "GET", x->sf->key, NULL, 0, x->range,
@@ -477,6 +509,68 @@ static void finish_empty(struct shard_timer *t)
 	xfer_finish(container_of(t, struct s3_xfer, timer), 0);
 }
 
+static void xfer_activate(struct s3_shard *ss, struct s3_xfer *x)
+{
+	x->next = ss->active;
+	if (ss->active)
+		ss->active->prev = x;
+	ss->active = x;
+}
+
+static int cmp_xfer(const void *a, const void *b)
+{
+	const struct s3_xfer *x = *(struct s3_xfer *const *)a, *y = *(struct s3_xfer *const *)b;
+
+	if (x->sf != y->sf)
+		return (uintptr_t)x->sf < (uintptr_t)y->sf ? -1 : 1;
+	return x->off < y->off ? -1 : x->off > y->off;
+}
+
+/* The reads that came this turn: contiguous ones are merged, then started. */
+static void flush_pending(struct shard_timer *t)
+{
+	struct s3_shard *ss = container_of(t, struct s3_shard, flush);
+	unsigned n = ss->npending, m = 0;
+	struct s3_xfer **v = malloc(n * sizeof(*v)), *x;
+
+	if (!v) {
+		/* Start them one by one, as they came. */
+		while ((x = ss->pending)) {
+			ss->pending = x->next;
+			x->next = NULL;
+			xfer_activate(ss, x);
+			start_attempt(x);
+		}
+		ss->npending = 0;
+		return;
+	}
+	for (x = ss->pending; x; x = x->next)
+		v[m++] = x;
+	ss->pending = NULL;
+	ss->npending = 0;
+	qsort(v, m, sizeof(*v), cmp_xfer);
+	for (unsigned i = 0; i < m; i++) {
+		x = v[i];
+		while (i + 1 < m && v[i + 1]->sf == x->sf && v[i + 1]->off == x->off + x->len &&
+		       x->nreads < XFER_MAX_READS && x->len + v[i + 1]->len <= XFER_MAX_BYTES) {
+			struct s3_xfer *y = v[++i];
+			x->reads[x->nreads++] = y->reads[0];
+			x->len += y->len;
+			if (ss->nidle < ARRAY_SIZE(ss->idle))
+				ss->idle[ss->nidle++] = y->e;   /* y took it from there */
+			else
+				curl_easy_cleanup(y->e);
+			free(y);
+		}
+		x->next = NULL;
+		snprintf(x->range, sizeof(x->range), "bytes=%llu-%llu", (unsigned long long)x->off,
+			 (unsigned long long)(x->off + x->len - 1));
+		xfer_activate(ss, x);
+		start_attempt(x);
+	}
+	free(v);
+}
+
 int s3_read(struct ufs_read *r)
 {
 	struct s3_file *sf = container_of(r->file, struct s3_file, f);
@@ -488,31 +582,33 @@ int s3_read(struct ufs_read *r)
 	x = calloc(1, sizeof(*x));
 	if (!x)
 		return -ENOMEM;
-	x->r = r;
+	x->reads[0] = r;
+	x->nreads = 1;
 	x->sf = sf;
 	x->ss = ss;
 	x->deadline = now_ns() + ss->u->timeout_ns;
-	x->next = ss->active;
-	if (ss->active)
-		ss->active->prev = x;
-	ss->active = x;
 	r->got = 0;
 	if (r->off >= sf->size) {
 		/* Past the end the listing gave: nothing to fetch, but complete later. */
+		r->len = 0;
+		xfer_activate(ss, x);
 		x->state = XF_BACKOFF;
 		shard_timer_arm(&x->timer, 0, finish_empty);
 		return 0;
 	}
 	r->len = (size_t)MIN((uint64_t)r->len, sf->size - r->off);
-	snprintf(x->range, sizeof(x->range), "bytes=%llu-%llu", (unsigned long long)r->off,
-		 (unsigned long long)(r->off + r->len - 1));
+	x->off = r->off;
+	x->len = r->len;
 	x->e = ss->nidle ? ss->idle[--ss->nidle] : curl_easy_init();
 	if (!x->e) {
-		xfer_unlink(x);
 		free(x);
 		return -ENOMEM;
 	}
-	start_attempt(x);
+	x->state = XF_RUNNING;
+	x->next = ss->pending;
+	ss->pending = x;
+	if (!ss->npending++)
+		shard_timer_arm(&ss->flush, 0, flush_pending);
 	return 0;
 }
 
@@ -522,6 +618,15 @@ void s3_shard_stop(struct ufs *u)
 
 	if (!ss || !ss->multi)
 		return;
+	while (ss->pending) {
+		struct s3_xfer *x = ss->pending;
+		ss->pending = x->next;
+		x->next = NULL;
+		xfer_activate(ss, x);
+		x->state = XF_BACKOFF;     /* not in the multi handle */
+		xfer_finish(x, -EIO);
+	}
+	ss->npending = 0;
 	while (ss->active) {
 		struct s3_xfer *x = ss->active;
 		if (x->state == XF_RUNNING)

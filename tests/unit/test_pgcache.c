@@ -321,13 +321,21 @@ static void test_owner_spread(void **state)
 	struct pgcache_opts o = { .page_size = PS, .capacity = 64 * PS, .nparts = 4 };
 	unsigned hist[4] = { 0 };
 
+	uint64_t stripe = PAGE_STRIPE_BYTES / PS;
+
 	assert_int_equal(pgcache_create(&c, &o), 0);
+	/* Stripes spread evenly ... */
 	for (uint64_t i = 0; i < 4000; i++) {
-		struct pgkey k = { .file = 1 + i / 100, .index = i % 100 };
+		struct pgkey k = { .file = 1 + i / 100, .index = i % 100 * stripe };
 		hist[pgcache_owner(c, &k)]++;
 	}
 	for (int i = 0; i < 4; i++)
 		assert_true(hist[i] > 800 && hist[i] < 1200);
+	/* ... and a stripe's pages share an owner. */
+	for (uint64_t i = 0; i < 3 * stripe; i++) {
+		struct pgkey k = { .file = 9, .index = i }, first = { 9, i / stripe * stripe };
+		assert_int_equal(pgcache_owner(c, &k), pgcache_owner(c, &first));
+	}
 	pgcache_destroy(c);
 	o.page_size = 3000;
 	assert_int_equal(pgcache_create(&c, &o), -EINVAL);
