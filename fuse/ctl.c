@@ -3,9 +3,10 @@
  * (jansson): {"cmd":"status"}, {"cmd":"load","paths":[...],"parallel":N},
  * {"cmd":"evict","paths":[...]}, {"cmd":"pin","paths":[...],"parallel":N},
  * {"cmd":"unpin","paths":[...]} or {"cmd":"unpin","all":true},
- * {"cmd":"jobs"}, {"cmd":"cancel","job":ID}, {"cmd":"watch","job":ID}. A watched job sends a progress line every 200 ms
- * and a last one with its final state. Jobs belong to the daemon, not to the
- * connection: a load goes on when its client goes away.
+ * {"cmd":"jobs"}, {"cmd":"cancel","job":ID}, {"cmd":"watch","job":ID}. A
+ * watched job sends a progress line every 200 ms and a last one with its
+ * final state. Jobs belong to the daemon, not to the connection: a load goes
+ * on when its client goes away.
  */
 #include "config.h"
 #include "fuse/ctl.h"
