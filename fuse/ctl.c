@@ -958,8 +958,9 @@ static int bind_socket(const char *path, const char *group, char *err, size_t er
 	umask(old);
 	if (rc < 0 || listen(fd, 16) < 0 ||
 	    (gid != (gid_t)-1 && (chown(path, (uid_t)-1, gid) < 0 || chmod(path, 0660) < 0))) {
-		snprintf(err, errlen, "control socket %s: %s", path, strerror(errno));
-		rc = -errno;
+		int e = errno;
+		snprintf(err, errlen, "control socket %s: %s", sa.sun_path, strerror(e));
+		rc = -e;
 		close(fd);
 		unlink(path);
 		return rc;

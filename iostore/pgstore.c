@@ -265,6 +265,12 @@ static uint32_t lookup(struct pgstore_part *p, uint64_t file, uint64_t index)
 	return NIL;
 }
 
+/* The slot holding key, or NIL; indexes past 32 bits are never stored. */
+static uint32_t lookup_key(struct pgstore_part *p, const struct pgkey *key)
+{
+	return key->index > UINT32_MAX ? NIL : lookup(p, key->file, key->index);
+}
+
 static void hash_add(struct pgstore_part *p, uint32_t s)
 {
 	uint32_t *b = bucket_of(p, p->slots[s].file, p->slots[s].index);
@@ -1162,9 +1168,7 @@ int pgstore_read(struct pgstore *ps, unsigned part, const struct pgkey *key, voi
 	struct sfile *f;
 
 	assert_owner(p);
-	if (key->index > UINT32_MAX)
-		return -ENOENT;
-	s = lookup(p, key->file, key->index);
+	s = lookup_key(p, key);
 	if (s == NIL)
 		return -ENOENT;
 	sl = &p->slots[s];
@@ -1187,9 +1191,7 @@ int pgstore_drop(struct pgstore *ps, unsigned part, const struct pgkey *key)
 	uint32_t s;
 
 	assert_owner(p);
-	if (key->index > UINT32_MAX)
-		return -ENOENT;
-	s = lookup(p, key->file, key->index);
+	s = lookup_key(p, key);
 	if (s == NIL || p->slots[s].state != SL_READY)
 		return -ENOENT;
 	if (p->slots[s].held)
@@ -1349,9 +1351,7 @@ int pgstore_unhold(struct pgstore *ps, unsigned part, const struct pgkey *key)
 	uint32_t s;
 
 	assert_owner(p);
-	if (key->index > UINT32_MAX)
-		return -ENOENT;
-	s = lookup(p, key->file, key->index);
+	s = lookup_key(p, key);
 	if (s == NIL || !p->slots[s].held)
 		return -ENOENT;
 	unhold_slot(p, s);
@@ -1375,11 +1375,8 @@ uint64_t pgstore_unhold_all(struct pgstore *ps, unsigned part)
 bool pgstore_held(const struct pgstore *ps, unsigned part, const struct pgkey *key)
 {
 	struct pgstore_part *p = &ps->parts[part];
-	uint32_t s;
+	uint32_t s = lookup_key(p, key);
 
-	if (key->index > UINT32_MAX)
-		return false;
-	s = lookup(p, key->file, key->index);
 	return s != NIL && p->slots[s].held;
 }
 
