@@ -307,8 +307,14 @@ static void pin_page_done(struct pgcache_hold *h, int res)
 			j->capheld = cap;
 		}
 	}
-	if (res == 0 && j->nheld < j->capheld)
+	if (res == 0 && j->nheld < j->capheld) {
 		j->held[j->nheld++] = (struct job_held){ jp->key, jp->owner };
+	} else if (res == 0) {
+		/* No room to remember it for a rollback: not held, then (we are
+		 * its owner shard). */
+		pgcache_unhold(j->fs->cache, jp->owner, &jp->key);
+		res = -ENOMEM;
+	}
 	if (res >= 0) {
 		j->pages_pinned++;
 	} else if (res == -ENOSPC) {
