@@ -235,6 +235,16 @@ static void file_put(struct job *j, struct job_file *f)
 	}
 }
 
+/* Under j->lock: marks f failed; true the first time, which reports it
+ * (one message per file, not per page). */
+static bool first_failure(struct job_file *f)
+{
+	bool first = !f->failed;
+
+	f->failed = true;
+	return first;
+}
+
 /* Under j->lock, on the page's owner shard: one page of f finished. */
 static void page_finished(struct job *j, struct job_file *f, uint64_t bytes)
 {
@@ -255,9 +265,7 @@ static void load_page_done(struct pgcache_waiter *w, struct page *pg, int err)
 	if (pg)
 		pgcache_unpin(pg);
 	pthread_mutex_lock(&j->lock);
-	first_error = err && !jp->file->failed;
-	if (err)
-		jp->file->failed = true;
+	first_error = err && first_failure(jp->file);
 	page_finished(j, jp->file, got);
 	pthread_mutex_unlock(&j->lock);
 	/* One message per file, not per page. */
@@ -320,8 +328,7 @@ static void pin_page_done(struct pgcache_hold *h, int res)
 	} else if (res == -ENOSPC) {
 		atomic_store(&j->full, true);
 	} else {
-		first_error = !jp->file->failed;
-		jp->file->failed = true;
+		first_error = first_failure(jp->file);
 	}
 	page_finished(j, jp->file, res >= 0 ? jp->want : 0);
 	pthread_mutex_unlock(&j->lock);
@@ -708,11 +715,8 @@ static json_t *status_json(void)
 	json_object_set_new(o, "hit_ratio",
 		json_real(looked ? (double)(looked - MIN(t.fetches, looked)) / (double)looked : 0));
 	json_object_set_new(o, "evictions", json_integer((json_int_t)(t.evictions + s.evictions)));
-	uint64_t held = 0, limit = 0;
-	for (unsigned i = 0; i < pgcache_parts(fs->cache); i++) {
-		held += pgcache_held(fs->cache, i);
-		limit += pgcache_hold_limit(fs->cache, i);
-	}
+	uint64_t held, limit;
+	pgcache_held_total(fs->cache, &held, &limit);
 	json_object_set_new(o, "pinned", json_pack("{s:I, s:I, s:s}", "bytes", (json_int_t)held,
 		"limit", (json_int_t)limit, "tier", fs->store ? "ssd" : "ram"));
 	return o;

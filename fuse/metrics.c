@@ -69,7 +69,7 @@ static void render(struct buf *b, struct cachefs *fs)
 	struct pgstore_stats s = { 0 };
 	struct ufs_counters uc = { 0 };
 	unsigned long long cum;
-	uint64_t held = 0, held_limit = 0;
+	uint64_t held, held_limit;
 
 	pgcache_stats_total(fs->cache, &t);
 	if (fs->store)
@@ -152,10 +152,7 @@ static void render(struct buf *b, struct cachefs *fs)
 	family(b, "cachefs_cache_capacity_bytes", "gauge", "Capacity of each tier.");
 	put(b, "cachefs_cache_capacity_bytes{tier=\"ram\"} %llu\n", (unsigned long long)fs->cfg.ram_cache);
 	put(b, "cachefs_cache_capacity_bytes{tier=\"ssd\"} %llu\n", (unsigned long long)s.capacity);
-	for (unsigned i = 0; i < pgcache_parts(fs->cache); i++) {
-		held += pgcache_held(fs->cache, i);
-		held_limit += pgcache_hold_limit(fs->cache, i);
-	}
+	pgcache_held_total(fs->cache, &held, &held_limit);
 	family(b, "cachefs_pinned_bytes", "gauge",
 	       "Bytes pinned (cachefsctl pin), counted as the pinning tier counts them.");
 	put(b, "cachefs_pinned_bytes{tier=\"%s\"} %llu\n", fs->store ? "ssd" : "ram",

@@ -570,14 +570,19 @@ uint64_t pgcache_hold_limit(const struct pgcache *c, unsigned part)
 	return c->parts[part].capacity * PIN_MAX_PCT / 100;
 }
 
-uint64_t pgcache_held(const struct pgcache *c, unsigned part)
+void pgcache_held_total(const struct pgcache *c, uint64_t *held, uint64_t *limit)
 {
 	struct pgstore_stats s;
 
-	if (!c->store)
-		return c->parts[part].stats.pinned_bytes;
-	pgstore_stats(c->store, part, &s);
-	return s.pinned * c->page_size;
+	*held = *limit = 0;
+	for (unsigned i = 0; i < c->nparts; i++) {
+		*limit += pgcache_hold_limit(c, i);
+		*held += c->parts[i].stats.pinned_bytes;
+	}
+	if (c->store) {
+		pgstore_stats_total(c->store, &s);
+		*held = s.pinned * c->page_size;
+	}
 }
 
 static void hold_stored(struct pgstore_io *io, int res)

@@ -124,10 +124,11 @@ int pgcache_unhold(struct pgcache *c, unsigned part, const struct pgkey *key);
 uint64_t pgcache_unhold_all(struct pgcache *c, unsigned part);
 /* Bytes a held page of `want` bytes counts against its partition's limit. */
 uint64_t pgcache_hold_cost(const struct pgcache *c, uint64_t want);
-/* A partition's hold limit, and what its holds count against it now (any
- * thread: a snapshot). Both in bytes. */
+/* A partition's hold limit, in bytes. */
 uint64_t pgcache_hold_limit(const struct pgcache *c, unsigned part);
-uint64_t pgcache_held(const struct pgcache *c, unsigned part);
+/* Bytes held over all partitions, and the sum of their limits (any
+ * thread: a snapshot). */
+void pgcache_held_total(const struct pgcache *c, uint64_t *held, uint64_t *limit);
 
 /* Any thread. The page's data stays valid until its last pin is dropped. */
 void pgcache_unpin(struct page *pg);
