@@ -1,6 +1,12 @@
 # Shared helpers for the integration tests. Source it first thing.
 # Exit codes: 0 pass, 77 skip, 99 hard error; any other non-zero fails.
-set -eu -o pipefail
+set -eEu -o pipefail
+# set -e ends a test at an unguarded failing command: say which one.
+on_err() {
+	local rc=$?
+	echo "FAIL: ${BASH_SOURCE[1]}:${BASH_LINENO[0]}: '$BASH_COMMAND' exited $rc" >&2
+}
+trap on_err ERR
 
 : "${top_builddir:=$(cd "$(dirname "$0")/../.." && pwd)}"
 : "${top_srcdir:=$top_builddir}"

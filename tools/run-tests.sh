@@ -14,6 +14,8 @@ export CACHEFS_TEST_SERVERS="$src/tests/s3"
 autoreconf -fi >/dev/null || { echo "0 passed, 1 failed (autoreconf)"; exit 1; }
 
 passed=0 failed=0 skipped=0 errors=()
+failures=$(mktemp)
+trap 'rm -f "$failures"' EXIT
 
 # run_suite NAME CONFIGURE-ARGS...: a fresh build directory per flavour.
 run_suite() {
@@ -39,6 +41,13 @@ run_suite() {
 			esac
 		done
 		grep -E "^(FAIL|ERROR):" "$log" | sed "s/^/$name: /" || true
+		# CI keeps only the end of this output: the last lines of each
+		# failed test's log are printed again after the summary.
+		local t
+		for t in $(sed -n 's/^\(FAIL\|ERROR\): *\([^ ]*\).*/\2/p' "$log"); do
+			echo "--- $name: the end of $t.log"
+			tail -n 15 "$dir/$t.log" 2>/dev/null | sed "s/^/  /"
+		done >>"$failures"
 	else
 		failed=$((failed + 1))
 	fi
@@ -63,6 +72,7 @@ ASAN_OPTIONS="log_path=$src/_build/asan/sanitizer:detect_leaks=1:abort_on_error=
 UBSAN_OPTIONS="log_path=$src/_build/asan/sanitizer:print_stacktrace=1:halt_on_error=1" \
 	run_suite asan --enable-asan --enable-ubsan --enable-debug
 
+cat "$failures"
 for e in "${errors[@]}"; do echo "error: $e"; done
 echo "$passed passed, $failed failed, $skipped skipped"
 [ "$failed" = 0 ] && [ ${#errors[@]} = 0 ]
