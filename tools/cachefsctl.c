@@ -21,7 +21,7 @@
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"usage: cachefsctl [-m MOUNTPOINT | -s SOCKET] COMMAND [ARGS]\n"
+		"usage: cachefsctl [-m MOUNTPOINT | -s SOCKET] [-t SECONDS] COMMAND [ARGS]\n"
 		"\n"
 		"  status [--json]            mounts, shards, tier usage and hit ratio, fetches, errors\n"
 		"  load PATH... [-j N] [--background]\n"
@@ -40,7 +40,8 @@ static void usage(FILE *f)
 		"  stats [--watch] [-n N]     throughput by tier; --watch: a line per second (N lines)\n"
 		"\n"
 		"The daemon is found from -m, -s, the PATH arguments or the current directory\n"
-		"(whichever cachefs mount holds them), or as the only cachefs mount.\n");
+		"(whichever cachefs mount holds them), or as the only cachefs mount.\n"
+		"-t: how long to wait for each answer of the daemon (10 s; 0 waits forever).\n");
 }
 
 __attribute__((format(printf, 1, 2), noreturn))
@@ -104,9 +105,13 @@ static char *absolute(const char *p)
 	return out;
 }
 
+/* Seconds to wait for each reply (and for a full backlog); 0: forever. */
+static unsigned reply_timeout = 10;
+
 static int connect_to(const char *path)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct timeval tv = { .tv_sec = reply_timeout };
 	int fd;
 
 	if (strlen(path) >= sizeof(sa.sun_path))
@@ -115,8 +120,14 @@ static int connect_to(const char *path)
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		die("socket: %s", strerror(errno));
+	/* A stopped or hung daemon still accepts into its backlog: time out. */
+	if (setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) < 0 ||
+	    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) < 0)
+		die("setsockopt: %s", strerror(errno));
 	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
-		die("no cachefs daemon answers on %s: %s", path, strerror(errno));
+		die(errno == EAGAIN ? "the cachefs daemon on %s did not take the connection within the -t "
+				      "timeout (stopped or hung?)"
+				    : "no cachefs daemon answers on %s: %s", path, strerror(errno));
 	return fd;
 }
 
@@ -130,7 +141,8 @@ static void send_req(json_t *req)
 	if (!req)
 		die("out of memory");
 	if (json_dumpf(req, conn, JSON_COMPACT) < 0 || fputc('\n', conn) == EOF || fflush(conn) == EOF)
-		die("writing to %s: %s", sock_path, strerror(errno));
+		die(errno == EAGAIN ? "the daemon on %s takes no more requests within the -t timeout "
+				      "(stopped or hung?)" : "writing to %s: %s", sock_path, strerror(errno));
 	json_decref(req);
 }
 
@@ -142,8 +154,13 @@ static json_t *recv_reply(void)
 	json_error_t jerr;
 	json_t *r, *ok;
 
-	if (getline(&line, &cap, conn) <= 0)
+	errno = 0;
+	if (getline(&line, &cap, conn) <= 0) {
+		if (errno == EAGAIN)
+			die("the daemon on %s did not answer within %u s (stopped or hung? its log may "
+			    "say; -t sets the wait)", sock_path, reply_timeout);
 		die("the daemon on %s closed the connection", sock_path);
+	}
 	r = json_loads(line, 0, &jerr);
 	free(line);
 	if (!r)
@@ -434,7 +451,9 @@ int main(int argc, char **argv)
 	const char *mnt = NULL, *cmd;
 	char sock[PATH_MAX], where[PATH_MAX], real[PATH_MAX];
 	bool as_json = false, background = false, watching = false, all = false;
-	long parallel = 16, count = 0;
+	long parallel = 16, count = 0, timeout = reply_timeout;
+	bool timeout_ok = true;
+	char *end;
 	int c, rc, fd;
 
 	/* Options may come anywhere: `load DIR -j 8 --background`. The first
@@ -442,7 +461,7 @@ int main(int argc, char **argv)
 	char **args = calloc((size_t)argc, sizeof(*args));
 	int nargs = 0;
 	cmd = NULL;
-	while ((c = getopt_long(argc, argv, "-m:s:j:n:h", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "-m:s:j:n:t:h", longopts, NULL)) != -1) {
 		switch (c) {
 		case 1:
 			if (!cmd)
@@ -454,6 +473,7 @@ int main(int argc, char **argv)
 		case 's': sock_path = optarg; break;
 		case 'j': parallel = strtol(optarg, NULL, 10); break;
 		case 'n': count = strtol(optarg, NULL, 10); break;
+		case 't': timeout = strtol(optarg, &end, 10); timeout_ok = *optarg && !*end; break;
 		case 'J': as_json = true; break;
 		case 'b': background = true; break;
 		case 'w': watching = true; break;
@@ -477,6 +497,11 @@ int main(int argc, char **argv)
 		fprintf(stderr, "cachefsctl: -j takes 1 to 1024\n");
 		return EXIT_USAGE;
 	}
+	if (!timeout_ok || timeout < 0 || timeout > 86400) {
+		fprintf(stderr, "cachefsctl: -t takes seconds, 0 to 86400 (0: wait forever)\n");
+		return EXIT_USAGE;
+	}
+	reply_timeout = (unsigned)timeout;
 
 	if (!sock_path) {
 		if (mnt) {

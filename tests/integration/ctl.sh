@@ -3,7 +3,7 @@
 # foreground, in the background, after its client died, of cached data,
 # with a missing path), jobs, cancel, evict, stats --watch; the socket's
 # permissions; SIGHUP reload; a second daemon on the same mount point or
-# socket; no daemon at all.
+# socket; no daemon at all; a stopped one.
 . "$(dirname "$0")/../lib.sh"
 
 mkdir -p "$T/src/tree/a/b" "$T/src/big"
@@ -112,6 +112,19 @@ rc=0
 [ "$rc" = 1 ] && [ "$(wc -l <"$T/err")" = 1 ] && grep -q "no cachefs daemon answers on $T/none.sock" "$T/err" ||
 	fail "no daemon: rc $rc, $(cat "$T/err")"
 echo "  no daemon: $(cat "$T/err")"
+# A stopped daemon still accepts into the socket's backlog: the wait ends.
+dpid=$(daemon_pid "$T/m")
+kill -STOP "$dpid"
+rc=0
+timeout 20 "$CTL" -s "$sock" -t 1 status >/dev/null 2>"$T/err" || rc=$?
+kill -CONT "$dpid"
+[ "$rc" = 1 ] && [ "$(wc -l <"$T/err")" = 1 ] && grep -q "did not answer within 1 s" "$T/err" ||
+	fail "stopped daemon: rc $rc, $(cat "$T/err")"
+echo "  stopped daemon: $(cat "$T/err")"
+"$CTL" -s "$sock" status >/dev/null || fail "status after SIGCONT"
+rc=0
+"$CTL" -s "$sock" -t x status 2>"$T/err" || rc=$?
+[ "$rc" = 2 ] && grep -q "^cachefsctl: -t takes seconds" "$T/err" || fail "-t x: rc $rc, $(cat "$T/err")"
 if "$CACHEFS" "$T/src" "$T/m" -o ctl_socket="$T/other.sock" 2>"$T/err"; then fail "a second daemon mounted over the first"; fi
 grep -q "is busy: something is mounted there" "$T/err" || fail "second daemon: $(cat "$T/err")"
 [ "$(grep -c " $T/m " /proc/mounts)" = 1 ] || fail "a second daemon stacked a mount"
