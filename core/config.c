@@ -37,7 +37,7 @@ struct opt_def {
 #define STR(field) OPT_STRING, F(field)
 #define SZ(field) 0, sizeof(((struct cachefs_config *)0)->field)
 static const struct opt_def opt_table[] = {
-	{ "shards", OPT_UINT, F(shards), "online CPUs", "shard threads, each pinned with its own io_uring", 1, 1024, false },
+	{ "shards", OPT_UINT, F(shards), "online CPUs, at most one per 4 pages of ram_cache", "shard threads, each pinned with its own io_uring", 1, 1024, false },
 	{ "spin_us", OPT_UINT, F(spin_us), "0", "microseconds a shard polls for work before sleeping", 0, 100000, false },
 	{ "log_level", OPT_LOGLEVEL, F(log_level), "info", "error, warn, info or debug", 0, 0, false },
 	{ "page_size", OPT_SIZE, F(page_size), "1M", "cache page size, a power of two from 4K to 16M", 0, 0, false },
@@ -355,10 +355,13 @@ int config_parse_opts(struct cachefs_config *c, const char *opts, char *err, siz
 	return rc;
 }
 
-int config_finish(struct cachefs_config *c, uint64_t mem_total, uint64_t mem_avail,
+/* Fewest full pages a shard's part of the RAM tier gets by default. */
+#define MIN_PAGES_PER_SHARD 4
+
+int config_finish(struct cachefs_config *c, uint64_t mem_total, uint64_t mem_avail, unsigned cpus,
 		  char *err, size_t errlen)
 {
-	char a[32], b[32];
+	char a[32], b[32], d[32];
 
 	if (!is_pow2(c->page_size) || c->page_size < 4096 || c->page_size > (16 << 20)) {
 		snprintf(err, errlen, "page_size=%s is not a power of two from 4K to 16M; try page_size=1M",
@@ -376,6 +379,17 @@ int config_finish(struct cachefs_config *c, uint64_t mem_total, uint64_t mem_ava
 		snprintf(err, errlen, "ram_cache=%s is more than the %s of memory available; lower -o ram_cache",
 			 fmt_size(c->ram_cache, a, sizeof(a)), fmt_size(mem_avail, b, sizeof(b)));
 		return -ENOMEM;
+	}
+	/* A shard per CPU, unless that leaves a shard too small a part of RAM. */
+	if (!c->shards)
+		c->shards = (unsigned)MAX(MIN((uint64_t)MAX(cpus, 1),
+					      c->ram_cache / (c->page_size * MIN_PAGES_PER_SHARD)), 1);
+	if (c->ram_cache / c->shards < c->page_size) {
+		snprintf(err, errlen, "ram_cache=%s leaves each of the %u shards less than one %s page; "
+			 "raise ram_cache to at least %s or lower shards", fmt_size(c->ram_cache, a, sizeof(a)),
+			 c->shards, fmt_size(c->page_size, b, sizeof(b)),
+			 fmt_size((uint64_t)c->shards * c->page_size, d, sizeof(d)));
+		return -EINVAL;
 	}
 	if (!c->readahead_budget)
 		c->readahead_budget = MIN(c->ram_cache / 4, 1ULL << 30);

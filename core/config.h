@@ -133,10 +133,10 @@ void config_mount_apply(const struct config_mount *m, struct cachefs_config *c);
 void config_file_free(struct config_file *f);
 
 /*
- * Cross-option checks and derived defaults (ram_cache from memory size).
- * `mem_avail` is the memory the cache may use, in bytes.
+ * Cross-option checks and derived defaults (ram_cache from memory size,
+ * shards from `cpus`). `mem_avail` is the memory the cache may use, in bytes.
  */
-int config_finish(struct cachefs_config *c, uint64_t mem_total, uint64_t mem_avail,
+int config_finish(struct cachefs_config *c, uint64_t mem_total, uint64_t mem_avail, unsigned cpus,
 		  char *err, size_t errlen);
 
 /* Prints the option table for --help. */

@@ -145,11 +145,21 @@ static void hide_secrets(int argc, char **argv)
 }
 
 /* --check-config: reads FILE as a mount would, without mounting. */
+/* config_finish with this machine's memory and CPUs. */
+static int finish_config(struct cachefs_config *c, char *err, size_t errlen)
+{
+	uint64_t mem_total, mem_avail;
+
+	if (mem_info(&mem_total, &mem_avail) < 0)
+		mem_total = mem_avail = 1ULL << 30;
+	return config_finish(c, mem_total, mem_avail, (unsigned)sysconf(_SC_NPROCESSORS_ONLN), err,
+			     errlen);
+}
+
 static int check_config(const char *file)
 {
 	struct cachefs_config cfg;
 	struct config_file cf;
-	uint64_t mem_total, mem_avail;
 	char err[1024];
 
 	config_defaults(&cfg);
@@ -157,9 +167,7 @@ static int check_config(const char *file)
 		fprintf(stderr, "cachefs: %s\n", err);
 		return EXIT_USAGE;
 	}
-	if (mem_info(&mem_total, &mem_avail) < 0)
-		mem_total = mem_avail = 1ULL << 30;
-	if (config_finish(&cfg, mem_total, mem_avail, err, sizeof(err))) {
+	if (finish_config(&cfg, err, sizeof(err))) {
 		fprintf(stderr, "cachefs: %s: %s\n", file, err);
 		config_file_free(&cf);
 		return EXIT_USAGE;
@@ -198,7 +206,6 @@ static void reload(void *arg, char *msg, size_t len)
 	struct reload_ctx *r = arg;
 	struct cachefs_config n, cmp;
 	struct config_file cf;
-	uint64_t mem_total, mem_avail;
 	char err[512];
 
 	if (!r->file) {
@@ -213,9 +220,7 @@ static void reload(void *arg, char *msg, size_t len)
 	}
 	for (unsigned i = 0; i < r->nopts; i++)
 		config_parse_opts(&n, r->opts[i], err, sizeof(err));
-	if (mem_info(&mem_total, &mem_avail) < 0)
-		mem_total = mem_avail = 1ULL << 30;
-	if (config_finish(&n, mem_total, mem_avail, err, sizeof(err))) {
+	if (finish_config(&n, err, sizeof(err))) {
 		snprintf(msg, len, "kept the running configuration: %s: %s", r->file, err);
 		config_file_free(&cf);
 		return;
@@ -224,8 +229,6 @@ static void reload(void *arg, char *msg, size_t len)
 	if (cf.nmounts == 1 && !strcmp(cf.mounts[0].path, "/"))
 		config_mount_apply(&cf.mounts[0], &n);
 	config_file_free(&cf);
-	if (!n.shards)
-		n.shards = (unsigned)sysconf(_SC_NPROCESSORS_ONLN);
 	log_max_level = n.log_level;
 	cachefs_set_ttls(r->fs, &n);
 	/* Everything but the reloaded fields still as running? */
@@ -275,7 +278,6 @@ int main(int argc, char **argv)
 	const char *source = NULL, *mnt = NULL;
 	bool foreground = false, debug = false;
 	char err[512], real_mnt[PATH_MAX], fuse_o[PATH_MAX + 2048];
-	uint64_t mem_total, mem_avail;
 	const struct ufs_ops *ops;
 	struct ufs *ufs;
 	struct cachefs *fs = NULL;
@@ -359,9 +361,7 @@ int main(int argc, char **argv)
 			source = cf.mounts[0].source;
 		}
 	}
-	if (mem_info(&mem_total, &mem_avail) < 0)
-		mem_total = mem_avail = 1ULL << 30;
-	if (config_finish(&cfg, mem_total, mem_avail, err, sizeof(err)))
+	if (finish_config(&cfg, err, sizeof(err)))
 		die_usage("%s", err);
 	log_max_level = debug ? LOG_LVL_DEBUG : cfg.log_level;
 
@@ -424,8 +424,6 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	cachefs_set_names(fs, fsname, real_mnt);
-	if (!cfg.shards)
-		cfg.shards = (unsigned)sysconf(_SC_NPROCESSORS_ONLN);
 	rc = cachefs_open_store(fs, cfg.shards, err, sizeof(err));
 	if (rc) {
 		fprintf(stderr, "cachefs: %s\n", err);

@@ -26,7 +26,7 @@ static void test_defaults_and_values(void **state)
 	assert_true(c.attr_timeout == 0.5);
 	assert_int_equal(c.log_level, LOG_LVL_DEBUG);
 	assert_int_equal(c.intake, INTAKE_THREADS);
-	assert_int_equal(config_finish(&c, 16ULL << 30, 8ULL << 30, err, sizeof(err)), 0);
+	assert_int_equal(config_finish(&c, 16ULL << 30, 8ULL << 30, 4, err, sizeof(err)), 0);
 	assert_int_equal(c.ram_cache, 2ULL << 30);          /* 1/8 of 16G */
 	assert_int_equal(c.readahead_budget, 512ULL << 20); /* 1/4 of ram_cache */
 	assert_int_equal(c.congestion_threshold, 96);
@@ -59,12 +59,36 @@ static void test_errors_name_the_option(void **state)
 	assert_int_equal(config_parse_opts(&c, "intake=elves", err, sizeof(err)), -EINVAL);
 	assert_non_null(strstr(err, "shards or threads"));
 	c.page_size = 3000;
-	assert_int_equal(config_finish(&c, 1ULL << 30, 1ULL << 30, err, sizeof(err)), -EINVAL);
+	assert_int_equal(config_finish(&c, 1ULL << 30, 1ULL << 30, 4, err, sizeof(err)), -EINVAL);
 	assert_non_null(strstr(err, "power of two"));
 	config_defaults(&c);
 	c.ram_cache = 2ULL << 30;
-	assert_int_equal(config_finish(&c, 4ULL << 30, 1ULL << 30, err, sizeof(err)), -ENOMEM);
+	assert_int_equal(config_finish(&c, 4ULL << 30, 1ULL << 30, 4, err, sizeof(err)), -ENOMEM);
 	assert_non_null(strstr(err, "lower -o ram_cache"));
+	config_defaults(&c);
+	assert_int_equal(config_parse_opts(&c, "ram_cache=8M,shards=24", err, sizeof(err)), 0);
+	assert_int_equal(config_finish(&c, 4ULL << 30, 4ULL << 30, 4, err, sizeof(err)), -EINVAL);
+	assert_string_equal(err, "ram_cache=8M leaves each of the 24 shards less than one 1M page; "
+				 "raise ram_cache to at least 24M or lower shards");
+}
+
+/* A shard per CPU by default, but never one with under 4 pages of RAM. */
+static void test_default_shards(void **state)
+{
+	struct cachefs_config c;
+	char err[256];
+
+	config_defaults(&c);
+	assert_int_equal(config_finish(&c, 16ULL << 30, 8ULL << 30, 24, err, sizeof(err)), 0);
+	assert_int_equal(c.shards, 24);
+	config_defaults(&c);
+	c.ram_cache = 8 << 20;
+	assert_int_equal(config_finish(&c, 16ULL << 30, 8ULL << 30, 24, err, sizeof(err)), 0);
+	assert_int_equal(c.shards, 2);
+	config_defaults(&c);
+	c.ram_cache = 1 << 20;
+	assert_int_equal(config_finish(&c, 16ULL << 30, 8ULL << 30, 24, err, sizeof(err)), 0);
+	assert_int_equal(c.shards, 1);
 }
 
 /* config_set: the config file's way in, one name and value at a time. */
@@ -98,6 +122,7 @@ int main(void)
 		cmocka_unit_test(test_defaults_and_values),
 		cmocka_unit_test(test_passthrough),
 		cmocka_unit_test(test_errors_name_the_option),
+		cmocka_unit_test(test_default_shards),
 		cmocka_unit_test(test_config_set),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
