@@ -495,10 +495,12 @@ int main(int argc, char **argv)
 	}
 	if (parallel < 1 || parallel > 1024) {
 		fprintf(stderr, "cachefsctl: -j takes 1 to 1024\n");
+		free(args);
 		return EXIT_USAGE;
 	}
 	if (!timeout_ok || timeout < 0 || timeout > 86400) {
 		fprintf(stderr, "cachefsctl: -t takes seconds, 0 to 86400 (0: wait forever)\n");
+		free(args);
 		return EXIT_USAGE;
 	}
 	reply_timeout = (unsigned)timeout;
