@@ -113,8 +113,18 @@ rc=0
 	fail "no daemon: rc $rc, $(cat "$T/err")"
 echo "  no daemon: $(cat "$T/err")"
 # A stopped daemon still accepts into the socket's backlog: the wait ends.
+# kill returns before every thread has stopped: one that has not can still
+# answer, so wait for all of them (io_uring workers included) to show T.
+all_stopped() {
+	local st
+	for st in /proc/"$1"/task/*/stat; do
+		[ "$(sed 's/.*) \(.\).*/\1/' "$st" 2>/dev/null)" = T ] || return 1
+	done
+}
 dpid=$(daemon_pid "$T/m")
 kill -STOP "$dpid"
+for _ in $(seq 200); do all_stopped "$dpid" && break; sleep 0.05; done
+all_stopped "$dpid" || fail "SIGSTOP did not stop every thread of $dpid: $(cat /proc/"$dpid"/task/*/stat | cut -d' ' -f2,3)"
 rc=0
 timeout 20 "$CTL" -s "$sock" -t 1 status >/dev/null 2>"$T/err" || rc=$?
 kill -CONT "$dpid"
