@@ -45,6 +45,19 @@ daemon_pid() {
 	pgrep -f -x "$CACHEFS .* $1( .*)?" | head -n1
 }
 
+# wait_dead MNT: after its daemon was killed, waits until MNT answers ENOTCONN.
+# The kernel aborts the connection only once the dead daemon's io_uring reads
+# of /dev/fuse are cancelled, which it does asynchronously; until then the
+# mount can still look alive (cached attributes) or hang.
+wait_dead() {
+	for _ in $(seq 100); do
+		! timeout 1 stat -f "$1" >/dev/null 2>"$T/wait_dead.err" &&
+			grep -q "not connected" "$T/wait_dead.err" && return 0
+		sleep 0.05
+	done
+	fail "the mount at $1 still answers after its daemon died"
+}
+
 # mount_cachefs SRC MNT [cachefs args...]: mounts and waits until it answers.
 mount_cachefs() {
 	local src=$1 mnt=$2

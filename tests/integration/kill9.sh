@@ -9,6 +9,7 @@ cmp "$T/src/f" "$T/mnt/f" || fail "first mount reads wrong bytes"
 pid=$(daemon_pid "$T/mnt")
 kill -9 "$pid"
 for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
+wait_dead "$T/mnt"
 if ls "$T/mnt" 2>"$T/err"; then fail "dead mount still answers"; fi
 grep -q "not connected" "$T/err" || fail "unexpected error on dead mount: $(cat "$T/err")"
 pass "killed daemon leaves a dead mount"

@@ -27,6 +27,7 @@ sleep 1
 pid=$(pgrep -f -x "$CACHEFS $T/src $T/mnt -f .*")
 kill -9 "$pid"
 wait 2>/dev/null || true
+wait_dead "$T/mnt"
 pass "daemon killed under reads"
 
 # The remount cleans up the dead mount and recovers the store from its log
