@@ -12,7 +12,9 @@ opts=ram_cache=8M,shards=2,ssd_cache=$T/store:64M
 
 mount_logged "$T/src" "$T/mnt" "$T/log1" -o "$opts"
 same_tree "$T/src" "$T/mnt"
-for _ in $(seq 100); do [ "$(store_pages "$T/store")" = "$want" ] && break; sleep 0.1; done
+# Store writes trail the replies; wait until the store holds every page.
+for _ in $(seq 300); do [ "$(store_pages "$T/store")" = "$want" ] && break; sleep 0.1; done
+[ "$(store_pages "$T/store")" = "$want" ] || fail "the store holds $(store_pages "$T/store") of $want pages"
 unmount_cachefs "$T/mnt"
 wait
 "$FSCK" "$T/store" >"$T/fsck0" || fail "fresh store not clean: $(cat "$T/fsck0")"

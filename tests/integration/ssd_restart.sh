@@ -14,7 +14,7 @@ held() { echo $(($(store_pages "$T/store") + $(store_pages "$T/store2"))); }
 mount_logged "$T/src" "$T/mnt" "$T/log1" -o "$opts"
 same_tree "$T/src" "$T/mnt"
 # Store writes trail the replies; wait until the log holds every page.
-for _ in $(seq 100); do [ "$(held)" = "$want" ] && break; sleep 0.1; done
+for _ in $(seq 300); do [ "$(held)" = "$want" ] && break; sleep 0.1; done
 [ "$(held)" = "$want" ] || fail "stores hold $(held) of $want pages"
 [ "$(store_pages "$T/store")" -gt 0 ] && [ "$(store_pages "$T/store2")" -gt 0 ] ||
 	fail "pages did not spread over both store files"
