@@ -43,6 +43,8 @@ ra=$(metric cachefs_readahead_window_bytes_count)
 	fail "read-ahead windows: $ra counted, sum $(metric cachefs_readahead_window_bytes_sum)"
 [ "$(metric 'cachefs_pinned_bytes{tier="ram"}')" = 0 ] && [ "$(metric 'cachefs_pinned_limit_bytes{tier="ram"}')" -gt 0 ] ||
 	fail "pinned bytes and limit"
+# The kernel sends RELEASE after close returns: give it a moment.
+for _ in $(seq 100); do [ "$(metric cachefs_open_files)" = 0 ] && break; sleep 0.05; scrape >"$T/scrape"; done
 [ "$(metric cachefs_open_files)" = 0 ] || fail "open files $(metric cachefs_open_files) after the reader closed"
 [ "$(metric cachefs_shards)" = 2 ] || fail "shards"
 pass "counters match: $reads READs, $fetches source reads in the histogram, 50000000 source bytes, $ra read-ahead windows"
