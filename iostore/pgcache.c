@@ -577,9 +577,11 @@ void pgcache_held_total(const struct pgcache *c, uint64_t *held, uint64_t *limit
 	*held = *limit = 0;
 	for (unsigned i = 0; i < c->nparts; i++) {
 		*limit += pgcache_hold_limit(c, i);
-		*held += c->parts[i].stats.pinned_bytes;
+		if (!c->store)
+			*held += c->parts[i].stats.pinned_bytes;
 	}
 	if (c->store) {
+		/* With a store, holds live there and count whole pages. */
 		pgstore_stats_total(c->store, &s);
 		*held = s.pinned * c->page_size;
 	}

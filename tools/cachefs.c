@@ -144,7 +144,6 @@ static void hide_secrets(int argc, char **argv)
 			}
 }
 
-/* --check-config: reads FILE as a mount would, without mounting. */
 /* config_finish with this machine's memory and CPUs. */
 static int finish_config(struct cachefs_config *c, char *err, size_t errlen)
 {
@@ -156,6 +155,7 @@ static int finish_config(struct cachefs_config *c, char *err, size_t errlen)
 			     errlen);
 }
 
+/* --check-config: reads FILE as a mount would, without mounting. */
 static int check_config(const char *file)
 {
 	struct cachefs_config cfg;

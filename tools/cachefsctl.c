@@ -108,6 +108,14 @@ static char *absolute(const char *p)
 /* Seconds to wait for each reply (and for a full backlog); 0: forever. */
 static unsigned reply_timeout = 10;
 
+/* The -t wait ran out (SO_RCVTIMEO/SO_SNDTIMEO): the daemon did not `what`. */
+__attribute__((noreturn))
+static void die_stalled(const char *path, const char *what)
+{
+	die("the daemon on %s did not %s within %u s (stopped or hung? its log may say; -t sets the "
+	    "wait)", path, what, reply_timeout);
+}
+
 static int connect_to(const char *path)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
@@ -124,10 +132,11 @@ static int connect_to(const char *path)
 	if (setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) < 0 ||
 	    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) < 0)
 		die("setsockopt: %s", strerror(errno));
-	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
-		die(errno == EAGAIN ? "the cachefs daemon on %s did not take the connection within the -t "
-				      "timeout (stopped or hung?)"
-				    : "no cachefs daemon answers on %s: %s", path, strerror(errno));
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		if (errno == EAGAIN)
+			die_stalled(path, "take the connection");
+		die("no cachefs daemon answers on %s: %s", path, strerror(errno));
+	}
 	return fd;
 }
 
@@ -140,9 +149,11 @@ static void send_req(json_t *req)
 {
 	if (!req)
 		die("out of memory");
-	if (json_dumpf(req, conn, JSON_COMPACT) < 0 || fputc('\n', conn) == EOF || fflush(conn) == EOF)
-		die(errno == EAGAIN ? "the daemon on %s takes no more requests within the -t timeout "
-				      "(stopped or hung?)" : "writing to %s: %s", sock_path, strerror(errno));
+	if (json_dumpf(req, conn, JSON_COMPACT) < 0 || fputc('\n', conn) == EOF || fflush(conn) == EOF) {
+		if (errno == EAGAIN)
+			die_stalled(sock_path, "take the request");
+		die("writing to %s: %s", sock_path, strerror(errno));
+	}
 	json_decref(req);
 }
 
@@ -157,8 +168,7 @@ static json_t *recv_reply(void)
 	errno = 0;
 	if (getline(&line, &cap, conn) <= 0) {
 		if (errno == EAGAIN)
-			die("the daemon on %s did not answer within %u s (stopped or hung? its log may "
-			    "say; -t sets the wait)", sock_path, reply_timeout);
+			die_stalled(sock_path, "answer");
 		die("the daemon on %s closed the connection", sock_path);
 	}
 	r = json_loads(line, 0, &jerr);
