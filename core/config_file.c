@@ -11,7 +11,7 @@
  *     source = /nfs/scratch
  */
 #include "config.h"
-#include "core/config.h"
+#include "core/options.h"
 #include "core/util.h"
 
 #include <errno.h>

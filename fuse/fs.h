@@ -8,7 +8,7 @@
 #define FUSE_USE_VERSION 312
 #include <fuse_lowlevel.h>
 
-#include "core/config.h"
+#include "core/options.h"
 #include "ufs/ufs.h"
 
 struct cachefs;

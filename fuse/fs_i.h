@@ -7,7 +7,7 @@
 #include <stdatomic.h>
 #include <time.h>
 
-#include "core/config.h"
+#include "core/options.h"
 #include "iostore/pgcache.h"
 #include "iostore/pgstore.h"
 #include "iostore/readahead.h"

@@ -1,6 +1,6 @@
 /* cachefs: mounts a source through the page cache. */
 #include "config.h"
-#include "core/config.h"
+#include "core/options.h"
 #include "core/log.h"
 #include "core/service.h"
 #include "core/shard.h"

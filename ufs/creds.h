@@ -6,7 +6,7 @@
 #ifndef CACHEFS_CREDS_H
 #define CACHEFS_CREDS_H
 
-#include "core/config.h"
+#include "core/options.h"
 
 struct s3_creds {
 	char access_key[128];      /* "" for anonymous requests */

@@ -13,7 +13,7 @@
 #include <stdbool.h>
 #include <time.h>
 
-#include "core/config.h"
+#include "core/options.h"
 #include "ufs/creds.h"
 #include "ufs/sigv4.h"
 #include "ufs/ufs.h"

@@ -11,7 +11,7 @@
 #include <sys/statvfs.h>
 #include <sys/types.h>
 
-#include "core/config.h"
+#include "core/options.h"
 #include "core/shard.h"
 
 struct ufs;

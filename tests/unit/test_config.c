@@ -5,7 +5,7 @@
 #include <cmocka.h>
 #include <errno.h>
 #include <string.h>
-#include "core/config.h"
+#include "core/options.h"
 #include "core/log.h"
 
 static void test_defaults_and_values(void **state)

@@ -2,8 +2,8 @@
  * Mount options. One table names every option, its type, default and help;
  * `-o` strings (and later the INI config file) are parsed against it.
  */
-#ifndef CACHEFS_CONFIG_H
-#define CACHEFS_CONFIG_H
+#ifndef CACHEFS_OPTIONS_H
+#define CACHEFS_OPTIONS_H
 
 #include <stdbool.h>
 #include <stdint.h>

@@ -1,5 +1,5 @@
 #include "config.h"
-#include "core/config.h"
+#include "core/options.h"
 #include "core/log.h"
 #include "core/util.h"
 
