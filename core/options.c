@@ -63,6 +63,9 @@ static const struct opt_def opt_table[] = {
 	{ "retries", OPT_UINT, F(retries), "5", "retries of a failed request (5xx, 429, resets, timeouts), with exponential backoff and jitter", 0, 100, true },
 	{ "timeout", OPT_SECONDS, F(timeout), "30", "seconds one object store request may take, retries included; then the reader gets EIO", 0, 0, true },
 	{ "dir_cache_ttl", OPT_SECONDS, F(dir_cache_ttl), "60", "seconds a listing or a stat of the object store is reused", 0, 0, true },
+	{ "stale_if_error", OPT_SECONDS, F(stale_if_error), "86400", "seconds a listing or stat may be served from the cache while the source fails (0: never)", 0, 0, false },
+	{ "meta_cache", OPT_UINT, F(meta_cache), "2000000", "names the metadata cache keeps beyond those the kernel holds (about 200 bytes each)", 1000, 1000000000, false },
+	{ "meta_threads", OPT_UINT, F(meta_threads), "4", "threads for metadata calls that block (local and NFS sources)", 1, 256, false },
 	{ "manifest", STR(manifest), "", "http(s) sources: the list of files, a local /PATH or a path relative to the source URL; lines of PATH[<TAB>SIZE[<TAB>ETAG]]", SZ(manifest), true },
 	{ "kernel_cache", OPT_BOOL, F(kernel_cache), "off", "keep file pages in the kernel page cache across opens", 0, 0, false },
 	{ "auto_cache", OPT_BOOL, F(auto_cache), "off", "like kernel_cache, but drop them when size or mtime changed", 0, 0, false },
@@ -121,6 +124,9 @@ void config_defaults(struct cachefs_config *c)
 	c->retries = 5;
 	c->timeout = 30;
 	c->dir_cache_ttl = 60;
+	c->stale_if_error = 86400;
+	c->meta_cache = 2000000;
+	c->meta_threads = 4;
 }
 
 static int parse_bool(const char *v, bool *out)

@@ -65,6 +65,9 @@ struct cachefs_config {
 	unsigned retries;
 	double timeout;             /* seconds per request, retries included */
 	double dir_cache_ttl;
+	double stale_if_error;      /* seconds an answer may be served while the source fails */
+	unsigned meta_cache;        /* names kept in the metadata cache */
+	unsigned meta_threads;      /* threads for blocking metadata calls (local sources) */
 	char manifest[PATH_MAX];    /* http: the file naming the source's files */
 	char config[PATH_MAX];      /* the INI file of -o config= */
 	/* control */

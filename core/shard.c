@@ -250,6 +250,21 @@ static bool spin(struct shard *s)
 	return false;
 }
 
+/* Counts one loop turn that started at `start` (now_ns()). */
+static void count_turn(struct shard *s, uint64_t start)
+{
+	static const uint64_t bounds_us[] = SHARD_TURN_BOUNDS_US;
+	uint64_t ns = now_ns() - start;
+	unsigned b = 0;
+
+	while (b < SHARD_TURN_BUCKETS && ns > bounds_us[b] * 1000)
+		b++;
+	s->stats.turns[b]++;
+	s->stats.turn_sum_ns += ns;
+	if (ns > s->stats.turn_max_ns)
+		s->stats.turn_max_ns = ns;
+}
+
 static void bind_memory(struct shard *s)
 {
 #ifdef HAVE_JEMALLOC
@@ -281,9 +296,11 @@ static void *shard_main(void *arg)
 	efd_arm(s);
 
 	for (;;) {
+		uint64_t start = now_ns();
+
 		s->stats.loops++;
-		drain_msgs(s);
-		reap(s);
+		if (drain_msgs(s) + reap(s))
+			count_turn(s, start);
 		/* Stop once only the eventfd read and timers are left: the
 		 * ring's teardown cancels those. */
 		if (atomic_load(&s->stopping) && s->inflight <= 1 + s->timers)

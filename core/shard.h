@@ -38,6 +38,14 @@ struct shard_timer {
 	bool pending;
 };
 
+/*
+ * A loop turn: the work between two waits (messages run, completions
+ * handled). How long turns take, in buckets of these upper bounds (µs),
+ * the last one unbounded: a turn that waited on anything shows here.
+ */
+#define SHARD_TURN_BOUNDS_US { 10, 50, 100, 500, 1000, 2000, 5000, 10000, 100000, 1000000 }
+#define SHARD_TURN_BUCKETS 10
+
 /* Per-shard counters: written by the owner only, read racily by others. */
 struct shard_stats {
 	uint64_t msgs;        /* messages run */
@@ -45,6 +53,8 @@ struct shard_stats {
 	uint64_t stale_cqes;  /* completions dropped for a wrong generation */
 	uint64_t wakeups;     /* eventfd wake-ups */
 	uint64_t loops;       /* event loop iterations */
+	uint64_t turns[SHARD_TURN_BUCKETS + 1];   /* the last is +Inf */
+	uint64_t turn_sum_ns, turn_max_ns;
 };
 
 struct shards_opts {

@@ -3,6 +3,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -144,36 +145,12 @@ int mem_info(uint64_t *total, uint64_t *avail)
 	return *total ? 0 : -EIO;
 }
 
-int ctl_socket_default(const char *mnt, char *out, size_t len)
-{
-	char name[PATH_MAX * 4 + 8], dir[PATH_MAX];
-	const char *p = mnt, *xdg = getenv("XDG_RUNTIME_DIR");
-	size_t n = 0, end = strlen(mnt);
-	struct sockaddr_un sa;
 
-	while (*p == '/')
-		p++;
-	while (end > (size_t)(p - mnt) && mnt[end - 1] == '/')
-		end--;
-	if ((size_t)(p - mnt) >= end)
-		name[n++] = '-';
-	for (; (size_t)(p - mnt) < end; p++) {
-		unsigned char ch = (unsigned char)*p;
-		if (ch == '/')
-			name[n++] = '-';
-		else if (isalnum(ch) || ch == '_' || ch == ':' || (ch == '.' && n))
-			name[n++] = (char)ch;
-		else
-			n += (size_t)sprintf(name + n, "\\x%02x", ch);
-	}
-	name[n] = '\0';
-	if (getuid() == 0)
-		snprintf(dir, sizeof(dir), "/run/cachefs");
-	else if (xdg && *xdg == '/')
-		snprintf(dir, sizeof(dir), "%s/cachefs", xdg);
-	else
-		snprintf(dir, sizeof(dir), "/tmp/cachefs-%u", (unsigned)getuid());
-	if ((size_t)snprintf(out, len, "%s/%s.sock", dir, name) >= MIN(len, sizeof(sa.sun_path)))
-		return -ENAMETOOLONG;
-	return 0;
+void msgf(char *buf, size_t len, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(buf, len, fmt, ap);
+	va_end(ap);
 }

@@ -55,15 +55,11 @@ int parse_uint(const char *s, uint64_t min, uint64_t max, uint64_t *out);
  */
 int path_clean(char *p, bool *dir);
 
-/*
- * The default control socket of the daemon mounted at mnt (an absolute,
- * resolved path): /run/cachefs/NAME.sock for root, else
- * $XDG_RUNTIME_DIR/cachefs/NAME.sock or /tmp/cachefs-UID/NAME.sock. NAME is
- * mnt escaped as `systemd-escape --path` does, so it matches the unit's
- * instance (/mnt/data: mnt-data). Returns 0, or -ENAMETOOLONG when the
- * path would not fit a Unix socket address (then set ctl_socket=).
- */
-int ctl_socket_default(const char *mnt, char *out, size_t len);
+
+
+/* snprintf into a message buffer, cut to fit: for messages, where a cut is fine. */
+__attribute__((format(printf, 3, 4)))
+void msgf(char *buf, size_t len, const char *fmt, ...);
 
 /* Monotonic clock in nanoseconds. */
 uint64_t now_ns(void);

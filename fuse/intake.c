@@ -56,6 +56,8 @@ static void slot_done(struct shard_op *op, int res)
 	} else if (res == -ENODEV) {
 		/* Unmounted: the kernel has no more requests for anyone. */
 		fuse_session_exit(in->se);
+	} else if (res == -ECANCELED && fuse_session_exited(in->se)) {
+		/* intake_stop's own cancel at shutdown: nothing to say. */
 	} else if (res != -EAGAIN && res != -EINTR && res != -ENOENT) {
 		/* ENOENT: the request was interrupted before we read it. */
 		log_err("read(/dev/fuse, shard %u): %s", shard_id(shard_self()), strerror(-res));
@@ -83,10 +85,10 @@ static void slot_start(struct shard_msg *m)
 	slot_arm(container_of(m, struct intake_slot, msg));
 }
 
-int intake_start(struct intake **out, struct fuse_session *se, unsigned per_shard)
+int intake_create(struct intake **out, struct fuse_session *se, unsigned nshards, unsigned per_shard)
 {
 	struct intake *in = calloc(1, sizeof(*in));
-	unsigned n = shard_count() * per_shard;
+	unsigned n = nshards * per_shard;
 	int flags;
 
 	if (!in)
@@ -117,10 +119,15 @@ int intake_start(struct intake **out, struct fuse_session *se, unsigned per_shar
 		sl->in = in;
 		if (posix_memalign((void **)&sl->buf, 4096, INTAKE_BUF_SIZE))
 			abort();
-		shard_send(shard_get(i % shard_count()), &sl->msg, slot_start);
 	}
 	*out = in;
 	return 0;
+}
+
+void intake_start(struct intake *in)
+{
+	for (unsigned i = 0; i < in->nslots; i++)
+		shard_send(shard_get(i % shard_count()), &in->slots[i].msg, slot_start);
 }
 
 void intake_wait(struct intake *in)

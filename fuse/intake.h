@@ -12,10 +12,12 @@
 struct intake;
 
 /*
- * Starts `per_shard` reads on every shard (shards must run). Returns 0 or a
- * negative errno. The session's fd is switched to non-blocking.
+ * Prepares `per_shard` reads for each of `nshards` shards (buffers, the
+ * session's fd switched to non-blocking). Returns 0 or a negative errno.
  */
-int intake_start(struct intake **out, struct fuse_session *se, unsigned per_shard);
+int intake_create(struct intake **out, struct fuse_session *se, unsigned nshards, unsigned per_shard);
+/* Starts the reads on every shard (they must run). */
+void intake_start(struct intake *in);
 /*
  * Blocks the calling (main) thread until the session ends: the file system
  * was unmounted, or a signal handler called fuse_session_exit().
@@ -26,7 +28,7 @@ void intake_wait(struct intake *in);
  * for the shards to see it; call before unmounting and stopping the shards.
  */
 void intake_stop(struct intake *in);
-/* After shards_stop(): frees the buffers. */
+/* After shards_stop() (or before intake_start): frees the buffers. */
 void intake_free(struct intake *in);
 
 #endif

@@ -58,6 +58,12 @@ wait_dead() {
 	fail "the mount at $1 still answers after its daemon died"
 }
 
+# answers MNT: a live file system is mounted there. A dead FUSE mount (its
+# daemon killed) still looks mounted to mountpoint; statfs says ENOTCONN.
+answers() {
+	mountpoint -q "$1" && timeout 5 stat -f "$1" >/dev/null 2>&1
+}
+
 # mount_cachefs SRC MNT [cachefs args...]: mounts and waits until it answers.
 mount_cachefs() {
 	local src=$1 mnt=$2
@@ -66,7 +72,7 @@ mount_cachefs() {
 	"$CACHEFS" "$src" "$mnt" "$@"
 	MOUNTS+=("$mnt")
 	for _ in $(seq 100); do
-		mountpoint -q "$mnt" && return 0
+		answers "$mnt" && return 0
 		sleep 0.05
 	done
 	fail "mount of $src at $mnt did not appear"
@@ -108,7 +114,7 @@ mount_logged() {
 	"$CACHEFS" "$src" "$mnt" -f "$@" 2>"$log" &
 	MOUNTS+=("$mnt")
 	for _ in $(seq 200); do
-		mountpoint -q "$mnt" && return 0
+		answers "$mnt" && return 0
 		kill -0 $! 2>/dev/null || break
 		sleep 0.05
 	done

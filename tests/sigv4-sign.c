@@ -21,9 +21,8 @@ int main(int argc, char **argv)
 {
 	struct ufs u = { 0 };
 	char line[8192];
-	CURL *e = curl_easy_init();
 
-	if (argc != 3 || !e) {
+	if (argc != 3) {
 		fprintf(stderr, "usage: sigv4-sign SECRET BUCKET < requests\n");
 		return 2;
 	}
@@ -39,7 +38,6 @@ int main(int argc, char **argv)
 		char *f[64], *save = NULL, *url = NULL;
 		struct sigv4_param q[28];
 		struct curl_slist *hdrs, *h;
-		struct s3_resp resp;
 		unsigned n = 0, nq = 0;
 
 		line[strcspn(line, "\n")] = '\0';
@@ -53,18 +51,16 @@ int main(int argc, char **argv)
 		u.fixed_time = (time_t)strtoll(f[4], NULL, 10);
 		for (unsigned i = 5; i + 1 < n && nq < 28; i += 2)
 			q[nq++] = (struct sigv4_param){ f[i], field(f[i + 1]) };
-		if (s3_prepare(&u, e, f[0], field(f[1]), q, nq, *field(f[2]) ? f[2] : NULL, 1000000000ULL,
-			       &resp, &hdrs)) {
+		if (s3_sign(&u, f[0], field(f[1]), q, nq, *field(f[2]) ? f[2] : NULL, &url, &hdrs)) {
 			fprintf(stderr, "sigv4-sign: cannot sign\n");
 			return 1;
 		}
-		curl_easy_getinfo(e, CURLINFO_EFFECTIVE_URL, &url);
 		for (h = hdrs; h; h = h->next)
 			if (!strncmp(h->data, "Authorization: ", 15))
 				printf("%s\t%s\n", url + strlen("http://") + strlen(u.host), h->data + 15);
 		curl_slist_free_all(hdrs);
+		free(url);
 	}
-	curl_easy_cleanup(e);
 	free(u.url_base);
 	free(u.path_base);
 	return 0;

@@ -5,9 +5,12 @@
 #include "core/service.h"
 #include "core/shard.h"
 #include "core/util.h"
-#include "fuse/ctl.h"
+#include "ctl/metrics.h"
+#include "ctl/proto.h"
+#include "ctl/server.h"
+#include "ctl/status.h"
+#include "engine/engine.h"
 #include "fuse/fs.h"
-#include "fuse/metrics.h"
 #include "fuse/intake.h"
 #include "ufs/ufs.h"
 
@@ -128,8 +131,9 @@ static int check_mountpoint(const char *mnt, char *real)
 }
 
 /*
- * Overwrites secret option values in our own argv, so that ps and
- * /proc/PID/cmdline do not show them once they are parsed.
+ * Overwrites secret option values in our own argv with a fixed mask, so
+ * that ps and /proc/PID/cmdline show neither the secret nor its length:
+ * the rest of the argument moves left and the end is padded with NULs.
  */
 static void hide_secrets(int argc, char **argv)
 {
@@ -138,9 +142,15 @@ static void hide_secrets(int argc, char **argv)
 	for (int i = 1; i < argc; i++)
 		for (unsigned k = 0; k < ARRAY_SIZE(secret); k++)
 			for (char *p = strstr(argv[i], secret[k]); p; p = strstr(p, secret[k])) {
+				size_t total = strlen(argv[i]) + 1, len, mask;
 				p += strlen(secret[k]);
-				for (; *p && *p != ','; p++)
-					*p = 'x';
+				len = strcspn(p, ",");
+				mask = MIN(len, 4);
+				memset(p, '*', mask);
+				memmove(p + mask, p + len, strlen(p + len) + 1);
+				/* What the move freed stays inside the argument's memory. */
+				memset(argv[i] + strlen(argv[i]), '\0', total - strlen(argv[i]));
+				p += mask;
 			}
 }
 
@@ -186,73 +196,6 @@ static int check_config(const char *file)
 	return 0;
 }
 
-/* What SIGHUP re-reads: the config file with the -o options over it. */
-struct reload_ctx {
-	struct cachefs *fs;
-	const char *file;           /* NULL: no config file */
-	const char **opts;
-	unsigned nopts;
-	struct cachefs_config cur;
-};
-
-/*
- * Runs on the control thread. Applies what can change while mounted (the log
- * level and the kernel's cache times) and says what else changed and needs
- * a restart: sources, caches, shards and credentials are wired into the
- * running mount.
- */
-static void reload(void *arg, char *msg, size_t len)
-{
-	struct reload_ctx *r = arg;
-	struct cachefs_config n, cmp;
-	struct config_file cf;
-	char err[512];
-
-	if (!r->file) {
-		snprintf(msg, len, "nothing reloaded: there is no config file, and -o options are fixed "
-			 "for the life of the mount");
-		return;
-	}
-	config_defaults(&n);
-	if (config_file_load(&cf, r->file, &n, err, sizeof(err))) {
-		snprintf(msg, len, "kept the running configuration: %s", err);
-		return;
-	}
-	for (unsigned i = 0; i < r->nopts; i++)
-		config_parse_opts(&n, r->opts[i], err, sizeof(err));
-	if (finish_config(&n, err, sizeof(err))) {
-		snprintf(msg, len, "kept the running configuration: %s: %s", r->file, err);
-		config_file_free(&cf);
-		return;
-	}
-	/* As at mount: a lone [mount /] is the plain mount's options. */
-	if (cf.nmounts == 1 && !strcmp(cf.mounts[0].path, "/"))
-		config_mount_apply(&cf.mounts[0], &n);
-	config_file_free(&cf);
-	log_max_level = n.log_level;
-	cachefs_set_ttls(r->fs, &n);
-	/* Everything but the reloaded fields still as running? */
-	cmp = n;
-	cmp.log_level = r->cur.log_level;
-	cmp.attr_timeout = r->cur.attr_timeout;
-	cmp.entry_timeout = r->cur.entry_timeout;
-	cmp.negative_timeout = r->cur.negative_timeout;
-	snprintf(msg, len, "re-read %s: log_level, attr_timeout, entry_timeout and negative_timeout "
-		 "applied; %s", r->file,
-		 memcmp(&cmp, &r->cur, sizeof(cmp)) ? "other daemon-wide options changed too and were NOT "
-		 "applied (restart to apply them)" : "no other daemon-wide option changed; [mount] "
-		 "sections are not re-read (restart to apply changes there)");
-	r->cur.log_level = n.log_level;
-	r->cur.attr_timeout = n.attr_timeout;
-	r->cur.entry_timeout = n.entry_timeout;
-	r->cur.negative_timeout = n.negative_timeout;
-}
-
-static void on_sighup(int sig)
-{
-	ctl_request_reload();
-}
-
 /* Whether SOURCE names a config file rather than a source. */
 static bool is_config_file(const char *source)
 {
@@ -261,7 +204,107 @@ static bool is_config_file(const char *source)
 	return !strstr(source, "://") && stat(source, &st) == 0 && S_ISREG(st.st_mode);
 }
 
-int main(int argc, char **argv)
+/* The daemon's state through its startup steps; each step's undo unwinds it. */
+struct daemon {
+	int argc;
+	char **argv;
+	/* the command line and the config file */
+	struct cachefs_config cfg;
+	struct config_file cf;
+	const char **opts;          /* the -o strings, for SIGHUP */
+	unsigned nopts;
+	const char *source, *mnt, *fsname;
+	bool table, foreground, debug;
+	char real_mnt[PATH_MAX];
+	char ctl_path[sizeof(((struct cachefs_config *)0)->ctl_socket)];
+	char fuse_o[PATH_MAX + 2048];
+	char *fargv[5];
+	struct fuse_args args;
+	/* what the steps built */
+	const struct ufs_ops *ops;
+	struct ufs *ufs;            /* until the engine owns it */
+	struct engine *e;
+	struct fusefs *ff;
+	struct fuse_session *se;
+	struct intake *intake;
+	struct cachefs_config running;   /* what SIGHUP compares against */
+};
+
+/*
+ * Runs on the control thread at SIGHUP. Applies what can change while
+ * mounted (the log level and the kernel's cache times) and says what else
+ * changed and needs a restart: sources, caches, shards and credentials are
+ * wired into the running mount.
+ */
+static void reload(void *arg, char *msg, size_t len)
+{
+	struct daemon *d = arg;
+	const char *file = d->table || is_config_file(d->fsname) ? d->fsname : NULL;
+	struct cachefs_config n, cmp;
+	struct config_file cf;
+	char err[512];
+
+	if (!file) {
+		snprintf(msg, len, "nothing reloaded: there is no config file, and -o options are fixed "
+			 "for the life of the mount");
+		return;
+	}
+	config_defaults(&n);
+	if (config_file_load(&cf, file, &n, err, sizeof(err))) {
+		snprintf(msg, len, "kept the running configuration: %s", err);
+		return;
+	}
+	for (unsigned i = 0; i < d->nopts; i++)
+		config_parse_opts(&n, d->opts[i], err, sizeof(err));
+	if (finish_config(&n, err, sizeof(err))) {
+		snprintf(msg, len, "kept the running configuration: %s: %s", file, err);
+		config_file_free(&cf);
+		return;
+	}
+	/* As at mount: a lone [mount /] is the plain mount's options. */
+	if (cf.nmounts == 1 && !strcmp(cf.mounts[0].path, "/"))
+		config_mount_apply(&cf.mounts[0], &n);
+	config_file_free(&cf);
+	log_max_level = n.log_level;
+	fusefs_set_ttls(d->ff, &n);
+	/* Everything but the reloaded fields still as running? */
+	cmp = n;
+	cmp.log_level = d->running.log_level;
+	cmp.attr_timeout = d->running.attr_timeout;
+	cmp.entry_timeout = d->running.entry_timeout;
+	cmp.negative_timeout = d->running.negative_timeout;
+	snprintf(msg, len, "re-read %s: log_level, attr_timeout, entry_timeout and negative_timeout "
+		 "applied; %s", file,
+		 memcmp(&cmp, &d->running, sizeof(cmp)) ? "other daemon-wide options changed too and were NOT "
+		 "applied (restart to apply them)" : "no other daemon-wide option changed; [mount] "
+		 "sections are not re-read (restart to apply changes there)");
+	d->running.log_level = n.log_level;
+	d->running.attr_timeout = n.attr_timeout;
+	d->running.entry_timeout = n.entry_timeout;
+	d->running.negative_timeout = n.negative_timeout;
+}
+
+static void on_sighup(int sig)
+{
+	ctl_request_reload();
+}
+
+/* FUSE request counts on /metrics. */
+static void fuse_metrics(struct metrics_buf *b, void *arg)
+{
+	static const char *const names[] = FS_OP_NAMES;
+	uint64_t n[FS_OP_COUNT];
+
+	fusefs_requests(arg, n);
+	metrics_family(b, "cachefs_fuse_requests_total", "counter", "FUSE requests served, by operation.");
+	for (unsigned i = 0; i < FS_OP_COUNT; i++)
+		metrics_put(b, "cachefs_fuse_requests_total{op=\"%s\"} %llu\n", names[i], (unsigned long long)n[i]);
+}
+
+/* ---- the startup steps: each returns 0 or an exit status ---- */
+
+/* Options may come before or after the operands, as mount.fuse3 passes them. */
+static int parse_command_line(struct daemon *d)
 {
 	static const struct option longopts[] = {
 		{ "help", no_argument, NULL, 'h' },
@@ -269,246 +312,392 @@ int main(int argc, char **argv)
 		{ "check-config", required_argument, NULL, 'C' },
 		{ NULL, 0, NULL, 0 },
 	};
-	struct config_file cf = { 0 };
-	const char **opts = calloc((size_t)argc, sizeof(*opts));
-	const char *fsname;
-	unsigned nopts = 0;
-	bool table = false;
-	struct cachefs_config cfg;
-	const char *source = NULL, *mnt = NULL;
-	bool foreground = false, debug = false;
-	char err[512], real_mnt[PATH_MAX], fuse_o[PATH_MAX + 2048];
-	const struct ufs_ops *ops;
-	struct ufs *ufs;
-	struct cachefs *fs = NULL;
-	struct fuse_session *se;
-	struct intake *intake = NULL;
-	int c, rc, exit_code = 1;
-	struct reload_ctx rl = { 0 };
-	char ctl_path[sizeof(cfg.ctl_socket)];
+	char err[512];
+	int c;
 
-	config_defaults(&cfg);
-	/* Options may come before or after the operands, as mount.fuse3 passes them. */
-	while ((c = getopt_long(argc, argv, "-o:fdhVs", longopts, NULL)) != -1) {
+	config_defaults(&d->cfg);
+	d->opts = calloc((size_t)d->argc, sizeof(*d->opts));
+	if (!d->opts)
+		return 1;
+	while ((c = getopt_long(d->argc, d->argv, "-o:fdhVs", longopts, NULL)) != -1) {
 		switch (c) {
 		case 1:
-			if (!source)
-				source = optarg;
-			else if (!mnt)
-				mnt = optarg;
+			if (!d->source)
+				d->source = optarg;
+			else if (!d->mnt)
+				d->mnt = optarg;
 			else
 				die_usage("unexpected argument '%s' (usage: cachefs SOURCE MOUNTPOINT [-o opts])", optarg);
 			break;
 		case 'o':
-			if (config_parse_opts(&cfg, optarg, err, sizeof(err)))
+			if (config_parse_opts(&d->cfg, optarg, err, sizeof(err)))
 				die_usage("%s", err);
-			opts[nopts++] = optarg;
+			d->opts[d->nopts++] = optarg;
 			break;
 		case 'C':
-			free(opts);
-			return check_config(optarg);
+			exit(check_config(optarg));
 		case 'f':
-			foreground = true;
+			d->foreground = true;
 			break;
 		case 'd':
-			foreground = debug = true;
+			d->foreground = d->debug = true;
 			break;
 		case 's':
 			break;   /* single-threaded: accepted for compatibility, ignored */
 		case 'h':
 			usage(stdout);
-			free(opts);
-			return 0;
+			exit(0);
 		case 'V':
 			printf("cachefs %s (libfuse %s)\n", PACKAGE_VERSION, fuse_pkgversion());
-			free(opts);
-			return 0;
+			exit(0);
 		default:
 			fprintf(stderr, "usage: cachefs SOURCE MOUNTPOINT [-o opt[,opt...]] [-f] [-d]  (cachefs --help)\n");
-			free(opts);
 			return EXIT_USAGE;
 		}
 	}
-	hide_secrets(argc, argv);
-	if (cfg.config[0]) {
-		if (mnt)
-			die_usage("%s", "-o config=FILE takes the place of SOURCE: give only MOUNTPOINT");
-		mnt = source;
-		source = cfg.config;
-	}
-	if (!source || !mnt)
-		die_usage("%s", "missing SOURCE or MOUNTPOINT (usage: cachefs SOURCE MOUNTPOINT [-o opts])");
-	fsname = source;
-	if (cfg.config[0] || is_config_file(source)) {
-		static char conf[PATH_MAX];
-		bool named = cfg.config[0];
+	hide_secrets(d->argc, d->argv);
+	return 0;
+}
 
-		/* The file's options first, then -o over them. */
-		if (!realpath(source, conf))
-			snprintf(conf, sizeof(conf), "%s", source);   /* config_file_load says why */
-		fsname = source = conf;
-		config_defaults(&cfg);
-		rc = config_file_load(&cf, source, &cfg, err, sizeof(err));
+/* SOURCE may be a config file (or -o config= names one): its options, then -o over them. */
+static int read_config(struct daemon *d)
+{
+	static char conf[PATH_MAX];
+	char err[512];
+	int rc;
+
+	if (d->cfg.config[0]) {
+		if (d->mnt)
+			die_usage("%s", "-o config=FILE takes the place of SOURCE: give only MOUNTPOINT");
+		d->mnt = d->source;
+		d->source = d->cfg.config;
+	}
+	if (!d->source || !d->mnt)
+		die_usage("%s", "missing SOURCE or MOUNTPOINT (usage: cachefs SOURCE MOUNTPOINT [-o opts])");
+	d->fsname = d->source;
+	if (d->cfg.config[0] || is_config_file(d->source)) {
+		bool named = d->cfg.config[0];
+
+		if (!realpath(d->source, conf))
+			snprintf(conf, sizeof(conf), "%s", d->source);   /* config_file_load says why */
+		d->fsname = d->source = conf;
+		config_defaults(&d->cfg);
+		rc = config_file_load(&d->cf, d->source, &d->cfg, err, sizeof(err));
 		if (rc == -ENOMSG && !named)
-			die_usage("%s is a file, not a directory, so it was read as a config file: %s", source, err);
+			die_usage("%s is a file, not a directory, so it was read as a config file: %s", d->source, err);
 		if (rc)
 			die_usage("%s", err);
-		for (unsigned i = 0; i < nopts; i++)
-			config_parse_opts(&cfg, opts[i], err, sizeof(err));
-		table = cf.nmounts > 1 || strcmp(cf.mounts[0].path, "/");
-		if (!table) {
-			config_mount_apply(&cf.mounts[0], &cfg);
-			source = cf.mounts[0].source;
+		for (unsigned i = 0; i < d->nopts; i++)
+			config_parse_opts(&d->cfg, d->opts[i], err, sizeof(err));
+		d->table = d->cf.nmounts > 1 || strcmp(d->cf.mounts[0].path, "/");
+		if (!d->table) {
+			config_mount_apply(&d->cf.mounts[0], &d->cfg);
+			d->source = d->cf.mounts[0].source;
 		}
 	}
-	if (finish_config(&cfg, err, sizeof(err)))
+	if (finish_config(&d->cfg, err, sizeof(err)))
 		die_usage("%s", err);
-	log_max_level = debug ? LOG_LVL_DEBUG : cfg.log_level;
+	log_max_level = d->debug ? LOG_LVL_DEBUG : d->cfg.log_level;
+	d->running = d->cfg;
+	return 0;
+}
 
-	ops = table ? &ufs_mtab_ops : ufs_driver_for(source);
-	if (!ops) {
+static void free_config(struct daemon *d)
+{
+	config_file_free(&d->cf);
+	free(d->opts);
+}
+
+static int open_source(struct daemon *d)
+{
+	char err[512] = "";
+	int rc;
+
+	d->ops = d->table ? &ufs_mtab_ops : ufs_driver_for(d->source);
+	if (!d->ops) {
 		fprintf(stderr, "cachefs: source %s: no driver for this scheme (this build reads " UFS_SCHEMES ")\n",
-			source);
-		free(opts);
+			d->source);
 		return EXIT_USAGE;
 	}
-	err[0] = '\0';
-	rc = table ? ufs_mtab_init(&ufs, &cf, &cfg, err, sizeof(err)) :
-		     ops->init(&ufs, source, &cfg, err, sizeof(err));
-	config_file_free(&cf);
+	rc = d->table ? ufs_mtab_init(&d->ufs, &d->cf, &d->cfg, err, sizeof(err)) :
+			d->ops->init(&d->ufs, d->source, &d->cfg, err, sizeof(err));
 	if (rc) {
-		fprintf(stderr, "cachefs: %s%s%s\n", table ? fsname : "", table ? ": " : "",
+		fprintf(stderr, "cachefs: %s%s%s\n", d->table ? d->fsname : "", d->table ? ": " : "",
 			err[0] ? err : strerror(-rc));
-		free(opts);
 		return rc == -EINVAL ? EXIT_USAGE : 1;
 	}
-	if (check_mountpoint(mnt, real_mnt) < 0) {
-		ops->fini(ufs);
-		free(opts);
-		return 1;
-	}
-	if (cfg.ctl_socket[0])
-		snprintf(ctl_path, sizeof(ctl_path), "%s", cfg.ctl_socket);
-	else if (ctl_socket_default(real_mnt, ctl_path, sizeof(ctl_path)) < 0) {
+	return 0;
+}
+
+static void close_source(struct daemon *d)
+{
+	if (d->ufs)
+		d->ops->fini(d->ufs);
+}
+
+static int check_mount_point(struct daemon *d)
+{
+	return check_mountpoint(d->mnt, d->real_mnt) < 0 ? 1 : 0;
+}
+
+static int bind_control_socket(struct daemon *d)
+{
+	char err[512];
+
+	if (d->cfg.ctl_socket[0]) {
+		snprintf(d->ctl_path, sizeof(d->ctl_path), "%s", d->cfg.ctl_socket);
+	} else if (ctl_socket_default(d->real_mnt, d->ctl_path, sizeof(d->ctl_path)) < 0) {
 		fprintf(stderr, "cachefs: the control socket's path for %s is too long; set -o ctl_socket=PATH\n",
-			real_mnt);
-		ops->fini(ufs);
-		free(opts);
+			d->real_mnt);
 		return EXIT_USAGE;
 	}
-	if (cfg.metrics[0] && metrics_check(cfg.metrics, err, sizeof(err)) < 0) {
+	if (ctl_open(d->ctl_path, d->cfg.ctl_group, err, sizeof(err)) < 0) {
 		fprintf(stderr, "cachefs: %s\n", err);
-		ops->fini(ufs);
-		free(opts);
+		return 1;
+	}
+	return 0;
+}
+
+static void stop_control(struct daemon *d)
+{
+	ctl_stop();
+}
+
+static int check_metrics_address(struct daemon *d)
+{
+	char err[512];
+
+	if (d->cfg.metrics[0] && metrics_check(d->cfg.metrics, err, sizeof(err)) < 0) {
+		fprintf(stderr, "cachefs: %s\n", err);
 		return EXIT_USAGE;
 	}
-	if (ctl_open(ctl_path, cfg.ctl_group, err, sizeof(err)) < 0) {
-		fprintf(stderr, "cachefs: %s\n", err);
-		ops->fini(ufs);
-		ctl_stop();
-		free(opts);
+	return 0;
+}
+
+static int create_engine(struct daemon *d)
+{
+	char err[512];
+	int rc = engine_create(&d->e, &d->cfg, d->ops, d->ufs);
+
+	if (rc) {
+		fprintf(stderr, "cachefs: %s\n", strerror(-rc));
 		return 1;
 	}
-
-	snprintf(fuse_o, sizeof(fuse_o), "fsname=%s,subtype=cachefs,max_read=%llu%s%s", fsname,
-		 (unsigned long long)cfg.max_read, cfg.fuse_opts[0] ? "," : "", cfg.fuse_opts);
-	char *fargv[] = { argv[0], "-o", fuse_o, debug ? "-d" : NULL, NULL };
-	struct fuse_args args = FUSE_ARGS_INIT(debug ? 4 : 3, fargv);
-
-	rc = cachefs_create(&fs, &cfg, ops, ufs);
-	if (rc) {
-		fprintf(stderr, "cachefs: cannot stat source %s: %s\n", fsname, strerror(-rc));
-		ops->fini(ufs);
-		ctl_stop();
-		free(opts);
-		return 1;
-	}
-	cachefs_set_names(fs, fsname, real_mnt);
-	rc = cachefs_open_store(fs, cfg.shards, err, sizeof(err));
+	d->ufs = NULL;   /* the engine's now */
+	engine_set_names(d->e, d->fsname, d->real_mnt);
+	rc = engine_open_store(d->e, d->cfg.shards, err, sizeof(err));
 	if (rc) {
 		fprintf(stderr, "cachefs: %s\n", err);
-		cachefs_destroy(fs);
-		ctl_stop();
-		free(opts);
 		return rc == -EINVAL ? EXIT_USAGE : 1;
 	}
-	se = fuse_session_new(&args, cachefs_ll_ops(), sizeof(*cachefs_ll_ops()), fs);
-	if (!se) {
-		fprintf(stderr, "cachefs: invalid FUSE options '%s'\n", fuse_o);
-		cachefs_destroy(fs);
-		ctl_stop();
-		free(opts);
+	if (fusefs_create(&d->ff, d->e, &d->cfg, d->real_mnt)) {
+		fprintf(stderr, "cachefs: %s\n", strerror(ENOMEM));
+		return 1;
+	}
+	return 0;
+}
+
+static void destroy_engine(struct daemon *d)
+{
+	fusefs_destroy(d->ff);
+	engine_destroy(d->e);
+}
+
+/* The mount is read-only until writes land: /proc/mounts says so. */
+static int create_session(struct daemon *d)
+{
+	snprintf(d->fuse_o, sizeof(d->fuse_o), "fsname=%s,subtype=cachefs,ro,max_read=%llu%s%s", d->fsname,
+		 (unsigned long long)d->cfg.max_read, d->cfg.fuse_opts[0] ? "," : "", d->cfg.fuse_opts);
+	d->fargv[0] = d->argv[0];
+	d->fargv[1] = "-o";
+	d->fargv[2] = d->fuse_o;
+	d->fargv[3] = d->debug ? "-d" : NULL;
+	d->args = (struct fuse_args)FUSE_ARGS_INIT(d->debug ? 4 : 3, d->fargv);
+	d->se = fuse_session_new(&d->args, fusefs_ops(), sizeof(*fusefs_ops()), d->ff);
+	if (!d->se) {
+		fprintf(stderr, "cachefs: invalid FUSE options '%s'\n", d->fuse_o);
 		return EXIT_USAGE;
 	}
-	if (fuse_set_signal_handlers(se) < 0)
-		goto out_session;
-	/* libfuse ends the session on SIGHUP; ours reloads instead. */
+	return 0;
+}
+
+static void destroy_session(struct daemon *d)
+{
+	fuse_session_destroy(d->se);
+	fuse_opt_free_args(&d->args);
+}
+
+static int install_signals(struct daemon *d)
+{
 	struct sigaction sa = { .sa_handler = on_sighup, .sa_flags = SA_RESTART };
+
+	if (fuse_set_signal_handlers(d->se) < 0)
+		return 1;
+	/* libfuse ends the session on SIGHUP; ours reloads instead. */
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGHUP, &sa, NULL);
-	if (fuse_session_mount(se, real_mnt) < 0) {
-		fprintf(stderr, "cachefs: mounting %s failed (is /dev/fuse there, and fusermount3 installed?)\n", real_mnt);
-		goto out_signals;
+	return 0;
+}
+
+static void remove_signals(struct daemon *d)
+{
+	fuse_remove_signal_handlers(d->se);
+}
+
+static int mount_session(struct daemon *d)
+{
+	if (fuse_session_mount(d->se, d->real_mnt) < 0) {
+		fprintf(stderr, "cachefs: mounting %s failed (is /dev/fuse there, and fusermount3 installed?)\n",
+			d->real_mnt);
+		return 1;
 	}
-	if (fuse_daemonize(foreground) < 0)
-		goto out_unmount;
-	if (!foreground)
+	return 0;
+}
+
+static void unmount_session(struct daemon *d)
+{
+	fuse_session_unmount(d->se);
+}
+
+static int daemonize(struct daemon *d)
+{
+	if (fuse_daemonize(d->foreground) < 0)
+		return 1;
+	if (!d->foreground)
 		log_use_syslog(true);
+	return 0;
+}
 
-	struct shards_opts so = { .count = cfg.shards, .pin = true, .spin_us = cfg.spin_us,
-				  .sqpoll = cfg.sqpoll };
-	if (shards_start(&so) < 0)
-		goto out_unmount;
-	if (cachefs_start(fs) < 0)
-		goto out_shards;
-	rl = (struct reload_ctx){ .fs = fs, .file = table || is_config_file(fsname) ? fsname : NULL,
-				  .opts = opts, .nopts = nopts, .cur = cfg };
-	if (ctl_start(fs, reload, &rl) < 0)
-		goto out_shards;
-	if (cfg.metrics[0])
-		metrics_start(cfg.metrics, fs);
+/* Its buffers before the shards, so that they are freed after the shards stopped. */
+static int prepare_intake(struct daemon *d)
+{
+	if (d->cfg.intake != INTAKE_SHARDS)
+		return 0;
+	return intake_create(&d->intake, d->se, d->cfg.shards, 2) < 0 ? 1 : 0;
+}
 
-	log_info("mounted %s at %s: %u shards, %llu MiB RAM tier, %llu KiB pages, intake by %s",
-		 fsname, real_mnt, shard_count(), (unsigned long long)(cfg.ram_cache >> 20),
-		 (unsigned long long)(cfg.page_size >> 10),
-		 cfg.intake == INTAKE_SHARDS ? "shards" : "threads");
-	if (cfg.intake == INTAKE_SHARDS) {
-		if (intake_start(&intake, se, 2) < 0)
-			goto out_shards;
-		service_start(real_mnt, cachefs_summary, fs);
-		intake_wait(intake);
-		intake_stop(intake);
-		exit_code = 0;
-	} else {
-		struct fuse_loop_config *lc = fuse_loop_cfg_create();
-		fuse_loop_cfg_set_clone_fd(lc, 1);
-		fuse_loop_cfg_set_max_threads(lc, cfg.max_threads);
-		fuse_loop_cfg_set_idle_threads(lc, cfg.max_idle_threads);
-		service_start(real_mnt, cachefs_summary, fs);
-		rc = fuse_session_loop_mt(se, lc);
-		fuse_loop_cfg_destroy(lc);
-		exit_code = rc < 0 ? 1 : 0;
-	}
-	log_info("unmounting %s", real_mnt);
-	service_stop();
-out_shards:
-	fuse_session_unmount(se);
-	metrics_stop();
-	ctl_stop();
-	cachefs_stop(fs);
+static void free_intake(struct daemon *d)
+{
+	intake_free(d->intake);
+}
+
+static int start_shards(struct daemon *d)
+{
+	struct shards_opts so = { .count = d->cfg.shards, .pin = true, .spin_us = d->cfg.spin_us,
+				  .sqpoll = d->cfg.sqpoll };
+
+	return shards_start(&so) < 0 ? 1 : 0;
+}
+
+static void stop_shards(struct daemon *d)
+{
 	shards_stop();
-	intake_free(intake);
-	goto out_signals;
-out_unmount:
-	fuse_session_unmount(se);
-out_signals:
-	fuse_remove_signal_handlers(se);
-out_session:
-	fuse_session_destroy(se);
-	ctl_stop();
-	cachefs_destroy(fs);
-	fuse_opt_free_args(&args);
-	free(opts);
+}
+
+static int start_engine(struct daemon *d)
+{
+	return engine_start(d->e) < 0 ? 1 : 0;
+}
+
+static void stop_engine(struct daemon *d)
+{
+	engine_stop(d->e);
+}
+
+static int start_control(struct daemon *d)
+{
+	return ctl_start(d->e, reload, d) < 0 ? 1 : 0;
+}
+
+static int start_metrics(struct daemon *d)
+{
+	if (d->cfg.metrics[0])
+		metrics_start(d->cfg.metrics, d->e, fuse_metrics, d->ff);
+	return 0;
+}
+
+static void stop_metrics(struct daemon *d)
+{
+	metrics_stop();
+}
+
+static int start_serving(struct daemon *d)
+{
+	log_info("mounted %s at %s: %u shards, %llu MiB RAM tier, %llu KiB pages, intake by %s",
+		 d->fsname, d->real_mnt, shard_count(), (unsigned long long)(d->cfg.ram_cache >> 20),
+		 (unsigned long long)(d->cfg.page_size >> 10),
+		 d->cfg.intake == INTAKE_SHARDS ? "shards" : "threads");
+	if (d->intake)
+		intake_start(d->intake);
+	service_start(d->real_mnt, status_summary, d->e);
+	return 0;
+}
+
+/* The kernel gets no new requests to us from here on. */
+static void stop_serving(struct daemon *d)
+{
+	log_info("unmounting %s", d->real_mnt);
+	service_stop();
+	if (d->intake)
+		intake_stop(d->intake);
+	fuse_session_unmount(d->se);
+}
+
+/* Until unmounted or signalled. */
+static int serve(struct daemon *d)
+{
+	struct fuse_loop_config *lc;
+	int rc;
+
+	if (d->intake) {
+		intake_wait(d->intake);
+		return 0;
+	}
+	lc = fuse_loop_cfg_create();
+	fuse_loop_cfg_set_clone_fd(lc, 1);
+	fuse_loop_cfg_set_max_threads(lc, d->cfg.max_threads);
+	fuse_loop_cfg_set_idle_threads(lc, d->cfg.max_idle_threads);
+	rc = fuse_session_loop_mt(d->se, lc);
+	fuse_loop_cfg_destroy(lc);
+	return rc < 0 ? 1 : 0;
+}
+
+static const struct step {
+	int (*run)(struct daemon *d);
+	void (*undo)(struct daemon *d);
+} steps[] = {
+	{ parse_command_line, NULL },
+	{ read_config, free_config },
+	{ open_source, close_source },
+	{ check_mount_point, NULL },
+	{ bind_control_socket, stop_control },
+	{ check_metrics_address, NULL },
+	{ create_engine, destroy_engine },
+	{ create_session, destroy_session },
+	{ install_signals, remove_signals },
+	{ mount_session, unmount_session },
+	{ daemonize, NULL },
+	{ prepare_intake, free_intake },
+	{ start_shards, stop_shards },
+	{ start_engine, stop_engine },
+	{ start_control, stop_control },
+	{ start_metrics, stop_metrics },
+	{ start_serving, stop_serving },
+	{ serve, NULL },
+};
+
+int main(int argc, char **argv)
+{
+	struct daemon d = { .argc = argc, .argv = argv };
+	unsigned done = 0;
+	int rc = 0;
+
+	/* Each step that ran is undone, in reverse, whatever stopped the run. */
+	while (done < ARRAY_SIZE(steps) && !(rc = steps[done].run(&d)))
+		done++;
+	while (done-- > 0)
+		if (steps[done].undo)
+			steps[done].undo(&d);
 	log_tick(true);
-	return exit_code;
+	return rc;
 }

@@ -1,6 +1,7 @@
 /* cachefsctl: talks to a running cachefs daemon over its control socket. */
 #include "config.h"
 #include "core/util.h"
+#include "ctl/proto.h"
 
 #include <errno.h>
 #include <getopt.h>

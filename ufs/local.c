@@ -1,8 +1,10 @@
 /* Local directory (or NFS mount) driver: metadata by *at() calls relative to
- * the source root, data by io_uring reads on the calling shard. */
+ * the source root on the metadata threads, data by io_uring reads on the
+ * calling shard. */
 #include "config.h"
 #include "ufs/ufs.h"
 #include "core/log.h"
+#include "core/pool.h"
 #include "core/util.h"
 
 #include <dirent.h>
@@ -47,6 +49,8 @@ static void fill_stat(struct ufs_stat *o, const struct stat *st)
 	o->gid = st->st_gid;
 	o->nlink = (uint32_t)st->st_nlink;
 	o->version = mix64(o->mtime_ns ^ mix64((uint64_t)st->st_size) ^ mix64(st->st_ino + 1));
+	/* The same inode under any name: a rename keeps its cached pages. */
+	o->id = mix64(o->version ^ mix64((uint64_t)st->st_dev + 0x9e3779b97f4a7c15ULL));
 }
 
 static int local_init(struct ufs **out, const char *source, const struct cachefs_config *cfg,
@@ -89,57 +93,149 @@ static void local_fini(struct ufs *u)
 	free(u);
 }
 
-static int local_stat(struct ufs *u, const char *path, struct ufs_stat *o)
+/*
+ * Metadata runs on the metadata threads (core/pool.h): a local disk answers
+ * from the kernel's caches in microseconds, but an NFS server may hang a
+ * stat for minutes, and that must not stall a shard's cached reads. The
+ * result goes back to the calling shard, where done() runs.
+ */
+struct local_job {
+	struct pool_job job;
+	struct ufs_call *c;
+	int rc;
+	struct local_ent *ents;    /* list: gathered on the pool thread */
+	size_t n, cap;
+};
+
+struct local_ent {
+	char *name;
+	struct ufs_stat st;
+};
+
+static void job_done(struct pool_job *j)
 {
+	struct local_job *lj = container_of(j, struct local_job, job);
+	struct ufs_call *c = lj->c;
+	int rc = lj->rc;
+
+	c->ttl_ns = 0;   /* the kernel's own caches are the only ones */
+	for (size_t i = 0; i < lj->n; i++) {
+		struct ufs_dirent d = { .name = lj->ents[i].name, .etag = "", .st = lj->ents[i].st };
+		if (!rc)
+			rc = c->entry(c, &d);
+		free(lj->ents[i].name);
+	}
+	free(lj->ents);
+	free(lj);
+	c->done(c, rc);
+}
+
+/* Runs fn on a metadata thread; c->done follows on this shard. */
+static void submit(struct ufs_call *c, void (*fn)(struct pool_job *j))
+{
+	struct local_job *lj = calloc(1, sizeof(*lj));
+
+	if (!lj) {
+		c->done(c, -ENOMEM);
+		return;
+	}
+	lj->c = c;
+	lj->rc = -ECANCELED;   /* what a job completed unrun at shutdown reports */
+	lj->job.run = fn;
+	lj->job.done = job_done;
+	pool_submit(&lj->job);
+}
+
+static void stat_run(struct pool_job *j)
+{
+	struct local_job *lj = container_of(j, struct local_job, job);
+	struct ufs_call *c = lj->c;
 	struct stat st;
 
 	/* Follow links so a dataset made of symlinks reads as files. */
-	if (fstatat(u->root, rel(path), &st, 0) < 0 &&
-	    fstatat(u->root, rel(path), &st, AT_SYMLINK_NOFOLLOW) < 0)
-		return -errno;
-	fill_stat(o, &st);
+	if (fstatat(c->u->root, rel(c->path), &st, 0) < 0 &&
+	    fstatat(c->u->root, rel(c->path), &st, AT_SYMLINK_NOFOLLOW) < 0) {
+		lj->rc = -errno;
+		return;
+	}
+	fill_stat(&c->st, &st);
+	c->etag[0] = '\0';
+	lj->rc = 0;
+}
+
+static void local_stat(struct ufs_call *c)
+{
+	submit(c, stat_run);
+}
+
+static int add_ent(struct local_job *lj, const char *name, const struct stat *st)
+{
+	if (lj->n == lj->cap) {
+		size_t cap = lj->cap ? lj->cap * 2 : 64;
+		struct local_ent *n = realloc(lj->ents, cap * sizeof(*n));
+		if (!n)
+			return -ENOMEM;
+		lj->ents = n;
+		lj->cap = cap;
+	}
+	lj->ents[lj->n].name = strdup(name);
+	if (!lj->ents[lj->n].name)
+		return -ENOMEM;
+	fill_stat(&lj->ents[lj->n].st, st);
+	lj->n++;
 	return 0;
 }
 
-static int local_list(struct ufs *u, const char *path, ufs_list_cb cb, void *arg)
+static void list_run(struct pool_job *j)
 {
-	int fd = openat(u->root, rel(path), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	struct local_job *lj = container_of(j, struct local_job, job);
+	struct ufs_call *c = lj->c;
+	int fd = openat(c->u->root, rel(c->path), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	struct dirent *de;
 	DIR *d;
 	int rc = 0;
 
-	if (fd < 0)
-		return -errno;
+	if (fd < 0) {
+		lj->rc = -errno;
+		return;
+	}
 	d = fdopendir(fd);
 	if (!d) {
-		rc = -errno;
+		lj->rc = -errno;
 		close(fd);
-		return rc;
+		return;
 	}
-	while ((errno = 0, de = readdir(d))) {
+	while (!rc && (errno = 0, de = readdir(d))) {
 		struct stat st;
-		struct ufs_stat us;
 		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
 			continue;
 		if (fstatat(dirfd(d), de->d_name, &st, 0) < 0 &&
 		    fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
 			continue;   /* vanished while listing */
-		fill_stat(&us, &st);
-		if (cb(arg, de->d_name, &us))
-			break;
+		rc = add_ent(lj, de->d_name, &st);
 	}
-	if (errno)
+	if (!rc && errno)
 		rc = -errno;
 	closedir(d);
-	return rc;
+	lj->rc = rc;
 }
 
-static int local_open(struct ufs *u, const char *path, struct ufs_file **out)
+static void local_list(struct ufs_call *c)
 {
-	struct local_file *lf = calloc(1, sizeof(*lf));
+	submit(c, list_run);
+}
 
-	if (!lf)
-		return -ENOMEM;
+static void open_run(struct pool_job *j)
+{
+	struct local_job *lj = container_of(j, struct local_job, job);
+	struct ufs_call *c = lj->c;
+	struct local_file *lf = calloc(1, sizeof(*lf));
+	struct stat st;
+
+	if (!lf) {
+		lj->rc = -ENOMEM;
+		return;
+	}
 	/*
 	 * O_DIRECT: the page is read straight into the cache slot (slots are
 	 * page aligned), one copy fewer than a buffered read, and the source
@@ -148,20 +244,36 @@ static int local_open(struct ufs *u, const char *path, struct ufs_file **out)
 	 * for the same bytes. Filesystems that refuse O_DIRECT (tmpfs) get
 	 * buffered reads.
 	 */
-	lf->fd = openat(u->root, rel(path), O_RDONLY | O_CLOEXEC | O_DIRECT);
+	lf->fd = openat(c->u->root, rel(c->path), O_RDONLY | O_CLOEXEC | O_DIRECT);
 	lf->direct = lf->fd >= 0;
 	if (lf->fd < 0 && errno == EINVAL)
-		lf->fd = openat(u->root, rel(path), O_RDONLY | O_CLOEXEC);
-	if (lf->fd < 0) {
-		int rc = -errno;
+		lf->fd = openat(c->u->root, rel(c->path), O_RDONLY | O_CLOEXEC);
+	/* The attributes of what was opened, not of what the name held a moment before. */
+	if (lf->fd < 0 || fstat(lf->fd, &st) < 0)
+		lj->rc = -errno;
+	else if (S_ISDIR(st.st_mode))
+		lj->rc = -EISDIR;
+	else if (!(lf->f.name = strdup(c->path)))
+		lj->rc = -ENOMEM;
+	else
+		lj->rc = 0;
+	if (lj->rc) {
+		if (lf->fd >= 0)
+			close(lf->fd);
 		free(lf);
-		return rc;
+		return;
 	}
 	lf->f.ops = &ufs_local_ops;
-	lf->f.name = strdup(path);
 	atomic_init(&lf->f.refs, 1);
-	*out = &lf->f;
-	return 0;
+	fill_stat(&c->st, &st);
+	c->fetched = true;
+	c->file = &lf->f;
+}
+
+static void local_open(struct ufs_call *c)
+{
+	c->fetched = false;
+	submit(c, open_run);
 }
 
 static void local_release(struct ufs_file *f)
@@ -215,17 +327,16 @@ static int local_read(struct ufs_read *r)
 	return 0;
 }
 
-static int local_statfs(struct ufs *u, struct statvfs *st)
+static void statfs_run(struct pool_job *j)
 {
-	int fd = openat(u->root, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	int rc = 0;
+	struct local_job *lj = container_of(j, struct local_job, job);
 
-	if (fd < 0)
-		return -errno;
-	if (fstatvfs(fd, st) < 0)
-		rc = -errno;
-	close(fd);
-	return rc;
+	lj->rc = fstatvfs(lj->c->u->root, &lj->c->vfs) < 0 ? -errno : 0;
+}
+
+static void local_statfs(struct ufs_call *c)
+{
+	submit(c, statfs_run);
 }
 
 const struct ufs_ops ufs_local_ops = {
@@ -240,13 +351,3 @@ const struct ufs_ops ufs_local_ops = {
 	.statfs = local_statfs,
 };
 
-const struct ufs_ops *ufs_driver_for(const char *source)
-{
-	if (!strncmp(source, "file://", 7) || !strstr(source, "://"))
-		return &ufs_local_ops;
-	if (!strncmp(source, "s3://", 5))
-		return &ufs_s3_ops;
-	if (!strncmp(source, "http://", 7) || !strncmp(source, "https://", 8))
-		return &ufs_http_ops;
-	return NULL;
-}

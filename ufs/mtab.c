@@ -72,118 +72,230 @@ static bool above_mount(struct ufs *t, const char *path)
 static void mix(const struct mnt *m, struct ufs_stat *st)
 {
 	st->version = mix64(st->version ^ m->seed);
+	st->id = mix64(st->id ^ m->seed);
 }
 
-static int mtab_stat(struct ufs *t, const char *path, struct ufs_stat *st)
-{
-	const char *rest;
-	struct mnt *m = resolve(t, path, &rest);
-	bool above = above_mount(t, path);
-	int rc = m ? m->ops->stat(m->u, rest, st) : -ENOENT;
-
-	if (!rc && (!above || S_ISDIR(st->mode))) {
-		mix(m, st);
-		return 0;
-	}
-	if (above && (!rc || rc == -ENOENT)) {
-		*st = t->dir;
-		return 0;
-	}
-	return rc;
-}
-
-struct list_ctx {
-	const struct mnt *m;
-	ufs_list_cb cb;
-	void *arg;
-	char **hide;                /* names of mount points under the listed path */
+/* A call forwarded to the mount holding its path. */
+struct fwd {
+	struct ufs_call sub;
+	struct ufs_call *c;
+	struct ufs *t;
+	struct mnt *m;
+	bool above;               /* the path is also a directory above mount points */
+	char **hide;              /* list: names of mount points under the listed path */
 	unsigned nhide;
 };
 
-static int list_one(void *arg, const char *name, const struct ufs_stat *st)
+static void fwd_free(struct fwd *f)
 {
-	struct list_ctx *c = arg;
-	struct ufs_stat s = *st;
-
-	for (unsigned i = 0; i < c->nhide; i++)
-		if (!strcmp(c->hide[i], name))
-			return 0;
-	mix(c->m, &s);
-	return c->cb(c->arg, name, &s);
+	for (unsigned i = 0; i < f->nhide; i++)
+		free(f->hide[i]);
+	free(f->hide);
+	free(f);
 }
 
-static int mtab_list(struct ufs *t, const char *path, ufs_list_cb cb, void *arg)
+/* Starts f->sub (path `rest` in mount m) with done; NULL and c->done(-ENOMEM) on failure. */
+static struct fwd *fwd_new(struct ufs_call *c, struct mnt *m, const char *rest,
+			   void (*done)(struct ufs_call *sub, int rc))
 {
-	struct list_ctx c = { .cb = cb, .arg = arg };
-	size_t plen = strlen(path);
+	struct fwd *f = calloc(1, sizeof(*f));
+
+	if (!f) {
+		c->done(c, -ENOMEM);
+		return NULL;
+	}
+	f->c = c;
+	f->t = c->u;
+	f->m = m;
+	f->sub.u = m ? m->u : NULL;
+	f->sub.path = rest;
+	f->sub.flags = c->flags;
+	f->sub.done = done;
+	c->source = m ? (unsigned)(m - f->t->m) + 1 : 0;
+	return f;
+}
+
+static void stat_done(struct ufs_call *sub, int rc)
+{
+	struct fwd *f = container_of(sub, struct fwd, sub);
+	struct ufs_call *c = f->c;
+
+	c->ttl_ns = sub->ttl_ns;
+	ufs_call_err(c, "%s", sub->err);
+	if (!rc && (!f->above || S_ISDIR(sub->st.mode))) {
+		c->st = sub->st;
+		mix(f->m, &c->st);
+		snprintf(c->etag, sizeof(c->etag), "%s", sub->etag);
+	} else if (f->above && (!rc || rc == -ENOENT)) {
+		c->st = f->t->dir;    /* a directory above mount points */
+		c->etag[0] = '\0';
+		rc = 0;
+	}
+	fwd_free(f);
+	c->done(c, rc);
+}
+
+static void mtab_stat(struct ufs_call *c)
+{
+	struct ufs *t = c->u;
 	const char *rest;
-	struct mnt *m = resolve(t, path, &rest);
+	struct mnt *m = resolve(t, c->path, &rest);
+	bool above = above_mount(t, c->path);
+	struct fwd *f;
+
+	if (!m) {
+		c->ttl_ns = UINT64_MAX;
+		c->st = t->dir;
+		c->done(c, above ? 0 : -ENOENT);
+		return;
+	}
+	if (!(f = fwd_new(c, m, rest, stat_done)))
+		return;
+	f->above = above;
+	m->ops->stat(&f->sub);
+}
+
+static int list_entry(struct ufs_call *sub, const struct ufs_dirent *d)
+{
+	struct fwd *f = container_of(sub, struct fwd, sub);
+	struct ufs_dirent e = *d;
+
+	for (unsigned i = 0; i < f->nhide; i++)
+		if (!strcmp(f->hide[i], d->name))
+			return 0;
+	mix(f->m, &e.st);
+	f->c->ttl_ns = sub->ttl_ns;
+	return f->c->entry(f->c, &e);
+}
+
+static void list_done(struct ufs_call *sub, int rc)
+{
+	struct fwd *f = container_of(sub, struct fwd, sub);
+	struct ufs_call *c = f->c;
+
+	ufs_call_err(c, "%s", sub->err);
+	if (rc == -ENOENT && f->nhide)
+		rc = 0;
+	fwd_free(f);
+	c->done(c, rc);
+}
+
+/* The next name of every mount point below path, once each, as directories. */
+static int list_mount_points(struct fwd *f, const char *path)
+{
+	struct ufs *t = f->t;
+	size_t plen = strlen(path);
 	int rc = 0;
 
-	c.hide = calloc(t->n, sizeof(*c.hide));
-	if (!c.hide)
+	f->hide = calloc(t->n, sizeof(*f->hide));
+	if (!f->hide)
 		return -ENOMEM;
-	/* The next component of every mount point below path, once each. */
+	f->c->ttl_ns = UINT64_MAX;
 	for (unsigned i = 0; i < t->n && !rc; i++) {
 		const struct mnt *sub = &t->m[i];
 		const char *name;
 		size_t nlen;
 		bool seen = false;
-		struct ufs_stat st;
 
 		if (sub->len <= plen || (plen && (strncmp(sub->path, path, plen) || sub->path[plen] != '/')))
 			continue;
 		name = sub->path + plen + (plen ? 1 : 0);
 		nlen = strcspn(name, "/");
-		for (unsigned k = 0; k < c.nhide && !seen; k++)
-			seen = strlen(c.hide[k]) == nlen && !strncmp(c.hide[k], name, nlen);
+		for (unsigned k = 0; k < f->nhide && !seen; k++)
+			seen = strlen(f->hide[k]) == nlen && !strncmp(f->hide[k], name, nlen);
 		if (seen)
 			continue;
-		c.hide[c.nhide] = strndup(name, nlen);
-		if (!c.hide[c.nhide]) {
-			rc = -ENOMEM;
-			break;
-		}
-		c.nhide++;
-		if (name[nlen] || mtab_stat(t, sub->path, &st))
-			st = t->dir;   /* a directory above mount points */
-		rc = cb(arg, c.hide[c.nhide - 1], &st);
+		if (!(f->hide[f->nhide] = strndup(name, nlen)))
+			return -ENOMEM;
+		struct ufs_dirent d = { .name = f->hide[f->nhide++], .etag = "", .st = t->dir };
+		rc = f->c->entry(f->c, &d);
 	}
+	return rc;
+}
+
+static void mtab_list(struct ufs_call *c)
+{
+	struct ufs *t = c->u;
+	const char *rest;
+	struct mnt *m = resolve(t, c->path, &rest);
+	struct fwd *f = fwd_new(c, m, rest, list_done);
+	int rc;
+
+	if (!f)
+		return;
+	rc = list_mount_points(f, c->path);
 	if (!rc && m) {
-		c.m = m;
-		rc = m->ops->list(m->u, rest, list_one, &c);
-		if (rc == -ENOENT && c.nhide)
-			rc = 0;
-	} else if (!rc && !c.nhide) {
-		rc = -ENOENT;
+		f->sub.entry = list_entry;
+		m->ops->list(&f->sub);
+		return;
 	}
-	for (unsigned i = 0; i < c.nhide; i++)
-		free(c.hide[i]);
-	free(c.hide);
-	return rc > 0 ? 0 : rc;
+	if (!rc && !f->nhide)
+		rc = -ENOENT;
+	fwd_free(f);
+	c->done(c, rc > 0 ? 0 : rc);
 }
 
-static int mtab_open(struct ufs *t, const char *path, struct ufs_file **out)
+static void open_done(struct ufs_call *sub, int rc)
 {
-	const char *rest;
-	struct mnt *m = resolve(t, path, &rest);
+	struct fwd *f = container_of(sub, struct fwd, sub);
+	struct ufs_call *c = f->c;
 
-	if (above_mount(t, path))
-		return -EISDIR;
-	return m ? m->ops->open(m->u, rest, out) : -ENOENT;
+	ufs_call_err(c, "%s", sub->err);
+	c->file = sub->file;
+	c->fetched = sub->fetched;
+	c->ttl_ns = sub->ttl_ns;
+	if (sub->fetched) {
+		c->st = sub->st;
+		mix(f->m, &c->st);
+	}
+	fwd_free(f);
+	c->done(c, rc);
 }
 
-static int mtab_statfs(struct ufs *t, struct statvfs *st)
+static void mtab_open(struct ufs_call *c)
+{
+	struct ufs *t = c->u;
+	const char *rest;
+	struct mnt *m = resolve(t, c->path, &rest);
+	struct fwd *f;
+
+	if (above_mount(t, c->path) || !m) {
+		c->done(c, m ? -EISDIR : -ENOENT);
+		return;
+	}
+	if (!(f = fwd_new(c, m, rest, open_done)))
+		return;
+	/* The page identity was mixed on the way up; the sub-driver's reads do not use it. */
+	f->sub.st = c->st;
+	snprintf(f->sub.etag, sizeof(f->sub.etag), "%s", c->etag);
+	m->ops->open(&f->sub);
+}
+
+static void statfs_done(struct ufs_call *sub, int rc)
+{
+	struct fwd *f = container_of(sub, struct fwd, sub);
+	struct ufs_call *c = f->c;
+
+	c->vfs = sub->vfs;
+	fwd_free(f);
+	c->done(c, rc);
+}
+
+static void mtab_statfs(struct ufs_call *c)
 {
 	const char *rest;
-	struct mnt *m = resolve(t, "", &rest);
+	struct mnt *m = resolve(c->u, "", &rest);
+	struct fwd *f;
 
-	if (m && m->ops->statfs)
-		return m->ops->statfs(m->u, st);
-	memset(st, 0, sizeof(*st));
-	st->f_bsize = st->f_frsize = 4096;
-	st->f_namemax = 255;
-	return 0;
+	if (!m) {
+		memset(&c->vfs, 0, sizeof(c->vfs));
+		c->vfs.f_bsize = c->vfs.f_frsize = 4096;
+		c->vfs.f_namemax = 255;
+		c->done(c, 0);
+		return;
+	}
+	if ((f = fwd_new(c, m, rest, statfs_done)))
+		m->ops->statfs(&f->sub);
 }
 
 static void mtab_shard_stop(struct ufs *t)
@@ -193,7 +305,7 @@ static void mtab_shard_stop(struct ufs *t)
 			t->m[i].ops->shard_stop(t->m[i].u);
 }
 
-static void mtab_counters(struct ufs *t, struct ufs_counters *out)
+static void mtab_counters(struct ufs *t, struct http_counters *out)
 {
 	for (unsigned i = 0; i < t->n; i++)
 		if (t->m[i].ops->counters)

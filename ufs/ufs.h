@@ -1,43 +1,60 @@
 /*
- * Under file systems: one ops table per driver. Metadata calls may block the
- * caller for local sources; data reads are asynchronous on the calling
- * shard's io_uring and complete on that shard.
+ * Under file systems: one ops table per driver. Every call that may wait on
+ * the source is asynchronous: it is made on a shard and completes on that
+ * shard by a callback, never blocking the loop. Network drivers (s3, http)
+ * run their requests on the shard's HTTP client; the local driver hands its
+ * system calls to the metadata threads (core/pool.h), because an NFS server
+ * can hang a stat for minutes and the kernel has no asynchronous getdents.
  */
 #ifndef CACHEFS_UFS_H
 #define CACHEFS_UFS_H
 
+#include <errno.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <sys/statvfs.h>
 #include <sys/types.h>
 
 #include "core/options.h"
+#include "core/http.h"
 #include "core/shard.h"
 
 struct ufs;
+
+#define UFS_ETAG_MAX 128
 
 struct ufs_stat {
 	uint64_t size;
 	uint64_t mtime_ns;
 	uint64_t ctime_ns;
 	uint64_t atime_ns;
-	mode_t mode;
+	mode_t mode;              /* 0 in a negative answer (no such name) */
 	uid_t uid;
 	gid_t gid;
 	uint32_t nlink;
-	uint64_t version;   /* changes whenever the file's bytes may have */
+	uint64_t version;         /* changes whenever the file's bytes may have */
+	/*
+	 * The object's identity and version in one: page keys. Equal only for
+	 * the same bytes of the same source object, whatever path reaches it
+	 * (local: device, inode, mtime, size; object stores: key and ETag).
+	 */
+	uint64_t id;
 };
 
 /* An open source file; shared by every handle of one inode, refcounted. */
 struct ufs_file {
 	const struct ufs_ops *ops;
 	atomic_uint refs;
-	char *name;        /* path within the source, for messages; driver-owned */
+	char *name;               /* for messages; driver-owned */
 };
 
 /* One asynchronous read; the driver owns it until done() runs. */
 struct ufs_read {
-	struct shard_op op;
+	union {                   /* the driver's */
+		struct shard_op op;       /* local: the io_uring read */
+		struct http_read hr;      /* network: the ranged GET */
+	};
 	struct ufs_file *file;
 	char *buf;
 	uint64_t off;
@@ -48,42 +65,90 @@ struct ufs_read {
 /* Request counters of a network source, for metrics. */
 enum ufs_req_kind { UFS_REQ_GET, UFS_REQ_HEAD, UFS_REQ_LIST, UFS_REQ_KINDS };
 #define UFS_REQ_NAMES { "get", "head", "list" }
-/* Why a request was retried: 429/503 throttling, another 5xx, a timeout
- * (curl's or a 408), or a connection failure (refused, reset, cut short). */
-enum ufs_retry_cause { UFS_RETRY_THROTTLED, UFS_RETRY_SERVER, UFS_RETRY_TIMEOUT,
-		       UFS_RETRY_CONNECTION, UFS_RETRY_CAUSES };
-#define UFS_RETRY_NAMES { "throttled", "server_error", "timeout", "connection" }
-struct ufs_counters {
-	uint64_t requests[UFS_REQ_KINDS];
-	uint64_t retries[UFS_RETRY_CAUSES];
-	uint64_t failed;          /* requests that failed after their retries */
+
+/* One entry of a listing. */
+struct ufs_dirent {
+	const char *name;         /* as shown: a valid file name */
+	const char *srcname;      /* the source's own name when it differs (an alias), else NULL */
+	const char *etag;         /* "" when the source has none */
+	struct ufs_stat st;
 };
 
-/* Called once per entry; return non-zero to stop the listing. */
-typedef int (*ufs_list_cb)(void *arg, const char *name, const struct ufs_stat *st);
+/* Flags of a call. */
+#define UFS_OBJECT 1u         /* stat: the path's last part is an object a listing showed
+			       * under an alias (s3: a file shadowed by a same-named prefix) */
+
+/*
+ * One asynchronous call: stat, list or open of `path` (relative to the
+ * source root, "" for the root, built from source names). The caller owns
+ * it and fills the first block; the driver calls done() exactly once, on
+ * the calling shard, possibly before the call returns.
+ *
+ * rc: 0, or a negative errno. The source failing to answer (a timeout, a
+ * refused connection, 5xx after the retries) is -EHOSTDOWN, -ETIMEDOUT or
+ * -ECONNREFUSED (ufs_unavailable()), with a one-line reason in err: the
+ * engine may then answer from what it cached before (stale-if-error).
+ */
+struct ufs_call {
+	struct ufs *u;
+	const char *path;
+	unsigned flags;
+	void (*done)(struct ufs_call *c, int rc);
+	/* list: called once per entry, on the calling shard, before done();
+	 * non-zero stops the listing and becomes rc */
+	int (*entry)(struct ufs_call *c, const struct ufs_dirent *e);
+	/* stat (out), open (in: the attributes the caller knows, fresh) */
+	struct ufs_stat st;
+	char etag[UFS_ETAG_MAX];
+	/* open (out); fetched: c->st was read from the source by the open
+	 * itself (local: fstat of the opened file), not passed through */
+	struct ufs_file *file;
+	bool fetched;
+	/* statfs (out) */
+	struct statvfs vfs;
+	/* out, set before the first entry of a listing and for -ENOENT too:
+	 * how long the answer stays true (dir_cache_ttl; 0 for local sources,
+	 * UINT64_MAX for a fixed manifest) */
+	uint64_t ttl_ns;
+	/* out: which source answered (the mount table's entry), so that the
+	 * outage of one is told from another's; 0 for a single source */
+	unsigned source;
+	char err[1536];           /* the reason of a failure: a key may be 1 KiB */
+	/* the driver's while the call runs */
+	void *priv;
+};
 
 struct ufs_ops {
 	const char *name;
 	/*
 	 * Opens the source named by `source` (a path or URL) with the mount's
-	 * options; on failure returns -errno and a one-line reason in err.
-	 * NULL for the mount table, which ufs_mtab_init opens.
+	 * options, on the main thread before the shards run (it may block);
+	 * on failure returns -errno and a one-line reason in err. NULL for the
+	 * mount table, which ufs_mtab_init opens.
 	 */
 	int (*init)(struct ufs **out, const char *source, const struct cachefs_config *cfg,
 		    char *err, size_t errlen);
 	void (*fini)(struct ufs *u);
-	/* path is relative to the source root; "" is the root. */
-	int (*stat)(struct ufs *u, const char *path, struct ufs_stat *st);
-	int (*list)(struct ufs *u, const char *path, ufs_list_cb cb, void *arg);
-	int (*open)(struct ufs *u, const char *path, struct ufs_file **out);
+	/* c->st, c->etag and c->ttl_ns get the answer; a missing name is -ENOENT. */
+	void (*stat)(struct ufs_call *c);
+	/* c->entry for each entry; -ENOENT when the directory does not exist. */
+	void (*list)(struct ufs_call *c);
+	/*
+	 * Opens the file at path, whose attributes the caller passes in c->st
+	 * and c->etag (a driver that needs no request for an open, the object
+	 * stores, uses them as they are). c->file gets a file with one
+	 * reference; c->st the attributes of what was opened.
+	 */
+	void (*open)(struct ufs_call *c);
 	void (*release)(struct ufs_file *f);   /* last reference dropped */
 	/* Owner: the calling shard. Fills r->buf; short only at end of file. */
 	int (*read)(struct ufs_read *r);
-	int (*statfs)(struct ufs *u, struct statvfs *st);
-	/* Optional, run on every shard at unmount: fail reads in flight, close connections. */
+	/* The file system's sizes in c->vfs (made up by object stores). */
+	void (*statfs)(struct ufs_call *c);
+	/* Optional, run on every shard at unmount: fail calls and reads in flight. */
 	void (*shard_stop)(struct ufs *u);
 	/* Optional (network sources): adds the request counters to *out; any thread. */
-	void (*counters)(struct ufs *u, struct ufs_counters *out);
+	void (*counters)(struct ufs *u, struct http_counters *out);
 };
 
 extern const struct ufs_ops ufs_local_ops;
@@ -103,6 +168,17 @@ int ufs_mtab_init(struct ufs **out, const struct config_file *f, const struct ca
 
 /* The driver for `source` ("/dir" and "file:///dir" are local, "s3://", "http(s)://"), or NULL. */
 const struct ufs_ops *ufs_driver_for(const char *source);
+
+/* Writes the one-line reason of a failed call into c->err (cut to fit). */
+__attribute__((format(printf, 2, 3)))
+void ufs_call_err(struct ufs_call *c, const char *fmt, ...);
+
+/* Whether rc says the source did not answer (rather than answering no). */
+static inline bool ufs_unavailable(int rc)
+{
+	return rc == -EHOSTDOWN || rc == -ETIMEDOUT || rc == -ECONNREFUSED || rc == -ECONNRESET ||
+	       rc == -EHOSTUNREACH || rc == -ENETUNREACH || rc == -ENOTCONN;
+}
 
 static inline void ufs_file_get(struct ufs_file *f)
 {

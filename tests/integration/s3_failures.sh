@@ -33,11 +33,12 @@ HOME=$T/home AWS_PROFILE=ci mount_logged s3://data "$T/mnt" "$T/log0" -o "endpoi
 cmp -s "$T/obj" "$T/mnt/big.bin" || fail "read with profile credentials"
 grep -q "credentials from ~/.aws/credentials \[ci\]" "$T/log0" || fail "credential source not logged: $(cat "$T/log0")"
 unmount_cachefs "$T/mnt"
-mount_logged s3://data "$T/mnt" "$T/log1" -o "endpoint=$S3_EP,access_key=S3RVER,secret_key=HushHush1234"
+mount_logged s3://data "$T/mnt" "$T/log1" -o "endpoint=$S3_EP,access_key=S3RVER,secret_key=HushHush1234,timeout=30"
 pid=$(daemon_pid "$T/mnt")
 [ -n "$pid" ] || fail "no daemon"
 if tr '\0' ' ' < "/proc/$pid/cmdline" | grep -q "Hush"; then fail "the secret shows in ps"; fi
-tr '\0' ' ' < "/proc/$pid/cmdline" | grep -q "secret_key=xxxx" || fail "cmdline: $(tr '\0' ' ' < "/proc/$pid/cmdline")"
+# A fixed mask: neither the secret nor its length shows.
+tr '\0' ' ' < "/proc/$pid/cmdline" | grep -q "secret_key=\*\*\*\*," || fail "cmdline: $(tr '\0' ' ' < "/proc/$pid/cmdline")"
 cmp -s "$T/obj" "$T/mnt/big.bin" || fail "read with option credentials"
 unmount_cachefs "$T/mnt"
 if grep -q "HushHush1234" "$T/log0" "$T/log1"; then fail "the secret is in the log"; fi

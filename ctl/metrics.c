@@ -4,8 +4,8 @@
  * moment stale but never goes backwards.
  */
 #include "config.h"
-#include "fuse/metrics.h"
-#include "fuse/fs_i.h"
+#include "ctl/metrics.h"
+#include "ctl/status.h"
 #include "core/log.h"
 #include "core/shard.h"
 #include "core/util.h"
@@ -23,15 +23,18 @@
 #include <unistd.h>
 
 static struct MHD_Daemon *mhd;
-static _Atomic(struct cachefs *) mfs;
+static _Atomic(struct engine *) meng;
+static metrics_render_fn mextra;
+static void *mextra_arg;
 
-struct buf {
+struct metrics_buf {
 	char *p;
 	size_t len, cap;
 };
 
-__attribute__((format(printf, 2, 3)))
-static void put(struct buf *b, const char *fmt, ...)
+#define put metrics_put
+
+void metrics_put(struct metrics_buf *b, const char *fmt, ...)
 {
 	va_list ap;
 	int n;
@@ -55,30 +58,75 @@ static void put(struct buf *b, const char *fmt, ...)
 	}
 }
 
-static void family(struct buf *b, const char *name, const char *type, const char *help)
+void metrics_family(struct metrics_buf *b, const char *name, const char *type, const char *help)
 {
 	put(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
-static void render(struct buf *b, struct cachefs *fs)
+#define family metrics_family
+
+/* Cumulative buckets of a histogram from per-bucket counts (the last is +Inf). */
+static void histogram(struct metrics_buf *b, const char *name, const char *labels, const double *bounds,
+		      const uint64_t *counts, unsigned nbuckets, double sum)
 {
-	static const char *const op_names[] = FS_OP_NAMES, *const src_names[] = FS_SRC_NAMES;
-	static const char *const req_names[] = UFS_REQ_NAMES, *const retry_names[] = UFS_RETRY_NAMES;
-	static const double bounds[] = FS_LAT_BOUNDS;
+	unsigned long long cum = 0;
+	const char *sep = *labels ? "," : "";
+
+	for (unsigned i = 0; i <= nbuckets; i++) {
+		cum += counts[i];
+		if (i < nbuckets)
+			put(b, "%s_bucket{%s%sle=\"%.15g\"} %llu\n", name, labels, sep, bounds[i], cum);
+		else
+			put(b, "%s_bucket{%s%sle=\"+Inf\"} %llu\n", name, labels, sep, cum);
+	}
+	put(b, "%s_sum%s%s%s %.15g\n", name, *labels ? "{" : "", labels, *labels ? "}" : "", sum);
+	put(b, "%s_count%s%s%s %llu\n", name, *labels ? "{" : "", labels, *labels ? "}" : "", cum);
+}
+
+static void render_shards(struct metrics_buf *b)
+{
+	static const uint64_t bounds_us[] = SHARD_TURN_BOUNDS_US;
+	double bounds[SHARD_TURN_BUCKETS];
+	char labels[32];
+
+	for (unsigned i = 0; i < SHARD_TURN_BUCKETS; i++)
+		bounds[i] = (double)bounds_us[i] / 1e6;
+	family(b, "cachefs_shard_loop_turn_seconds", "histogram",
+	       "How long each shard's event loop took for one turn of work (messages and completions "
+	       "between two waits); a turn that blocked on anything shows here.");
+	for (unsigned i = 0; i < shard_count(); i++) {
+		const struct shard_stats *st = shard_stats(shard_get(i));
+		uint64_t turns[SHARD_TURN_BUCKETS + 1];
+		memcpy(turns, st->turns, sizeof(turns));
+		snprintf(labels, sizeof(labels), "shard=\"%u\"", i);
+		histogram(b, "cachefs_shard_loop_turn_seconds", labels, bounds, turns, SHARD_TURN_BUCKETS,
+			  (double)st->turn_sum_ns / 1e9);
+	}
+	family(b, "cachefs_shard_loop_turn_max_seconds", "gauge", "The longest loop turn of each shard.");
+	for (unsigned i = 0; i < shard_count(); i++)
+		put(b, "cachefs_shard_loop_turn_max_seconds{shard=\"%u\"} %.6f\n", i,
+		    (double)shard_stats(shard_get(i))->turn_max_ns / 1e9);
+}
+
+static void render(struct metrics_buf *b, struct engine *e)
+{
+	static const char *const src_names[] = ENG_SRC_NAMES;
+	static const char *const req_names[] = UFS_REQ_NAMES, *const retry_names[] = HTTP_RETRY_NAMES;
+	static const double lat_bounds[] = ENG_LAT_BOUNDS;
+	struct pgcache *cache = engine_cache(e);
+	struct pgstore *store = engine_store(e);
+	uint64_t ps = engine_page_size(e);
 	struct pgcache_stats t;
 	struct pgstore_stats s = { 0 };
-	struct ufs_counters uc = { 0 };
-	unsigned long long cum;
+	struct engine_stats es;
 	uint64_t held, held_limit;
 
-	pgcache_stats_total(fs->cache, &t);
-	if (fs->store)
-		pgstore_stats_total(fs->store, &s);
-
-	family(b, "cachefs_fuse_requests_total", "counter", "FUSE requests served, by operation.");
-	for (unsigned i = 0; i < FS_OP_COUNT; i++)
-		put(b, "cachefs_fuse_requests_total{op=\"%s\"} %llu\n", op_names[i],
-		    (unsigned long long)atomic_load_explicit(&fs->requests[i], memory_order_relaxed));
+	pgcache_stats_total(cache, &t);
+	if (store)
+		pgstore_stats_total(store, &s);
+	engine_stats(e, &es);
+	if (mextra)
+		mextra(b, mextra_arg);
 	family(b, "cachefs_served_bytes_total", "counter",
 	       "Bytes of pages served, by tier (the kernel page cache is invisible here).");
 	put(b, "cachefs_served_bytes_total{tier=\"ram\"} %llu\n", (unsigned long long)t.bytes_hit);
@@ -91,11 +139,9 @@ static void render(struct buf *b, struct cachefs *fs)
 	put(b, "cachefs_page_gets_total{result=\"miss\"} %llu\n", (unsigned long long)t.misses);
 	family(b, "cachefs_ssd_hits_total", "counter", "RAM misses served by the SSD tier.");
 	put(b, "cachefs_ssd_hits_total %llu\n", (unsigned long long)t.store_hits);
-	uint64_t looked = t.hits + t.joins + t.misses;
 	family(b, "cachefs_hit_ratio", "gauge",
 	       "Share of page lookups answered without a source read, since start.");
-	put(b, "cachefs_hit_ratio %.6f\n",
-	    looked ? (double)(looked - MIN(t.fetches, looked)) / (double)looked : 0.0);
+	put(b, "cachefs_hit_ratio %.6f\n", status_hit_ratio(&t));
 	family(b, "cachefs_source_reads_total", "counter", "Page reads from the source (UFS).");
 	put(b, "cachefs_source_reads_total %llu\n", (unsigned long long)t.fetches);
 	family(b, "cachefs_source_read_errors_total", "counter",
@@ -106,37 +152,32 @@ static void render(struct buf *b, struct cachefs *fs)
 	family(b, "cachefs_source_request_duration_seconds", "histogram",
 	       "Duration of source calls, retries included, by operation: page reads, and the "
 	       "metadata calls stat (HEAD on object stores), list and open.");
-	for (unsigned op = 0; op < FS_SRC_OPS; op++) {
-		cum = 0;
-		for (unsigned i = 0; i <= FS_LAT_BUCKETS; i++) {
-			cum += atomic_load_explicit(&fs->lat[op][i], memory_order_relaxed);
-			if (i < FS_LAT_BUCKETS)
-				put(b, "cachefs_source_request_duration_seconds_bucket{op=\"%s\",le=\"%g\"} %llu\n",
-				    src_names[op], bounds[i], cum);
-			else
-				put(b, "cachefs_source_request_duration_seconds_bucket{op=\"%s\",le=\"+Inf\"} %llu\n",
-				    src_names[op], cum);
-		}
-		put(b, "cachefs_source_request_duration_seconds_sum{op=\"%s\"} %.6f\n", src_names[op],
-		    (double)atomic_load_explicit(&fs->lat_sum_us[op], memory_order_relaxed) / 1e6);
-		put(b, "cachefs_source_request_duration_seconds_count{op=\"%s\"} %llu\n", src_names[op], cum);
+	for (unsigned op = 0; op < ENG_SRC_OPS; op++) {
+		char labels[32];
+		snprintf(labels, sizeof(labels), "op=\"%s\"", src_names[op]);
+		histogram(b, "cachefs_source_request_duration_seconds", labels, lat_bounds, es.lat[op],
+			  ENG_LAT_BUCKETS, (double)es.lat_sum_us[op] / 1e6);
 	}
-	if (fs->ops->counters) {
-		fs->ops->counters(fs->ufs, &uc);
+	family(b, "cachefs_metadata_names", "gauge", "Names held in the metadata cache.");
+	put(b, "cachefs_metadata_names %llu\n", (unsigned long long)es.nodes);
+	family(b, "cachefs_stale_answers_total", "counter",
+	       "Metadata answered from the cache because the source failed (stale_if_error).");
+	put(b, "cachefs_stale_answers_total %llu\n", (unsigned long long)es.stale_answers);
+	if (es.has_source_counters) {
 		family(b, "cachefs_source_requests_total", "counter",
 		       "HTTP requests sent to the source (S3 or HTTP), by kind; retries included.");
 		for (unsigned i = 0; i < UFS_REQ_KINDS; i++)
 			put(b, "cachefs_source_requests_total{kind=\"%s\"} %llu\n", req_names[i],
-			    (unsigned long long)uc.requests[i]);
+			    (unsigned long long)es.source.requests[i]);
 		family(b, "cachefs_source_retries_total", "counter",
 		       "Source requests retried, by cause: throttled (429, 503 SlowDown), server_error "
 		       "(other 5xx), timeout, connection (refused, reset, cut short).");
-		for (unsigned i = 0; i < UFS_RETRY_CAUSES; i++)
+		for (unsigned i = 0; i < HTTP_RETRY_CAUSES; i++)
 			put(b, "cachefs_source_retries_total{cause=\"%s\"} %llu\n", retry_names[i],
-			    (unsigned long long)uc.retries[i]);
+			    (unsigned long long)es.source.retries[i]);
 		family(b, "cachefs_source_request_failures_total", "counter",
 		       "Source requests that failed after their retries.");
-		put(b, "cachefs_source_request_failures_total %llu\n", (unsigned long long)uc.failed);
+		put(b, "cachefs_source_request_failures_total %llu\n", (unsigned long long)es.source.failed);
 	}
 	family(b, "cachefs_evictions_total", "counter", "Pages evicted to make room, by tier.");
 	put(b, "cachefs_evictions_total{tier=\"ram\"} %llu\n", (unsigned long long)t.evictions);
@@ -150,50 +191,44 @@ static void render(struct buf *b, struct cachefs *fs)
 	put(b, "cachefs_cache_bytes{tier=\"ram\"} %llu\n", (unsigned long long)t.bytes);
 	put(b, "cachefs_cache_bytes{tier=\"ssd\"} %llu\n", (unsigned long long)s.bytes);
 	family(b, "cachefs_cache_capacity_bytes", "gauge", "Capacity of each tier.");
-	put(b, "cachefs_cache_capacity_bytes{tier=\"ram\"} %llu\n", (unsigned long long)fs->cfg.ram_cache);
+	put(b, "cachefs_cache_capacity_bytes{tier=\"ram\"} %llu\n",
+	    (unsigned long long)engine_config(e)->ram_cache);
 	put(b, "cachefs_cache_capacity_bytes{tier=\"ssd\"} %llu\n", (unsigned long long)s.capacity);
-	pgcache_held_total(fs->cache, &held, &held_limit);
+	pgcache_held_total(cache, &held, &held_limit);
 	family(b, "cachefs_pinned_bytes", "gauge",
 	       "Bytes pinned (cachefsctl pin), counted as the pinning tier counts them.");
-	put(b, "cachefs_pinned_bytes{tier=\"%s\"} %llu\n", fs->store ? "ssd" : "ram",
-	    (unsigned long long)held);
+	put(b, "cachefs_pinned_bytes{tier=\"%s\"} %llu\n", store ? "ssd" : "ram", (unsigned long long)held);
 	family(b, "cachefs_pinned_limit_bytes", "gauge", "The most bytes pins may hold.");
-	put(b, "cachefs_pinned_limit_bytes{tier=\"%s\"} %llu\n", fs->store ? "ssd" : "ram",
+	put(b, "cachefs_pinned_limit_bytes{tier=\"%s\"} %llu\n", store ? "ssd" : "ram",
 	    (unsigned long long)held_limit);
 	family(b, "cachefs_readahead_window_bytes", "histogram",
 	       "The read-ahead window of a sequential stream, at each read-ahead it starts.");
-	cum = 0;
-	for (unsigned i = 0; i <= FS_RA_BUCKETS; i++) {
-		cum += atomic_load_explicit(&fs->ra_windows[i], memory_order_relaxed);
-		if (i < FS_RA_BUCKETS)
-			put(b, "cachefs_readahead_window_bytes_bucket{le=\"%llu\"} %llu\n",
-			    (unsigned long long)(fs->ra.page_size << i), cum);
-		else
-			put(b, "cachefs_readahead_window_bytes_bucket{le=\"+Inf\"} %llu\n", cum);
+	{
+		double bounds[ENG_RA_BUCKETS];
+		for (unsigned i = 0; i < ENG_RA_BUCKETS; i++)
+			bounds[i] = (double)(ps << i);
+		histogram(b, "cachefs_readahead_window_bytes", "", bounds, es.ra_windows, ENG_RA_BUCKETS,
+			  (double)(es.ra_window_pages * ps));
 	}
-	put(b, "cachefs_readahead_window_bytes_sum %llu\n",
-	    (unsigned long long)(atomic_load_explicit(&fs->ra_window_pages, memory_order_relaxed) *
-				 fs->ra.page_size));
-	put(b, "cachefs_readahead_window_bytes_count %llu\n", cum);
 	family(b, "cachefs_readahead_bytes_in_flight", "gauge",
 	       "Read-ahead bytes in flight, against readahead_budget.");
-	put(b, "cachefs_readahead_bytes_in_flight %llu\n",
-	    (unsigned long long)atomic_load(&fs->ra_budget.used));
+	put(b, "cachefs_readahead_bytes_in_flight %llu\n", (unsigned long long)es.ra_bytes_in_flight);
 	family(b, "cachefs_open_files", "gauge", "Files open through the mount.");
-	put(b, "cachefs_open_files %llu\n", (unsigned long long)atomic_load(&fs->open_files));
+	put(b, "cachefs_open_files %llu\n", (unsigned long long)es.open_files);
 	family(b, "cachefs_shards", "gauge", "Shard threads.");
 	put(b, "cachefs_shards %u\n", shard_count());
+	render_shards(b);
 	family(b, "cachefs_start_time_seconds", "gauge", "When the daemon mounted, Unix time.");
-	put(b, "cachefs_start_time_seconds %lld\n", (long long)fs->started);
+	put(b, "cachefs_start_time_seconds %lld\n", (long long)engine_started(e));
 }
 
 static enum MHD_Result answer(void *cls, struct MHD_Connection *c, const char *url,
 			      const char *method, const char *version, const char *upload,
 			      size_t *upload_len, void **state)
 {
-	struct cachefs *fs = atomic_load(&mfs);
+	struct engine *e = atomic_load(&meng);
 	struct MHD_Response *r;
-	struct buf b = { 0 };
+	struct metrics_buf b = { 0 };
 	unsigned status = MHD_HTTP_OK;
 	enum MHD_Result rc;
 
@@ -203,11 +238,11 @@ static enum MHD_Result answer(void *cls, struct MHD_Connection *c, const char *u
 	} else if (strcmp(url, "/metrics")) {
 		status = MHD_HTTP_NOT_FOUND;
 		put(&b, "cachefs serves /metrics\n");
-	} else if (!fs) {
+	} else if (!e) {
 		status = MHD_HTTP_SERVICE_UNAVAILABLE;
 		put(&b, "starting\n");
 	} else {
-		render(&b, fs);
+		render(&b, e);
 	}
 	if (!b.p)
 		return MHD_NO;
@@ -280,14 +315,16 @@ int metrics_check(const char *spec, char *err, size_t errlen)
 	return rc;
 }
 
-int metrics_start(const char *spec, struct cachefs *fs)
+int metrics_start(const char *spec, struct engine *e, metrics_render_fn extra, void *arg)
 {
 	struct sockaddr_storage ss;
 	char err[256];
 
 	if (parse_addr(spec, &ss, err, sizeof(err)))
 		return -EINVAL;
-	atomic_store(&mfs, fs);
+	mextra = extra;
+	mextra_arg = arg;
+	atomic_store(&meng, e);
 	mhd = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG |
 			       (ss.ss_family == AF_INET6 ? MHD_USE_IPv6 : 0),
 			       0, NULL, NULL, answer, NULL,
@@ -308,5 +345,5 @@ void metrics_stop(void)
 	if (mhd)
 		MHD_stop_daemon(mhd);
 	mhd = NULL;
-	atomic_store(&mfs, NULL);
+	atomic_store(&meng, NULL);
 }

@@ -1,0 +1,67 @@
+/* The engine's state, shared by its files: meta.c (namespace calls),
+ * read.c (reads, read-ahead, page operations) and engine.c (life). */
+#ifndef CACHEFS_ENGINE_I_H
+#define CACHEFS_ENGINE_I_H
+
+#include <limits.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <time.h>
+
+#include "engine/engine.h"
+#include "engine/ns_i.h"
+#include "iostore/pgcache.h"
+#include "iostore/pgstore.h"
+#include "iostore/readahead.h"
+
+/* Sources whose outages are told apart (mount table entries; more share). */
+#define ENG_SOURCES 64
+
+/* Set up before the shards serve and read-only afterwards, except the atomics and `ns`. */
+struct engine {
+	struct cachefs_config cfg;
+	const struct ufs_ops *ops;
+	struct ufs *ufs;
+	struct ns *ns;               /* its own lock */
+	uint32_t list_gen;           /* under the ns lock */
+	struct pgcache *cache;
+	struct pgstore *store;       /* SSD tier, or NULL */
+	struct ra_params ra;
+	struct ra_budget ra_budget;
+	uint64_t stale_ns;           /* stale_if_error: how old an answer may be served */
+	char mnt[PATH_MAX];
+	char source[PATH_MAX];       /* as the user named it, for status */
+	time_t started;
+	/* When each source began failing (0: it answers). */
+	_Atomic uint64_t outage_since[ENG_SOURCES];
+	/* Metrics: relaxed atomics, bumped by whichever thread serves. */
+	atomic_ullong open_files;
+	atomic_ullong lat[ENG_SRC_OPS][ENG_LAT_BUCKETS + 1];
+	atomic_ullong lat_sum_us[ENG_SRC_OPS];
+	atomic_ullong ra_windows[ENG_RA_BUCKETS + 1];
+	atomic_ullong ra_window_pages;
+	atomic_ullong stale_answers;
+};
+
+/* An open file. Handles are shared by the kernel's threads: fields are set
+ * at open and read-only afterwards, except `ra` (its own lock). */
+struct efile {
+	struct engine *e;
+	atomic_uint refs;            /* the opener's, reads', page operations', fetches' */
+	struct ufs_file *file;       /* NULL: opened while the source failed (cached pages only) */
+	struct node *node;           /* held; NULL for files opened by path (jobs) */
+	uint64_t fid, size, version;
+	struct ra_state ra;
+};
+
+/* Counts a source call of kind `op` that began at start_ns (now_ns()). */
+void engine_count_latency(struct engine *e, enum engine_src_op op, uint64_t start_ns);
+/* An efile over an open source file (NULL: cached pages only), with one reference. */
+struct efile *efile_new(struct engine *e, struct ufs_file *file, const struct ufs_stat *st);
+/* Starts read-ahead after a read of [off, off + len) (read.c). */
+void engine_readahead(struct efile *f, uint64_t off, size_t len);
+/* pgcache_fetch.start: reads a page of the source file `ctx` on the owner shard. */
+int engine_fetch_start(void *ctx, const struct pgkey *key, uint64_t off, void *buf, size_t len,
+		       struct page *pg);
+
+#endif
