@@ -37,52 +37,52 @@ struct opt_def {
 #define STR(field) OPT_STRING, F(field)
 #define SZ(field) 0, sizeof(((struct cachefs_config *)0)->field)
 static const struct opt_def opt_table[] = {
-	{ "shards", OPT_UINT, F(shards), "online CPUs, at most one per 4 pages of ram_cache", "shard threads, each pinned with its own io_uring", 1, 1024, false },
-	{ "spin_us", OPT_UINT, F(spin_us), "0", "microseconds a shard polls for work before sleeping", 0, 100000, false },
-	{ "log_level", OPT_LOGLEVEL, F(log_level), "info", "error, warn, info or debug", 0, 0, false },
-	{ "page_size", OPT_SIZE, F(page_size), "1M", "cache page size, a power of two from 4K to 16M", 0, 0, false },
-	{ "ram_cache", OPT_SIZE, F(ram_cache), "1/8 of RAM", "RAM tier capacity, a hard cap", 0, 0, false },
-	{ "read_ahead", OPT_SIZE, F(read_ahead), "4M", "kernel read-ahead of the mount (bdi read_ahead_kb; root only)", 0, 0, false },
-	{ "max_readahead", OPT_SIZE, F(max_readahead), "64M", "largest daemon read-ahead window of one sequential stream", 0, 0, false },
-	{ "readahead_budget", OPT_SIZE, F(readahead_budget), "1/4 of ram_cache, at most 1G", "read-ahead bytes in flight across all open files", 0, 0, false },
+	{ "shards", OPT_UINT, F(run.shards), "online CPUs, at most one per 4 pages of ram_cache", "shard threads, each pinned with its own io_uring", 1, 1024, false },
+	{ "spin_us", OPT_UINT, F(run.spin_us), "0", "microseconds a shard polls for work before sleeping", 0, 100000, false },
+	{ "log_level", OPT_LOGLEVEL, F(run.log_level), "info", "error, warn, info or debug", 0, 0, false },
+	{ "page_size", OPT_SIZE, F(cache.page_size), "1M", "cache page size, a power of two from 4K to 16M", 0, 0, false },
+	{ "ram_cache", OPT_SIZE, F(cache.ram_cache), "1/8 of RAM", "RAM tier capacity, a hard cap", 0, 0, false },
+	{ "read_ahead", OPT_SIZE, F(fuse.read_ahead), "4M", "kernel read-ahead of the mount (bdi read_ahead_kb; root only)", 0, 0, false },
+	{ "max_readahead", OPT_SIZE, F(cache.max_readahead), "64M", "largest daemon read-ahead window of one sequential stream", 0, 0, false },
+	{ "readahead_budget", OPT_SIZE, F(cache.readahead_budget), "1/4 of ram_cache, at most 1G", "read-ahead bytes in flight across all open files", 0, 0, false },
 	{ "ssd_cache", OPT_SSD, 0, "off", "SSD tier: PATH:SIZE[,PATH2:SIZE2] of store files (created and fallocated) or block devices (PATH alone: the whole device)", 0, 0, false },
-	{ "ssd_admit", OPT_ADMIT, F(ssd_admit), "always", "which UFS pages go to the SSD: always, or second_touch (a page missed twice; one scan of a huge set does not flush the store)", 0, 0, false },
-	{ "sqpoll", OPT_BOOL, F(sqpoll), "off", "a kernel thread per shard polls its io_uring submissions (costs a core each)", 0, 0, false },
-	{ "endpoint", STR(endpoint), "AWS for the region", "S3 endpoint URL, such as http://127.0.0.1:9000 or https://storage.example.com", SZ(endpoint), true },
-	{ "region", STR(region), "AWS_REGION, the profile's, or us-east-1", "S3 region signed into requests", SZ(region), true },
-	{ "access_key", STR(access_key), "", "S3 access key id (prefer passwd_file, the environment or ~/.aws/credentials)", SZ(access_key), true },
-	{ "secret_key", STR(secret_key), "", "S3 secret key; hidden from ps once read, but prefer passwd_file", SZ(secret_key), true },
-	{ "session_token", STR(session_token), "", "S3 session token of temporary credentials", SZ(session_token), true },
-	{ "profile", STR(profile), "AWS_PROFILE or default", "profile read from ~/.aws/credentials and ~/.aws/config", SZ(profile), true },
-	{ "passwd_file", STR(passwd_file), "", "file of ACCESS:SECRET or BUCKET:ACCESS:SECRET lines, mode 0600 (as s3fs)", SZ(passwd_file), true },
-	{ "ca_bundle", STR(ca_bundle), "AWS_CA_BUNDLE or the system store", "PEM file of CAs trusted for HTTPS", SZ(ca_bundle), true },
-	{ "anonymous", OPT_BOOL, F(anonymous), "off", "unsigned requests, for public buckets", 0, 0, true },
-	{ "s3_addressing", OPT_ADDRESSING, F(s3_addressing), "auto", "path (endpoint/bucket/key), virtual (bucket.endpoint/key), or auto: virtual on AWS, path elsewhere", 0, 0, true },
-	{ "s3_max_connections", OPT_UINT, F(s3_max_connections), "16", "HTTP connections per shard to the object store", 1, 1024, true },
-	{ "s3_list_max_keys", OPT_UINT, F(s3_list_max_keys), "1000", "keys per ListObjectsV2 page (lower it to test pagination)", 1, 1000, true },
-	{ "retries", OPT_UINT, F(retries), "5", "retries of a failed request (5xx, 429, resets, timeouts), with exponential backoff and jitter", 0, 100, true },
-	{ "timeout", OPT_SECONDS, F(timeout), "30", "seconds one object store request may take, retries included; then the reader gets EIO", 0, 0, true },
-	{ "dir_cache_ttl", OPT_SECONDS, F(dir_cache_ttl), "60", "seconds a listing or a stat of the object store is reused", 0, 0, true },
-	{ "stale_if_error", OPT_SECONDS, F(stale_if_error), "86400", "seconds a listing or stat may be served from the cache while the source fails (0: never)", 0, 0, false },
-	{ "meta_cache", OPT_UINT, F(meta_cache), "2000000", "names the metadata cache keeps beyond those the kernel holds (about 200 bytes each)", 1000, 1000000000, false },
-	{ "meta_threads", OPT_UINT, F(meta_threads), "4", "threads for metadata calls that block (local and NFS sources)", 1, 256, false },
-	{ "manifest", STR(manifest), "", "http(s) sources: the list of files, a local /PATH or a path relative to the source URL; lines of PATH[<TAB>SIZE[<TAB>ETAG]]", SZ(manifest), true },
-	{ "kernel_cache", OPT_BOOL, F(kernel_cache), "off", "keep file pages in the kernel page cache across opens", 0, 0, false },
-	{ "auto_cache", OPT_BOOL, F(auto_cache), "off", "like kernel_cache, but drop them when size or mtime changed", 0, 0, false },
-	{ "splice", OPT_BOOL, F(splice), "off", "send replies through a pipe (vmsplice + splice) instead of writev", 0, 0, false },
-	{ "attr_timeout", OPT_SECONDS, F(attr_timeout), "60", "seconds the kernel caches attributes", 0, 0, false },
-	{ "entry_timeout", OPT_SECONDS, F(entry_timeout), "60", "seconds the kernel caches name lookups", 0, 0, false },
-	{ "negative_timeout", OPT_SECONDS, F(negative_timeout), "10", "seconds the kernel caches a failed lookup", 0, 0, false },
-	{ "max_background", OPT_UINT, F(max_background), "128", "async requests (read-ahead) the kernel keeps in flight", 1, 65535, false },
-	{ "congestion_threshold", OPT_UINT, F(congestion_threshold), "3/4 of max_background", "in-flight async requests at which the kernel slows writers", 1, 65535, false },
-	{ "intake", OPT_INTAKE, F(intake), "shards", "who reads /dev/fuse: the shard loops, or libfuse worker threads", 0, 0, false },
-	{ "max_threads", OPT_UINT, F(max_threads), "16", "intake=threads: most libfuse worker threads", 1, 1024, false },
-	{ "max_idle_threads", OPT_UINT, F(max_idle_threads), "max_threads", "intake=threads: idle workers kept (fewer makes libfuse create and destroy threads under bursty load)", 1, 1024, false },
+	{ "ssd_admit", OPT_ADMIT, F(cache.ssd_admit), "always", "which UFS pages go to the SSD: always, or second_touch (a page missed twice; one scan of a huge set does not flush the store)", 0, 0, false },
+	{ "sqpoll", OPT_BOOL, F(run.sqpoll), "off", "a kernel thread per shard polls its io_uring submissions (costs a core each)", 0, 0, false },
+	{ "endpoint", STR(src.endpoint), "AWS for the region", "S3 endpoint URL, such as http://127.0.0.1:9000 or https://storage.example.com", SZ(src.endpoint), true },
+	{ "region", STR(src.region), "AWS_REGION, the profile's, or us-east-1", "S3 region signed into requests", SZ(src.region), true },
+	{ "access_key", STR(src.access_key), "", "S3 access key id (prefer passwd_file, the environment or ~/.aws/credentials)", SZ(src.access_key), true },
+	{ "secret_key", STR(src.secret_key), "", "S3 secret key; hidden from ps once read, but prefer passwd_file", SZ(src.secret_key), true },
+	{ "session_token", STR(src.session_token), "", "S3 session token of temporary credentials", SZ(src.session_token), true },
+	{ "profile", STR(src.profile), "AWS_PROFILE or default", "profile read from ~/.aws/credentials and ~/.aws/config", SZ(src.profile), true },
+	{ "passwd_file", STR(src.passwd_file), "", "file of ACCESS:SECRET or BUCKET:ACCESS:SECRET lines, mode 0600 (as s3fs)", SZ(src.passwd_file), true },
+	{ "ca_bundle", STR(src.ca_bundle), "AWS_CA_BUNDLE or the system store", "PEM file of CAs trusted for HTTPS", SZ(src.ca_bundle), true },
+	{ "anonymous", OPT_BOOL, F(src.anonymous), "off", "unsigned requests, for public buckets", 0, 0, true },
+	{ "s3_addressing", OPT_ADDRESSING, F(src.s3_addressing), "auto", "path (endpoint/bucket/key), virtual (bucket.endpoint/key), or auto: virtual on AWS, path elsewhere", 0, 0, true },
+	{ "s3_max_connections", OPT_UINT, F(src.s3_max_connections), "16", "HTTP connections per shard to the object store", 1, 1024, true },
+	{ "s3_list_max_keys", OPT_UINT, F(src.s3_list_max_keys), "1000", "keys per ListObjectsV2 page (lower it to test pagination)", 1, 1000, true },
+	{ "retries", OPT_UINT, F(src.retries), "5", "retries of a failed request (5xx, 429, resets, timeouts), with exponential backoff and jitter", 0, 100, true },
+	{ "timeout", OPT_SECONDS, F(src.timeout), "30", "seconds one object store request may take, retries included; then the reader gets EIO", 0, 0, true },
+	{ "dir_cache_ttl", OPT_SECONDS, F(src.dir_cache_ttl), "60", "seconds a listing or a stat of the object store is reused", 0, 0, true },
+	{ "stale_if_error", OPT_SECONDS, F(meta.stale_if_error), "86400", "seconds a listing or stat may be served from the cache while the source fails (0: never)", 0, 0, false },
+	{ "meta_cache", OPT_UINT, F(meta.meta_cache), "2000000", "names the metadata cache keeps beyond those the kernel holds (about 200 bytes each)", 1000, 1000000000, false },
+	{ "meta_threads", OPT_UINT, F(meta.meta_threads), "4", "threads for metadata calls that block (local and NFS sources)", 1, 256, false },
+	{ "manifest", STR(src.manifest), "", "http(s) sources: the list of files, a local /PATH or a path relative to the source URL; lines of PATH[<TAB>SIZE[<TAB>ETAG]]", SZ(src.manifest), true },
+	{ "kernel_cache", OPT_BOOL, F(fuse.kernel_cache), "off", "keep file pages in the kernel page cache across opens", 0, 0, false },
+	{ "auto_cache", OPT_BOOL, F(fuse.auto_cache), "off", "like kernel_cache, but drop them when size or mtime changed", 0, 0, false },
+	{ "splice", OPT_BOOL, F(fuse.splice), "off", "send replies through a pipe (vmsplice + splice) instead of writev", 0, 0, false },
+	{ "attr_timeout", OPT_SECONDS, F(fuse.attr_timeout), "60", "seconds the kernel caches attributes", 0, 0, false },
+	{ "entry_timeout", OPT_SECONDS, F(fuse.entry_timeout), "60", "seconds the kernel caches name lookups", 0, 0, false },
+	{ "negative_timeout", OPT_SECONDS, F(fuse.negative_timeout), "10", "seconds the kernel caches a failed lookup", 0, 0, false },
+	{ "max_background", OPT_UINT, F(fuse.max_background), "128", "async requests (read-ahead) the kernel keeps in flight", 1, 65535, false },
+	{ "congestion_threshold", OPT_UINT, F(fuse.congestion_threshold), "3/4 of max_background", "in-flight async requests at which the kernel slows writers", 1, 65535, false },
+	{ "intake", OPT_INTAKE, F(fuse.intake), "shards", "who reads /dev/fuse: the shard loops, or libfuse worker threads", 0, 0, false },
+	{ "max_threads", OPT_UINT, F(fuse.max_threads), "16", "intake=threads: most libfuse worker threads", 1, 1024, false },
+	{ "max_idle_threads", OPT_UINT, F(fuse.max_idle_threads), "max_threads", "intake=threads: idle workers kept (fewer makes libfuse create and destroy threads under bursty load)", 1, 1024, false },
 	{ "config", STR(config), "", "INI file of options and [mount /PATH] sections (or give it as SOURCE)", SZ(config), false },
-	{ "ctl_socket", STR(ctl_socket), "/run/cachefs/MOUNT.sock", "Unix socket of cachefsctl; MOUNT is the mount point escaped as systemd-escape --path does (non-root: $XDG_RUNTIME_DIR/cachefs/ or /tmp/cachefs-UID/)", SZ(ctl_socket), false },
-	{ "ctl_group", STR(ctl_group), "owner only", "group allowed to use the control socket (mode 0660 instead of 0600)", SZ(ctl_group), false },
-	{ "metrics", STR(metrics), "off", "serve Prometheus metrics at http://ADDR:PORT/metrics (127.0.0.1:9464; :PORT listens on every address)", SZ(metrics), false },
-	{ "max_read", OPT_SIZE, F(max_read), "1M", "largest read request the kernel sends", 0, 0, false },
+	{ "ctl_socket", STR(ctl.ctl_socket), "/run/cachefs/MOUNT.sock", "Unix socket of cachefsctl; MOUNT is the mount point escaped as systemd-escape --path does (non-root: $XDG_RUNTIME_DIR/cachefs/ or /tmp/cachefs-UID/)", SZ(ctl.ctl_socket), false },
+	{ "ctl_group", STR(ctl.ctl_group), "owner only", "group allowed to use the control socket (mode 0660 instead of 0600)", SZ(ctl.ctl_group), false },
+	{ "metrics", STR(ctl.metrics), "off", "serve Prometheus metrics at http://ADDR:PORT/metrics (127.0.0.1:9464; :PORT listens on every address)", SZ(ctl.metrics), false },
+	{ "max_read", OPT_SIZE, F(fuse.max_read), "1M", "largest read request the kernel sends", 0, 0, false },
 	{ "allow_other", OPT_PASS, 0, "off", "let other users access the mount", 0, 0, false },
 	{ "default_permissions", OPT_PASS, 0, "off", "kernel checks permissions from the file modes", 0, 0, false },
 	{ "ro", OPT_PASS, 0, "on", "read-only mount (cachefs is read-only for now)", 0, 0, false },
@@ -107,26 +107,26 @@ static const struct opt_def opt_table[] = {
 void config_defaults(struct cachefs_config *c)
 {
 	memset(c, 0, sizeof(*c));
-	c->log_level = LOG_LVL_INFO;
-	c->spin_us = 0;
-	c->page_size = 1 << 20;
-	c->read_ahead = 4 << 20;
-	c->max_readahead = 64 << 20;
-	c->attr_timeout = 60;
-	c->entry_timeout = 60;
-	c->negative_timeout = 10;
-	c->max_background = 128;
-	c->max_threads = 16;
-	c->max_idle_threads = 0;   /* 0: as many as max_threads */
-	c->max_read = 1 << 20;
-	c->s3_max_connections = 16;
-	c->s3_list_max_keys = 1000;
-	c->retries = 5;
-	c->timeout = 30;
-	c->dir_cache_ttl = 60;
-	c->stale_if_error = 86400;
-	c->meta_cache = 2000000;
-	c->meta_threads = 4;
+	c->run.log_level = LOG_LVL_INFO;
+	c->run.spin_us = 0;
+	c->cache.page_size = 1 << 20;
+	c->fuse.read_ahead = 4 << 20;
+	c->cache.max_readahead = 64 << 20;
+	c->fuse.attr_timeout = 60;
+	c->fuse.entry_timeout = 60;
+	c->fuse.negative_timeout = 10;
+	c->fuse.max_background = 128;
+	c->fuse.max_threads = 16;
+	c->fuse.max_idle_threads = 0;   /* 0: as many as max_threads */
+	c->fuse.max_read = 1 << 20;
+	c->src.s3_max_connections = 16;
+	c->src.s3_list_max_keys = 1000;
+	c->src.retries = 5;
+	c->src.timeout = 30;
+	c->src.dir_cache_ttl = 60;
+	c->meta.stale_if_error = 86400;
+	c->meta.meta_cache = 2000000;
+	c->meta.meta_threads = 4;
 }
 
 static int parse_bool(const char *v, bool *out)
@@ -147,21 +147,21 @@ static int parse_bool(const char *v, bool *out)
 
 static void pass_on(struct cachefs_config *c, const char *opt)
 {
-	size_t len = strlen(c->fuse_opts);
+	size_t len = strlen(c->fuse.kernel_opts);
 
 	if (!strcmp(opt, "_netdev") || !strcmp(opt, "nofail") || !strcmp(opt, "rw"))
 		return;
-	snprintf(c->fuse_opts + len, sizeof(c->fuse_opts) - len, "%s%s", len ? "," : "", opt);
+	snprintf(c->fuse.kernel_opts + len, sizeof(c->fuse.kernel_opts) - len, "%s%s", len ? "," : "", opt);
 }
 
 /* "PATH:SIZE", or "PATH" for a whole block device. */
 static int add_ssd(struct cachefs_config *c, const char *val, char *err, size_t errlen)
 {
-	struct ssd_spec *sp = &c->ssd[c->nssd];
+	struct ssd_spec *sp = &c->cache.ssd[c->cache.nssd];
 	const char *colon = strrchr(val, ':');
 	size_t plen = colon ? (size_t)(colon - val) : strlen(val);
 
-	if (c->nssd == CONFIG_MAX_SSD) {
+	if (c->cache.nssd == CONFIG_MAX_SSD) {
 		snprintf(err, errlen, "option 'ssd_cache': at most %d store files", CONFIG_MAX_SSD);
 		return -EINVAL;
 	}
@@ -178,7 +178,7 @@ static int add_ssd(struct cachefs_config *c, const char *val, char *err, size_t 
 	}
 	memcpy(sp->path, val, plen);
 	sp->path[plen] = '\0';
-	c->nssd++;
+	c->cache.nssd++;
 	return 0;
 }
 
@@ -369,40 +369,40 @@ int config_finish(struct cachefs_config *c, uint64_t mem_total, uint64_t mem_ava
 {
 	char a[32], b[32], d[32];
 
-	if (!is_pow2(c->page_size) || c->page_size < 4096 || c->page_size > (16 << 20)) {
+	if (!is_pow2(c->cache.page_size) || c->cache.page_size < 4096 || c->cache.page_size > (16 << 20)) {
 		snprintf(err, errlen, "page_size=%s is not a power of two from 4K to 16M; try page_size=1M",
-			 fmt_size(c->page_size, a, sizeof(a)));
+			 fmt_size(c->cache.page_size, a, sizeof(a)));
 		return -EINVAL;
 	}
-	if (c->max_read < 4096 || c->max_read > (1 << 20)) {
+	if (c->fuse.max_read < 4096 || c->fuse.max_read > (1 << 20)) {
 		snprintf(err, errlen, "max_read=%s must be from 4K to 1M (the kernel's request limit)",
-			 fmt_size(c->max_read, a, sizeof(a)));
+			 fmt_size(c->fuse.max_read, a, sizeof(a)));
 		return -EINVAL;
 	}
-	if (!c->ram_cache)
-		c->ram_cache = MAX(mem_total / 8, c->page_size * 64);
-	if (c->ram_cache > mem_avail) {
+	if (!c->cache.ram_cache)
+		c->cache.ram_cache = MAX(mem_total / 8, c->cache.page_size * 64);
+	if (c->cache.ram_cache > mem_avail) {
 		snprintf(err, errlen, "ram_cache=%s is more than the %s of memory available; lower -o ram_cache",
-			 fmt_size(c->ram_cache, a, sizeof(a)), fmt_size(mem_avail, b, sizeof(b)));
+			 fmt_size(c->cache.ram_cache, a, sizeof(a)), fmt_size(mem_avail, b, sizeof(b)));
 		return -ENOMEM;
 	}
 	/* A shard per CPU, unless that leaves a shard too small a part of RAM. */
-	if (!c->shards)
-		c->shards = (unsigned)MAX(MIN((uint64_t)MAX(cpus, 1),
-					      c->ram_cache / (c->page_size * MIN_PAGES_PER_SHARD)), 1);
-	if (c->ram_cache / c->shards < c->page_size) {
+	if (!c->run.shards)
+		c->run.shards = (unsigned)MAX(MIN((uint64_t)MAX(cpus, 1),
+					      c->cache.ram_cache / (c->cache.page_size * MIN_PAGES_PER_SHARD)), 1);
+	if (c->cache.ram_cache / c->run.shards < c->cache.page_size) {
 		snprintf(err, errlen, "ram_cache=%s leaves each of the %u shards less than one %s page; "
-			 "raise ram_cache to at least %s or lower shards", fmt_size(c->ram_cache, a, sizeof(a)),
-			 c->shards, fmt_size(c->page_size, b, sizeof(b)),
-			 fmt_size((uint64_t)c->shards * c->page_size, d, sizeof(d)));
+			 "raise ram_cache to at least %s or lower shards", fmt_size(c->cache.ram_cache, a, sizeof(a)),
+			 c->run.shards, fmt_size(c->cache.page_size, b, sizeof(b)),
+			 fmt_size((uint64_t)c->run.shards * c->cache.page_size, d, sizeof(d)));
 		return -EINVAL;
 	}
-	if (!c->readahead_budget)
-		c->readahead_budget = MIN(c->ram_cache / 4, 1ULL << 30);
-	if (!c->congestion_threshold)
-		c->congestion_threshold = MAX(c->max_background * 3 / 4, 1);
-	if (!c->max_idle_threads || c->max_idle_threads > c->max_threads)
-		c->max_idle_threads = c->max_threads;
+	if (!c->cache.readahead_budget)
+		c->cache.readahead_budget = MIN(c->cache.ram_cache / 4, 1ULL << 30);
+	if (!c->fuse.congestion_threshold)
+		c->fuse.congestion_threshold = MAX(c->fuse.max_background * 3 / 4, 1);
+	if (!c->fuse.max_idle_threads || c->fuse.max_idle_threads > c->fuse.max_threads)
+		c->fuse.max_idle_threads = c->fuse.max_threads;
 	return 0;
 }
 

@@ -33,23 +33,27 @@ struct ssd_spec {
 	uint64_t size;              /* 0: a whole block device */
 };
 
-struct cachefs_config {
-	/* runtime */
+/* The shard runtime (core/shard.c). */
+struct runtime_opts {
 	unsigned shards;            /* 0: one per online CPU */
 	unsigned spin_us;           /* shard poll time before sleeping */
+	bool sqpoll;
 	int log_level;
-	/* RAM tier and read-ahead */
+};
+
+/* The page tiers and read-ahead (iostore/, engine/read.c). */
+struct cache_opts {
 	uint64_t page_size;
 	uint64_t ram_cache;         /* 0: a fraction of physical memory */
-	uint64_t read_ahead;        /* kernel read-ahead of the mount, bytes */
 	uint64_t max_readahead;     /* daemon read-ahead window per stream, bytes */
 	uint64_t readahead_budget;  /* read-ahead bytes in flight, whole mount */
-	/* SSD tier */
 	struct ssd_spec ssd[CONFIG_MAX_SSD];
 	unsigned nssd;
 	int ssd_admit;              /* enum ssd_admit */
-	bool sqpoll;
-	/* object stores (s3://, http://); secrets are never logged */
+};
+
+/* A source's (ufs/): may differ per [mount] section. Secrets are never logged. */
+struct source_opts {
 	char endpoint[256];
 	char region[64];
 	char access_key[128];
@@ -65,24 +69,45 @@ struct cachefs_config {
 	unsigned retries;
 	double timeout;             /* seconds per request, retries included */
 	double dir_cache_ttl;
+	char manifest[PATH_MAX];    /* http: the file naming the source's files */
+};
+
+/* The metadata cache (engine/meta.c). */
+struct meta_opts {
 	double stale_if_error;      /* seconds an answer may be served while the source fails */
 	unsigned meta_cache;        /* names kept in the metadata cache */
 	unsigned meta_threads;      /* threads for blocking metadata calls (local sources) */
-	char manifest[PATH_MAX];    /* http: the file naming the source's files */
-	char config[PATH_MAX];      /* the INI file of -o config= */
-	/* control */
+};
+
+/* The control plane (ctl/). */
+struct ctl_opts {
 	char ctl_socket[108];       /* "": the default for the mount point */
 	char ctl_group[64];         /* "": owner only */
 	char metrics[128];          /* ADDR:PORT of /metrics; "": off */
-	/* FUSE */
+};
+
+/* The FUSE front end (fuse/) and the kernel mount. */
+struct front_opts {
 	bool kernel_cache, auto_cache, splice;
 	double attr_timeout, entry_timeout, negative_timeout;
 	unsigned max_background, congestion_threshold;
 	unsigned max_threads, max_idle_threads;
 	int intake;                 /* enum intake_mode */
 	uint64_t max_read;
+	uint64_t read_ahead;        /* kernel read-ahead of the mount, bytes */
 	/* options handed to the kernel mount as they are ("allow_other,ro") */
-	char fuse_opts[1024];
+	char kernel_opts[1024];
+};
+
+/* Every option, one struct per module that reads them. */
+struct cachefs_config {
+	struct runtime_opts run;
+	struct cache_opts cache;
+	struct source_opts src;
+	struct meta_opts meta;
+	struct ctl_opts ctl;
+	struct front_opts fuse;
+	char config[PATH_MAX];      /* the INI file of -o config= */
 };
 
 /* Fills in every default. */

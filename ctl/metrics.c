@@ -192,7 +192,7 @@ static void render(struct metrics_buf *b, struct engine *e)
 	put(b, "cachefs_cache_bytes{tier=\"ssd\"} %llu\n", (unsigned long long)s.bytes);
 	family(b, "cachefs_cache_capacity_bytes", "gauge", "Capacity of each tier.");
 	put(b, "cachefs_cache_capacity_bytes{tier=\"ram\"} %llu\n",
-	    (unsigned long long)engine_config(e)->ram_cache);
+	    (unsigned long long)engine_cache_opts(e)->ram_cache);
 	put(b, "cachefs_cache_capacity_bytes{tier=\"ssd\"} %llu\n", (unsigned long long)s.capacity);
 	pgcache_held_total(cache, &held, &held_limit);
 	family(b, "cachefs_pinned_bytes", "gauge",

@@ -46,9 +46,8 @@ int ctl_socket_default(const char *mnt, char *out, size_t len)
 	return 0;
 }
 
-int ctl_dir_check(const char *dir, int create, mode_t mode, char *err, size_t errlen)
+int ctl_dir_check(const char *dir, uid_t owner, int create, mode_t mode, char *err, size_t errlen)
 {
-	uid_t me = geteuid();
 	struct stat st;
 
 	if (create && mkdir(dir, mode) < 0 && errno != EEXIST) {
@@ -63,10 +62,10 @@ int ctl_dir_check(const char *dir, int create, mode_t mode, char *err, size_t er
 		snprintf(err, errlen, "control socket directory %s is not a directory (a link?): refusing it", dir);
 		return -ENOTDIR;
 	}
-	if (st.st_uid != me && st.st_uid != 0) {
-		snprintf(err, errlen, "control socket directory %s belongs to uid %u, not to us (uid %u): "
+	if (st.st_uid != owner && st.st_uid != 0) {
+		snprintf(err, errlen, "control socket directory %s belongs to uid %u, not to uid %u: "
 			 "another user could swap the socket; remove it or set -o ctl_socket=PATH",
-			 dir, (unsigned)st.st_uid, (unsigned)me);
+			 dir, (unsigned)st.st_uid, (unsigned)owner);
 		return -EPERM;
 	}
 	if ((st.st_mode & 022) && !((st.st_mode & S_ISVTX) && st.st_uid == 0)) {

@@ -40,12 +40,12 @@ enum ctl_job_state { CTL_JOB_LISTING, CTL_JOB_RUNNING, CTL_JOB_DONE, CTL_JOB_CAN
 int ctl_socket_default(const char *mnt, char *out, size_t len);
 
 /*
- * Whether a control socket may live in directory `dir`: it must be ours
- * (or root's) and nobody else may write to it, except a sticky directory
- * of root's (/tmp), where others cannot move what is ours. With `create`,
- * a missing directory is made with `mode` first. Returns 0, or a negative
- * errno with a one-line reason in err.
+ * Whether a control socket of user `owner` may live in directory `dir`:
+ * it must be owner's (or root's) and nobody else may write to it, except
+ * a sticky directory of root's (/tmp), where others cannot move what is
+ * not theirs. With `create`, a missing directory is made with `mode`
+ * first. Returns 0, or a negative errno with a one-line reason in err.
  */
-int ctl_dir_check(const char *dir, int create, mode_t mode, char *err, size_t errlen);
+int ctl_dir_check(const char *dir, uid_t owner, int create, mode_t mode, char *err, size_t errlen);
 
 #endif

@@ -348,7 +348,7 @@ static int bind_socket(const char *path, const char *group, char *err, size_t er
 		int rc;
 		*slash = '\0';
 		/* Nobody else may move our socket away and put theirs in its place. */
-		rc = ctl_dir_check(*dir ? dir : "/", 1, gid == (gid_t)-1 ? 0700 : 0711, err, errlen);
+		rc = ctl_dir_check(*dir ? dir : "/", geteuid(), 1, gid == (gid_t)-1 ? 0700 : 0711, err, errlen);
 		if (rc)
 			return rc;
 	}

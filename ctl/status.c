@@ -19,7 +19,7 @@ json_t *status_json(struct engine *e, struct jobs *jobs)
 {
 	struct pgcache *cache = engine_cache(e);
 	struct pgstore *store = engine_store(e);
-	const struct cachefs_config *cfg = engine_config(e);
+	const struct cache_opts *cfg = engine_cache_opts(e);
 	struct pgcache_stats t;
 	struct pgstore_stats s = { 0 };
 	struct engine_stats es;
@@ -64,6 +64,6 @@ void status_summary(void *arg, char *buf, size_t len)
 	pgcache_stats_total(engine_cache(e), &t);
 	snprintf(buf, len, "%u shards, RAM %llu of %llu MiB, %.1f%% hit ratio, %llu fetches in flight, "
 		 "%llu source errors", shard_count(), (unsigned long long)(t.bytes >> 20),
-		 (unsigned long long)(engine_config(e)->ram_cache >> 20), 100.0 * status_hit_ratio(&t),
+		 (unsigned long long)(engine_cache_opts(e)->ram_cache >> 20), 100.0 * status_hit_ratio(&t),
 		 (unsigned long long)(t.fetches - t.fetches_done), (unsigned long long)t.fetch_errors);
 }

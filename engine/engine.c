@@ -17,7 +17,7 @@
 /* How long shutdown waits for metadata calls stuck in the kernel (NFS). */
 #define POOL_STOP_MS 300
 
-int engine_create(struct engine **out, const struct cachefs_config *cfg,
+int engine_create(struct engine **out, const struct cache_opts *cfg, const struct meta_opts *meta,
 		  const struct ufs_ops *ops, struct ufs *ufs)
 {
 	struct engine *e = calloc(1, sizeof(*e));
@@ -29,10 +29,11 @@ int engine_create(struct engine **out, const struct cachefs_config *cfg,
 	if (!e)
 		return -ENOMEM;
 	e->cfg = *cfg;
+	e->meta = *meta;
 	e->ops = ops;
 	e->ufs = ufs;
-	e->ns = ns_create(&root, cfg->meta_cache);
-	e->stale_ns = (uint64_t)(cfg->stale_if_error * 1e9);
+	e->ns = ns_create(&root, meta->meta_cache);
+	e->stale_ns = (uint64_t)(meta->stale_if_error * 1e9);
 	e->started = time(NULL);
 	e->ra.page_size = cfg->page_size;
 	e->ra.min_window = 4;
@@ -40,6 +41,7 @@ int engine_create(struct engine **out, const struct cachefs_config *cfg,
 	e->ra.batch = (uint32_t)MAX(PAGE_STRIPE_BYTES / cfg->page_size, 1);
 	e->ra_budget.limit = cfg->readahead_budget;
 	atomic_init(&e->ra_budget.used, 0);
+	pthread_mutex_init(&e->files_lock, NULL);
 	*out = e;
 	return 0;
 }
@@ -89,7 +91,7 @@ int engine_start(struct engine *e)
 			(unsigned long long)po.capacity, po.nparts, strerror(-rc));
 		return rc;
 	}
-	return pool_start(e->cfg.meta_threads);
+	return pool_start(e->meta.meta_threads);
 }
 
 static void ufs_shard_stop(void *arg)
@@ -141,6 +143,16 @@ void engine_destroy(struct engine *e)
 			 (unsigned long long)t.recovered);
 		pgstore_close(e->store);
 	}
+	/* Files still open when the kernel let go of the mount. */
+	while (e->files) {
+		struct efile *f = e->files;
+		e->files = f->next;
+		if (f->file)
+			ufs_file_put(f->file);
+		ra_fini(&f->ra);
+		free(f);
+	}
+	pthread_mutex_destroy(&e->files_lock);
 	ns_destroy(e->ns);
 	e->ops->fini(e->ufs);
 	free(e);
@@ -162,6 +174,12 @@ struct efile *efile_new(struct engine *e, struct ufs_file *file, const struct uf
 	f->version = st->version;
 	ra_init(&f->ra);
 	atomic_fetch_add_explicit(&e->open_files, 1, memory_order_relaxed);
+	pthread_mutex_lock(&e->files_lock);
+	f->next = e->files;
+	if (f->next)
+		f->next->prev = f;
+	e->files = f;
+	pthread_mutex_unlock(&e->files_lock);
 	return f;
 }
 
@@ -176,6 +194,14 @@ void efile_put(struct efile *f)
 
 	if (atomic_fetch_sub_explicit(&f->refs, 1, memory_order_acq_rel) != 1)
 		return;
+	pthread_mutex_lock(&e->files_lock);
+	if (f->prev)
+		f->prev->next = f->next;
+	else
+		e->files = f->next;
+	if (f->next)
+		f->next->prev = f->prev;
+	pthread_mutex_unlock(&e->files_lock);
 	if (f->node) {
 		ns_lock(e->ns);
 		ns_unhold(e->ns, f->node);
@@ -233,7 +259,7 @@ void engine_stats(struct engine *e, struct engine_stats *o)
 
 struct pgcache *engine_cache(const struct engine *e) { return e->cache; }
 struct pgstore *engine_store(const struct engine *e) { return e->store; }
-const struct cachefs_config *engine_config(const struct engine *e) { return &e->cfg; }
+const struct cache_opts *engine_cache_opts(const struct engine *e) { return &e->cfg; }
 uint64_t engine_page_size(const struct engine *e) { return e->cfg.page_size; }
 const char *engine_source(const struct engine *e) { return e->source; }
 const char *engine_mountpoint(const struct engine *e) { return e->mnt; }

@@ -63,7 +63,7 @@ struct emeta {
  * Creates the engine over an initialised UFS (owned by the engine from
  * then). Returns 0 or a negative errno.
  */
-int engine_create(struct engine **out, const struct cachefs_config *cfg,
+int engine_create(struct engine **out, const struct cache_opts *cache, const struct meta_opts *meta,
 		  const struct ufs_ops *ops, struct ufs *ufs);
 /* The source as named and the mount point, for status and messages. */
 void engine_set_names(struct engine *e, const char *source, const char *mnt);
@@ -224,7 +224,7 @@ void engine_stats(struct engine *e, struct engine_stats *out);
 
 struct pgcache *engine_cache(const struct engine *e);
 struct pgstore *engine_store(const struct engine *e);
-const struct cachefs_config *engine_config(const struct engine *e);
+const struct cache_opts *engine_cache_opts(const struct engine *e);
 uint64_t engine_page_size(const struct engine *e);
 const char *engine_source(const struct engine *e);
 const char *engine_mountpoint(const struct engine *e);

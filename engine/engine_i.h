@@ -19,7 +19,8 @@
 
 /* Set up before the shards serve and read-only afterwards, except the atomics and `ns`. */
 struct engine {
-	struct cachefs_config cfg;
+	struct cache_opts cfg;
+	struct meta_opts meta;
 	const struct ufs_ops *ops;
 	struct ufs *ufs;
 	struct ns *ns;               /* its own lock */
@@ -32,6 +33,9 @@ struct engine {
 	char mnt[PATH_MAX];
 	char source[PATH_MAX];       /* as the user named it, for status */
 	time_t started;
+	/* Open files, so that those the kernel never released are freed at the end. */
+	pthread_mutex_t files_lock;
+	struct efile *files;
 	/* When each source began failing (0: it answers). */
 	_Atomic uint64_t outage_since[ENG_SOURCES];
 	/* Metrics: relaxed atomics, bumped by whichever thread serves. */
@@ -52,6 +56,15 @@ struct efile {
 	struct node *node;           /* held; NULL for files opened by path (jobs) */
 	uint64_t fid, size, version;
 	struct ra_state ra;
+	/*
+	 * The last page whose fetch failed, and until when a read of it on
+	 * this handle gets the same error: the kernel re-reads a page whose
+	 * read-ahead failed at once, and that must not start a second fetch
+	 * and a second timeout. A reader with another handle tries anew.
+	 */
+	_Atomic uint64_t fail_index, fail_until;
+	atomic_int fail_err;
+	struct efile *prev, *next;   /* engine->files, under files_lock */
 };
 
 /* Counts a source call of kind `op` that began at start_ns (now_ns()). */

@@ -202,12 +202,36 @@ void page_op_release(struct page_op *op)
 	op->file = NULL;
 }
 
+/* ---- failures: once per reader ---- */
+
+#define FAIL_MEMORY_NS 1000000000ULL
+
+static void remember_failure(struct efile *f, uint64_t index, int err)
+{
+	atomic_store_explicit(&f->fail_err, err, memory_order_relaxed);
+	atomic_store_explicit(&f->fail_index, index, memory_order_relaxed);
+	atomic_store_explicit(&f->fail_until, now_ns() + FAIL_MEMORY_NS, memory_order_release);
+}
+
+/* The error of a page of [first, last] that just failed on this handle, or 0. */
+static int recent_failure(struct efile *f, uint64_t first, uint64_t last)
+{
+	uint64_t until = atomic_load_explicit(&f->fail_until, memory_order_acquire), i;
+
+	if (!until || now_ns() >= until)
+		return 0;
+	i = atomic_load_explicit(&f->fail_index, memory_order_relaxed);
+	return i >= first && i <= last ? atomic_load_explicit(&f->fail_err, memory_order_relaxed) : 0;
+}
+
 /* ---- read-ahead ---- */
 
 static void prefetch_done(struct page_op *op)
 {
 	struct engine *e = op->e;
 
+	if (op->res < 0 && op->file)
+		remember_failure(op->file, op->key.index, (int)op->res);
 	page_op_release(op);
 	ra_budget_give(&e->ra_budget, e->ra.page_size);
 	free(op);
@@ -289,8 +313,10 @@ static void rd_part_done(struct page_op *op)
 {
 	struct rd *rd = op->arg;
 
-	if (op->res < 0)
+	if (op->res < 0) {
 		atomic_store(&rd->err, (int)op->res);
+		remember_failure(rd->f, op->key.index, (int)op->res);
+	}
 	if (atomic_fetch_sub_explicit(&rd->pending, 1, memory_order_acq_rel) == 1)
 		rd_finish(rd);
 }
@@ -301,16 +327,18 @@ int engine_read(struct engine *e, struct efile *f, uint64_t off, size_t len,
 	uint64_t ps = e->ra.page_size, first, last;
 	struct rd *rd;
 	unsigned n;
+	int failed = off < f->size && len ? recent_failure(f, off / ps, (off + MIN(len, f->size - off) - 1) / ps) : 0;
 
-	if (off >= f->size || !len) {
+	if (off >= f->size || !len || failed) {
 		rd = calloc(1, sizeof(*rd));
 		if (!rd)
 			return -ENOMEM;
 		rd->pub.done = done;
 		rd->pub.arg = arg;
+		rd->pub.err = failed;
 		rd->f = f;
 		efile_get(f);
-		done(&rd->pub);    /* nothing to read: an empty answer */
+		done(&rd->pub);    /* nothing to read, or what just failed: answered now */
 		return 0;
 	}
 	len = MIN(len, f->size - off);

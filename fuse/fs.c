@@ -569,7 +569,7 @@ const struct fuse_lowlevel_ops *fusefs_ops(void)
 	return &ll_ops;
 }
 
-int fusefs_create(struct fusefs **out, struct engine *e, const struct cachefs_config *cfg,
+int fusefs_create(struct fusefs **out, struct engine *e, const struct front_opts *o,
 		  const char *mnt)
 {
 	struct fusefs *ff;
@@ -578,15 +578,15 @@ int fusefs_create(struct fusefs **out, struct engine *e, const struct cachefs_co
 		return -ENOMEM;
 	memset(ff, 0, sizeof(*ff));
 	ff->e = e;
-	ff->kernel_cache = cfg->kernel_cache;
-	ff->auto_cache = cfg->auto_cache;
-	ff->splice = cfg->splice;
-	ff->read_ahead = cfg->read_ahead;
-	ff->max_read = cfg->max_read;
-	ff->max_background = cfg->max_background;
-	ff->congestion_threshold = cfg->congestion_threshold;
+	ff->kernel_cache = o->kernel_cache;
+	ff->auto_cache = o->auto_cache;
+	ff->splice = o->splice;
+	ff->read_ahead = o->read_ahead;
+	ff->max_read = o->max_read;
+	ff->max_background = o->max_background;
+	ff->congestion_threshold = o->congestion_threshold;
 	snprintf(ff->mnt, sizeof(ff->mnt), "%s", mnt);
-	fusefs_set_ttls(ff, cfg);
+	fusefs_set_ttls(ff, o);
 	*out = ff;
 	return 0;
 }
@@ -596,9 +596,9 @@ void fusefs_destroy(struct fusefs *ff)
 	free(ff);
 }
 
-void fusefs_set_ttls(struct fusefs *ff, const struct cachefs_config *cfg)
+void fusefs_set_ttls(struct fusefs *ff, const struct front_opts *o)
 {
-	atomic_store(&ff->attr_timeout, cfg->attr_timeout);
-	atomic_store(&ff->entry_timeout, cfg->entry_timeout);
-	atomic_store(&ff->negative_timeout, cfg->negative_timeout);
+	atomic_store(&ff->attr_timeout, o->attr_timeout);
+	atomic_store(&ff->entry_timeout, o->entry_timeout);
+	atomic_store(&ff->negative_timeout, o->negative_timeout);
 }

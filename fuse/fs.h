@@ -21,13 +21,13 @@ enum fusefs_op { FS_OP_LOOKUP, FS_OP_GETATTR, FS_OP_STATFS, FS_OP_OPENDIR, FS_OP
 #define FS_OP_NAMES { "lookup", "getattr", "statfs", "opendir", "readdir", "readdirplus", \
 		      "open", "read", "release" }
 
-/* The front end over engine e, with the FUSE options of cfg; mnt is the mount point. */
-int fusefs_create(struct fusefs **out, struct engine *e, const struct cachefs_config *cfg,
+/* The front end over engine e, with options o; mnt is the mount point. */
+int fusefs_create(struct fusefs **out, struct engine *e, const struct front_opts *o,
 		  const char *mnt);
 void fusefs_destroy(struct fusefs *ff);
 const struct fuse_lowlevel_ops *fusefs_ops(void);
 /* Any thread: the kernel's attribute, entry and negative cache times (SIGHUP). */
-void fusefs_set_ttls(struct fusefs *ff, const struct cachefs_config *cfg);
+void fusefs_set_ttls(struct fusefs *ff, const struct front_opts *o);
 /* Requests served so far, by operation; any thread, racy. */
 void fusefs_requests(const struct fusefs *ff, uint64_t out[FS_OP_COUNT]);
 

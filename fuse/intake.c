@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/fuse.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,6 +45,86 @@ struct intake {
 };
 
 static void slot_arm(struct intake_slot *sl);
+
+/* Reads one request from fd (blocking, whatever its O_NONBLOCK). */
+static ssize_t read_request(int fd, char *buf, size_t len)
+{
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+
+	for (;;) {
+		ssize_t n = read(fd, buf, len);
+		if (n >= 0 || (errno != EAGAIN && errno != EINTR))
+			return n;
+		if (errno == EAGAIN)
+			poll(&p, 1, -1);
+	}
+}
+
+/* Runs libfuse on INIT with its reply going into a pipe, which *reply gets. */
+static ssize_t capture_reply(struct fuse_session *se, const struct fuse_buf *fb, char *reply, size_t len)
+{
+	int fd = fuse_session_fd(se), saved = fcntl(fd, F_DUPFD_CLOEXEC, 0), p[2];
+	ssize_t n = -1;
+
+	if (saved < 0 || pipe2(p, O_CLOEXEC) < 0) {
+		if (saved >= 0)
+			close(saved);
+		return -1;
+	}
+	/* libfuse writes to the session's descriptor: make it the pipe for a moment. */
+	if (dup3(p[1], fd, O_CLOEXEC) == fd) {
+		fuse_session_process_buf(se, fb);
+		n = read(p[0], reply, len);
+	}
+	dup3(saved, fd, O_CLOEXEC);
+	close(saved);
+	close(p[0]);
+	close(p[1]);
+	return n;
+}
+
+int intake_handshake(struct fuse_session *se)
+{
+	int fd = fuse_session_fd(se);
+	char *buf = malloc(INTAKE_BUF_SIZE), reply[4096];
+	const struct fuse_in_header *ih = (const void *)buf;
+	const struct fuse_init_in *in = (const void *)(buf + sizeof(*ih));
+	struct fuse_out_header *oh = (void *)reply;
+	struct fuse_init_out *out = (void *)(reply + sizeof(*oh));
+	ssize_t n, m;
+	int rc = 0;
+
+	if (!buf)
+		return -ENOMEM;
+	n = read_request(fd, buf, INTAKE_BUF_SIZE);
+	if (n < (ssize_t)(sizeof(*ih) + offsetof(struct fuse_init_in, flags2)) || ih->opcode != FUSE_INIT) {
+		rc = n < 0 ? -errno : -EPROTO;
+		log_err("reading INIT from /dev/fuse: %s", strerror(-rc));
+		free(buf);
+		return rc;
+	}
+	struct fuse_buf fb = { .mem = buf, .size = (size_t)n };
+	m = capture_reply(se, &fb, reply, sizeof(reply));
+	if (m < (ssize_t)(sizeof(*oh) + offsetof(struct fuse_init_out, max_background)) || oh->error) {
+		/* An error reply (or none): let libfuse answer it itself. */
+		if (m > 0)
+			rc = write(fd, reply, (size_t)m) == m ? 0 : -errno;
+		else
+			fuse_session_process_buf(se, &fb);
+		free(buf);
+		return rc;
+	}
+	if ((in->flags & FUSE_PARALLEL_DIROPS) && !(out->flags & FUSE_PARALLEL_DIROPS)) {
+		out->flags |= FUSE_PARALLEL_DIROPS;
+		log_debug("INIT: parallel directory operations on");
+	}
+	if (write(fd, reply, (size_t)m) != m) {
+		rc = -errno;
+		log_err("answering INIT on /dev/fuse: %s", strerror(-rc));
+	}
+	free(buf);
+	return rc;
+}
 
 static void slot_done(struct shard_op *op, int res)
 {

@@ -12,6 +12,17 @@
 struct intake;
 
 /*
+ * Answers the kernel's INIT on the calling thread, after mounting and
+ * before any intake starts: libfuse builds the reply (running the
+ * file system's init), and parallel directory operations are switched on
+ * when the kernel offers them. libfuse before 3.17 never passes that flag
+ * on, and without it the kernel serializes every lookup and readdir of a
+ * directory: 8 lookups waiting on a stalled source took 8 timeouts.
+ * Returns 0 or a negative errno (logged).
+ */
+int intake_handshake(struct fuse_session *se);
+
+/*
  * Prepares `per_shard` reads for each of `nshards` shards (buffers, the
  * session's fd switched to non-blocking). Returns 0 or a negative errno.
  */

@@ -216,7 +216,7 @@ struct daemon {
 	const char *source, *mnt, *fsname;
 	bool table, foreground, debug;
 	char real_mnt[PATH_MAX];
-	char ctl_path[sizeof(((struct cachefs_config *)0)->ctl_socket)];
+	char ctl_path[sizeof(((struct ctl_opts *)0)->ctl_socket)];
 	char fuse_o[PATH_MAX + 2048];
 	char *fargv[5];
 	struct fuse_args args;
@@ -265,23 +265,23 @@ static void reload(void *arg, char *msg, size_t len)
 	if (cf.nmounts == 1 && !strcmp(cf.mounts[0].path, "/"))
 		config_mount_apply(&cf.mounts[0], &n);
 	config_file_free(&cf);
-	log_max_level = n.log_level;
-	fusefs_set_ttls(d->ff, &n);
+	log_max_level = n.run.log_level;
+	fusefs_set_ttls(d->ff, &n.fuse);
 	/* Everything but the reloaded fields still as running? */
 	cmp = n;
-	cmp.log_level = d->running.log_level;
-	cmp.attr_timeout = d->running.attr_timeout;
-	cmp.entry_timeout = d->running.entry_timeout;
-	cmp.negative_timeout = d->running.negative_timeout;
+	cmp.run.log_level = d->running.run.log_level;
+	cmp.fuse.attr_timeout = d->running.fuse.attr_timeout;
+	cmp.fuse.entry_timeout = d->running.fuse.entry_timeout;
+	cmp.fuse.negative_timeout = d->running.fuse.negative_timeout;
 	snprintf(msg, len, "re-read %s: log_level, attr_timeout, entry_timeout and negative_timeout "
 		 "applied; %s", file,
 		 memcmp(&cmp, &d->running, sizeof(cmp)) ? "other daemon-wide options changed too and were NOT "
 		 "applied (restart to apply them)" : "no other daemon-wide option changed; [mount] "
 		 "sections are not re-read (restart to apply changes there)");
-	d->running.log_level = n.log_level;
-	d->running.attr_timeout = n.attr_timeout;
-	d->running.entry_timeout = n.entry_timeout;
-	d->running.negative_timeout = n.negative_timeout;
+	d->running.run.log_level = n.run.log_level;
+	d->running.fuse.attr_timeout = n.fuse.attr_timeout;
+	d->running.fuse.entry_timeout = n.fuse.entry_timeout;
+	d->running.fuse.negative_timeout = n.fuse.negative_timeout;
 }
 
 static void on_sighup(int sig)
@@ -397,7 +397,7 @@ static int read_config(struct daemon *d)
 	}
 	if (finish_config(&d->cfg, err, sizeof(err)))
 		die_usage("%s", err);
-	log_max_level = d->debug ? LOG_LVL_DEBUG : d->cfg.log_level;
+	log_max_level = d->debug ? LOG_LVL_DEBUG : d->cfg.run.log_level;
 	d->running = d->cfg;
 	return 0;
 }
@@ -420,7 +420,7 @@ static int open_source(struct daemon *d)
 		return EXIT_USAGE;
 	}
 	rc = d->table ? ufs_mtab_init(&d->ufs, &d->cf, &d->cfg, err, sizeof(err)) :
-			d->ops->init(&d->ufs, d->source, &d->cfg, err, sizeof(err));
+			d->ops->init(&d->ufs, d->source, &d->cfg.src, err, sizeof(err));
 	if (rc) {
 		fprintf(stderr, "cachefs: %s%s%s\n", d->table ? d->fsname : "", d->table ? ": " : "",
 			err[0] ? err : strerror(-rc));
@@ -444,14 +444,14 @@ static int bind_control_socket(struct daemon *d)
 {
 	char err[512];
 
-	if (d->cfg.ctl_socket[0]) {
-		snprintf(d->ctl_path, sizeof(d->ctl_path), "%s", d->cfg.ctl_socket);
+	if (d->cfg.ctl.ctl_socket[0]) {
+		snprintf(d->ctl_path, sizeof(d->ctl_path), "%s", d->cfg.ctl.ctl_socket);
 	} else if (ctl_socket_default(d->real_mnt, d->ctl_path, sizeof(d->ctl_path)) < 0) {
 		fprintf(stderr, "cachefs: the control socket's path for %s is too long; set -o ctl_socket=PATH\n",
 			d->real_mnt);
 		return EXIT_USAGE;
 	}
-	if (ctl_open(d->ctl_path, d->cfg.ctl_group, err, sizeof(err)) < 0) {
+	if (ctl_open(d->ctl_path, d->cfg.ctl.ctl_group, err, sizeof(err)) < 0) {
 		fprintf(stderr, "cachefs: %s\n", err);
 		return 1;
 	}
@@ -467,7 +467,7 @@ static int check_metrics_address(struct daemon *d)
 {
 	char err[512];
 
-	if (d->cfg.metrics[0] && metrics_check(d->cfg.metrics, err, sizeof(err)) < 0) {
+	if (d->cfg.ctl.metrics[0] && metrics_check(d->cfg.ctl.metrics, err, sizeof(err)) < 0) {
 		fprintf(stderr, "cachefs: %s\n", err);
 		return EXIT_USAGE;
 	}
@@ -476,8 +476,7 @@ static int check_metrics_address(struct daemon *d)
 
 static int create_engine(struct daemon *d)
 {
-	char err[512];
-	int rc = engine_create(&d->e, &d->cfg, d->ops, d->ufs);
+	int rc = engine_create(&d->e, &d->cfg.cache, &d->cfg.meta, d->ops, d->ufs);
 
 	if (rc) {
 		fprintf(stderr, "cachefs: %s\n", strerror(-rc));
@@ -485,29 +484,46 @@ static int create_engine(struct daemon *d)
 	}
 	d->ufs = NULL;   /* the engine's now */
 	engine_set_names(d->e, d->fsname, d->real_mnt);
-	rc = engine_open_store(d->e, d->cfg.shards, err, sizeof(err));
+	return 0;
+}
+
+static void destroy_engine(struct daemon *d)
+{
+	engine_destroy(d->e);
+}
+
+/* Before daemonizing, so that its errors reach the terminal. */
+static int open_store(struct daemon *d)
+{
+	char err[512];
+	int rc = engine_open_store(d->e, d->cfg.run.shards, err, sizeof(err));
+
 	if (rc) {
 		fprintf(stderr, "cachefs: %s\n", err);
 		return rc == -EINVAL ? EXIT_USAGE : 1;
 	}
-	if (fusefs_create(&d->ff, d->e, &d->cfg, d->real_mnt)) {
+	return 0;
+}
+
+static int create_front_end(struct daemon *d)
+{
+	if (fusefs_create(&d->ff, d->e, &d->cfg.fuse, d->real_mnt)) {
 		fprintf(stderr, "cachefs: %s\n", strerror(ENOMEM));
 		return 1;
 	}
 	return 0;
 }
 
-static void destroy_engine(struct daemon *d)
+static void destroy_front_end(struct daemon *d)
 {
 	fusefs_destroy(d->ff);
-	engine_destroy(d->e);
 }
 
 /* The mount is read-only until writes land: /proc/mounts says so. */
 static int create_session(struct daemon *d)
 {
 	snprintf(d->fuse_o, sizeof(d->fuse_o), "fsname=%s,subtype=cachefs,ro,max_read=%llu%s%s", d->fsname,
-		 (unsigned long long)d->cfg.max_read, d->cfg.fuse_opts[0] ? "," : "", d->cfg.fuse_opts);
+		 (unsigned long long)d->cfg.fuse.max_read, d->cfg.fuse.kernel_opts[0] ? "," : "", d->cfg.fuse.kernel_opts);
 	d->fargv[0] = d->argv[0];
 	d->fargv[1] = "-o";
 	d->fargv[2] = d->fuse_o;
@@ -559,6 +575,12 @@ static void unmount_session(struct daemon *d)
 	fuse_session_unmount(d->se);
 }
 
+/* INIT answered here, before any intake runs (fuse/intake.h says why). */
+static int answer_init(struct daemon *d)
+{
+	return intake_handshake(d->se) < 0 ? 1 : 0;
+}
+
 static int daemonize(struct daemon *d)
 {
 	if (fuse_daemonize(d->foreground) < 0)
@@ -571,9 +593,9 @@ static int daemonize(struct daemon *d)
 /* Its buffers before the shards, so that they are freed after the shards stopped. */
 static int prepare_intake(struct daemon *d)
 {
-	if (d->cfg.intake != INTAKE_SHARDS)
+	if (d->cfg.fuse.intake != INTAKE_SHARDS)
 		return 0;
-	return intake_create(&d->intake, d->se, d->cfg.shards, 2) < 0 ? 1 : 0;
+	return intake_create(&d->intake, d->se, d->cfg.run.shards, 2) < 0 ? 1 : 0;
 }
 
 static void free_intake(struct daemon *d)
@@ -583,8 +605,8 @@ static void free_intake(struct daemon *d)
 
 static int start_shards(struct daemon *d)
 {
-	struct shards_opts so = { .count = d->cfg.shards, .pin = true, .spin_us = d->cfg.spin_us,
-				  .sqpoll = d->cfg.sqpoll };
+	struct shards_opts so = { .count = d->cfg.run.shards, .pin = true, .spin_us = d->cfg.run.spin_us,
+				  .sqpoll = d->cfg.run.sqpoll };
 
 	return shards_start(&so) < 0 ? 1 : 0;
 }
@@ -611,8 +633,8 @@ static int start_control(struct daemon *d)
 
 static int start_metrics(struct daemon *d)
 {
-	if (d->cfg.metrics[0])
-		metrics_start(d->cfg.metrics, d->e, fuse_metrics, d->ff);
+	if (d->cfg.ctl.metrics[0])
+		metrics_start(d->cfg.ctl.metrics, d->e, fuse_metrics, d->ff);
 	return 0;
 }
 
@@ -624,9 +646,9 @@ static void stop_metrics(struct daemon *d)
 static int start_serving(struct daemon *d)
 {
 	log_info("mounted %s at %s: %u shards, %llu MiB RAM tier, %llu KiB pages, intake by %s",
-		 d->fsname, d->real_mnt, shard_count(), (unsigned long long)(d->cfg.ram_cache >> 20),
-		 (unsigned long long)(d->cfg.page_size >> 10),
-		 d->cfg.intake == INTAKE_SHARDS ? "shards" : "threads");
+		 d->fsname, d->real_mnt, shard_count(), (unsigned long long)(d->cfg.cache.ram_cache >> 20),
+		 (unsigned long long)(d->cfg.cache.page_size >> 10),
+		 d->cfg.fuse.intake == INTAKE_SHARDS ? "shards" : "threads");
 	if (d->intake)
 		intake_start(d->intake);
 	service_start(d->real_mnt, status_summary, d->e);
@@ -655,8 +677,8 @@ static int serve(struct daemon *d)
 	}
 	lc = fuse_loop_cfg_create();
 	fuse_loop_cfg_set_clone_fd(lc, 1);
-	fuse_loop_cfg_set_max_threads(lc, d->cfg.max_threads);
-	fuse_loop_cfg_set_idle_threads(lc, d->cfg.max_idle_threads);
+	fuse_loop_cfg_set_max_threads(lc, d->cfg.fuse.max_threads);
+	fuse_loop_cfg_set_idle_threads(lc, d->cfg.fuse.max_idle_threads);
 	rc = fuse_session_loop_mt(d->se, lc);
 	fuse_loop_cfg_destroy(lc);
 	return rc < 0 ? 1 : 0;
@@ -673,10 +695,13 @@ static const struct step {
 	{ bind_control_socket, stop_control },
 	{ check_metrics_address, NULL },
 	{ create_engine, destroy_engine },
+	{ open_store, NULL },
+	{ create_front_end, destroy_front_end },
 	{ create_session, destroy_session },
 	{ install_signals, remove_signals },
 	{ mount_session, unmount_session },
 	{ daemonize, NULL },
+	{ answer_init, NULL },
 	{ prepare_intake, free_intake },
 	{ start_shards, stop_shards },
 	{ start_engine, stop_engine },

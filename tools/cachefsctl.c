@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -117,6 +118,34 @@ static void die_stalled(const char *path, const char *what)
 	    "wait)", path, what, reply_timeout);
 }
 
+/*
+ * Before anything is sent: the process on the socket must be root, us, or
+ * the socket's owner in a directory nobody else can write (ctl_group). A
+ * socket someone else swapped in (a runtime directory they could write)
+ * fails this, whatever it answers.
+ */
+static void check_peer(int fd, const char *path)
+{
+	struct ucred cr;
+	socklen_t len = sizeof(cr);
+	char dir[PATH_MAX], err[512], *slash;
+	struct stat st;
+
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) < 0)
+		die("%s: cannot tell who serves it (SO_PEERCRED: %s)", path, strerror(errno));
+	if (cr.uid == 0 || cr.uid == geteuid())
+		return;
+	snprintf(dir, sizeof(dir), "%s", path);
+	slash = strrchr(dir, '/');
+	if (slash)
+		*slash = '\0';
+	if (stat(path, &st) == 0 && st.st_uid == cr.uid && slash &&
+	    !ctl_dir_check(*dir ? dir : "/", cr.uid, 0, 0, err, sizeof(err)))
+		return;
+	die("the process on %s (pid %d) runs as uid %u, which is neither root, you, nor the socket's "
+	    "owner in a safe directory: refusing to talk to it", path, (int)cr.pid, (unsigned)cr.uid);
+}
+
 static int connect_to(const char *path)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
@@ -134,10 +163,16 @@ static int connect_to(const char *path)
 	    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) < 0)
 		die("setsockopt: %s", strerror(errno));
 	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		struct stat st;
 		if (errno == EAGAIN)
 			die_stalled(path, "take the connection");
+		if ((errno == EACCES || errno == EPERM) && stat(path, &st) == 0)
+			die("permission denied on the control socket %s (owner uid %u, group %u, mode %04o): run "
+			    "cachefsctl as its owner or root, or mount with -o ctl_group=GROUP and join that group",
+			    path, (unsigned)st.st_uid, (unsigned)st.st_gid, (unsigned)(st.st_mode & 07777));
 		die("no cachefs daemon answers on %s: %s", path, strerror(errno));
 	}
+	check_peer(fd, path);
 	return fd;
 }
 

@@ -132,10 +132,10 @@ static int read_aws_file(const char *path, struct ini_ctx *x, char *err, size_t 
 	return 0;
 }
 
-int creds_resolve(const struct cachefs_config *cfg, const char *bucket, struct s3_creds *c,
+int creds_resolve(const struct source_opts *o, const char *bucket, struct s3_creds *c,
 		  char *err, size_t errlen)
 {
-	const char *home = env("HOME"), *profile = cfg->profile[0] ? cfg->profile : env("AWS_PROFILE");
+	const char *home = env("HOME"), *profile = o->profile[0] ? o->profile : env("AWS_PROFILE");
 	char path[PATH_MAX], section[96];
 	struct ini_ctx x = { .c = c };
 	struct s3_creds file;
@@ -147,7 +147,7 @@ int creds_resolve(const struct cachefs_config *cfg, const char *bucket, struct s
 		profile = "default";
 
 	/* Region: option, environment, the profile in ~/.aws/config, us-east-1. */
-	copy(c->region, sizeof(c->region), cfg->region[0] ? cfg->region :
+	copy(c->region, sizeof(c->region), o->region[0] ? o->region :
 	     env("AWS_REGION") ? env("AWS_REGION") : env("AWS_DEFAULT_REGION"));
 	if (!c->region[0] && home) {
 		x.c = &file;
@@ -162,23 +162,23 @@ int creds_resolve(const struct cachefs_config *cfg, const char *bucket, struct s
 	if (!c->region[0])
 		copy(c->region, sizeof(c->region), "us-east-1");
 
-	if (cfg->anonymous) {
+	if (o->anonymous) {
 		snprintf(c->from, sizeof(c->from), "anonymous");
 		return 0;
 	}
-	if (cfg->access_key[0] || cfg->secret_key[0]) {
-		if (!cfg->access_key[0] || !cfg->secret_key[0]) {
+	if (o->access_key[0] || o->secret_key[0]) {
+		if (!o->access_key[0] || !o->secret_key[0]) {
 			snprintf(err, errlen, "options access_key and secret_key go together; one is missing");
 			return -EINVAL;
 		}
-		copy(c->access_key, sizeof(c->access_key), cfg->access_key);
-		copy(c->secret_key, sizeof(c->secret_key), cfg->secret_key);
-		copy(c->session_token, sizeof(c->session_token), cfg->session_token);
+		copy(c->access_key, sizeof(c->access_key), o->access_key);
+		copy(c->secret_key, sizeof(c->secret_key), o->secret_key);
+		copy(c->session_token, sizeof(c->session_token), o->session_token);
 		snprintf(c->from, sizeof(c->from), "mount options");
 		return 0;
 	}
-	if (cfg->passwd_file[0])
-		return from_passwd_file(cfg->passwd_file, bucket, c, err, errlen);
+	if (o->passwd_file[0])
+		return from_passwd_file(o->passwd_file, bucket, c, err, errlen);
 	if (env("AWS_ACCESS_KEY_ID") && env("AWS_SECRET_ACCESS_KEY")) {
 		copy(c->access_key, sizeof(c->access_key), env("AWS_ACCESS_KEY_ID"));
 		copy(c->secret_key, sizeof(c->secret_key), env("AWS_SECRET_ACCESS_KEY"));

@@ -20,7 +20,7 @@ struct s3_creds {
  * Fills c for `bucket`. Returns 0, or -EINVAL / -EACCES / -ENOENT with a
  * one-line message in err (which names files and options, never secrets).
  */
-int creds_resolve(const struct cachefs_config *cfg, const char *bucket, struct s3_creds *c,
+int creds_resolve(const struct source_opts *o, const char *bucket, struct s3_creds *c,
 		  char *err, size_t errlen);
 
 /* Overwrites the secret fields. */

@@ -495,23 +495,23 @@ static void http_fini(struct ufs *u)
 	free(u);
 }
 
-static int http_init(struct ufs **out, const char *source, const struct cachefs_config *cfg,
+static int http_init(struct ufs **out, const char *source, const struct source_opts *o,
 		     char *err, size_t errlen)
 {
-	const char *ca = cfg->ca_bundle[0] ? cfg->ca_bundle : getenv("AWS_CA_BUNDLE");
+	const char *ca = o->ca_bundle[0] ? o->ca_bundle : getenv("AWS_CA_BUNDLE");
 	struct ufs *u = calloc(1, sizeof(*u));
 	char *file = NULL;
 	int rc = 0;
 
 	if (!u)
 		return -ENOMEM;
-	u->ttl_ns = (uint64_t)(cfg->dir_cache_ttl * 1e9);
+	u->ttl_ns = (uint64_t)(o->dir_cache_ttl * 1e9);
 	u->mount_ns = (uint64_t)time(NULL) * 1000000000ULL;
 	u->nbuckets = 1024;
 	u->dirs = calloc(u->nbuckets, sizeof(*u->dirs));
 	u->src = (struct obj_source){ .ops = &ufs_http_ops, .prepare = object_prepare, .uid = getuid(),
 				      .gid = getgid() };
-	if (cfg->timeout <= 0) {
+	if (o->timeout <= 0) {
 		msgf(err, errlen, "timeout=0 would fail every request; give seconds, such as 30");
 		rc = -EINVAL;
 	} else if (ca && *ca && access(ca, R_OK) < 0) {
@@ -521,16 +521,16 @@ static int http_init(struct ufs **out, const char *source, const struct cachefs_
 		rc = -ENOMEM;
 	}
 	if (!rc)
-		rc = parse_url(u, source, cfg->manifest[0], &file, err, errlen);
+		rc = parse_url(u, source, o->manifest[0], &file, err, errlen);
 	if (!rc) {
-		struct http_pool_opts po = { .name = "http", .max_conns = cfg->s3_max_connections,
-					     .retries = cfg->retries, .timeout_ns = (uint64_t)(cfg->timeout * 1e9),
+		struct http_pool_opts po = { .name = "http", .max_conns = o->s3_max_connections,
+					     .retries = o->retries, .timeout_ns = (uint64_t)(o->timeout * 1e9),
 					     .ca_bundle = ca };
 		u->src.root = u->root;
 		rc = http_pool_create(&u->src.pool, &po);
 	}
-	if (!rc && cfg->manifest[0]) {
-		rc = load_manifest(u, cfg->manifest, err, errlen);
+	if (!rc && o->manifest[0]) {
+		rc = load_manifest(u, o->manifest, err, errlen);
 	} else if (!rc && file) {
 		rc = load_single(u, file, err, errlen);
 	} else if (!rc) {

@@ -53,7 +53,7 @@ static void fill_stat(struct ufs_stat *o, const struct stat *st)
 	o->id = mix64(o->version ^ mix64((uint64_t)st->st_dev + 0x9e3779b97f4a7c15ULL));
 }
 
-static int local_init(struct ufs **out, const char *source, const struct cachefs_config *cfg,
+static int local_init(struct ufs **out, const char *source, const struct source_opts *o,
 		      char *err, size_t errlen)
 {
 	struct ufs *u;

@@ -361,7 +361,7 @@ int ufs_mtab_init(struct ufs **out, const struct config_file *f, const struct ca
 		}
 		*mc = *cfg;
 		config_mount_apply(cm, mc);
-		rc = m->ops->init(&m->u, cm->source, mc, why, sizeof(why));
+		rc = m->ops->init(&m->u, cm->source, &mc->src, why, sizeof(why));
 		if (rc) {
 			m->u = NULL;
 			snprintf(err, errlen, "[mount %s] %s", cm->path, why[0] ? why : strerror(-rc));

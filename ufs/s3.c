@@ -157,10 +157,10 @@ static int parse_source(struct ufs *u, const char *source, char *err, size_t err
 	return u->bucket && u->prefix && u->root ? 0 : -ENOMEM;
 }
 
-static int setup_endpoint(struct ufs *u, const struct cachefs_config *cfg, char *err, size_t errlen)
+static int setup_endpoint(struct ufs *u, const struct source_opts *o, char *err, size_t errlen)
 {
 	char def[128];
-	const char *ep = cfg->endpoint, *auth;
+	const char *ep = o->endpoint, *auth;
 	size_t schemelen;
 	bool path_style;
 	char *a;
@@ -183,8 +183,8 @@ static int setup_endpoint(struct ufs *u, const struct cachefs_config *cfg, char 
 		msgf(err, errlen, "invalid endpoint '%s': no host", ep);
 		return -EINVAL;
 	}
-	path_style = cfg->s3_addressing == S3_ADDR_PATH ||
-		     (cfg->s3_addressing == S3_ADDR_AUTO && (*cfg->endpoint || strchr(u->bucket, '.')));
+	path_style = o->s3_addressing == S3_ADDR_PATH ||
+		     (o->s3_addressing == S3_ADDR_AUTO && (*o->endpoint || strchr(u->bucket, '.')));
 	if (path_style) {
 		u->host = a;
 		if (asprintf(&u->url_base, "%.*s%s/%s", (int)schemelen, ep, a, u->bucket) < 0 ||
@@ -267,16 +267,16 @@ static void s3_fini(struct ufs *u)
 	free(u);
 }
 
-static int s3_init(struct ufs **out, const char *source, const struct cachefs_config *cfg,
+static int s3_init(struct ufs **out, const char *source, const struct source_opts *o,
 		   char *err, size_t errlen)
 {
-	const char *ca = cfg->ca_bundle[0] ? cfg->ca_bundle : getenv("AWS_CA_BUNDLE");
+	const char *ca = o->ca_bundle[0] ? o->ca_bundle : getenv("AWS_CA_BUNDLE");
 	struct ufs *u = calloc(1, sizeof(*u));
 	int rc;
 
 	if (!u)
 		return -ENOMEM;
-	if (cfg->timeout <= 0) {
+	if (o->timeout <= 0) {
 		msgf(err, errlen, "timeout=0 would fail every request; give seconds, such as 30");
 		free(u);
 		return -EINVAL;
@@ -286,23 +286,23 @@ static int s3_init(struct ufs **out, const char *source, const struct cachefs_co
 		free(u);
 		return -EINVAL;
 	}
-	u->list_max_keys = cfg->s3_list_max_keys;
-	u->ttl_ns = (uint64_t)(cfg->dir_cache_ttl * 1e9);
+	u->list_max_keys = o->s3_list_max_keys;
+	u->ttl_ns = (uint64_t)(o->dir_cache_ttl * 1e9);
 	u->mount_ns = (uint64_t)time(NULL) * 1000000000ULL;
 	u->src = (struct obj_source){ .ops = &ufs_s3_ops, .prepare = object_prepare, .uid = getuid(),
 				      .gid = getgid() };
 	rc = parse_source(u, source, err, errlen);
 	if (!rc) {
-		struct http_pool_opts po = { .name = "s3", .max_conns = cfg->s3_max_connections,
-					     .retries = cfg->retries, .timeout_ns = (uint64_t)(cfg->timeout * 1e9),
+		struct http_pool_opts po = { .name = "s3", .max_conns = o->s3_max_connections,
+					     .retries = o->retries, .timeout_ns = (uint64_t)(o->timeout * 1e9),
 					     .ca_bundle = ca };
 		u->src.root = u->root;
 		rc = http_pool_create(&u->src.pool, &po);
 	}
 	if (!rc)
-		rc = creds_resolve(cfg, u->bucket, &u->creds, err, errlen);
+		rc = creds_resolve(o, u->bucket, &u->creds, err, errlen);
 	if (!rc)
-		rc = setup_endpoint(u, cfg, err, errlen);
+		rc = setup_endpoint(u, o, err, errlen);
 	if (!rc)
 		rc = probe(u, err, errlen);
 	if (rc) {

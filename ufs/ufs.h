@@ -126,7 +126,7 @@ struct ufs_ops {
 	 * on failure returns -errno and a one-line reason in err. NULL for the
 	 * mount table, which ufs_mtab_init opens.
 	 */
-	int (*init)(struct ufs **out, const char *source, const struct cachefs_config *cfg,
+	int (*init)(struct ufs **out, const char *source, const struct source_opts *o,
 		    char *err, size_t errlen);
 	void (*fini)(struct ufs *u);
 	/* c->st, c->etag and c->ttl_ns get the answer; a missing name is -ENOENT. */

@@ -14,22 +14,22 @@ static void test_defaults_and_values(void **state)
 	char err[256];
 
 	config_defaults(&c);
-	assert_int_equal(c.page_size, 1 << 20);
-	assert_int_equal(c.max_background, 128);
-	assert_int_equal(c.intake, INTAKE_SHARDS);
+	assert_int_equal(c.cache.page_size, 1 << 20);
+	assert_int_equal(c.fuse.max_background, 128);
+	assert_int_equal(c.fuse.intake, INTAKE_SHARDS);
 	assert_int_equal(config_parse_opts(&c, "shards=3,page_size=256K,kernel_cache,attr_timeout=0.5,"
 					   "log_level=debug,auto_cache=no,intake=threads", err, sizeof(err)), 0);
-	assert_int_equal(c.shards, 3);
-	assert_int_equal(c.page_size, 256 << 10);
-	assert_true(c.kernel_cache);
-	assert_false(c.auto_cache);
-	assert_true(c.attr_timeout == 0.5);
-	assert_int_equal(c.log_level, LOG_LVL_DEBUG);
-	assert_int_equal(c.intake, INTAKE_THREADS);
+	assert_int_equal(c.run.shards, 3);
+	assert_int_equal(c.cache.page_size, 256 << 10);
+	assert_true(c.fuse.kernel_cache);
+	assert_false(c.fuse.auto_cache);
+	assert_true(c.fuse.attr_timeout == 0.5);
+	assert_int_equal(c.run.log_level, LOG_LVL_DEBUG);
+	assert_int_equal(c.fuse.intake, INTAKE_THREADS);
 	assert_int_equal(config_finish(&c, 16ULL << 30, 8ULL << 30, 4, err, sizeof(err)), 0);
-	assert_int_equal(c.ram_cache, 2ULL << 30);          /* 1/8 of 16G */
-	assert_int_equal(c.readahead_budget, 512ULL << 20); /* 1/4 of ram_cache */
-	assert_int_equal(c.congestion_threshold, 96);
+	assert_int_equal(c.cache.ram_cache, 2ULL << 30);          /* 1/8 of 16G */
+	assert_int_equal(c.cache.readahead_budget, 512ULL << 20); /* 1/4 of ram_cache */
+	assert_int_equal(c.fuse.congestion_threshold, 96);
 }
 
 static void test_passthrough(void **state)
@@ -39,7 +39,7 @@ static void test_passthrough(void **state)
 
 	config_defaults(&c);
 	assert_int_equal(config_parse_opts(&c, "allow_other,_netdev,ro,fsname=x,nofail", err, sizeof(err)), 0);
-	assert_string_equal(c.fuse_opts, "allow_other,ro,fsname=x");
+	assert_string_equal(c.fuse.kernel_opts, "allow_other,ro,fsname=x");
 }
 
 static void test_errors_name_the_option(void **state)
@@ -58,11 +58,11 @@ static void test_errors_name_the_option(void **state)
 	assert_int_equal(config_parse_opts(&c, "log_level=loud", err, sizeof(err)), -EINVAL);
 	assert_int_equal(config_parse_opts(&c, "intake=elves", err, sizeof(err)), -EINVAL);
 	assert_non_null(strstr(err, "shards or threads"));
-	c.page_size = 3000;
+	c.cache.page_size = 3000;
 	assert_int_equal(config_finish(&c, 1ULL << 30, 1ULL << 30, 4, err, sizeof(err)), -EINVAL);
 	assert_non_null(strstr(err, "power of two"));
 	config_defaults(&c);
-	c.ram_cache = 2ULL << 30;
+	c.cache.ram_cache = 2ULL << 30;
 	assert_int_equal(config_finish(&c, 4ULL << 30, 1ULL << 30, 4, err, sizeof(err)), -ENOMEM);
 	assert_non_null(strstr(err, "lower -o ram_cache"));
 	config_defaults(&c);
@@ -80,15 +80,15 @@ static void test_default_shards(void **state)
 
 	config_defaults(&c);
 	assert_int_equal(config_finish(&c, 16ULL << 30, 8ULL << 30, 24, err, sizeof(err)), 0);
-	assert_int_equal(c.shards, 24);
+	assert_int_equal(c.run.shards, 24);
 	config_defaults(&c);
-	c.ram_cache = 8 << 20;
+	c.cache.ram_cache = 8 << 20;
 	assert_int_equal(config_finish(&c, 16ULL << 30, 8ULL << 30, 24, err, sizeof(err)), 0);
-	assert_int_equal(c.shards, 2);
+	assert_int_equal(c.run.shards, 2);
 	config_defaults(&c);
-	c.ram_cache = 1 << 20;
+	c.cache.ram_cache = 1 << 20;
 	assert_int_equal(config_finish(&c, 16ULL << 30, 8ULL << 30, 24, err, sizeof(err)), 0);
-	assert_int_equal(c.shards, 1);
+	assert_int_equal(c.run.shards, 1);
 }
 
 /* config_set: the config file's way in, one name and value at a time. */
@@ -99,17 +99,17 @@ static void test_config_set(void **state)
 
 	config_defaults(&c);
 	assert_int_equal(config_set(&c, "ssd_cache", "/a:1G,/b:2G", false, err, sizeof(err)), 0);
-	assert_int_equal(c.nssd, 2);
-	assert_int_equal(c.ssd[1].size, 2ULL << 30);
+	assert_int_equal(c.cache.nssd, 2);
+	assert_int_equal(c.cache.ssd[1].size, 2ULL << 30);
 	assert_int_equal(config_set(&c, "allow_other", "yes", false, err, sizeof(err)), 0);
 	assert_int_equal(config_set(&c, "default_permissions", "no", false, err, sizeof(err)), 0);
 	assert_int_equal(config_set(&c, "noatime", NULL, false, err, sizeof(err)), 0);
-	assert_string_equal(c.fuse_opts, "allow_other,noatime");
+	assert_string_equal(c.fuse.kernel_opts, "allow_other,noatime");
 	assert_int_equal(config_set(&c, "allow_other", "maybe", false, err, sizeof(err)), -EINVAL);
 	assert_non_null(strstr(err, "allow_other"));
 	/* Per-mount options pass with mount_only; daemon-wide ones do not. */
 	assert_int_equal(config_set(&c, "region", "eu-west-1", true, err, sizeof(err)), 0);
-	assert_string_equal(c.region, "eu-west-1");
+	assert_string_equal(c.src.region, "eu-west-1");
 	assert_int_equal(config_set(&c, "shards", "2", true, err, sizeof(err)), -EINVAL);
 	assert_non_null(strstr(err, "applies to the whole daemon"));
 	assert_int_equal(config_set(&c, "nope", "1", false, err, sizeof(err)), -EINVAL);
