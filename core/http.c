@@ -313,6 +313,8 @@ static int setup_easy(struct http_pool *p, CURL *e, const char *method, http_pre
 	curl_easy_setopt(e, CURLOPT_HEADERDATA, resp);
 	curl_easy_setopt(e, CURLOPT_BUFFERSIZE, 512L * 1024);
 	curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+	/* Keys may hold "." and ".." parts: send them as they are. */
+	curl_easy_setopt(e, CURLOPT_PATH_AS_IS, 1L);
 	if (p->ca_bundle[0])
 		curl_easy_setopt(e, CURLOPT_CAINFO, p->ca_bundle);
 	if (!strcmp(method, "HEAD"))

@@ -12,7 +12,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-int ctl_socket_default(const char *mnt, char *out, size_t len)
+int ctl_socket_default(const char *mnt, uid_t uid, char *out, size_t len)
 {
 	char name[PATH_MAX * 4 + 8], dir[PATH_MAX];
 	const char *p = mnt, *xdg = getenv("XDG_RUNTIME_DIR");
@@ -35,12 +35,12 @@ int ctl_socket_default(const char *mnt, char *out, size_t len)
 			n += (size_t)sprintf(name + n, "\\x%02x", ch);
 	}
 	name[n] = '\0';
-	if (getuid() == 0)
+	if (uid == 0)
 		snprintf(dir, sizeof(dir), "/run/cachefs");
-	else if (xdg && *xdg == '/')
+	else if (xdg && *xdg == '/' && uid == getuid())
 		snprintf(dir, sizeof(dir), "%s/cachefs", xdg);
 	else
-		snprintf(dir, sizeof(dir), "/tmp/cachefs-%u", (unsigned)getuid());
+		snprintf(dir, sizeof(dir), "/tmp/cachefs-%u", (unsigned)uid);
 	if ((size_t)snprintf(out, len, "%s/%s.sock", dir, name) >= MIN(len, sizeof(sa.sun_path)))
 		return -ENAMETOOLONG;
 	return 0;

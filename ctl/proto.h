@@ -30,14 +30,15 @@ enum ctl_job_state { CTL_JOB_LISTING, CTL_JOB_RUNNING, CTL_JOB_DONE, CTL_JOB_CAN
 #define CTL_JOB_STATE_NAMES { "listing", "running", "done", "cancelled", "failed" }
 
 /*
- * The default control socket of the daemon mounted at mnt (an absolute,
- * resolved path): /run/cachefs/NAME.sock for root, else
- * $XDG_RUNTIME_DIR/cachefs/NAME.sock or /tmp/cachefs-UID/NAME.sock. NAME is
- * mnt escaped as `systemd-escape --path` does, so it matches the unit's
- * instance (/mnt/data: mnt-data). Returns 0, or -ENAMETOOLONG when the
- * path would not fit a Unix socket address (then set ctl_socket=).
+ * The default control socket of the daemon of user `uid` mounted at mnt (an
+ * absolute, resolved path): /run/cachefs/NAME.sock for root, else
+ * $XDG_RUNTIME_DIR/cachefs/NAME.sock (for our own uid) or
+ * /tmp/cachefs-UID/NAME.sock. NAME is mnt escaped as `systemd-escape
+ * --path` does, so it matches the unit's instance (/mnt/data: mnt-data).
+ * Returns 0, or -ENAMETOOLONG when the path would not fit a Unix socket
+ * address (then set ctl_socket=).
  */
-int ctl_socket_default(const char *mnt, char *out, size_t len);
+int ctl_socket_default(const char *mnt, uid_t uid, char *out, size_t len);
 
 /*
  * Whether a control socket of user `owner` may live in directory `dir`:

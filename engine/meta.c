@@ -378,7 +378,7 @@ static void op_done(struct ufs_call *c, int rc)
 	engine_count_latency(e, op->list ? ENG_SRC_LIST : ENG_SRC_STAT, op->start_ns);
 	if (ufs_unavailable(rc))
 		source_failed(e, c, rc);
-	else if (rc != -ECANCELED)
+	else if (c->asked)
 		source_ok(e, c->source);
 	ns_lock(e->ns);
 	if (op->list)

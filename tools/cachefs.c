@@ -446,7 +446,7 @@ static int bind_control_socket(struct daemon *d)
 
 	if (d->cfg.ctl.ctl_socket[0]) {
 		snprintf(d->ctl_path, sizeof(d->ctl_path), "%s", d->cfg.ctl.ctl_socket);
-	} else if (ctl_socket_default(d->real_mnt, d->ctl_path, sizeof(d->ctl_path)) < 0) {
+	} else if (ctl_socket_default(d->real_mnt, getuid(), d->ctl_path, sizeof(d->ctl_path)) < 0) {
 		fprintf(stderr, "cachefs: the control socket's path for %s is too long; set -o ctl_socket=PATH\n",
 			d->real_mnt);
 		return EXIT_USAGE;

@@ -61,11 +61,14 @@ static void die(const char *fmt, ...)
 
 /* ---- finding the daemon ---- */
 
-/* The cachefs mount holding `path` (longest match), or the only one. */
-static int find_mount(const char *path, char *out, size_t len)
+/*
+ * The cachefs mount holding `path` (longest match), or the only one, and
+ * the user that mounted it (the kernel's user_id= option).
+ */
+static int find_mount(const char *path, char *out, size_t len, uid_t *owner)
 {
 	FILE *f = fopen("/proc/self/mounts", "r");
-	char line[PATH_MAX * 2 + 256], src[PATH_MAX], mnt[PATH_MAX], type[64];
+	char line[PATH_MAX * 2 + 256], src[PATH_MAX], mnt[PATH_MAX], type[64], opts[1024];
 	size_t best = 0;
 	unsigned count = 0;
 
@@ -73,16 +76,17 @@ static int find_mount(const char *path, char *out, size_t len)
 		return -errno;
 	out[0] = '\0';
 	while (fgets(line, sizeof(line), f)) {
-		if (sscanf(line, "%4095s %4095s %63s", src, mnt, type) != 3 || strcmp(type, "fuse.cachefs"))
+		if (sscanf(line, "%4095s %4095s %63s %1023s", src, mnt, type, opts) != 4 ||
+		    strcmp(type, "fuse.cachefs"))
 			continue;
 		count++;
 		size_t n = strlen(mnt);
 		bool holds = path && !strncmp(path, mnt, n) && (path[n] == '/' || !path[n] || n == 1);
-		if (holds && n >= best) {
-			best = n;
+		if ((holds && n >= best) || (!path && count == 1)) {
+			const char *u = strstr(opts, "user_id=");
+			best = holds ? n : best;
 			snprintf(out, len, "%s", mnt);
-		} else if (!path && count == 1) {
-			snprintf(out, len, "%s", mnt);
+			*owner = u ? (uid_t)strtoul(u + 8, NULL, 10) : 0;
 		}
 	}
 	fclose(f);
@@ -118,32 +122,25 @@ static void die_stalled(const char *path, const char *what)
 	    "wait)", path, what, reply_timeout);
 }
 
+/* Who may answer on the socket besides root and us: the mount's owner, when known. */
+static uid_t mount_owner = (uid_t)-1;
+
 /*
  * Before anything is sent: the process on the socket must be root, us, or
- * the socket's owner in a directory nobody else can write (ctl_group). A
- * socket someone else swapped in (a runtime directory they could write)
- * fails this, whatever it answers.
+ * the user who mounted the file system. A socket someone else swapped in
+ * (in a runtime directory they could write) fails this, whatever it answers.
  */
 static void check_peer(int fd, const char *path)
 {
 	struct ucred cr;
 	socklen_t len = sizeof(cr);
-	char dir[PATH_MAX], err[512], *slash;
-	struct stat st;
 
 	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) < 0)
 		die("%s: cannot tell who serves it (SO_PEERCRED: %s)", path, strerror(errno));
-	if (cr.uid == 0 || cr.uid == geteuid())
+	if (cr.uid == 0 || cr.uid == geteuid() || cr.uid == mount_owner)
 		return;
-	snprintf(dir, sizeof(dir), "%s", path);
-	slash = strrchr(dir, '/');
-	if (slash)
-		*slash = '\0';
-	if (stat(path, &st) == 0 && st.st_uid == cr.uid && slash &&
-	    !ctl_dir_check(*dir ? dir : "/", cr.uid, 0, 0, err, sizeof(err)))
-		return;
-	die("the process on %s (pid %d) runs as uid %u, which is neither root, you, nor the socket's "
-	    "owner in a safe directory: refusing to talk to it", path, (int)cr.pid, (unsigned)cr.uid);
+	die("the process on %s (pid %d) runs as uid %u, neither root, you, nor the mount's owner: "
+	    "refusing to talk to it (someone may have put it there)", path, (int)cr.pid, (unsigned)cr.uid);
 }
 
 static int connect_to(const char *path)
@@ -170,6 +167,9 @@ static int connect_to(const char *path)
 			die("permission denied on the control socket %s (owner uid %u, group %u, mode %04o): run "
 			    "cachefsctl as its owner or root, or mount with -o ctl_group=GROUP and join that group",
 			    path, (unsigned)st.st_uid, (unsigned)st.st_gid, (unsigned)(st.st_mode & 07777));
+		if (errno == EACCES || errno == EPERM)
+			die("permission denied on the control socket %s (its directory is closed to you): run "
+			    "cachefsctl as the daemon's user or root, or mount with -o ctl_group=GROUP", path);
 		die("no cachefs daemon answers on %s: %s", path, strerror(errno));
 	}
 	check_peer(fd, path);
@@ -553,15 +553,19 @@ int main(int argc, char **argv)
 
 	if (!sock_path) {
 		if (mnt) {
+			char found[PATH_MAX];
+			uid_t owner;
 			if (!realpath(mnt, real))
 				die("%s: %s", mnt, strerror(errno));
 			snprintf(where, sizeof(where), "%s", real);
+			if (!find_mount(real, found, sizeof(found), &owner) && !strcmp(found, real))
+				mount_owner = owner;
 		} else {
 			char *probe = nargs && is_job(cmd) ?
 				absolute(args[0]) : absolute(".");
-			rc = find_mount(probe, where, sizeof(where));
+			rc = find_mount(probe, where, sizeof(where), &mount_owner);
 			if (rc == -ENOENT)
-				rc = find_mount(NULL, where, sizeof(where));
+				rc = find_mount(NULL, where, sizeof(where), &mount_owner);
 			free(probe);
 			if (rc == -ENODEV)
 				die("no cachefs mount found (name its socket with -s SOCKET)");
@@ -570,7 +574,8 @@ int main(int argc, char **argv)
 			if (rc)
 				die("reading /proc/self/mounts: %s", strerror(-rc));
 		}
-		if (ctl_socket_default(where, sock, sizeof(sock)) < 0)
+		if (ctl_socket_default(where, mount_owner == (uid_t)-1 ? getuid() : mount_owner, sock,
+				       sizeof(sock)) < 0)
 			die("the socket path for %s is too long: use -s SOCKET", where);
 		sock_path = sock;
 	}

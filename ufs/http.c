@@ -633,6 +633,7 @@ static void head_done(struct http_req *r, int rc)
 	struct head_op *ho = container_of(r, struct head_op, pr.r);
 	struct ufs_call *c = ho->c;
 
+	c->asked = c->asked || !rc;
 	rc = head_result(c->u, ho->key, rc, r, &ho->st, ho->etag, c->err, sizeof(c->err));
 	free(r->resp.body);
 	head_finish(ho, rc);

@@ -119,6 +119,7 @@ static void job_done(struct pool_job *j)
 	int rc = lj->rc;
 
 	c->ttl_ns = 0;   /* the kernel's own caches are the only ones */
+	c->asked = lj->rc != -ECANCELED;
 	for (size_t i = 0; i < lj->n; i++) {
 		struct ufs_dirent d = { .name = lj->ents[i].name, .etag = "", .st = lj->ents[i].st };
 		if (!rc)

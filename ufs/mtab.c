@@ -121,6 +121,7 @@ static void stat_done(struct ufs_call *sub, int rc)
 	struct ufs_call *c = f->c;
 
 	c->ttl_ns = sub->ttl_ns;
+	c->asked = sub->asked;
 	ufs_call_err(c, "%s", sub->err);
 	if (!rc && (!f->above || S_ISDIR(sub->st.mode))) {
 		c->st = sub->st;
@@ -174,6 +175,7 @@ static void list_done(struct ufs_call *sub, int rc)
 	struct ufs_call *c = f->c;
 
 	ufs_call_err(c, "%s", sub->err);
+	c->asked = sub->asked;
 	if (rc == -ENOENT && f->nhide)
 		rc = 0;
 	fwd_free(f);

@@ -348,6 +348,7 @@ static void stat_finish(struct stat_op *op)
 	int rc;
 
 	c->ttl_ns = u->ttl_ns;
+	c->asked = !op->head_rc || !op->probe_rc;
 	if (!op->probe_rc && op->is_dir) {
 		obj_dir_stat(&u->src, &c->st, u->mount_ns);
 		c->etag[0] = '\0';

@@ -367,16 +367,19 @@ static void compact(struct s3_listing *l)
 
 int s3_listing_finish(struct s3_listing *l)
 {
+	const struct s3_entry *prev = NULL;   /* the last entry kept */
+
 	if (l->n)
 		qsort(l->ents, l->n, sizeof(*l->ents), cmp_entry);
 	for (size_t i = 0; i < l->n; i++) {
 		struct s3_entry *e = &l->ents[i];
 		int rc = 0;
 
-		if (i && l->ents[i - 1].name && !strcmp(l->ents[i - 1].name, e->name)) {
-			if (l->ents[i - 1].dir && !e->dir)
+		/* Compared by the source's names: prev may carry an alias already. */
+		if (prev && !strcmp(prev->srcname ? prev->srcname : prev->name, e->name)) {
+			if (prev->dir && !e->dir) {
 				rc = alias(e, "@object");   /* the directory keeps the name */
-			else {
+			} else {
 				drop(e);                      /* a prefix listed twice */
 				continue;
 			}
@@ -388,7 +391,9 @@ int s3_listing_finish(struct s3_listing *l)
 		if (strlen(e->name) > 255) {
 			skip(l, "names longer than 255 bytes cannot be file names", e->srcname ? e->srcname : e->name, true);
 			drop(e);
+			continue;
 		}
+		prev = e;
 	}
 	compact(l);
 	/* An alias may land on a real name: the real one wins. */
@@ -602,6 +607,7 @@ static void page_done(struct http_req *r, int rc)
 	struct ufs_call *c = op->c;
 	struct s3_page page;
 
+	c->asked = c->asked || !rc;
 	rc = judge(op->lr.u, "list", op->prefix, rc, r, c->err, sizeof(c->err));
 	if (!rc) {
 		rc = s3_parse_page(r->resp.body, r->resp.len, &page);

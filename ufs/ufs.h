@@ -113,6 +113,10 @@ struct ufs_call {
 	/* out: which source answered (the mount table's entry), so that the
 	 * outage of one is told from another's; 0 for a single source */
 	unsigned source;
+	/* out: the answer came from the source itself, not from what the
+	 * driver knows without asking (a bucket's root, a manifest): only
+	 * such an answer ends an outage */
+	bool asked;
 	char err[1536];           /* the reason of a failure: a key may be 1 KiB */
 	/* the driver's while the call runs */
 	void *priv;
