@@ -19,6 +19,7 @@ enum opt_type {
 	OPT_ADMIT,    /* always|second_touch */
 	OPT_STRING,   /* copied into a char array of `max` bytes */
 	OPT_ADDRESSING, /* auto|path|virtual */
+	OPT_LOCALMETA,  /* auto|threads|shards */
 	OPT_PASS,     /* kernel mount flag, passed on as written */
 	OPT_PASSVAL,  /* kernel mount option with a value, passed on */
 };
@@ -65,7 +66,8 @@ static const struct opt_def opt_table[] = {
 	{ "dir_cache_ttl", OPT_SECONDS, F(src.dir_cache_ttl), "60", "seconds a listing or a stat of the object store is reused", 0, 0, true },
 	{ "stale_if_error", OPT_SECONDS, F(meta.stale_if_error), "86400", "seconds a listing or stat may be served from the cache while the source fails (0: never)", 0, 0, false },
 	{ "meta_cache", OPT_UINT, F(meta.meta_cache), "2000000", "names the metadata cache keeps beyond those the kernel holds (about 200 bytes each)", 1000, 1000000000, false },
-	{ "meta_threads", OPT_UINT, F(meta.meta_threads), "4", "threads for metadata calls that block (local and NFS sources)", 1, 256, false },
+	{ "meta_threads", OPT_UINT, F(meta.meta_threads), "4", "threads for the metadata calls of sources whose file system may hang them (NFS, SMB, FUSE...: see local_meta)", 1, 256, false },
+	{ "local_meta", OPT_LOCALMETA, F(src.local_meta), "auto", "where a local source's metadata calls run: auto (on the metadata threads for network file systems such as NFS, on the shards for local disks), threads, or shards", 0, 0, true },
 	{ "manifest", STR(src.manifest), "", "http(s) sources: the list of files, a local /PATH or a path relative to the source URL; lines of PATH[<TAB>SIZE[<TAB>ETAG]]", SZ(src.manifest), true },
 	{ "kernel_cache", OPT_BOOL, F(fuse.kernel_cache), "off", "keep file pages in the kernel page cache across opens", 0, 0, false },
 	{ "auto_cache", OPT_BOOL, F(fuse.auto_cache), "off", "like kernel_cache, but drop them when size or mtime changed", 0, 0, false },
@@ -272,6 +274,16 @@ static int apply(struct cachefs_config *c, const struct opt_def *d, const char *
 		else
 			expect = "auto, path or virtual";
 		break;
+	case OPT_LOCALMETA:
+		if (!strcmp(val, "auto"))
+			*(int *)field = LOCAL_META_AUTO;
+		else if (!strcmp(val, "threads"))
+			*(int *)field = LOCAL_META_THREADS;
+		else if (!strcmp(val, "shards"))
+			*(int *)field = LOCAL_META_SHARDS;
+		else
+			expect = "auto, threads or shards";
+		break;
 	case OPT_PASS:
 	case OPT_PASSVAL:
 		pass_on(c, opt);
@@ -406,15 +418,20 @@ int config_finish(struct cachefs_config *c, uint64_t mem_total, uint64_t mem_ava
 	return 0;
 }
 
+/* What each kind of option takes, as --help shows it. */
+static const char *const arg_of[] = {
+	[OPT_BOOL] = "", [OPT_PASS] = "", [OPT_UINT] = "=N", [OPT_SIZE] = "=SIZE",
+	[OPT_SECONDS] = "=SECS", [OPT_LOGLEVEL] = "=LEVEL", [OPT_INTAKE] = "=WHO",
+	[OPT_SSD] = "=PATH:SIZE", [OPT_ADMIT] = "=WHEN", [OPT_STRING] = "=VALUE",
+	[OPT_ADDRESSING] = "=STYLE", [OPT_LOCALMETA] = "=WHERE", [OPT_PASSVAL] = "=NAME",
+};
+
 void config_print_help(FILE *f)
 {
 	for (unsigned i = 0; i < ARRAY_SIZE(opt_table); i++) {
 		const struct opt_def *d = &opt_table[i];
-		const char *arg = d->type == OPT_BOOL || d->type == OPT_PASS ? "" :
-				  d->type == OPT_SIZE ? "=SIZE" : d->type == OPT_SECONDS ? "=SECS" :
-				  d->type == OPT_LOGLEVEL ? "=LEVEL" : d->type == OPT_INTAKE ? "=WHO" : d->type == OPT_SSD ? "=PATH:SIZE" : d->type == OPT_ADMIT ? "=WHEN" : d->type == OPT_PASSVAL ? "=NAME" : d->type == OPT_STRING ? "=VALUE" : d->type == OPT_ADDRESSING ? "=STYLE" : "=N";
 		char name[48];
-		snprintf(name, sizeof(name), "%s%s", d->name, arg);
+		snprintf(name, sizeof(name), "%s%s", d->name, arg_of[d->type]);
 		fprintf(f, "    -o %-26s %s", name, d->help);
 		if (*d->def)
 			fprintf(f, " [%s]", d->def);

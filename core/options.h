@@ -26,6 +26,12 @@ enum s3_addressing {
 	S3_ADDR_VIRTUAL,   /* https://bucket.endpoint/key */
 };
 
+enum local_meta {
+	LOCAL_META_AUTO,     /* threads for network file systems, the shards for local disks */
+	LOCAL_META_THREADS,  /* always the metadata threads */
+	LOCAL_META_SHARDS,   /* always the calling shard */
+};
+
 #define CONFIG_MAX_SSD 8
 
 struct ssd_spec {
@@ -69,6 +75,7 @@ struct source_opts {
 	unsigned retries;
 	double timeout;             /* seconds per request, retries included */
 	double dir_cache_ttl;
+	int local_meta;             /* enum local_meta */
 	char manifest[PATH_MAX];    /* http: the file naming the source's files */
 };
 
@@ -76,7 +83,7 @@ struct source_opts {
 struct meta_opts {
 	double stale_if_error;      /* seconds an answer may be served while the source fails */
 	unsigned meta_cache;        /* names kept in the metadata cache */
-	unsigned meta_threads;      /* threads for blocking metadata calls (local sources) */
+	unsigned meta_threads;      /* threads for metadata calls that may block (network file systems) */
 };
 
 /* The control plane (ctl/). */

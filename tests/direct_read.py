@@ -2,9 +2,10 @@
 """Test helper: reads FILE with O_DIRECT in BS-byte reads (bypassing the
 kernel page cache, so every read reaches the daemon) and prints one line:
 
-  reads=N bytes=B max_ms=M total_s=S
+  reads=N bytes=B max_ms=M total_s=S [error=...]
 
-Usage: direct_read.py FILE [BS]. Exits 1 (with the error) if a read fails.
+Usage: direct_read.py FILE [BS]. Exits 1 if a read fails (its time counts
+in max_ms).
 """
 import mmap
 import os
@@ -19,23 +20,22 @@ def main():
     fd = os.open(path, os.O_RDONLY | os.O_DIRECT)
     off = reads = 0
     worst = 0.0
+    error = ""
     start = time.monotonic()
-    try:
-        while True:
-            t = time.monotonic()
+    while True:
+        t = time.monotonic()
+        try:
             n = os.preadv(fd, [buf], off)
-            worst = max(worst, time.monotonic() - t)
-            if n <= 0:
-                break
-            off += n
-            reads += 1
-    except OSError as e:
-        print(f"read at {off}: {e}", file=sys.stderr)
-        return 1
-    finally:
-        os.close(fd)
-    print(f"reads={reads} bytes={off} max_ms={worst * 1000:.1f} total_s={time.monotonic() - start:.3f}")
-    return 0
+        except OSError as e:
+            n, error = -1, f" error=read at {off}: {e.strerror}"
+        worst = max(worst, time.monotonic() - t)
+        if n <= 0:
+            break
+        off += n
+        reads += 1
+    os.close(fd)
+    print(f"reads={reads} bytes={off} max_ms={worst * 1000:.1f} total_s={time.monotonic() - start:.3f}{error}")
+    return 1 if error else 0
 
 
 if __name__ == "__main__":

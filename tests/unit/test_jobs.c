@@ -41,7 +41,7 @@ static int setup(void **state)
 	struct cache_opts co = { .page_size = PS, .ram_cache = 256 * PS, .max_readahead = 4 * PS,
 				 .readahead_budget = 16 * PS };
 	struct meta_opts mo = { .meta_cache = 1000, .meta_threads = 2 };
-	struct source_opts src = { 0 };
+	struct source_opts src = { .local_meta = LOCAL_META_THREADS };   /* the threads' path */
 	struct ufs *u;
 	char path[600], err[256];
 
