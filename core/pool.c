@@ -7,14 +7,13 @@
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
-#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-/* Everything under `lock`, except `busy`. */
+/* Everything under `lock`. */
 static struct {
 	pthread_mutex_t lock;
 	pthread_cond_t cond;       /* work queued, or stopping */
@@ -24,7 +23,6 @@ static struct {
 	unsigned n, running;       /* threads, and jobs running on them */
 	bool stopping;
 	bool abandoned;            /* stop gave up on the running jobs */
-	atomic_uint busy;
 } pool = { .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER,
 	   .idle = PTHREAD_COND_INITIALIZER };
 
@@ -32,7 +30,6 @@ static void deliver(struct shard_msg *m)
 {
 	struct pool_job *j = container_of(m, struct pool_job, msg);
 
-	atomic_fetch_sub_explicit(&pool.busy, 1, memory_order_relaxed);
 	j->done(j);
 }
 
@@ -79,6 +76,7 @@ int pool_start(unsigned n)
 	if (!pool.threads)
 		return -ENOMEM;
 	pool.stopping = false;
+	pool.abandoned = false;
 	for (unsigned i = 0; i < n; i++) {
 		int rc = pthread_create(&pool.threads[i], NULL, pool_main, NULL);
 		if (rc) {
@@ -96,7 +94,6 @@ void pool_submit(struct pool_job *j)
 	assert(shard_self());
 	j->from = shard_self();
 	j->next = NULL;
-	atomic_fetch_add_explicit(&pool.busy, 1, memory_order_relaxed);
 	pthread_mutex_lock(&pool.lock);
 	if (pool.stopping || !pool.n) {
 		pthread_mutex_unlock(&pool.lock);
@@ -153,9 +150,4 @@ void pool_stop(unsigned wait_ms)
 	free(pool.threads);
 	pool.threads = NULL;
 	pool.n = 0;
-}
-
-unsigned pool_busy(void)
-{
-	return atomic_load_explicit(&pool.busy, memory_order_relaxed);
 }

@@ -33,7 +33,5 @@ void pool_submit(struct pool_job *j);
  * while the shards still run, so that the done callbacks can.
  */
 void pool_stop(unsigned wait_ms);
-/* Jobs queued or running (tests, status). */
-unsigned pool_busy(void);
 
 #endif

@@ -216,7 +216,6 @@ void efile_put(struct efile *f)
 }
 
 uint64_t efile_size(const struct efile *f) { return f->size; }
-uint64_t efile_id(const struct efile *f) { return f->fid; }
 
 /* ---- counters ---- */
 

@@ -52,9 +52,7 @@ struct emeta {
 	enum emeta_kind kind;
 	struct engine *e;
 	struct node *node;
-	char *name;               /* lookup */
 	struct emeta *next;       /* waiting on the same source call */
-	struct shard_msg msg;
 };
 
 /* ---- life ---- */
@@ -144,9 +142,8 @@ void eread_release(struct eread *r);
  * read-ahead budget; nothing waits for them. */
 void engine_prefetch(struct efile *f, uint64_t first, uint32_t n);
 
-/* An open file's size and page-key id, for jobs. */
+/* An open file's size. */
 uint64_t efile_size(const struct efile *f);
-uint64_t efile_id(const struct efile *f);
 /* References: the opener's is dropped by engine_release (FUSE) or efile_put. */
 void efile_get(struct efile *f);
 void efile_put(struct efile *f);
@@ -194,8 +191,6 @@ void page_op_init_part(struct page_op *op, struct engine *e, unsigned part);
 void page_op_submit(struct page_op *op);
 /* Lets go of the page and the file; op may be freed afterwards. */
 void page_op_release(struct page_op *op);
-/* The owner shard of key. */
-unsigned engine_page_owner(const struct engine *e, const struct pgkey *key);
 
 /* ---- what status, metrics and jobs read ---- */
 

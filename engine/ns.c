@@ -274,14 +274,6 @@ void ns_trim(struct ns *ns)
 		evict(ns, ns->lru_head);
 }
 
-void ns_touch(struct ns *ns, struct node *n)
-{
-	if (n->in_lru) {
-		lru_remove(ns, n);
-		lru_append(ns, n);
-	}
-}
-
 struct node *ns_add(struct ns *ns, struct node *dir, const char *name)
 {
 	struct node *n = node_new(ns, name);

@@ -95,8 +95,6 @@ void ns_unhold(struct ns *ns, struct node *n);
 void ns_settle(struct ns *ns, struct node *n);
 /* Frees the oldest unheld nodes while the table is over its size. */
 void ns_trim(struct ns *ns);
-/* Marks n used: the last to be evicted. */
-void ns_touch(struct ns *ns, struct node *n);
 /*
  * The source path of n: its parents' source names joined with '/' ("" for
  * the root), malloc'd; NULL on out-of-memory or for a detached node.

@@ -61,11 +61,6 @@ int engine_fetch_start(void *ctx, const struct pgkey *key, uint64_t off, void *b
 
 /* ---- page operations ---- */
 
-unsigned engine_page_owner(const struct engine *e, const struct pgkey *key)
-{
-	return pgcache_owner(e->cache, key);
-}
-
 /*
  * The most bytes page `index` of f can hold: a file's last page is short,
  * and the RAM tier reserves no more than that. A file that grew after the
