@@ -103,8 +103,8 @@ void page_op_init(struct page_op *op, struct engine *e, enum page_op_kind kind, 
 	op_init(op, e, kind, f, index, true);
 }
 
-void page_op_init_key(struct page_op *op, struct engine *e, enum page_op_kind kind,
-		      const struct pgkey *key, uint64_t want)
+/* An operation on no open file: nothing to fetch with. */
+static void op_init_fileless(struct page_op *op, struct engine *e, enum page_op_kind kind)
 {
 	memset(&op->fetch, 0, sizeof(op->fetch));
 	op->kind = kind;
@@ -112,6 +112,12 @@ void page_op_init_key(struct page_op *op, struct engine *e, enum page_op_kind ki
 	op->file = NULL;
 	op->pg = NULL;
 	op->res = 0;
+}
+
+void page_op_init_key(struct page_op *op, struct engine *e, enum page_op_kind kind,
+		      const struct pgkey *key, uint64_t want)
+{
+	op_init_fileless(op, e, kind);
 	op->key = *key;
 	op->want = want;
 	op->owner = pgcache_owner(e->cache, key);
@@ -119,12 +125,7 @@ void page_op_init_key(struct page_op *op, struct engine *e, enum page_op_kind ki
 
 void page_op_init_part(struct page_op *op, struct engine *e, unsigned part)
 {
-	memset(&op->fetch, 0, sizeof(op->fetch));
-	op->kind = PGOP_UNHOLD_ALL;
-	op->e = e;
-	op->file = NULL;
-	op->pg = NULL;
-	op->res = 0;
+	op_init_fileless(op, e, PGOP_UNHOLD_ALL);
 	op->owner = part;
 }
 

@@ -21,9 +21,7 @@
 
 struct fusefs {
 	struct engine *e;
-	bool kernel_cache, auto_cache, splice;
-	uint64_t read_ahead, max_read;
-	unsigned max_background, congestion_threshold;
+	struct front_opts o;        /* as mounted; the times below are SIGHUP's */
 	char mnt[PATH_MAX];
 	/* The kernel's cache times: SIGHUP may change them (fusefs_set_ttls). */
 	_Atomic double attr_timeout, entry_timeout, negative_timeout;
@@ -145,7 +143,7 @@ static void set_bdi_readahead(struct fusefs *ff)
 		return;
 	}
 	snprintf(path, sizeof(path), "/sys/class/bdi/%s/read_ahead_kb", dev);
-	snprintf(val, sizeof(val), "%llu", (unsigned long long)(ff->read_ahead >> 10));
+	snprintf(val, sizeof(val), "%llu", (unsigned long long)(ff->o.read_ahead >> 10));
 	fd = open(path, O_WRONLY | O_CLOEXEC);
 	if (fd < 0 || write(fd, val, strlen(val)) < 0)
 		log_info("read_ahead=%sK not set (%s: %s); the kernel default applies", val, path,
@@ -168,18 +166,18 @@ static void fs_init(void *userdata, struct fuse_conn_info *conn)
 		conn->want |= FUSE_CAP_PARALLEL_DIROPS;
 	/* Requests are small (no writes yet): splice only matters for replies. */
 	conn->want &= ~(unsigned)(FUSE_CAP_SPLICE_WRITE | FUSE_CAP_SPLICE_MOVE | FUSE_CAP_SPLICE_READ);
-	if (ff->splice)
+	if (ff->o.splice)
 		conn->want |= conn->capable & FUSE_CAP_SPLICE_WRITE;
 	conn->max_write = 1 << 20;
-	conn->max_read = (unsigned)ff->max_read;   /* must echo the mount option */
-	conn->max_readahead = (unsigned)MIN(ff->read_ahead, UINT_MAX);
-	conn->max_background = ff->max_background;
-	conn->congestion_threshold = ff->congestion_threshold;
+	conn->max_read = (unsigned)ff->o.max_read;   /* must echo the mount option */
+	conn->max_readahead = (unsigned)MIN(ff->o.read_ahead, UINT_MAX);
+	conn->max_background = ff->o.max_background;
+	conn->congestion_threshold = ff->o.congestion_threshold;
 	/*
 	 * The kernel lowers the mount's read-ahead to min(bdi, max_readahead)
 	 * when it gets this reply: raise the bdi first, before any read.
 	 */
-	if (ff->mnt[0] && ff->read_ahead)
+	if (ff->mnt[0] && ff->o.read_ahead)
 		set_bdi_readahead(ff);
 }
 
@@ -413,7 +411,7 @@ static void open_done(struct emeta *m)
 	}
 	r->fi.fh = (uintptr_t)m->file;
 	/* auto_cache: keep the kernel's pages only if the file did not change. */
-	r->fi.keep_cache = ff->kernel_cache || (ff->auto_cache && !m->changed);
+	r->fi.keep_cache = ff->o.kernel_cache || (ff->o.auto_cache && !m->changed);
 	r->fi.noflush = 1;
 	/*
 	 * Nearly every open is followed by a read of the start: fetch page 0
@@ -457,7 +455,7 @@ static void fs_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
  */
 static void reply_pages(struct fusefs *ff, fuse_req_t req, const struct iovec *iov, unsigned n)
 {
-	if (!ff->splice || n == 0) {
+	if (!ff->o.splice || n == 0) {
 		fuse_reply_iov(req, iov, (int)n);
 		return;
 	}
@@ -578,13 +576,7 @@ int fusefs_create(struct fusefs **out, struct engine *e, const struct front_opts
 		return -ENOMEM;
 	memset(ff, 0, sizeof(*ff));
 	ff->e = e;
-	ff->kernel_cache = o->kernel_cache;
-	ff->auto_cache = o->auto_cache;
-	ff->splice = o->splice;
-	ff->read_ahead = o->read_ahead;
-	ff->max_read = o->max_read;
-	ff->max_background = o->max_background;
-	ff->congestion_threshold = o->congestion_threshold;
+	ff->o = *o;
 	snprintf(ff->mnt, sizeof(ff->mnt), "%s", mnt);
 	fusefs_set_ttls(ff, o);
 	*out = ff;

@@ -29,3 +29,20 @@ table() {
 		echo "| $what | $a | $b | $refname | $rat |"
 	done
 }
+
+# s3rver_start BUCKET: s3rver on a free loopback port, data in $work/data,
+# a passwd file in $work/passwd. Sets ep (its URL) and server (its pid);
+# the caller's EXIT trap stops it. Needs src, work and PY3.
+s3rver_start() {
+	local js=$src/tests/s3/node_modules/s3rver/bin/s3rver.js port
+	[ -f "$js" ] || { echo "$0: s3rver missing (tools/install-deps.sh)" >&2; exit 1; }
+	mkdir -p "$work/data"
+	port=$($PY3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+	ep=http://127.0.0.1:$port
+	node --openssl-legacy-provider "$js" -a 127.0.0.1 -p "$port" -d "$work/data" -s \
+		--configure-bucket "$1" >"$work/s3rver.log" 2>&1 &
+	server=$!
+	for _ in $(seq 100); do curl -s -o /dev/null "$ep/" && break; sleep 0.1; done
+	printf 'S3RVER:S3RVER\n' >"$work/passwd"
+	chmod 600 "$work/passwd"
+}

@@ -26,19 +26,10 @@ PY3=/usr/bin/python3
 . "$src/perf/lib.sh"
 
 [ "$(id -u)" = 0 ] || { echo "perf/meta.sh: run as root (drops caches)" >&2; exit 1; }
-js=$src/tests/s3/node_modules/s3rver/bin/s3rver.js
-[ -f "$js" ] || { echo "perf/meta.sh: s3rver missing (tools/install-deps.sh)" >&2; exit 1; }
-mkdir -p "$work/data" "$mnt"
-port=$($PY3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-ep=http://127.0.0.1:$port
-node --openssl-legacy-provider "$js" -a 127.0.0.1 -p "$port" -d "$work/data" -s --configure-bucket meta \
-	>"$work/s3rver.log" 2>&1 &
-server=$!
+mkdir -p "$mnt"
 umount_all() { fusermount3 -u -q "$mnt" 2>/dev/null || umount -l "$mnt" 2>/dev/null || true; }
-trap 'kill -CONT $server 2>/dev/null; umount_all; kill $server 2>/dev/null' EXIT
-for _ in $(seq 100); do curl -s -o /dev/null "$ep/" && break; sleep 0.1; done
-printf 'S3RVER:S3RVER\n' >"$work/passwd"
-chmod 600 "$work/passwd"
+trap 'umount_all; [ -z "${server:-}" ] || { kill -CONT $server; kill $server; } 2>/dev/null' EXIT
+s3rver_start meta
 if [ ! -f "$work/.loaded" ]; then
 	head -c $((64 << 20)) /dev/urandom >"$work/obj"
 	$PY3 "$src/tests/s3tool.py" "$ep" put meta obj.bin "$work/obj"

@@ -26,19 +26,10 @@ PY3=/usr/bin/python3
 for t in s3fs rclone curl node; do
 	command -v $t >/dev/null || { echo "perf/s3.sh: $t missing (tools/install-deps.sh)" >&2; exit 1; }
 done
-js=$src/tests/s3/node_modules/s3rver/bin/s3rver.js
-[ -f "$js" ] || { echo "perf/s3.sh: s3rver missing (tools/install-deps.sh)" >&2; exit 1; }
-mkdir -p "$work/data" "$mnt" "$work/src"
-port=$($PY3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-ep=http://127.0.0.1:$port
-node --openssl-legacy-provider "$js" -a 127.0.0.1 -p "$port" -d "$work/data" -s --configure-bucket bench \
-	>"$work/s3rver.log" 2>&1 &
-server=$!
+mkdir -p "$mnt" "$work/src"
 umount_all() { fusermount3 -u -q "$mnt" 2>/dev/null || umount -l "$mnt" 2>/dev/null || true; }
-trap 'umount_all; kill $server 2>/dev/null' EXIT
-for _ in $(seq 100); do curl -s -o /dev/null "$ep/" && break; sleep 0.1; done
-printf 'S3RVER:S3RVER\n' > "$work/passwd"
-chmod 600 "$work/passwd"
+trap 'umount_all; [ -z "${server:-}" ] || kill $server 2>/dev/null' EXIT
+s3rver_start bench
 s3tool() { $PY3 "$src/tests/s3tool.py" "$ep" "$@"; }
 
 # Data: reused across runs when the data folder already holds it.

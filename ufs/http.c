@@ -465,16 +465,8 @@ static int parse_url(struct ufs *u, const char *source, bool want_dir, char **fi
 
 static void http_fini(struct ufs *u)
 {
-	if (u->mounted) {
-		struct http_counters c = { 0 };
-		uint64_t retried = 0;
-		http_pool_counters(u->src.pool, &c);
-		for (unsigned i = 0; i < HTTP_RETRY_CAUSES; i++)
-			retried += c.retries[i];
-		log_info("http %s: %llu GET, %llu HEAD requests; %llu retried, %llu failed", u->root,
-			 (unsigned long long)c.requests[UFS_REQ_GET], (unsigned long long)c.requests[UFS_REQ_HEAD],
-			 (unsigned long long)retried, (unsigned long long)c.failed);
-	}
+	if (u->mounted)
+		obj_log_requests(&u->src, "http");
 	http_pool_destroy(u->src.pool);
 	for (size_t b = 0; u->dirs && b < u->nbuckets; b++)
 		while (u->dirs[b]) {

@@ -1,5 +1,6 @@
 #include "config.h"
 #include "ufs/object.h"
+#include "core/log.h"
 #include "core/util.h"
 
 #include <errno.h>
@@ -50,6 +51,20 @@ void obj_statfs(struct ufs_call *c)
 	st->f_files = st->f_ffree = 1ULL << 32;
 	st->f_namemax = 255;
 	c->done(c, 0);
+}
+
+void obj_log_requests(const struct obj_source *src, const char *drv)
+{
+	struct http_counters c = { 0 };
+	uint64_t retried = 0;
+
+	http_pool_counters(src->pool, &c);
+	for (unsigned i = 0; i < HTTP_RETRY_CAUSES; i++)
+		retried += c.retries[i];
+	log_info("%s %s: %llu GET, %llu HEAD, %llu LIST requests; %llu retried, %llu failed", drv,
+		 src->root, (unsigned long long)c.requests[UFS_REQ_GET],
+		 (unsigned long long)c.requests[UFS_REQ_HEAD], (unsigned long long)c.requests[UFS_REQ_LIST],
+		 (unsigned long long)retried, (unsigned long long)c.failed);
 }
 
 void obj_open(const struct obj_source *src, struct ufs_call *c, const char *key)

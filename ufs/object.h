@@ -51,5 +51,7 @@ void obj_file_stat(const struct obj_source *src, struct ufs_stat *st, const char
 void obj_dir_stat(const struct obj_source *src, struct ufs_stat *st, uint64_t mtime_ns);
 /* A made-up statfs: an object store has no size. */
 void obj_statfs(struct ufs_call *c);
+/* At unmount: one line of the source's requests, retries and failures. */
+void obj_log_requests(const struct obj_source *src, const char *drv);
 
 #endif

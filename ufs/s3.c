@@ -243,18 +243,8 @@ out:
 
 static void s3_fini(struct ufs *u)
 {
-	if (u->mounted) {
-		struct http_counters c = { 0 };
-		uint64_t retried = 0;
-		http_pool_counters(u->src.pool, &c);
-		for (unsigned i = 0; i < HTTP_RETRY_CAUSES; i++)
-			retried += c.retries[i];
-		log_info("s3 %s: %llu GET, %llu HEAD, %llu LIST requests; %llu retried, %llu failed",
-			 u->root, (unsigned long long)c.requests[UFS_REQ_GET],
-			 (unsigned long long)c.requests[UFS_REQ_HEAD],
-			 (unsigned long long)c.requests[UFS_REQ_LIST], (unsigned long long)retried,
-			 (unsigned long long)c.failed);
-	}
+	if (u->mounted)
+		obj_log_requests(&u->src, "s3");
 	http_pool_destroy(u->src.pool);
 	creds_wipe(&u->creds);
 	free(u->root);
