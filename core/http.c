@@ -93,6 +93,7 @@ struct http_xfer {
 struct http_shard {
 	struct http_pool *pool;
 	CURLM *multi;
+	bool stopping;             /* shutdown: new work fails at once */
 	struct shard_timer timer;
 	bool timer_on;             /* curl wants a timeout callback */
 	struct csock *socks;
@@ -309,6 +310,13 @@ static int setup_easy(struct http_pool *p, CURL *e, const char *method, http_pre
 	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)MAX(remain_ns / 1000000, 1));
 	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS,
 			 (long)MAX(MIN(remain_ns, 10000000000ULL) / 1000000, 1));
+	/*
+	 * A connection that goes quiet for a third of the pool's timeout is
+	 * given up and the request retried on another, within the deadline: a
+	 * server that drops one request must not cost the whole timeout.
+	 */
+	curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1L);
+	curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, (long)MAX(p->timeout_ns / 3000000000ULL, 1));
 	curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
 	curl_easy_setopt(e, CURLOPT_HEADERDATA, resp);
 	curl_easy_setopt(e, CURLOPT_BUFFERSIZE, 512L * 1024);
@@ -355,7 +363,7 @@ static size_t sync_body(char *data, size_t size, size_t n, void *arg)
 
 int http_perform(struct http_pool *p, struct http_req *r)
 {
-	uint64_t deadline = r->deadline_ns ? r->deadline_ns : now_ns() + p->timeout_ns;
+	uint64_t deadline = r->deadline_ns ? r->deadline_ns : add_sat(now_ns(), p->timeout_ns);
 	struct sync_sink sink = { .resp = &r->resp, .max = r->body_max };
 	CURL *e = curl_easy_init();
 	CURLcode cc = CURLE_OK;
@@ -435,9 +443,20 @@ static void sock_arm(struct csock *cs)
 	cs->armed_data = sqe->user_data;
 }
 
+static void sock_cancel(struct csock *cs);
+
 static void sock_removed(struct shard_op *op, int res)
 {
-	container_of(op, struct csock, rm)->removing = false;
+	struct csock *cs = container_of(op, struct csock, rm);
+
+	cs->removing = false;
+	/*
+	 * The remove may have missed (the poll fired and was re-armed in
+	 * between), and curl may have changed its mind while it was out:
+	 * cancel what is armed now if it is not what is wanted.
+	 */
+	if (cs->armed && (cs->dead || cs->armed != cs->want))
+		sock_cancel(cs);
 }
 
 static void sock_cancel(struct csock *cs)
@@ -508,9 +527,9 @@ static int on_socket(CURL *e, curl_socket_t fd, int what, void *arg, void *sockp
 		curl_multi_assign(hs->multi, fd, cs);
 	}
 	cs->want = want;
-	if (!cs->armed)
+	if (!cs->armed && want)
 		sock_arm(cs);
-	else if (cs->armed != want)
+	else if (cs->armed && cs->armed != want)
 		sock_cancel(cs);   /* re-armed with the new events when it completes */
 	return 0;
 }
@@ -802,7 +821,7 @@ static void read_ended(struct http_xfer *x, CURLcode cc, long status)
 		return;
 	case HTTP_RETRY: {
 		uint64_t wait = http_backoff_ns(x->attempt + 1);
-		if (x->attempt < p->retries && now_ns() + wait < x->deadline && x->hs->multi) {
+		if (x->attempt < p->retries && now_ns() + wait < x->deadline && !x->hs->stopping) {
 			x->attempt++;
 			x->state = XF_BACKOFF;
 			count_retry(p, cc, status);
@@ -844,7 +863,7 @@ static void req_ended(struct http_xfer *x, CURLcode cc, long status)
 	}
 	if (http_classify(cc, status) == HTTP_RETRY) {
 		uint64_t wait = http_backoff_ns(x->attempt + 1);
-		if (x->attempt < p->retries && now_ns() + wait < x->deadline && x->hs->multi) {
+		if (x->attempt < p->retries && now_ns() + wait < x->deadline && !x->hs->stopping) {
 			x->attempt++;
 			x->state = XF_BACKOFF;
 			count_retry(p, cc, status);
@@ -946,14 +965,14 @@ void http_submit(struct http_pool *p, struct http_req *r)
 	r->resp.len = 0;
 	r->err[0] = '\0';
 	r->attempts = 0;
-	if (!hs || !hs->multi || !(x = calloc(1, sizeof(*x)))) {
-		r->done(r, hs && !hs->multi ? -ECANCELED : -ENOMEM);
+	if (!hs || hs->stopping || !(x = calloc(1, sizeof(*x)))) {
+		r->done(r, hs && hs->stopping ? -ECANCELED : -ENOMEM);
 		return;
 	}
 	x->hs = hs;
 	x->req = r;
 	x->resp = &r->resp;
-	x->deadline = r->deadline_ns ? r->deadline_ns : now_ns() + p->timeout_ns;
+	x->deadline = r->deadline_ns ? r->deadline_ns : add_sat(now_ns(), p->timeout_ns);
 	x->e = easy_get(hs);
 	if (!x->e) {
 		free(x);
@@ -969,7 +988,11 @@ void http_submit(struct http_pool *p, struct http_req *r)
 
 static void finish_empty(struct shard_timer *t)
 {
-	xfer_finish(container_of(t, struct http_xfer, timer), 0);
+	struct http_xfer *x = container_of(t, struct http_xfer, timer);
+
+	/* Finished already (failed at shutdown while the timer was pending). */
+	if (x->state == XF_BACKOFF)
+		xfer_finish(x, 0);
 }
 
 static int cmp_xfer(const void *a, const void *b)
@@ -1032,8 +1055,8 @@ void http_read_submit(struct http_pool *p, struct http_read *rd)
 	struct http_xfer *x;
 
 	rd->got = 0;
-	if (!hs || !hs->multi || !(x = calloc(1, sizeof(*x)))) {
-		rd->done(rd, hs && !hs->multi ? -ECANCELED : -ENOMEM);
+	if (!hs || hs->stopping || !(x = calloc(1, sizeof(*x)))) {
+		rd->done(rd, hs && hs->stopping ? -ECANCELED : -ENOMEM);
 		return;
 	}
 	x->reads[0] = rd;
@@ -1041,7 +1064,7 @@ void http_read_submit(struct http_pool *p, struct http_read *rd)
 	x->obj = rd->obj;
 	x->hs = hs;
 	x->resp = &x->own_resp;
-	x->deadline = now_ns() + p->timeout_ns;
+	x->deadline = add_sat(now_ns(), p->timeout_ns);
 	if (rd->off >= rd->obj->size) {
 		/* Past the end the listing gave: nothing to fetch, but complete later. */
 		rd->len = 0;
@@ -1073,8 +1096,10 @@ void http_pool_shard_stop(struct http_pool *p)
 	struct http_shard *hs = shard_self() && shard_id(shard_self()) < HTTP_MAX_SHARDS ?
 				p->shards[shard_id(shard_self())] : NULL;
 
-	if (!hs || !hs->multi)
+	if (!hs || hs->stopping)
 		return;
+	/* Callbacks of what fails below may submit more: that fails at once. */
+	hs->stopping = true;
 	while (hs->pending) {
 		struct http_xfer *x = hs->pending;
 		hs->pending = x->next;

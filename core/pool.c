@@ -77,6 +77,7 @@ int pool_start(unsigned n)
 		return -ENOMEM;
 	pool.stopping = false;
 	pool.abandoned = false;
+	pool.running = 0;
 	for (unsigned i = 0; i < n; i++) {
 		int rc = pthread_create(&pool.threads[i], NULL, pool_main, NULL);
 		if (rc) {
@@ -150,4 +151,14 @@ void pool_stop(unsigned wait_ms)
 	free(pool.threads);
 	pool.threads = NULL;
 	pool.n = 0;
+}
+
+bool pool_abandoned(void)
+{
+	bool a;
+
+	pthread_mutex_lock(&pool.lock);
+	a = pool.abandoned;
+	pthread_mutex_unlock(&pool.lock);
+	return a;
 }

@@ -7,6 +7,8 @@
 #ifndef CACHEFS_POOL_H
 #define CACHEFS_POOL_H
 
+#include <stdbool.h>
+
 #include "core/shard.h"
 
 struct pool_job {
@@ -33,5 +35,7 @@ void pool_submit(struct pool_job *j);
  * while the shards still run, so that the done callbacks can.
  */
 void pool_stop(unsigned wait_ms);
+/* Whether pool_stop left threads behind: what their jobs use must outlive the exit. */
+bool pool_abandoned(void);
 
 #endif

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <limits.h>
+#include <math.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <time.h>
@@ -69,7 +70,7 @@ int parse_seconds(const char *s, double *out)
 		return -EINVAL;
 	errno = 0;
 	double v = strtod(s, &end);
-	if (errno || *end || v < 0 || v != v)
+	if (errno || *end || v < 0 || !isfinite(v))
 		return -EINVAL;
 	*out = v;
 	return 0;

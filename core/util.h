@@ -45,6 +45,17 @@ int parse_size(const char *s, uint64_t *out);
 const char *fmt_size(uint64_t v, char *buf, size_t len);
 /* Parses a non-negative decimal (fraction allowed) number of seconds. */
 int parse_seconds(const char *s, double *out);
+/* a + b, or UINT64_MAX when that does not fit (deadlines of "forever"). */
+static inline uint64_t add_sat(uint64_t a, uint64_t b)
+{
+	return a > UINT64_MAX - b ? UINT64_MAX : a + b;
+}
+
+/* Seconds as nanoseconds, UINT64_MAX for what does not fit. */
+static inline uint64_t secs_to_ns(double s)
+{
+	return s >= 1.8e10 ? UINT64_MAX : s <= 0 ? 0 : (uint64_t)(s * 1e9);
+}
 /* Parses an unsigned integer in [min, max]. */
 int parse_uint(const char *s, uint64_t min, uint64_t max, uint64_t *out);
 

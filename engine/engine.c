@@ -33,7 +33,7 @@ int engine_create(struct engine **out, const struct cache_opts *cfg, const struc
 	e->ops = ops;
 	e->ufs = ufs;
 	e->ns = ns_create(&root, meta->meta_cache);
-	e->stale_ns = (uint64_t)(meta->stale_if_error * 1e9);
+	e->stale_ns = secs_to_ns(meta->stale_if_error);
 	e->started = time(NULL);
 	e->ra.page_size = cfg->page_size;
 	e->ra.min_window = 4;

@@ -36,8 +36,9 @@ struct meta_op {
 	struct node *node;        /* held through node->stat_op or list_op */
 	bool list;
 	char *path;
+	unsigned flags;           /* the call's, set under the lock */
 	uint32_t gen;             /* list: stamped on the children it saw */
-	uint64_t start_ns;
+	uint64_t start_ns;        /* names confirmed since are newer than the listing */
 	struct emeta *waiters;
 	struct shard_msg msg;
 };
@@ -49,11 +50,6 @@ struct edir {
 	size_t n;
 	char *names;              /* every entry's name, one block */
 };
-
-static uint64_t add_sat(uint64_t a, uint64_t b)
-{
-	return a > UINT64_MAX - b ? UINT64_MAX : a + b;
-}
 
 /* A shard to run a source call on, from a thread that is not one. */
 static struct shard *any_shard(const void *key)
@@ -218,6 +214,8 @@ static struct meta_op *op_new(struct engine *e, struct node *n, bool list)
 	op->e = e;
 	op->node = n;
 	op->list = list;
+	op->flags = !list && n->alias ? UFS_OBJECT : 0;
+	op->start_ns = now_ns();
 	if (list) {
 		op->gen = ++e->list_gen;
 		n->list_op = op;
@@ -232,10 +230,9 @@ static void op_start_here(struct meta_op *op)
 {
 	struct engine *e = op->e;
 
-	op->start_ns = now_ns();
 	op->call.u = e->ufs;
 	op->call.path = op->path;
-	op->call.flags = !op->list && op->node->alias ? UFS_OBJECT : 0;
+	op->call.flags = op->flags;
 	op->call.done = op_done;
 	op->call.entry = list_entry;
 	if (op->list)
@@ -276,7 +273,7 @@ static bool route(struct engine *e, struct emeta *m, struct node *n, bool list, 
 		answer(e, m, n, now, false);
 		return true;
 	}
-	if (n != ns_root(e->ns) && !n->parent) {
+	if (!ns_reachable(e->ns, n)) {
 		/* No name reaches it any more: what we know is all there is. */
 		answer(e, m, n, now, false);
 		return true;
@@ -316,12 +313,13 @@ static int list_entry(struct ufs_call *c, const struct ufs_dirent *d)
 	struct meta_op *op = container_of(c, struct meta_op, call);
 	struct engine *e = op->e;
 	struct node *dir = op->node, *k;
-	uint64_t now = now_ns();
+	uint64_t now;
 	int rc = 0;
 
 	if (!name_ok(d->name))
 		return 0;    /* the driver logged why */
 	ns_lock(e->ns);
+	now = now_ns();
 	k = ns_child(e->ns, dir, d->name);
 	if (!k)
 		k = ns_add(e->ns, dir, d->name);
@@ -357,7 +355,8 @@ static void list_complete(struct engine *e, struct meta_op *op, uint64_t now, ui
 
 	for (k = dir->kids; k; k = next) {
 		next = k->sib_next;
-		if (k->list_gen != op->gen && !k->stat_op)
+		/* Not listed, and not confirmed by a stat since the listing began. */
+		if (k->list_gen != op->gen && !k->stat_op && k->st_ns < op->start_ns)
 			ns_detach(e->ns, k);
 	}
 	dir->list_ns = now;
@@ -372,7 +371,7 @@ static void op_done(struct ufs_call *c, int rc)
 	struct engine *e = op->e;
 	struct node *n = op->node;
 	struct emeta *w, *next;
-	uint64_t now = now_ns(), got;
+	uint64_t now, got;
 	bool stale = false;
 
 	engine_count_latency(e, op->list ? ENG_SRC_LIST : ENG_SRC_STAT, op->start_ns);
@@ -381,6 +380,9 @@ static void op_done(struct ufs_call *c, int rc)
 	else if (c->asked)
 		source_ok(e, c->source);
 	ns_lock(e->ns);
+	now = now_ns();
+	/* Held to the end: dropping its children may leave it with nothing else. */
+	ns_hold(e->ns, n);
 	if (op->list)
 		n->list_op = NULL;
 	else
@@ -417,7 +419,7 @@ static void op_done(struct ufs_call *c, int rc)
 			fail(w, rc);
 	}
 	w = op->waiters;
-	ns_settle(e->ns, n);
+	ns_unhold(e->ns, n);
 	ns_trim(e->ns);
 	ns_unlock(e->ns);
 	free(op->path);
@@ -487,15 +489,17 @@ static struct node *node_of(struct engine *e, struct emeta *m, uint64_t ino)
 
 void engine_lookup(struct engine *e, uint64_t parent, const char *name, struct emeta *m)
 {
-	uint64_t now = now_ns();
+	uint64_t now;
 	struct node *dir, *n;
 
 	begin(e, m, EM_LOOKUP);
 	if (!(dir = node_of(e, m, parent)))
 		return;
-	if (dir->st.mode && !S_ISDIR(dir->st.mode)) {
+	now = now_ns();
+	if ((dir->st.mode && !S_ISDIR(dir->st.mode)) || !ns_reachable(e->ns, dir)) {
+		/* A file, or a directory gone from the source (a shell may sit in it). */
 		ns_unlock(e->ns);
-		m->err = -ENOTDIR;
+		m->err = dir->st.mode && !S_ISDIR(dir->st.mode) ? -ENOTDIR : -ENOENT;
 		m->done(m);
 		return;
 	}
@@ -542,7 +546,7 @@ void engine_getattr(struct engine *e, uint64_t ino, struct emeta *m)
 
 	begin(e, m, EM_GETATTR);
 	if ((n = node_of(e, m, ino)))
-		run(e, m, n, false, now_ns());
+		run(e, m, n, false, now_ns());   /* node_of holds the lock: now is after it */
 }
 
 void engine_opendir(struct engine *e, uint64_t ino, struct emeta *m)
@@ -598,7 +602,7 @@ uint64_t engine_dir_ref(struct engine *e, struct edir *d, size_t i)
 	if (!k || k->parent != d->node) {
 		/* Evicted since the snapshot: the name comes back with what the listing said. */
 		k = ns_child(e->ns, d->node, ent->name);
-		if (!k && (k = ns_add(e->ns, d->node, ent->name)))
+		if (!k && ns_reachable(e->ns, d->node) && (k = ns_add(e->ns, d->node, ent->name)))
 			k->st = ent->st;
 	}
 	if (k && k->st.mode) {
@@ -625,27 +629,29 @@ static void open_done(struct ufs_call *c, int rc)
 	struct emeta *m = oc->m;
 	struct engine *e = m->e;
 	struct node *n = m->node;
-	uint64_t now = now_ns();
+	uint64_t now;
 
 	engine_count_latency(e, ENG_SRC_OPEN, oc->start_ns);
 	if (ufs_unavailable(rc))
 		source_failed(e, c, rc);
 	ns_lock(e->ns);
+	now = now_ns();
 	if (rc == 0) {
+		/* What was opened: the node may have been refreshed meanwhile. */
 		if (c->fetched) {
 			n->st = c->st;
 			n->st_ns = now;
 			n->fresh_until = add_sat(now, c->ttl_ns);
 		}
-		m->st = n->st;
-		m->changed = n->open_id != n->st.id;
-		n->open_id = n->st.id;
-		m->file = efile_new(e, c->file, &n->st);
+		m->st = c->st;
+		m->changed = n->open_id != c->st.id;
+		n->open_id = c->st.id;
+		m->file = efile_new(e, c->file, &c->st);
 		if (!m->file) {
 			ufs_file_put(c->file);
 			rc = -ENOMEM;
 		}
-	} else if (ufs_unavailable(rc) && n->st_ns && now - n->st_ns < e->stale_ns) {
+	} else if (ufs_unavailable(rc) && n->st.mode && n->st_ns && now - n->st_ns < e->stale_ns) {
 		/* The cached pages can still be read. */
 		atomic_fetch_add_explicit(&e->stale_answers, 1, memory_order_relaxed);
 		m->changed = n->open_id != n->st.id;
@@ -695,7 +701,7 @@ static void open_start(struct emeta *m)
 		err = -ENOMEM;
 	} else if (!(oc->path = ns_path(e->ns, n))) {
 		/* No name reaches it: deleted or renamed over while the kernel held it. */
-		err = n->parent ? -ENOMEM : -ENOENT;
+		err = ns_reachable(e->ns, n) ? -ENOMEM : -ENOENT;
 	} else {
 		oc->call.st = n->st;
 		snprintf(oc->call.etag, sizeof(oc->call.etag), "%s", n->etag ? n->etag : "");
@@ -724,12 +730,13 @@ static void open_start(struct emeta *m)
 
 void engine_open(struct engine *e, uint64_t ino, struct emeta *m)
 {
-	uint64_t now = now_ns();
+	uint64_t now;
 	struct node *n;
 
 	begin(e, m, EM_OPEN);
 	if (!(n = node_of(e, m, ino)))
 		return;
+	now = now_ns();
 	if (n->st_ns && n->fresh_until == n->st_ns && n->parent && n->st.mode) {
 		/* A source that keeps nothing here (local): its open answers
 		 * fresh attributes itself, so no stat first. */

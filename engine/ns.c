@@ -354,6 +354,9 @@ int ns_rename(struct ns *ns, struct node *dir, const char *name, struct node *ne
 		return 0;
 	if (old && noreplace && old->st.mode)
 		return -EEXIST;
+	for (struct node *p = n->parent; old && p; p = p->parent)
+		if (p == old)
+			return -ENOTEMPTY;   /* it holds n */
 	nn = strdup(newname);
 	if (!nn)
 		return -ENOMEM;
@@ -361,7 +364,6 @@ int ns_rename(struct ns *ns, struct node *dir, const char *name, struct node *ne
 		ns_detach(ns, old);
 	unhash_name(ns, n);
 	unlink_kid(n);
-	ns_settle(ns, dir);
 	free(n->name);
 	n->name = nn;
 	free(n->srcname);
@@ -369,7 +371,9 @@ int ns_rename(struct ns *ns, struct node *dir, const char *name, struct node *ne
 	n->alias = false;
 	link_kid(newdir, n);
 	hash_name(ns, n);
+	/* Settled after the move: dir may be newdir, or left with nothing. */
 	ns_settle(ns, newdir);
+	ns_settle(ns, dir);
 	return 0;
 }
 
@@ -398,6 +402,16 @@ void ns_unhold(struct ns *ns, struct node *n)
 	assert(n->nopen);
 	n->nopen--;
 	ns_settle(ns, n);
+}
+
+bool ns_reachable(const struct ns *ns, const struct node *n)
+{
+	while (n != ns->root) {
+		if (!n->parent)
+			return false;
+		n = n->parent;
+	}
+	return true;
 }
 
 char *ns_path(const struct ns *ns, const struct node *n)

@@ -81,7 +81,7 @@ void ns_detach(struct ns *ns, struct node *n);
  * Moves (dir, name) to (newdir, newname), replacing a node there (which is
  * detached). O(1) in the table whatever lies below. -ENOENT: no such name;
  * -EEXIST: the target exists and noreplace; -EINVAL: newdir lies below
- * the moved node; -ENOMEM.
+ * the moved node; -ENOTEMPTY: the target is one of its ancestors; -ENOMEM.
  */
 int ns_rename(struct ns *ns, struct node *dir, const char *name, struct node *newdir,
 	      const char *newname, bool noreplace);
@@ -97,9 +97,11 @@ void ns_settle(struct ns *ns, struct node *n);
 void ns_trim(struct ns *ns);
 /*
  * The source path of n: its parents' source names joined with '/' ("" for
- * the root), malloc'd; NULL on out-of-memory or for a detached node.
+ * the root), malloc'd; NULL on out-of-memory or for a node no name reaches.
  */
 char *ns_path(const struct ns *ns, const struct node *n);
+/* Whether a chain of names leads from the root to n. */
+bool ns_reachable(const struct ns *ns, const struct node *n);
 /* Nodes in the table, and how many of those are held. */
 uint64_t ns_count(const struct ns *ns);
 

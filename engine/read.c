@@ -56,7 +56,13 @@ int engine_fetch_start(void *ctx, const struct pgkey *key, uint64_t off, void *b
 	io->r.len = len;
 	io->r.done = fetch_done;
 	io->start_ns = now_ns();
-	return f->file->ops->read(&io->r);
+	int rc = f->file->ops->read(&io->r);
+	if (rc) {
+		/* Not started: nothing will call fetch_done. */
+		efile_put(f);
+		free(io);
+	}
+	return rc;
 }
 
 /* ---- page operations ---- */

@@ -74,6 +74,7 @@ static int url_of(struct ufs *u, const char *key, const char *range, char **url,
 	if (range && (asprintf(&line, "Range: %s", range) < 0 || !(*hdrs = curl_slist_append(NULL, line)))) {
 		free(line);
 		free(*url);
+		*url = NULL;
 		return -ENOMEM;
 	}
 	free(line);
@@ -448,8 +449,22 @@ static int parse_url(struct ufs *u, const char *source, bool want_dir, char **fi
 		return -EINVAL;
 	}
 	if (!want_dir && *path && source[end - 1] != '/') {
+		/* The URL's last segment is encoded; the file's name is not
+		 * (url_of encodes it again): "a%20b.bin" names "a b.bin". */
 		const char *slash = strrchr(path, '/');
-		*file = strdup(slash + 1);
+		int n = 0;
+		char *name = curl_easy_unescape(NULL, slash + 1, 0, &n);
+		if (!name)
+			return -ENOMEM;
+		if (memchr(name, '/', (size_t)n) || memchr(name, '\0', (size_t)n) || !strcmp(name, ".") ||
+		    !strcmp(name, "..")) {
+			msgf(err, errlen, "invalid HTTP source '%s': its file name %s is not one name "
+			     "once decoded", source, slash + 1);
+			curl_free(name);
+			return -EINVAL;
+		}
+		*file = strdup(name);
+		curl_free(name);
 		if (!*file)
 			return -ENOMEM;
 		end = (size_t)(slash - source);
@@ -497,7 +512,7 @@ static int http_init(struct ufs **out, const char *source, const struct source_o
 
 	if (!u)
 		return -ENOMEM;
-	u->ttl_ns = (uint64_t)(o->dir_cache_ttl * 1e9);
+	u->ttl_ns = secs_to_ns(o->dir_cache_ttl);
 	u->mount_ns = (uint64_t)time(NULL) * 1000000000ULL;
 	u->nbuckets = 1024;
 	u->dirs = calloc(u->nbuckets, sizeof(*u->dirs));
@@ -516,7 +531,7 @@ static int http_init(struct ufs **out, const char *source, const struct source_o
 		rc = parse_url(u, source, o->manifest[0], &file, err, errlen);
 	if (!rc) {
 		struct http_pool_opts po = { .name = "http", .max_conns = o->s3_max_connections,
-					     .retries = o->retries, .timeout_ns = (uint64_t)(o->timeout * 1e9),
+					     .retries = o->retries, .timeout_ns = secs_to_ns(o->timeout),
 					     .ca_bundle = ca };
 		u->src.root = u->root;
 		rc = http_pool_create(&u->src.pool, &po);
@@ -554,6 +569,7 @@ struct head_op {
 	struct list_op *list;     /* a HEAD for a listing, or NULL for a stat */
 	struct ufs_stat st;
 	char etag[UFS_ETAG_MAX];
+	char err[sizeof(((struct ufs_call *)0)->err)];   /* why it failed */
 	int rc;
 };
 
@@ -574,10 +590,10 @@ static void list_deliver(struct list_op *op)
 	int rc = 0;
 
 	c->ttl_ns = op->nheads ? u->ttl_ns : UINT64_MAX;
-	/* A HEAD that got no answer fails the listing (c->err says which). */
+	/* A HEAD that got no answer fails the listing; c->err says which. */
 	for (size_t i = 0; i < op->nheads && !rc; i++)
-		if (op->heads[i].rc != -ENOENT)
-			rc = op->heads[i].rc;
+		if (op->heads[i].rc != -ENOENT && (rc = op->heads[i].rc))
+			snprintf(c->err, sizeof(c->err), "%s", op->heads[i].err);
 	for (size_t i = 0; i < op->d->n && !rc; i++) {
 		struct mentry *e = &op->d->ents[i];
 		struct ufs_dirent d = { .name = e->name, .etag = e->etag ? e->etag : "", .st = e->st };
@@ -604,7 +620,7 @@ static void head_finish(struct head_op *ho, int rc)
 
 	ho->rc = rc;
 	if (rc && rc != -ENOENT && !ufs_unavailable(rc) && rc != -ECANCELED)
-		log_warn("%s", c->err);
+		log_warn("%s", ho->err);
 	if (ho->list) {
 		if (!--ho->list->pending)
 			list_deliver(ho->list);
@@ -614,6 +630,7 @@ static void head_finish(struct head_op *ho, int rc)
 		c->st = ho->st;
 		snprintf(c->etag, sizeof(c->etag), "%s", ho->e->etag ? ho->e->etag : ho->etag);
 	}
+	snprintf(c->err, sizeof(c->err), "%s", ho->err);
 	free(ho->key);
 	free(ho);
 	c->ttl_ns = c->u->ttl_ns;
@@ -626,7 +643,7 @@ static void head_done(struct http_req *r, int rc)
 	struct ufs_call *c = ho->c;
 
 	c->asked = c->asked || !rc;
-	rc = head_result(c->u, ho->key, rc, r, &ho->st, ho->etag, c->err, sizeof(c->err));
+	rc = head_result(c->u, ho->key, rc, r, &ho->st, ho->etag, ho->err, sizeof(ho->err));
 	free(r->resp.body);
 	head_finish(ho, rc);
 }

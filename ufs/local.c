@@ -130,6 +130,9 @@ static int local_init(struct ufs **out, const char *source, const struct source_
 
 static void local_fini(struct ufs *u)
 {
+	/* A metadata thread left stuck at shutdown may still use the root. */
+	if (pool_abandoned())
+		return;
 	close(u->root);
 	free(u->path);
 	free(u);
@@ -141,11 +144,22 @@ static void local_fini(struct ufs *u)
  * stat for minutes, and that must not stall a shard's cached reads. The
  * result goes back to the calling shard, where done() runs.
  */
+/*
+ * What a metadata thread works on: its own copies only. A thread stuck on
+ * a hung NFS server may come back after shutdown gave up on it, when the
+ * call and the engine are gone; the job (and the root descriptor, which
+ * local_fini then keeps) are all it touches.
+ */
 struct local_job {
 	struct pool_job job;
-	struct ufs_call *c;
+	struct ufs_call *c;        /* touched on the shard only */
+	int root;
+	char *path;
 	int rc;
-	struct local_ent *ents;    /* list: gathered on the pool thread */
+	struct ufs_stat st;        /* stat, open */
+	struct statvfs vfs;        /* statfs */
+	struct local_file *file;   /* open */
+	struct local_ent *ents;    /* list */
 	size_t n, cap;
 };
 
@@ -162,6 +176,15 @@ static void job_done(struct pool_job *j)
 
 	c->ttl_ns = 0;   /* the kernel's own caches are the only ones */
 	c->asked = lj->rc != -ECANCELED;
+	if (!rc) {
+		c->st = lj->st;
+		c->vfs = lj->vfs;
+		c->etag[0] = '\0';
+		if (lj->file) {
+			c->file = &lj->file->f;
+			c->fetched = true;
+		}
+	}
 	for (size_t i = 0; i < lj->n; i++) {
 		struct ufs_dirent d = { .name = lj->ents[i].name, .etag = "", .st = lj->ents[i].st };
 		if (!rc)
@@ -169,6 +192,7 @@ static void job_done(struct pool_job *j)
 		free(lj->ents[i].name);
 	}
 	free(lj->ents);
+	free(lj->path);
 	free(lj);
 	c->done(c, rc);
 }
@@ -183,9 +207,15 @@ static void submit(struct ufs_call *c, void (*fn)(struct pool_job *j))
 		return;
 	}
 	lj->c = c;
-	lj->rc = -ECANCELED;   /* what a job completed unrun at shutdown reports */
+	lj->root = c->u->root;
+	lj->path = strdup(rel(c->path));
+	lj->rc = lj->path ? -ECANCELED : -ENOMEM;   /* what a job completed unrun reports */
 	lj->job.run = fn;
 	lj->job.done = job_done;
+	if (!lj->path) {
+		job_done(&lj->job);
+		return;
+	}
 	if (c->u->on_shards) {
 		fn(&lj->job);
 		job_done(&lj->job);
@@ -198,17 +228,15 @@ static void submit(struct ufs_call *c, void (*fn)(struct pool_job *j))
 static void stat_run(struct pool_job *j)
 {
 	struct local_job *lj = container_of(j, struct local_job, job);
-	struct ufs_call *c = lj->c;
 	struct stat st;
 
 	/* Follow links so a dataset made of symlinks reads as files. */
-	if (fstatat(c->u->root, rel(c->path), &st, 0) < 0 &&
-	    fstatat(c->u->root, rel(c->path), &st, AT_SYMLINK_NOFOLLOW) < 0) {
+	if (fstatat(lj->root, lj->path, &st, 0) < 0 &&
+	    fstatat(lj->root, lj->path, &st, AT_SYMLINK_NOFOLLOW) < 0) {
 		lj->rc = -errno;
 		return;
 	}
-	fill_stat(&c->st, &st);
-	c->etag[0] = '\0';
+	fill_stat(&lj->st, &st);
 	lj->rc = 0;
 }
 
@@ -238,8 +266,7 @@ static int add_ent(struct local_job *lj, const char *name, const struct stat *st
 static void list_run(struct pool_job *j)
 {
 	struct local_job *lj = container_of(j, struct local_job, job);
-	struct ufs_call *c = lj->c;
-	int fd = openat(c->u->root, rel(c->path), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	int fd = openat(lj->root, lj->path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	struct dirent *de;
 	DIR *d;
 	int rc = 0;
@@ -277,7 +304,6 @@ static void local_list(struct ufs_call *c)
 static void open_run(struct pool_job *j)
 {
 	struct local_job *lj = container_of(j, struct local_job, job);
-	struct ufs_call *c = lj->c;
 	struct local_file *lf = calloc(1, sizeof(*lf));
 	struct stat st;
 
@@ -293,16 +319,16 @@ static void open_run(struct pool_job *j)
 	 * for the same bytes. Filesystems that refuse O_DIRECT (tmpfs) get
 	 * buffered reads.
 	 */
-	lf->fd = openat(c->u->root, rel(c->path), O_RDONLY | O_CLOEXEC | O_DIRECT);
+	lf->fd = openat(lj->root, lj->path, O_RDONLY | O_CLOEXEC | O_DIRECT);
 	lf->direct = lf->fd >= 0;
 	if (lf->fd < 0 && errno == EINVAL)
-		lf->fd = openat(c->u->root, rel(c->path), O_RDONLY | O_CLOEXEC);
+		lf->fd = openat(lj->root, lj->path, O_RDONLY | O_CLOEXEC);
 	/* The attributes of what was opened, not of what the name held a moment before. */
 	if (lf->fd < 0 || fstat(lf->fd, &st) < 0)
 		lj->rc = -errno;
 	else if (S_ISDIR(st.st_mode))
 		lj->rc = -EISDIR;
-	else if (!(lf->f.name = strdup(c->path)))
+	else if (!(lf->f.name = strdup(lj->path)))
 		lj->rc = -ENOMEM;
 	else
 		lj->rc = 0;
@@ -314,14 +340,14 @@ static void open_run(struct pool_job *j)
 	}
 	lf->f.ops = &ufs_local_ops;
 	atomic_init(&lf->f.refs, 1);
-	fill_stat(&c->st, &st);
-	c->fetched = true;
-	c->file = &lf->f;
+	fill_stat(&lj->st, &st);
+	lj->file = lf;
 }
 
 static void local_open(struct ufs_call *c)
 {
 	c->fetched = false;
+	c->file = NULL;
 	submit(c, open_run);
 }
 
@@ -380,7 +406,7 @@ static void statfs_run(struct pool_job *j)
 {
 	struct local_job *lj = container_of(j, struct local_job, job);
 
-	lj->rc = fstatvfs(lj->c->u->root, &lj->c->vfs) < 0 ? -errno : 0;
+	lj->rc = fstatvfs(lj->root, &lj->vfs) < 0 ? -errno : 0;
 }
 
 static void local_statfs(struct ufs_call *c)

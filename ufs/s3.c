@@ -55,6 +55,7 @@ int s3_sign(struct ufs *u, const char *method, const char *key, const struct sig
 	}
 	for (unsigned i = 0; i < nq; i++)
 		qcap += 3 * (strlen(q[i].name) + (q[i].value ? strlen(q[i].value) : 0)) + 2;
+	rc = -ENOMEM;
 	query = malloc(qcap);
 	if (!query || (rc = sigv4_query(query, qcap, q, nq)) < 0)
 		goto out;
@@ -277,14 +278,14 @@ static int s3_init(struct ufs **out, const char *source, const struct source_opt
 		return -EINVAL;
 	}
 	u->list_max_keys = o->s3_list_max_keys;
-	u->ttl_ns = (uint64_t)(o->dir_cache_ttl * 1e9);
+	u->ttl_ns = secs_to_ns(o->dir_cache_ttl);
 	u->mount_ns = (uint64_t)time(NULL) * 1000000000ULL;
 	u->src = (struct obj_source){ .ops = &ufs_s3_ops, .prepare = object_prepare, .uid = getuid(),
 				      .gid = getgid() };
 	rc = parse_source(u, source, err, errlen);
 	if (!rc) {
 		struct http_pool_opts po = { .name = "s3", .max_conns = o->s3_max_connections,
-					     .retries = o->retries, .timeout_ns = (uint64_t)(o->timeout * 1e9),
+					     .retries = o->retries, .timeout_ns = secs_to_ns(o->timeout),
 					     .ca_bundle = ca };
 		u->src.root = u->root;
 		rc = http_pool_create(&u->src.pool, &po);
