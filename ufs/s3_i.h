@@ -57,6 +57,7 @@ struct s3_obj {
 /* A parsed ListObjectsV2 page, or an error body. */
 struct s3_page {
 	bool truncated;
+	bool url_encoded;         /* <EncodingType>url: keys and prefixes were %-encoded */
 	char *token;              /* NextContinuationToken, or NULL */
 	struct s3_obj *objs;
 	size_t nobjs, capobjs;

@@ -27,6 +27,7 @@
 
 enum field {
 	F_TRUNCATED, F_TOKEN, F_KEY, F_SIZE, F_ETAG, F_MTIME, F_PREFIX, F_CODE, F_MESSAGE, F_REGION,
+	F_ENCODING,
 	F_CONTENTS,             /* the end of one object */
 };
 
@@ -43,6 +44,7 @@ static const struct {
 	{ "ListBucketResult/Contents/ETag", F_ETAG },
 	{ "ListBucketResult/Contents/LastModified", F_MTIME },
 	{ "ListBucketResult/CommonPrefixes/Prefix", F_PREFIX },
+	{ "ListBucketResult/EncodingType", F_ENCODING },
 	{ "Error/Code", F_CODE },
 	{ "Error/Message", F_MESSAGE },
 	{ "Error/Region", F_REGION },
@@ -131,7 +133,11 @@ static void take(struct parser *x, char *dst, size_t cap)
 		x->err = x->err ? x->err : -EIO;
 		return;
 	}
-	memcpy(dst, x->text ? x->text : "", x->tlen + 1);
+	/* An empty element leaves text as the last one had it. */
+	if (!x->tlen)
+		dst[0] = '\0';
+	else
+		memcpy(dst, x->text, x->tlen + 1);
 }
 
 static void got(struct parser *x, enum field f)
@@ -142,6 +148,9 @@ static void got(struct parser *x, enum field f)
 	switch (f) {
 	case F_TRUNCATED:
 		p->truncated = !strcmp(t, "true");
+		break;
+	case F_ENCODING:
+		p->url_encoded = !strcmp(t, "url");
 		break;
 	case F_TOKEN:
 		free(p->token);
@@ -215,6 +224,34 @@ static void XMLCALL x_end(void *arg, const XML_Char *name)
 	x->tlen = 0;
 }
 
+/*
+ * A key as encoding-type=url sent it: '+' is a space, %XX a byte (as
+ * botocore's unquote_plus reads it). A NUL in it is not a key's.
+ */
+static int url_decode(char **s)
+{
+	char *t, *r;
+	int n = 0;
+
+	for (t = *s; *t; t++)
+		if (*t == '+')
+			*t = ' ';
+	r = curl_easy_unescape(NULL, *s, 0, &n);
+	if (!r)
+		return -ENOMEM;
+	if (memchr(r, '\0', (size_t)n)) {
+		curl_free(r);
+		return -EIO;
+	}
+	t = strdup(r);
+	curl_free(r);
+	if (!t)
+		return -ENOMEM;
+	free(*s);
+	*s = t;
+	return 0;
+}
+
 int s3_parse_page(const char *body, size_t len, struct s3_page *p)
 {
 	XML_Parser xp = XML_ParserCreate("UTF-8");
@@ -233,6 +270,11 @@ int s3_parse_page(const char *body, size_t len, struct s3_page *p)
 	free(x.text);
 	free(x.cur.key);
 	rc = rc ? rc : x.err;
+	/* Asked with encoding-type=url; a server that ignored it says nothing. */
+	for (size_t i = 0; !rc && p->url_encoded && i < p->nobjs; i++)
+		rc = url_decode(&p->objs[i].key);
+	for (size_t i = 0; !rc && p->url_encoded && i < p->nprefixes; i++)
+		rc = url_decode(&p->prefixes[i]);
 	if (rc)
 		s3_page_free(p);
 	return rc;
@@ -436,12 +478,13 @@ static int list_prepare(void *ctx, const char *method, const char *range, char *
 	struct list_req *lr = ctx;
 	char mk[16];
 	const struct sigv4_param q[] = {
+		/* url: keys with bytes XML 1.0 cannot carry still list */
 		{ "list-type", "2" }, { "prefix", lr->prefix }, { "delimiter", "/" }, { "max-keys", mk },
-		{ "continuation-token", lr->token },
+		{ "encoding-type", "url" }, { "continuation-token", lr->token },
 	};
 
 	snprintf(mk, sizeof(mk), "%u", lr->max_keys);
-	return s3_sign(lr->u, method, "", q, *lr->token ? 5 : 4, range, url, hdrs);
+	return s3_sign(lr->u, method, "", q, *lr->token ? 6 : 5, range, url, hdrs);
 }
 
 static void list_req_init(struct list_req *lr, struct ufs *u, const char *prefix, unsigned max_keys,

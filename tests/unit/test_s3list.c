@@ -126,6 +126,31 @@ static void test_pagination(void **state)
 	s3_listing_free(&l);
 }
 
+/* encoding-type=url: keys and prefixes come %-encoded ('+' a space) only
+ * when the reply says so; a server that ignored it sends them as they are. */
+static void test_url_encoded(void **state)
+{
+	char *xml = page("<EncodingType>url</EncodingType><IsTruncated>false</IsTruncated>", 3,
+			 obj("p/a+b%01c", 1), obj("p/100%25", 2), pre("p/d%C3%A9j%C3%A0/"));
+	struct s3_page p;
+
+	assert_int_equal(s3_parse_page(xml, strlen(xml), &p), 0);
+	assert_string_equal(p.objs[0].key, "p/a b\001c");
+	assert_string_equal(p.objs[1].key, "p/100%");
+	assert_string_equal(p.prefixes[0], "p/d\303\251j\303\240/");
+	s3_page_free(&p);
+	free(xml);
+	xml = page("<IsTruncated>false</IsTruncated>", 1, obj("p/a+b%41", 1));
+	assert_int_equal(s3_parse_page(xml, strlen(xml), &p), 0);
+	assert_string_equal(p.objs[0].key, "p/a+b%41");
+	s3_page_free(&p);
+	free(xml);
+	/* A NUL is no key's byte. */
+	xml = page("<EncodingType>url</EncodingType>", 1, obj("p/a%00b", 1));
+	assert_int_equal(s3_parse_page(xml, strlen(xml), &p), -EIO);
+	free(xml);
+}
+
 static void test_odd_keys(void **state)
 {
 	struct s3_listing l = { .prefix = "p/" };
@@ -235,6 +260,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_page),
 		cmocka_unit_test(test_pagination),
+		cmocka_unit_test(test_url_encoded),
 		cmocka_unit_test(test_odd_keys),
 		cmocka_unit_test(test_aliases),
 		cmocka_unit_test(test_left_out),
