@@ -341,9 +341,15 @@ static void do_readdir(fuse_req_t req, size_t size, off_t off, struct fuse_file_
 	struct fusefs *ff = ff_of(req);
 	struct edir *d = (struct edir *)(uintptr_t)fi->fh;
 	char *buf = malloc(size);
-	size_t used = 0;
+	/* readdirplus: the references this reply hands over, taken back if it
+	 * is not delivered. No entry is smaller than one with an empty name. */
+	size_t min_ent = fuse_add_direntry_plus(req, NULL, 0, "", NULL, 0);
+	uint64_t *refs = plus ? malloc((size / min_ent + 1) * sizeof(*refs)) : NULL;
+	size_t used = 0, nrefs = 0;
 
-	if (!buf) {
+	if (!buf || (plus && !refs)) {
+		free(buf);
+		free(refs);
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
@@ -367,14 +373,20 @@ static void do_readdir(fuse_req_t req, size_t size, off_t off, struct fuse_file_
 		uint64_t ino = engine_dir_ref(ff->e, d, i);
 		if (ino) {
 			fill_entry(ff, &e, ino, &de->st, edir_valid_ns(d));
+			refs[nrefs++] = ino;
 		} else {
+			/* Named without a reference (ino 0 in the entry): no dentry */
 			memset(&e, 0, sizeof(e));
 			e.attr.st_mode = de->st.mode;
+			e.attr.st_ino = de->ino;
 		}
 		used += fuse_add_direntry_plus(req, buf + used, size - used, de->name, &e, (off_t)i + 1);
 	}
-	fuse_reply_buf(req, buf, used);
+	if (fuse_reply_buf(req, buf, used))
+		for (size_t i = 0; i < nrefs; i++)
+			engine_forget(ff->e, refs[i], 1);
 	free(buf);
+	free(refs);
 }
 
 static void fs_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,

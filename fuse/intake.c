@@ -60,13 +60,20 @@ static ssize_t read_request(int fd, char *buf, size_t len)
 	}
 }
 
-/* Runs libfuse on INIT with its reply going into a pipe, which *reply gets. */
-static ssize_t capture_reply(struct fuse_session *se, const struct fuse_buf *fb, char *reply, size_t len)
+/*
+ * Runs libfuse on INIT with its reply going into a pipe, which *reply gets.
+ * Returns the reply's length; -1 with *ran false when libfuse did not see
+ * the request (it may be given it again), with *ran true when it did.
+ */
+static ssize_t capture_reply(struct fuse_session *se, const struct fuse_buf *fb, char *reply,
+			     size_t len, bool *ran)
 {
 	int fd = fuse_session_fd(se), saved = fcntl(fd, F_DUPFD_CLOEXEC, 0), p[2];
 	ssize_t n = -1;
 
-	if (saved < 0 || pipe2(p, O_CLOEXEC) < 0) {
+	*ran = false;
+	/* Non-blocking: a libfuse that wrote nothing must not hang the read. */
+	if (saved < 0 || pipe2(p, O_CLOEXEC | O_NONBLOCK) < 0) {
 		if (saved >= 0)
 			close(saved);
 		return -1;
@@ -74,9 +81,13 @@ static ssize_t capture_reply(struct fuse_session *se, const struct fuse_buf *fb,
 	/* libfuse writes to the session's descriptor: make it the pipe for a moment. */
 	if (dup3(p[1], fd, O_CLOEXEC) == fd) {
 		fuse_session_process_buf(se, fb);
+		*ran = true;
 		n = read(p[0], reply, len);
+		if (dup3(saved, fd, O_CLOEXEC) != fd) {
+			log_err("putting /dev/fuse back after INIT: %s", strerror(errno));
+			n = -1;
+		}
 	}
-	dup3(saved, fd, O_CLOEXEC);
 	close(saved);
 	close(p[0]);
 	close(p[1]);
@@ -92,6 +103,7 @@ int intake_handshake(struct fuse_session *se)
 	struct fuse_out_header *oh = (void *)reply;
 	struct fuse_init_out *out = (void *)(reply + sizeof(*oh));
 	ssize_t n, m;
+	bool ran;
 	int rc = 0;
 
 	if (!buf)
@@ -104,15 +116,20 @@ int intake_handshake(struct fuse_session *se)
 		return rc;
 	}
 	struct fuse_buf fb = { .mem = buf, .size = (size_t)n };
-	m = capture_reply(se, &fb, reply, sizeof(reply));
-	if (m < (ssize_t)(sizeof(*oh) + offsetof(struct fuse_init_out, max_background)) || oh->error) {
-		/* An error reply (or none): let libfuse answer it itself. */
-		if (m > 0)
-			rc = write(fd, reply, (size_t)m) == m ? 0 : -errno;
-		else
-			fuse_session_process_buf(se, &fb);
+	m = capture_reply(se, &fb, reply, sizeof(reply), &ran);
+	if (m < 0 && !ran) {
+		/* Could not capture it: libfuse answers INIT as it would have. */
+		fuse_session_process_buf(se, &fb);
 		free(buf);
-		return rc;
+		return 0;
+	}
+	if (m < (ssize_t)(sizeof(*oh) + offsetof(struct fuse_init_out, max_background)) || oh->error) {
+		/* Refused (a kernel too old, say) or no reply: pass on what there is. */
+		if (m >= (ssize_t)sizeof(*oh) && write(fd, reply, (size_t)m) != m)
+			log_err("answering INIT on /dev/fuse: %s", strerror(errno));
+		log_err("INIT: %s", m >= (ssize_t)sizeof(*oh) ? strerror(-oh->error) : "libfuse gave no reply");
+		free(buf);
+		return m >= (ssize_t)sizeof(*oh) && oh->error ? oh->error : -EPROTO;
 	}
 	if ((in->flags & FUSE_PARALLEL_DIROPS) && !(out->flags & FUSE_PARALLEL_DIROPS)) {
 		out->flags |= FUSE_PARALLEL_DIROPS;
