@@ -154,13 +154,19 @@ static void hide_secrets(int argc, char **argv)
 			}
 }
 
-/* config_finish with this machine's memory and CPUs. */
-static int finish_config(struct cachefs_config *c, char *err, size_t errlen)
+/*
+ * config_finish with this machine's memory and CPUs. A reload does not
+ * check ram_cache against the memory available: the running RAM tier is
+ * what took it.
+ */
+static int finish_config(struct cachefs_config *c, bool reloading, char *err, size_t errlen)
 {
 	uint64_t mem_total, mem_avail;
 
 	if (mem_info(&mem_total, &mem_avail) < 0)
 		mem_total = mem_avail = 1ULL << 30;
+	if (reloading)
+		mem_avail = UINT64_MAX;
 	return config_finish(c, mem_total, mem_avail, (unsigned)sysconf(_SC_NPROCESSORS_ONLN), err,
 			     errlen);
 }
@@ -177,7 +183,7 @@ static int check_config(const char *file)
 		fprintf(stderr, "cachefs: %s\n", err);
 		return EXIT_USAGE;
 	}
-	if (finish_config(&cfg, err, sizeof(err))) {
+	if (finish_config(&cfg, false, err, sizeof(err))) {
 		fprintf(stderr, "cachefs: %s: %s\n", file, err);
 		config_file_free(&cf);
 		return EXIT_USAGE;
@@ -211,13 +217,13 @@ struct daemon {
 	/* the command line and the config file */
 	struct cachefs_config cfg;
 	struct config_file cf;
-	const char **opts;          /* the -o strings, for SIGHUP */
+	char **opts;                /* copies of the -o strings (argv's are masked), for SIGHUP */
 	unsigned nopts;
 	const char *source, *mnt, *fsname;
 	bool table, foreground, debug;
 	char real_mnt[PATH_MAX];
 	char ctl_path[sizeof(((struct ctl_opts *)0)->ctl_socket)];
-	char fuse_o[PATH_MAX + 2048];
+	char fuse_o[PATH_MAX * 2 + 2048];
 	char *fargv[5];
 	struct fuse_args args;
 	/* what the steps built */
@@ -256,7 +262,7 @@ static void reload(void *arg, char *msg, size_t len)
 	}
 	for (unsigned i = 0; i < d->nopts; i++)
 		config_parse_opts(&n, d->opts[i], err, sizeof(err));
-	if (finish_config(&n, err, sizeof(err))) {
+	if (finish_config(&n, true, err, sizeof(err))) {
 		snprintf(msg, len, "kept the running configuration: %s: %s", file, err);
 		config_file_free(&cf);
 		return;
@@ -265,7 +271,7 @@ static void reload(void *arg, char *msg, size_t len)
 	if (cf.nmounts == 1 && !strcmp(cf.mounts[0].path, "/"))
 		config_mount_apply(&cf.mounts[0], &n);
 	config_file_free(&cf);
-	log_max_level = n.run.log_level;
+	log_max_level = d->debug ? LOG_LVL_DEBUG : n.run.log_level;
 	fusefs_set_ttls(d->ff, &n.fuse);
 	/* Everything but the reloaded fields still as running? */
 	cmp = n;
@@ -332,7 +338,11 @@ static int parse_command_line(struct daemon *d)
 		case 'o':
 			if (config_parse_opts(&d->cfg, optarg, err, sizeof(err)))
 				die_usage("%s", err);
-			d->opts[d->nopts++] = optarg;
+			/* A copy: argv's secrets are masked below, and the
+			 * options are parsed again over a config file. */
+			if (!(d->opts[d->nopts] = strdup(optarg)))
+				return 1;
+			d->nopts++;
 			break;
 		case 'C':
 			exit(check_config(optarg));
@@ -395,7 +405,7 @@ static int read_config(struct daemon *d)
 			d->source = d->cf.mounts[0].source;
 		}
 	}
-	if (finish_config(&d->cfg, err, sizeof(err)))
+	if (finish_config(&d->cfg, false, err, sizeof(err)))
 		die_usage("%s", err);
 	log_max_level = d->debug ? LOG_LVL_DEBUG : d->cfg.run.log_level;
 	d->running = d->cfg;
@@ -405,6 +415,14 @@ static int read_config(struct daemon *d)
 static void free_config(struct daemon *d)
 {
 	config_file_free(&d->cf);
+}
+
+static void free_opts(struct daemon *d)
+{
+	for (unsigned i = 0; i < d->nopts; i++) {
+		explicit_bzero(d->opts[i], strlen(d->opts[i]));   /* they may hold secrets */
+		free(d->opts[i]);
+	}
 	free(d->opts);
 }
 
@@ -444,8 +462,17 @@ static int bind_control_socket(struct daemon *d)
 {
 	char err[512];
 
-	if (d->cfg.ctl.ctl_socket[0]) {
+	if (d->cfg.ctl.ctl_socket[0] == '/') {
 		snprintf(d->ctl_path, sizeof(d->ctl_path), "%s", d->cfg.ctl.ctl_socket);
+	} else if (d->cfg.ctl.ctl_socket[0]) {
+		/* Absolute before daemonizing moves to /: stop unlinks it by this name. */
+		char cwd[PATH_MAX];
+		if (!getcwd(cwd, sizeof(cwd)) || (size_t)snprintf(d->ctl_path, sizeof(d->ctl_path), "%s/%s", cwd,
+				      d->cfg.ctl.ctl_socket) >= sizeof(d->ctl_path)) {
+			fprintf(stderr, "cachefs: ctl_socket=%s: the path is too long; give a short absolute one\n",
+				d->cfg.ctl.ctl_socket);
+			return EXIT_USAGE;
+		}
 	} else if (ctl_socket_default(d->real_mnt, getuid(), d->ctl_path, sizeof(d->ctl_path)) < 0) {
 		fprintf(stderr, "cachefs: the control socket's path for %s is too long; set -o ctl_socket=PATH\n",
 			d->real_mnt);
@@ -519,11 +546,45 @@ static void destroy_front_end(struct daemon *d)
 	fusefs_destroy(d->ff);
 }
 
-/* The mount is read-only until writes land: /proc/mounts says so. */
+/* s with ',' and '\\' escaped, as libfuse's option parser reads them back. */
+static void escape_opt(char *out, size_t len, const char *s)
+{
+	size_t o = 0;
+
+	for (; *s && o + 2 < len; s++) {
+		if (*s == ',' || *s == '\\')
+			out[o++] = '\\';
+		out[o++] = *s;
+	}
+	out[o] = '\0';
+}
+
+/* Whether the comma-separated opts hold the option `name`. */
+static bool has_opt(const char *opts, const char *name)
+{
+	size_t n = strlen(name);
+
+	for (const char *p = opts; *p; p += strcspn(p, ",") + (p[strcspn(p, ",")] ? 1 : 0))
+		if (!strncmp(p, name, n) && (p[n] == ',' || !p[n]))
+			return true;
+	return false;
+}
+
+/*
+ * The mount is read-only until writes land: /proc/mounts says so. Other
+ * users (allow_other) get the kernel's permission checks on the source's
+ * modes: without default_permissions nothing would check them at all.
+ */
 static int create_session(struct daemon *d)
 {
-	snprintf(d->fuse_o, sizeof(d->fuse_o), "fsname=%s,subtype=cachefs,ro,max_read=%llu%s%s", d->fsname,
-		 (unsigned long long)d->cfg.fuse.max_read, d->cfg.fuse.kernel_opts[0] ? "," : "", d->cfg.fuse.kernel_opts);
+	char fsname[PATH_MAX * 2];
+	const char *ko = d->cfg.fuse.kernel_opts;
+	bool perms = has_opt(ko, "allow_other") && !has_opt(ko, "default_permissions");
+
+	escape_opt(fsname, sizeof(fsname), d->fsname);
+	snprintf(d->fuse_o, sizeof(d->fuse_o), "fsname=%s,subtype=cachefs,ro,max_read=%llu%s%s%s", fsname,
+		 (unsigned long long)d->cfg.fuse.max_read, perms ? ",default_permissions" : "",
+		 *ko ? "," : "", ko);
 	d->fargv[0] = d->argv[0];
 	d->fargv[1] = "-o";
 	d->fargv[2] = d->fuse_o;
@@ -532,6 +593,7 @@ static int create_session(struct daemon *d)
 	d->se = fuse_session_new(&d->args, fusefs_ops(), sizeof(*fusefs_ops()), d->ff);
 	if (!d->se) {
 		fprintf(stderr, "cachefs: invalid FUSE options '%s'\n", d->fuse_o);
+		fuse_opt_free_args(&d->args);
 		return EXIT_USAGE;
 	}
 	return 0;
@@ -688,7 +750,7 @@ static const struct step {
 	int (*run)(struct daemon *d);
 	void (*undo)(struct daemon *d);
 } steps[] = {
-	{ parse_command_line, NULL },
+	{ parse_command_line, free_opts },
 	{ read_config, free_config },
 	{ open_source, close_source },
 	{ check_mount_point, NULL },
