@@ -16,6 +16,7 @@
 
 #define JOB_MAX_ERRORS 32
 #define JOB_KEEP 32            /* finished jobs kept for `jobs` */
+#define JOB_MAX_DEPTH 256      /* directories below a path; deeper is a loop */
 
 static const char *const kind_names[] = CTL_JOB_KIND_NAMES;
 static const char *const state_names[] = CTL_JOB_STATE_NAMES;
@@ -135,6 +136,7 @@ struct walk_ent {
 };
 
 struct walk_dir {
+	struct job *job;
 	struct walk_ent *ents;
 	size_t n, cap;
 };
@@ -143,6 +145,8 @@ static int collect(void *arg, const char *name, const struct ufs_stat *st, const
 {
 	struct walk_dir *d = arg;
 
+	if (atomic_load(&d->job->cancel))
+		return -ECANCELED;
 	if (d->n == d->cap) {
 		size_t cap = d->cap ? d->cap * 2 : 64;
 		struct walk_ent *n = realloc(d->ents, cap * sizeof(*n));
@@ -162,21 +166,27 @@ static int collect(void *arg, const char *name, const struct ufs_stat *st, const
 }
 
 static void walk(struct job *j, const char *path, const char *shown, const struct ufs_stat *st,
-		 const char *etag);
+		 const char *etag, unsigned depth);
 
 /* Adds the regular files under directory `path` (relative to the root). */
-static void walk_dir(struct job *j, const char *path, const char *shown)
+static void walk_dir(struct job *j, const char *path, const char *shown, unsigned depth)
 {
-	struct walk_dir d = { 0 };
-	int rc = engine_src_list(j->e, path, collect, &d);
+	struct walk_dir d = { .job = j };
+	int rc;
 
-	if (rc)
+	if (depth > JOB_MAX_DEPTH) {
+		job_error(j, "%s: more than %d directories deep (a loop in the source?); not walked",
+			  shown, JOB_MAX_DEPTH);
+		return;
+	}
+	rc = engine_src_list(j->e, path, collect, &d);
+	if (rc && rc != -ECANCELED)
 		job_error(j, "%s: listing: %s", shown, strerror(-rc));
 	for (size_t i = 0; i < d.n; i++) {
 		char *sub, *sub_shown;
 		if (asprintf(&sub, "%s%s%s", path, *path ? "/" : "", d.ents[i].name) >= 0) {
 			if (asprintf(&sub_shown, "%s/%s", shown, d.ents[i].name) >= 0) {
-				walk(j, sub, sub_shown, &d.ents[i].st, d.ents[i].etag);
+				walk(j, sub, sub_shown, &d.ents[i].st, d.ents[i].etag, depth + 1);
 				free(sub_shown);
 			}
 			free(sub);
@@ -189,7 +199,7 @@ static void walk_dir(struct job *j, const char *path, const char *shown)
 
 /* Adds the regular files at and under `path`, whose attributes are st. */
 static void walk(struct job *j, const char *path, const char *shown, const struct ufs_stat *st,
-		 const char *etag)
+		 const char *etag, unsigned depth)
 {
 	if (atomic_load(&j->cancel))
 		return;
@@ -197,7 +207,7 @@ static void walk(struct job *j, const char *path, const char *shown, const struc
 		if (add_file(j, path, st, etag))
 			job_error(j, "%s: %s", shown, strerror(ENOMEM));
 	} else if (S_ISDIR(st->mode)) {
-		walk_dir(j, path, shown);
+		walk_dir(j, path, shown, depth);
 	}
 }
 
@@ -253,16 +263,20 @@ static void page_finished(struct job_page *jp, uint64_t bytes, int err)
 	struct job *j = jp->job;
 	bool first_error;
 
+	/* Everything that touches the job comes before inflight drops: at
+	 * zero its thread may end and the control thread free it. */
+	page_op_release(&jp->op);
 	pthread_mutex_lock(&j->lock);
 	first_error = err && jp->file && first_failure(jp->file);
-	j->bytes_done += bytes;
-	j->inflight--;
-	file_put(j, jp->file);
-	pthread_cond_signal(&j->cond);
 	pthread_mutex_unlock(&j->lock);
 	if (first_error)
 		job_error(j, "%s: %s", jp->file->path, strerror(-err));
-	page_op_release(&jp->op);
+	pthread_mutex_lock(&j->lock);
+	j->bytes_done += bytes;
+	file_put(j, jp->file);
+	j->inflight--;
+	pthread_cond_signal(&j->cond);
+	pthread_mutex_unlock(&j->lock);
 	free(jp);
 }
 
@@ -461,7 +475,9 @@ static bool pin_fits(struct job *j)
 	}
 	for (unsigned i = 0; i < n; i++) {
 		limit += pgcache_hold_limit(c, i);
-		if (need[i] * pgcache_hold_limit(c, worst) > need[worst] * pgcache_hold_limit(c, i))
+		/* need/limit compared crosswise; 128 bits so TB by TB cannot wrap */
+		if ((unsigned __int128)need[i] * pgcache_hold_limit(c, worst) >
+		    (unsigned __int128)need[worst] * pgcache_hold_limit(c, i))
 			worst = i;
 	}
 	bool fits = need[worst] <= pgcache_hold_limit(c, worst);
@@ -516,7 +532,7 @@ static void *job_main(void *arg)
 		if (rc)
 			job_error(j, "%s: %s", j->paths[i], strerror(-rc));
 		else
-			walk(j, rel, j->paths[i], &st, etag);
+			walk(j, rel, j->paths[i], &st, etag, 0);
 		free(rel);
 	}
 	pthread_mutex_lock(&j->lock);
@@ -634,7 +650,7 @@ json_t *job_json(struct job *j)
 	pthread_mutex_lock(&j->lock);
 	secs = (double)((j->t_end ? j->t_end : now_ns()) - j->t_start) / 1e9;
 	for (unsigned i = 0; i < MIN(j->nerrors, JOB_MAX_ERRORS); i++)
-		json_array_append_new(errs, json_string(j->errors[i] ? j->errors[i] : "?"));
+		json_array_append_new(errs, ctl_json_text(j->errors[i] ? j->errors[i] : "?"));
 	o = json_pack("{s:I, s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:f, s:o}",
 		      "job", (json_int_t)j->id, "kind", kind_names[j->kind],
 		      "state", state_names[j->state], "files_done", (json_int_t)j->files_done,
@@ -661,9 +677,15 @@ json_t *jobs_json(struct jobs *t)
 struct job *jobs_start(struct jobs *t, enum ctl_job_kind kind, const char *const *paths, unsigned n,
 		       bool all, unsigned parallel, char *err, size_t errlen)
 {
-	struct job *j = calloc(1, sizeof(*j));
+	struct job *j;
 	int rc;
 
+	if (jobs_running(t) >= CTL_MAX_JOBS) {
+		snprintf(err, errlen, "%d jobs are running already: wait for one or cancel it "
+			 "(cachefsctl jobs lists them)", CTL_MAX_JOBS);
+		return NULL;
+	}
+	j = calloc(1, sizeof(*j));
 	if (!j || !(j->paths = calloc(n ? n : 1, sizeof(*j->paths)))) {
 		free(j);
 		snprintf(err, errlen, "%s", strerror(ENOMEM));

@@ -41,6 +41,14 @@ int ctl_socket_default(const char *mnt, uid_t uid, char *out, size_t len)
 		snprintf(dir, sizeof(dir), "%s/cachefs", xdg);
 	else
 		snprintf(dir, sizeof(dir), "/tmp/cachefs-%u", (unsigned)uid);
+	if (uid && uid != getuid()) {
+		/* Another user's daemon (asked by root): in a login session it had
+		 * its runtime directory, /run/user/UID, else /tmp as above. */
+		char run[PATH_MAX + sizeof(name) + 32];
+		snprintf(run, sizeof(run), "/run/user/%u/cachefs/%s.sock", (unsigned)uid, name);
+		if (access(run, F_OK) == 0)
+			snprintf(dir, sizeof(dir), "/run/user/%u/cachefs", (unsigned)uid);
+	}
 	if ((size_t)snprintf(out, len, "%s/%s.sock", dir, name) >= MIN(len, sizeof(sa.sun_path)))
 		return -ENAMETOOLONG;
 	return 0;
@@ -75,4 +83,24 @@ int ctl_dir_check(const char *dir, uid_t owner, int create, mode_t mode, char *e
 		return -EPERM;
 	}
 	return 0;
+}
+
+json_t *ctl_json_text(const char *s)
+{
+	json_t *o = json_string(s);
+	char *esc, *w;
+
+	if (o || !(esc = malloc(strlen(s) * 4 + 1)))
+		return o;
+	for (w = esc; *s; s++) {
+		unsigned char ch = (unsigned char)*s;
+		if (ch < 0x80)
+			*w++ = (char)ch;
+		else
+			w += sprintf(w, "\\x%02x", ch);
+	}
+	*w = '\0';
+	o = json_string(esc);
+	free(esc);
+	return o;
 }

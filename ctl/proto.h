@@ -15,12 +15,14 @@
 #ifndef CACHEFS_CTL_PROTO_H
 #define CACHEFS_CTL_PROTO_H
 
+#include <jansson.h>
 #include <stddef.h>
 #include <sys/types.h>
 
 #define CTL_PROGRESS_MS 200
 #define CTL_MAX_LINE (1 << 20)
 #define CTL_MAX_PARALLEL 1024
+#define CTL_MAX_JOBS 16          /* running at once; each is a thread */
 
 /* Job kinds and states, as named on the wire. */
 enum ctl_job_kind { CTL_JOB_LOAD, CTL_JOB_EVICT, CTL_JOB_PIN, CTL_JOB_UNPIN, CTL_JOB_KINDS };
@@ -48,5 +50,11 @@ int ctl_socket_default(const char *mnt, uid_t uid, char *out, size_t len);
  * first. Returns 0, or a negative errno with a one-line reason in err.
  */
 int ctl_dir_check(const char *dir, uid_t owner, int create, mode_t mode, char *err, size_t errlen);
+
+/*
+ * s as a JSON string. Names from a source need not be UTF-8, which JSON
+ * strings must be: then every byte above 0x7f is written \xNN instead.
+ */
+json_t *ctl_json_text(const char *s);
 
 #endif

@@ -29,10 +29,12 @@
 #include <unistd.h>
 
 #define CTL_MAX_CLIENTS 64
+#define CLIENT_SEND_TIMEOUT_S 1
 #define PROGRESS_NS (CTL_PROGRESS_MS * 1000000ULL)
 
 struct client {
 	int fd;
+	bool dead;                  /* a send failed or stalled: close it */
 	char *buf;
 	size_t len;
 	struct job *watch;          /* progress goes to this client */
@@ -58,22 +60,35 @@ static struct {
 
 /* ---- the connection side ---- */
 
+/*
+ * Sends o (taken) as one line. A client that does not read gets
+ * CLIENT_SEND_TIMEOUT_S (SO_SNDTIMEO) and is then dropped: the control
+ * thread serves everyone and must not wait on one of them.
+ */
 static void client_send(struct client *c, json_t *o)
 {
-	char *s = json_dumps(o, JSON_COMPACT);
+	char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
 	size_t len, off = 0;
 
 	json_decref(o);
 	if (!s)
+		s = strdup("{\"ok\":false,\"error\":\"the daemon could not build this reply "
+			   "(out of memory?)\"}");
+	if (!s || c->dead) {
+		c->dead = true;
+		free(s);
 		return;
+	}
 	len = strlen(s);
-	s[len++] = '\n';   /* json_dumps left room: its NUL */
+	s[len++] = '\n';   /* the NUL's room */
 	while (off < len) {
 		ssize_t w = send(c->fd, s + off, len - off, MSG_NOSIGNAL);
 		if (w < 0 && errno == EINTR)
 			continue;
-		if (w <= 0)
-			break;     /* gone: poll reports the hang-up */
+		if (w <= 0) {
+			c->dead = true;
+			break;
+		}
 		off += (size_t)w;
 	}
 	free(s);
@@ -88,7 +103,7 @@ static json_t *err_reply(const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	return json_pack("{s:b, s:s}", "ok", 0, "error", msg);
+	return json_pack("{s:b, s:o}", "ok", 0, "error", ctl_json_text(msg));
 }
 
 /* ---- commands ---- */
@@ -160,8 +175,15 @@ static json_t *do_cancel(struct client *c, json_t *req)
 
 	if (!j)
 		return no_job(req);
-	job_cancel(j);
-	return json_pack("{s:b, s:I}", "ok", 1, "job", (json_int_t)job_id(j));
+	bool fin = job_finished(j);
+	json_t *o;
+
+	if (!fin)
+		job_cancel(j);
+	o = job_json(j);
+	json_object_set_new(o, "ok", json_true());
+	json_object_set_new(o, "finished", json_boolean(fin));
+	return o;
 }
 
 /* No reply now: progress lines follow (push_progress). */
@@ -215,7 +237,8 @@ static void client_close(unsigned i)
 	ctl.clients[i] = ctl.clients[--ctl.nclients];
 }
 
-/* Reads what is there; runs every complete line. Returns false at EOF. */
+/* Reads what is there; runs every complete line. Returns false at EOF
+ * or when the client is to be dropped. */
 static bool client_read(struct client *c)
 {
 	char tmp[65536];
@@ -233,13 +256,13 @@ static bool client_read(struct client *c)
 	memcpy(c->buf + c->len, tmp, (size_t)n);
 	c->len += (size_t)n;
 	c->buf[c->len] = '\0';
-	while ((nl = memchr(c->buf, '\n', c->len))) {
+	while (!c->dead && (nl = memchr(c->buf, '\n', c->len))) {
 		*nl = '\0';
 		handle(c, c->buf);
 		c->len -= (size_t)(nl + 1 - c->buf);
 		memmove(c->buf, nl + 1, c->len + 1);
 	}
-	return true;
+	return !c->dead;
 }
 
 static void push_progress(uint64_t now)
@@ -259,9 +282,11 @@ static void push_progress(uint64_t now)
 static void accept_client(void)
 {
 	int fd = accept4(ctl.lfd, NULL, NULL, SOCK_CLOEXEC);
+	struct timeval tv = { .tv_sec = CLIENT_SEND_TIMEOUT_S };
 
 	if (fd < 0)
 		return;
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 	if (ctl.nclients == CTL_MAX_CLIENTS) {
 		struct client tmp = { .fd = fd };
 		client_send(&tmp, err_reply("%s", "too many control connections"));
@@ -313,6 +338,9 @@ static void *ctl_main(void *arg)
 				client_close(i);
 		}
 		push_progress(now_ns());
+		for (unsigned i = ctl.nclients; i-- > 0;)
+			if (ctl.clients[i].dead)
+				client_close(i);
 		jobs_trim(ctl.jobs, watched, NULL);
 		log_tick(false);
 	}
@@ -327,6 +355,7 @@ static int bind_socket(const char *path, const char *group, char *err, size_t er
 	char dir[sizeof(sa.sun_path)];
 	char *slash;
 	gid_t gid = (gid_t)-1;
+	struct stat st;
 	int fd;
 
 	if (strlen(path) >= sizeof(sa.sun_path)) {
@@ -351,18 +380,29 @@ static int bind_socket(const char *path, const char *group, char *err, size_t er
 		rc = ctl_dir_check(*dir ? dir : "/", geteuid(), 1, gid == (gid_t)-1 ? 0700 : 0711, err, errlen);
 		if (rc)
 			return rc;
+		if (gid != (gid_t)-1 && stat(*dir ? dir : "/", &st) == 0 && !(st.st_mode & 011))
+			log_warn("ctl_group=%s: %s (mode %04o) cannot be searched by that group, whose "
+				 "members then cannot reach the socket: chmod 0711 it", group, dir,
+				 (unsigned)(st.st_mode & 07777));
 	}
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0) {
 		snprintf(err, errlen, "socket(AF_UNIX): %s", strerror(errno));
 		return -errno;
 	}
-	/* A live daemon answers on it; a dead one left a file to replace. */
+	/* A live daemon answers on it; a dead one left a socket to replace.
+	 * Anything else there is someone's file, not ours to remove. */
 	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
 		close(fd);
 		snprintf(err, errlen, "control socket %s is in use by another cachefs daemon; "
 			 "give this one its own with -o ctl_socket=PATH", path);
 		return -EADDRINUSE;
+	}
+	if (lstat(path, &st) == 0 && !S_ISSOCK(st.st_mode)) {
+		close(fd);
+		snprintf(err, errlen, "control socket %s: a file that is not a socket is there; "
+			 "refusing to replace it (remove it, or set -o ctl_socket=PATH)", path);
+		return -EEXIST;
 	}
 	unlink(path);
 	mode_t old = umask(0177);

@@ -1,5 +1,6 @@
 #include "config.h"
 #include "ctl/status.h"
+#include "ctl/proto.h"
 #include "core/shard.h"
 #include "core/util.h"
 
@@ -30,8 +31,9 @@ json_t *status_json(struct engine *e, struct jobs *jobs)
 	if (store)
 		pgstore_stats_total(store, &s);
 	engine_stats(e, &es);
-	o = json_pack("{s:b, s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:I}", "ok", 1, "version",
-		      PACKAGE_VERSION, "source", engine_source(e), "mountpoint", engine_mountpoint(e), "pid",
+	o = json_pack("{s:b, s:s, s:o, s:o, s:I, s:I, s:I, s:I, s:I}", "ok", 1, "version",
+		      PACKAGE_VERSION, "source", ctl_json_text(engine_source(e)), "mountpoint",
+		      ctl_json_text(engine_mountpoint(e)), "pid",
 		      (json_int_t)getpid(), "uptime_s", (json_int_t)(time(NULL) - engine_started(e)),
 		      "shards", (json_int_t)shard_count(), "open_files", (json_int_t)es.open_files,
 		      "jobs_running", (json_int_t)(jobs ? jobs_running(jobs) : 0));

@@ -8,6 +8,7 @@
 #include <jansson.h>
 #include <limits.h>
 #include <math.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,7 +24,7 @@
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"usage: cachefsctl [-m MOUNTPOINT | -s SOCKET] [-t SECONDS] COMMAND [ARGS]\n"
+		"usage: cachefsctl [-m MOUNTPOINT] [-s SOCKET] [-t SECONDS] COMMAND [ARGS]\n"
 		"\n"
 		"  status [--json]            mounts, shards, tier usage and hit ratio, fetches, errors\n"
 		"  load PATH... [-j N] [--background]\n"
@@ -42,7 +43,8 @@ static void usage(FILE *f)
 		"  stats [--watch] [-n N]     throughput by tier; --watch: a line per second (N lines)\n"
 		"\n"
 		"The daemon is found from -m, -s, the PATH arguments or the current directory\n"
-		"(whichever cachefs mount holds them), or as the only cachefs mount.\n"
+		"(whichever cachefs mount holds them), or as the only cachefs mount. Only root,\n"
+		"you, or the owner of the mount (-m with -s) may answer on the socket.\n"
 		"-t: how long to wait for each answer of the daemon (10 s; 0 waits forever).\n");
 }
 
@@ -122,7 +124,8 @@ static void die_stalled(const char *path, const char *what)
 	    "wait)", path, what, reply_timeout);
 }
 
-/* Who may answer on the socket besides root and us: the mount's owner, when known. */
+/* Who may answer on the socket besides root and us: the mount's owner, when
+ * known (from the mount table: -m, or the mount found; -s alone names none). */
 static uid_t mount_owner = (uid_t)-1;
 
 /*
@@ -140,7 +143,8 @@ static void check_peer(int fd, const char *path)
 	if (cr.uid == 0 || cr.uid == geteuid() || cr.uid == mount_owner)
 		return;
 	die("the process on %s (pid %d) runs as uid %u, neither root, you, nor the mount's owner: "
-	    "refusing to talk to it (someone may have put it there)", path, (int)cr.pid, (unsigned)cr.uid);
+	    "refusing to talk to it (someone may have put it there; with -s, name the mount with -m "
+	    "too)", path, (int)cr.pid, (unsigned)cr.uid);
 }
 
 static int connect_to(const char *path)
@@ -389,7 +393,11 @@ static int cmd_job(const char *cmd, int argc, char **argv, unsigned parallel, bo
 
 	for (int i = 0; i < argc; i++) {
 		char *p = absolute(argv[i]);
-		json_array_append_new(paths, json_string(p));
+		json_t *js = json_string(p);
+		if (!js)
+			die("%s: the name is not UTF-8, which the control protocol carries; name a "
+			    "directory above it instead", p);
+		json_array_append_new(paths, js);
 		free(p);
 	}
 	r = call(json_pack("{s:s, s:o, s:I, s:b}", "cmd", cmd, "paths", paths, "parallel",
@@ -434,8 +442,15 @@ static int cmd_cancel(const char *arg)
 		fprintf(stderr, "cachefsctl: cancel takes a job id, not '%s'\n", arg);
 		return EXIT_USAGE;
 	}
-	json_decref(call(json_pack("{s:s, s:I}", "cmd", "cancel", "job", (json_int_t)id)));
-	printf("job %lld cancelled\n", id);
+	json_t *r = call(json_pack("{s:s, s:I}", "cmd", "cancel", "job", (json_int_t)id));
+
+	if (json_is_true(json_object_get(r, "finished")))
+		printf("job %lld had finished already (%s)\n", id,
+		       json_string_value(json_object_get(r, "state")) ?: "?");
+	else
+		printf("job %lld stops after the pages in flight (cachefsctl watch %lld follows it)\n",
+		       id, id);
+	json_decref(r);
 	return 0;
 }
 
@@ -502,6 +517,9 @@ int main(int argc, char **argv)
 	char *end;
 	int c, rc, fd;
 
+	/* A daemon gone mid-request is an error message, not a silent death. */
+	signal(SIGPIPE, SIG_IGN);
+
 	/* Options may come anywhere: `load DIR -j 8 --background`. The first
 	 * operand is the command, the others its arguments. */
 	char **args = calloc((size_t)argc, sizeof(*args));
@@ -551,16 +569,18 @@ int main(int argc, char **argv)
 	}
 	reply_timeout = (unsigned)timeout;
 
+	/* -m: the mount's owner may answer (check_peer), with -s as well. */
+	if (mnt) {
+		char found[PATH_MAX];
+		uid_t owner;
+		if (!realpath(mnt, real))
+			die("%s: %s", mnt, strerror(errno));
+		snprintf(where, sizeof(where), "%s", real);
+		if (!find_mount(real, found, sizeof(found), &owner) && !strcmp(found, real))
+			mount_owner = owner;
+	}
 	if (!sock_path) {
-		if (mnt) {
-			char found[PATH_MAX];
-			uid_t owner;
-			if (!realpath(mnt, real))
-				die("%s: %s", mnt, strerror(errno));
-			snprintf(where, sizeof(where), "%s", real);
-			if (!find_mount(real, found, sizeof(found), &owner) && !strcmp(found, real))
-				mount_owner = owner;
-		} else {
+		if (!mnt) {
 			char *probe = nargs && is_job(cmd) ?
 				absolute(args[0]) : absolute(".");
 			rc = find_mount(probe, where, sizeof(where), &mount_owner);

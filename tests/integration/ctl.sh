@@ -56,7 +56,7 @@ for attempt in $(seq 5); do
 	job=$("$CTL" -s "$sock" load "$T/m/big" -j 1 --background)
 	[[ $job =~ ^job\ [0-9]+$ ]] || fail "--background printed '$job'"
 	id=${job#job }
-	"$CTL" -s "$sock" cancel "$id" >/dev/null || fail "cancel $id"
+	"$CTL" -s "$sock" cancel "$id" >"$T/cancel" || fail "cancel $id"
 	rc=0
 	"$CTL" -s "$sock" watch "$id" >"$T/out" 2>&1 || rc=$?
 	grep -q "job $id done:" "$T/out" || break
@@ -64,6 +64,7 @@ for attempt in $(seq 5); do
 	"$CTL" -s "$sock" evict "$T/m/big" >/dev/null
 done
 [ "$rc" = 1 ] && grep -q "job $id cancelled:" "$T/out" || fail "watch of a cancelled job: rc $rc, $(cat "$T/out")"
+grep -q "^job $id stops after the pages in flight" "$T/cancel" || fail "cancel said: $(cat "$T/cancel")"
 "$CTL" -s "$sock" jobs >"$T/jobs"
 grep -q "^$id  *load  *cancelled " "$T/jobs" || fail "jobs does not list $id as cancelled: $(cat "$T/jobs")"
 pass "load --background and cancel: $(tail -n1 "$T/out")"
@@ -106,7 +107,42 @@ pass "evict drops the pages: $(tail -n1 "$T/out")"
 [ "$(wc -l <"$T/out")" = 3 ] && head -n1 "$T/out" | grep -q "RAM/s" || fail "stats --watch: $(cat "$T/out")"
 pass "stats --watch prints a line per second"
 
+# A client that sends requests and never reads its replies is dropped once
+# a send to it stalls (1 s); the control thread serves the others.
+$PY3 - "$sock" <<'EOP' &
+import socket, sys, time
+s = socket.socket(socket.AF_UNIX)
+s.connect(sys.argv[1])
+s.setblocking(False)
+try:
+    s.send(b'{"cmd":"status"}\n' * 20000)
+except BlockingIOError:
+    pass
+time.sleep(8)
+EOP
+PIDS+=($!)
+sleep 0.5
+timeout 15 "$CTL" -s "$sock" -t 5 status >/dev/null 2>"$T/err" || fail "a client that does not read wedged the control thread: $(cat "$T/err")"
+pass "a client that does not read is dropped, the others served"
+
+# Names need not be UTF-8; JSON must be: such bytes come as \xNN.
+odd=$T/m-$'\xe9'
+mount_logged "$T/src" "$odd" "$T/log-odd" -o ctl_socket="$T/odd.sock"
+"$CTL" -s "$T/odd.sock" status --json | $PY3 -c '
+import json, sys
+s = json.load(sys.stdin)
+assert s["mountpoint"].endswith("/m-\\xe9"), s["mountpoint"]' || fail "status of a mount point that is not UTF-8"
+"$CTL" -s "$T/odd.sock" status | grep -q '^mount .*/m-\\xe9 <- ' || fail "status text of a mount point that is not UTF-8"
+unmount_cachefs "$odd"
+pass "a mount point that is not UTF-8 is shown with \\xNN"
+
 # Refusals.
+mkdir -p "$T/m2"
+echo keep >"$T/not-a-socket"
+if "$CACHEFS" "$T/src" "$T/m2" -o ctl_socket="$T/not-a-socket" 2>"$T/err"; then fail "a daemon replaced a file with its socket"; fi
+grep -q "a file that is not a socket is there; refusing to replace it" "$T/err" || fail "not a socket: $(cat "$T/err")"
+[ "$(cat "$T/not-a-socket")" = keep ] || fail "the file at ctl_socket was touched"
+echo "  not a socket: $(cat "$T/err")"
 rc=0
 "$CTL" -s "$T/none.sock" status 2>"$T/err" || rc=$?
 [ "$rc" = 1 ] && [ "$(wc -l <"$T/err")" = 1 ] && grep -q "no cachefs daemon answers on $T/none.sock" "$T/err" ||
