@@ -15,16 +15,19 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
-enum mode { M_READ, M_WRITE, M_RANDREAD };
+enum mode { M_READ, M_WRITE, M_RANDREAD, M_TREE };
 
 struct opts {
 	enum mode mode;
 	const char *path;
 	uint64_t bs, size, ios;
-	unsigned threads, files;
+	unsigned threads, files, procs, epochs;
+	uint64_t seed;
 	double runtime;
 	bool direct, drop, json, fsync, quiet;
 };
@@ -276,6 +279,169 @@ static void *worker_main(void *arg)
 	return NULL;
 }
 
+/*
+ * tree: what a data loader does to a dataset of small files. Each epoch
+ * reads every file once, whole, in a fresh shuffled order, with N workers
+ * (threads, or processes with --procs, like PyTorch's DataLoader workers)
+ * taking the next file from a shared counter. All the workers share lives
+ * in one MAP_SHARED mapping, so threads and processes run the same code.
+ */
+struct tree_shared {
+	atomic_size_t next;
+	atomic_uint_fast64_t bytes;
+	atomic_int err;
+	char errpath[512];
+	uint64_t lat[];     /* open to close of the i-th file of the epoch, ns */
+};
+
+static void tree_fail(struct tree_shared *sh, const char *path, int err)
+{
+	int none = 0;
+
+	if (atomic_compare_exchange_strong(&sh->err, &none, err))
+		snprintf(sh->errpath, sizeof(sh->errpath), "%s", path);
+}
+
+static void tree_worker(const struct job *j, const size_t *order, struct tree_shared *sh)
+{
+	const struct opts *o = j->o;
+	char *buf = xalloc_aligned(o->bs);
+	size_t i;
+
+	while (!atomic_load(&sh->err) && (i = atomic_fetch_add(&sh->next, 1)) < j->nfiles) {
+		const char *path = j->files[order[i]];
+		uint64_t t0 = now_ns(), bytes = 0;
+		ssize_t n = 0;
+		int fd = open(path, open_flags(o, O_RDONLY));
+
+		if (fd < 0) {
+			tree_fail(sh, path, errno);
+			break;
+		}
+		while ((n = read(fd, buf, o->bs)) > 0)
+			bytes += (uint64_t)n;
+		if (n < 0)
+			tree_fail(sh, path, errno);
+		close(fd);
+		sh->lat[i] = now_ns() - t0;
+		atomic_fetch_add(&sh->bytes, bytes);
+	}
+	free(buf);
+}
+
+struct tree_thread {
+	pthread_t t;
+	const struct job *j;
+	const size_t *order;
+	struct tree_shared *sh;
+};
+
+static void *tree_thread_main(void *arg)
+{
+	struct tree_thread *t = arg;
+
+	tree_worker(t->j, t->order, t->sh);
+	return NULL;
+}
+
+/* One epoch with `workers` threads or processes; returns its seconds. */
+static double tree_epoch(const struct job *j, const size_t *order, struct tree_shared *sh)
+{
+	const struct opts *o = j->o;
+	unsigned workers = o->procs ? o->procs : o->threads;
+	struct tree_thread *t = calloc(workers, sizeof(*t));
+	pid_t *pids = calloc(workers, sizeof(*pids));
+	uint64_t t0 = now_ns();
+
+	if (!t || !pids)
+		abort();
+	for (unsigned i = 0; i < workers; i++) {
+		if (o->procs) {
+			pids[i] = fork();
+			if (pids[i] < 0)
+				die("fork: %s", strerror(errno));
+			if (pids[i] == 0) {
+				tree_worker(j, order, sh);
+				_exit(0);
+			}
+		} else {
+			t[i] = (struct tree_thread){ .j = j, .order = order, .sh = sh };
+			if (pthread_create(&t[i].t, NULL, tree_thread_main, &t[i]))
+				die("%s", "pthread_create failed");
+		}
+	}
+	for (unsigned i = 0; i < workers; i++) {
+		int status;
+		if (!o->procs)
+			pthread_join(t[i].t, NULL);
+		else if (waitpid(pids[i], &status, 0) < 0 || !WIFEXITED(status) || WEXITSTATUS(status))
+			tree_fail(sh, "(worker process)", EIO);
+	}
+	free(t);
+	free(pids);
+	return (double)(now_ns() - t0) / 1e9;
+}
+
+static void shuffle(size_t *v, size_t n, uint64_t seed)
+{
+	uint64_t s = seed * 0x9e3779b97f4a7c15ULL + 1;
+
+	for (size_t i = 0; i < n; i++)
+		v[i] = i;
+	for (size_t i = n; i > 1; i--) {
+		size_t k = (size_t)(rnd(&s) % i), x = v[i - 1];
+		v[i - 1] = v[k];
+		v[k] = x;
+	}
+}
+
+static int run_tree(const struct job *j)
+{
+	const struct opts *o = j->o;
+	size_t maplen = sizeof(struct tree_shared) + j->nfiles * sizeof(uint64_t);
+	struct tree_shared *sh = mmap(NULL, maplen, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	size_t *order = malloc(j->nfiles * sizeof(*order));
+	uint64_t *lat = malloc(j->nfiles * sizeof(*lat));
+	unsigned workers = o->procs ? o->procs : o->threads;
+	int err = 0;
+
+	if (sh == MAP_FAILED || !order || !lat)
+		die("%s", "out of memory");
+	if (o->json)
+		printf("{\"mode\":\"tree\",\"path\":\"%s\",\"files\":%zu,\"workers\":%u,\"processes\":%s,"
+		       "\"bs\":%llu,\"direct\":%s,\"epochs\":[", o->path, j->nfiles, workers,
+		       o->procs ? "true" : "false", (unsigned long long)o->bs, o->direct ? "true" : "false");
+	for (unsigned e = 0; e < o->epochs && !err; e++) {
+		shuffle(order, j->nfiles, o->seed + e);
+		memset(sh, 0, maplen);
+		double secs = tree_epoch(j, order, sh);
+		uint64_t bytes = atomic_load(&sh->bytes);
+		if ((err = atomic_load(&sh->err)))
+			fprintf(stderr, "cachefs-bench: %s: %s\n", sh->errpath, strerror(err));
+		memcpy(lat, sh->lat, j->nfiles * sizeof(*lat));
+		qsort(lat, j->nfiles, sizeof(*lat), cmp_u64);
+		double fps = (double)j->nfiles / secs, mbps = (double)bytes / 1e6 / secs;
+		double p50 = (double)lat[j->nfiles / 2] / 1e3;
+		double p99 = (double)lat[MIN(j->nfiles - 1, j->nfiles * 99 / 100)] / 1e3;
+		if (o->json)
+			printf("%s{\"epoch\":%u,\"seconds\":%.6f,\"bytes\":%llu,\"files_per_s\":%.0f,"
+			       "\"mbps\":%.1f,\"file_lat_us\":{\"p50\":%.1f,\"p99\":%.1f}}", e ? "," : "",
+			       e + 1, secs, (unsigned long long)bytes, fps, mbps, p50, p99);
+		else
+			printf("tree %s epoch %u: %zu files, %llu bytes in %.3f s: %.0f files/s, %.1f MB/s "
+			       "(%u %s%s); per file p50 %.1f us, p99 %.1f us\n", o->path, e + 1, j->nfiles,
+			       (unsigned long long)bytes, secs, fps, mbps, workers,
+			       o->procs ? "process(es)" : "thread(s)", o->direct ? ", O_DIRECT" : "", p50, p99);
+		fflush(stdout);
+	}
+	if (o->json)
+		printf("],\"errors\":%d}\n", err ? 1 : 0);
+	munmap(sh, maplen);
+	free(order);
+	free(lat);
+	return err ? 1 : 0;
+}
+
 static void drop_caches(void)
 {
 	int fd;
@@ -315,17 +481,22 @@ static void plan_write(struct job *j, const struct opts *o)
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"usage: cachefs-bench read|write|randread PATH [options]\n"
+		"usage: cachefs-bench read|write|randread|tree PATH [options]\n"
 		"\n"
 		"  read PATH       sequential read of a file, or of every file under a directory\n"
 		"  write PATH      sequential write of --size bytes to PATH; with --files N, a\n"
 		"                  tree of N files of --size each under directory PATH\n"
 		"  randread PATH   random --bs reads of a file, or of the files under a directory\n"
+		"  tree PATH       data-loader epochs: every file under PATH read whole, in a new\n"
+		"                  shuffled order each epoch; files/s and MB/s per epoch\n"
 		"\n"
 		"  --bs SIZE        block size [1M; randread 4K]\n"
 		"  --size SIZE      write: bytes per file [1G]; read: read at most this much per file\n"
 		"  --files N        write: number of files in the tree\n"
 		"  --threads N      parallel readers or writers [1]\n"
+		"  --procs N        tree: N worker processes instead of threads\n"
+		"  --epochs K       tree: passes over the tree [2]\n"
+		"  --seed S         tree: seed of the shuffle [1]\n"
 		"  --direct         O_DIRECT (bypasses the kernel page cache)\n"
 		"  --drop-caches    sync and drop the kernel caches first (root)\n"
 		"  --runtime SECS   randread: run this long [10]\n"
@@ -342,6 +513,8 @@ static void parse(int argc, char **argv, struct opts *o)
 		{ "direct", no_argument, NULL, 'D' }, { "drop-caches", no_argument, NULL, 'C' },
 		{ "runtime", required_argument, NULL, 'r' }, { "ios", required_argument, NULL, 'i' },
 		{ "fsync", no_argument, NULL, 'F' }, { "json", no_argument, NULL, 'j' },
+		{ "procs", required_argument, NULL, 'P' }, { "epochs", required_argument, NULL, 'E' },
+		{ "seed", required_argument, NULL, 'S' },
 		{ "help", no_argument, NULL, 'h' }, { NULL, 0, NULL, 0 },
 	};
 	uint64_t v;
@@ -350,6 +523,8 @@ static void parse(int argc, char **argv, struct opts *o)
 	memset(o, 0, sizeof(*o));
 	o->threads = 1;
 	o->runtime = 10;
+	o->epochs = 2;
+	o->seed = 1;
 	while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
 		switch (c) {
 		case 'b': if (parse_size(optarg, &o->bs) || !o->bs) die("bad --bs '%s'", optarg); break;
@@ -361,6 +536,9 @@ static void parse(int argc, char **argv, struct opts *o)
 		case 'r': if (parse_seconds(optarg, &o->runtime)) die("bad --runtime '%s'", optarg); break;
 		case 'i': if (parse_uint(optarg, 1, UINT64_MAX, &o->ios)) die("bad --ios '%s'", optarg); break;
 		case 'F': o->fsync = true; break;
+		case 'P': if (parse_uint(optarg, 1, 1024, &v)) die("bad --procs '%s'", optarg); o->procs = (unsigned)v; break;
+		case 'E': if (parse_uint(optarg, 1, 100000, &v)) die("bad --epochs '%s'", optarg); o->epochs = (unsigned)v; break;
+		case 'S': if (parse_uint(optarg, 0, UINT64_MAX, &o->seed)) die("bad --seed '%s'", optarg); break;
 		case 'j': o->json = true; break;
 		case 'h': usage(stdout); exit(0);
 		default: usage(stderr); exit(2);
@@ -376,8 +554,10 @@ static void parse(int argc, char **argv, struct opts *o)
 		o->mode = M_WRITE;
 	else if (!strcmp(argv[optind], "randread"))
 		o->mode = M_RANDREAD;
+	else if (!strcmp(argv[optind], "tree"))
+		o->mode = M_TREE;
 	else
-		die("unknown mode '%s' (read, write or randread)", argv[optind]);
+		die("unknown mode '%s' (read, write, randread or tree)", argv[optind]);
 	o->path = argv[optind + 1];
 	if (!o->bs)
 		o->bs = o->mode == M_RANDREAD ? 4096 : 1 << 20;
@@ -385,7 +565,7 @@ static void parse(int argc, char **argv, struct opts *o)
 		o->size = 1ULL << 30;
 }
 
-static const char *mode_name[] = { "read", "write", "randread" };
+static const char *mode_name[] = { "read", "write", "randread", "tree" };
 
 int main(int argc, char **argv)
 {
@@ -413,6 +593,10 @@ int main(int argc, char **argv)
 	}
 	if (o.drop)
 		drop_caches();
+	if (o.mode == M_TREE) {
+		err = run_tree(&j);
+		goto out;
+	}
 	w = calloc(o.threads, sizeof(*w));
 	if (o.ios)
 		j.ios_each = o.ios;
@@ -459,11 +643,12 @@ int main(int argc, char **argv)
 		       (unsigned long long)o.bs, o.threads, o.direct ? ", O_DIRECT" : "", p50, p99, p999);
 	for (unsigned i = 0; i < o.threads; i++)
 		free(w[i].lat.v);
+	free(all.v);
+	free(w);
+out:
 	for (size_t i = 0; i < j.nfiles; i++)
 		free(j.files[i]);
 	free(j.files);
 	free(j.sizes);
-	free(all.v);
-	free(w);
 	return err ? 1 : 0;
 }

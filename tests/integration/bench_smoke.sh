@@ -23,9 +23,23 @@ for path in "$T/src" "$T/mnt"; do
 	python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["bytes"]==1000*4096 and d["iops"]>0 and d["lat_us"]["p99"]>=d["lat_us"]["p50"]>0, d' "$T/rr.json" \
 		|| fail "randread JSON on $path"
 done
+for workers in "--threads 3" "--procs 2"; do
+	# shellcheck disable=SC2086
+	$BENCH tree "$T/mnt/tree" $workers --epochs 3 --json > "$T/t.json"
+	python3 - "$T/t.json" <<'PY' || fail "tree JSON ($workers): $(cat "$T/t.json")"
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert d["files"] == 300 and d["errors"] == 0 and len(d["epochs"]) == 3, d
+for e in d["epochs"]:
+    assert e["bytes"] == 3072000 and e["files_per_s"] > 0, e
+    assert e["file_lat_us"]["p99"] >= e["file_lat_us"]["p50"] > 0, e
+PY
+done
+$BENCH tree "$T/mnt/tree" --procs 2 > "$T/t.txt"
+[ "$(grep -c "300 files, 3072000 bytes" "$T/t.txt")" = 2 ] || fail "tree text: $(cat "$T/t.txt")"
 $BENCH read "$T/mnt/big" --direct --bs 1M > "$T/d.txt"
 grep -q "67108864 bytes" "$T/d.txt" || fail "O_DIRECT read: $(cat "$T/d.txt")"
-pass "read, tree read, O_DIRECT and randread on disk and through the mount"
+pass "read, tree read, O_DIRECT, randread and data-loader epochs (threads and processes)"
 
 if $BENCH read "$T/nothing" 2>"$T/err"; then fail "read of a missing path succeeded"; fi
 grep -q "cannot stat" "$T/err" || fail "missing path message: $(cat "$T/err")"
