@@ -2,13 +2,13 @@
 #include "iostore/readahead.h"
 #include "core/util.h"
 
+#include <string.h>
+
 void ra_init(struct ra_state *ra)
 {
 	pthread_mutex_init(&ra->lock, NULL);
-	ra->next_off = 0;
-	ra->ra_end = 0;
-	ra->window = 0;
-	ra->seq_hits = 0;
+	ra->tick = 0;
+	memset(ra->s, 0, sizeof(ra->s));
 }
 
 void ra_fini(struct ra_state *ra)
@@ -16,43 +16,59 @@ void ra_fini(struct ra_state *ra)
 	pthread_mutex_destroy(&ra->lock);
 }
 
+static bool continues(const struct ra_stream *s, uint64_t off, uint64_t ps)
+{
+	/* Reordered kernel read-ahead lands within a window of the stream. */
+	uint64_t slack = (uint64_t)MAX(s->window, 2) * ps;
+
+	if (!s->used)
+		return false;
+	return (off == 0 && s->next_off == 0) || (off + slack >= s->next_off && off <= s->next_off + slack);
+}
+
 uint32_t ra_on_read(struct ra_state *ra, const struct ra_params *p, uint64_t off,
 		    uint64_t len, uint64_t size, uint64_t *first, uint32_t *window)
 {
-	uint64_t ps = p->page_size, end = off + len, slack;
+	uint64_t ps = p->page_size, end = off + len;
 	uint64_t last_page = size ? (size - 1) / ps : 0, cur, want;
+	struct ra_stream *s = NULL;
 	uint32_t n = 0;
 
 	pthread_mutex_lock(&ra->lock);
-	/* Reordered kernel read-ahead lands within a window of the stream. */
-	slack = (uint64_t)MAX(ra->window, 2) * ps;
-	bool seq = (off == 0 && ra->next_off == 0) ||
-		   (off + slack >= ra->next_off && off <= ra->next_off + slack);
+	for (unsigned i = 0; i < RA_STREAMS && !s; i++)
+		if (continues(&ra->s[i], off, ps))
+			s = &ra->s[i];
+	bool seq = s != NULL;
 	if (!seq) {
 		/* This read may start a new stream: it counts as its first. */
-		ra->window = 0;
-		ra->seq_hits = 1;
-		ra->ra_end = 0;
-	} else if (++ra->seq_hits >= 2) {
-		ra->window = ra->window ? MIN(ra->window * 2, p->max_window) : p->min_window;
+		s = &ra->s[0];
+		for (unsigned i = 1; i < RA_STREAMS; i++)
+			if (ra->s[i].used < s->used)
+				s = &ra->s[i];
+		s->window = 0;
+		s->seq_hits = 1;
+		s->ra_end = 0;
+	} else if (++s->seq_hits >= 2) {
+		s->window = s->window ? MIN(s->window * 2, p->max_window) : p->min_window;
 	}
-	if (end > ra->next_off || !seq)
-		ra->next_off = end;
-	if (ra->window && size) {
+	s->used = ++ra->tick;
+	if (end > s->next_off || !seq)
+		s->next_off = end;
+	if (s->window && size) {
 		cur = (end - 1) / ps + 1;
-		want = MIN(cur + ra->window, last_page + 1);
+		want = MIN(cur + s->window, last_page + 1);
 		if (p->batch > 1 && want <= last_page)
 			want -= want % p->batch;
-		if (ra->ra_end < cur)
-			ra->ra_end = cur;
-		if (want > ra->ra_end) {
-			*first = ra->ra_end;
-			n = (uint32_t)(want - ra->ra_end);
-			ra->ra_end = want;
+		if (s->ra_end < cur)
+			s->ra_end = cur;
+		if (want > s->ra_end) {
+			*first = s->ra_end;
+			n = (uint32_t)(want - s->ra_end);
+			s->ra_end = want;
 		}
 	}
 	if (window)
-		*window = ra->window;
+		*window = s->window;
 	pthread_mutex_unlock(&ra->lock);
 	return n;
 }

@@ -1,6 +1,10 @@
 /*
- * Sequential-stream detection and read-ahead window per open file, and the
- * global budget that bounds read-ahead memory across all open files.
+ * Sequential-stream detection and read-ahead windows per open file, and the
+ * global budget that bounds read-ahead memory across all open files. A
+ * handle tracks a few streams at once: one handle may be shared by several
+ * readers (no_open: the kernel sends no OPEN, so every reader of an inode
+ * reads through one handle), or one reader may interleave two sequential
+ * passes; each keeps its own window.
  */
 #ifndef CACHEFS_READAHEAD_H
 #define CACHEFS_READAHEAD_H
@@ -10,12 +14,20 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-struct ra_state {
-	pthread_mutex_t lock;   /* reads of one handle arrive on several threads */
+#define RA_STREAMS 4
+
+struct ra_stream {
 	uint64_t next_off;      /* where a sequential reader reads next */
 	uint64_t ra_end;        /* first page not yet asked for */
+	uint64_t used;          /* ra_state.tick at its last read (least recent is replaced) */
 	uint32_t window;        /* pages to keep in flight ahead; 0: not sequential */
 	uint32_t seq_hits;
+};
+
+struct ra_state {
+	pthread_mutex_t lock;   /* reads of one handle arrive on several threads */
+	uint64_t tick;
+	struct ra_stream s[RA_STREAMS];
 };
 
 struct ra_params {
@@ -32,9 +44,10 @@ void ra_fini(struct ra_state *ra);
 /*
  * Records a read of [off, off+len) of a file of `size` bytes and returns how
  * many pages to prefetch starting at *first (0: none), and the stream's
- * window (pages) in *window if that is not NULL. Reads that start near
- * where the previous one ended count as sequential, since the kernel issues
- * async read-ahead out of order; a jump resets the window.
+ * window (pages) in *window if that is not NULL. A read that starts near
+ * where one of the streams' last read ended continues that stream, since
+ * the kernel issues async read-ahead out of order; any other read starts a
+ * new stream in place of the least recently read one.
  */
 uint32_t ra_on_read(struct ra_state *ra, const struct ra_params *p, uint64_t off,
 		    uint64_t len, uint64_t size, uint64_t *first, uint32_t *window);
