@@ -20,6 +20,7 @@ enum opt_type {
 	OPT_STRING,   /* copied into a char array of `max` bytes */
 	OPT_ADDRESSING, /* auto|path|virtual */
 	OPT_LOCALMETA,  /* auto|threads|shards */
+	OPT_TRISTATE, /* auto, or what OPT_BOOL takes */
 	OPT_PASS,     /* kernel mount flag, passed on as written */
 	OPT_PASSVAL,  /* kernel mount option with a value, passed on */
 };
@@ -71,6 +72,7 @@ static const struct opt_def opt_table[] = {
 	{ "manifest", STR(src.manifest), "", "http(s) sources: the list of files, a local /PATH or a path relative to the source URL; lines of PATH[<TAB>SIZE[<TAB>ETAG]]", SZ(src.manifest), true },
 	{ "kernel_cache", OPT_BOOL, F(fuse.kernel_cache), "off", "keep file pages in the kernel page cache across opens", 0, 0, false },
 	{ "auto_cache", OPT_BOOL, F(fuse.auto_cache), "off", "like kernel_cache, but drop them when size or mtime changed", 0, 0, false },
+	{ "no_open", OPT_TRISTATE, F(fuse.no_open), "auto: on with kernel_cache", "the kernel opens and closes files without asking the daemon (one ENOSYS to its first OPEN): a small file in the kernel's cache then costs no round trip. Readers of a file share one handle (one version; read-ahead per stream). Needs kernel_cache", 0, 0, false },
 	{ "splice", OPT_BOOL, F(fuse.splice), "off", "send replies through a pipe (vmsplice + splice) instead of writev", 0, 0, false },
 	{ "attr_timeout", OPT_SECONDS, F(fuse.attr_timeout), "60", "seconds the kernel caches attributes", 0, 0, false },
 	{ "entry_timeout", OPT_SECONDS, F(fuse.entry_timeout), "60", "seconds the kernel caches name lookups", 0, 0, false },
@@ -193,7 +195,7 @@ static int apply(struct cachefs_config *c, const struct opt_def *d, const char *
 	double sec;
 	int lvl;
 
-	if (d->type != OPT_BOOL && d->type != OPT_PASS && !val) {
+	if (d->type != OPT_BOOL && d->type != OPT_TRISTATE && d->type != OPT_PASS && !val) {
 		snprintf(err, errlen, "option '%s' needs a value (%s=...)", d->name, d->name);
 		return -EINVAL;
 	}
@@ -274,6 +276,16 @@ static int apply(struct cachefs_config *c, const struct opt_def *d, const char *
 		else
 			expect = "auto, path or virtual";
 		break;
+	case OPT_TRISTATE: {
+		bool b;
+		if (val && !strcmp(val, "auto"))
+			*(int *)field = TRI_AUTO;
+		else if (!parse_bool(val, &b))
+			*(int *)field = b ? TRI_ON : TRI_OFF;
+		else
+			expect = "auto, on/off, yes/no, 1/0 or nothing";
+		break;
+	}
 	case OPT_LOCALMETA:
 		if (!strcmp(val, "auto"))
 			*(int *)field = LOCAL_META_AUTO;
@@ -391,6 +403,13 @@ int config_finish(struct cachefs_config *c, uint64_t mem_total, uint64_t mem_ava
 			 fmt_size(c->fuse.max_read, a, sizeof(a)));
 		return -EINVAL;
 	}
+	if (c->fuse.no_open == TRI_ON && !c->fuse.kernel_cache) {
+		snprintf(err, errlen, "no_open needs kernel_cache: a kernel that does not ask at open keeps "
+			 "the file's cached pages, which only kernel_cache promises");
+		return -EINVAL;
+	}
+	if (c->fuse.no_open == TRI_AUTO)
+		c->fuse.no_open = c->fuse.kernel_cache ? TRI_ON : TRI_OFF;
 	if (!c->cache.ram_cache)
 		c->cache.ram_cache = MAX(mem_total / 8, c->cache.page_size * 64);
 	if (c->cache.ram_cache > mem_avail) {
@@ -424,6 +443,7 @@ static const char *const arg_of[] = {
 	[OPT_SECONDS] = "=SECS", [OPT_LOGLEVEL] = "=LEVEL", [OPT_INTAKE] = "=WHO",
 	[OPT_SSD] = "=PATH:SIZE", [OPT_ADMIT] = "=WHEN", [OPT_STRING] = "=VALUE",
 	[OPT_ADDRESSING] = "=STYLE", [OPT_LOCALMETA] = "=WHERE", [OPT_PASSVAL] = "=NAME",
+	[OPT_TRISTATE] = "[=auto|on|off]",
 };
 
 void config_print_help(FILE *f)

@@ -32,6 +32,9 @@ enum local_meta {
 	LOCAL_META_SHARDS,   /* always the calling shard */
 };
 
+/* An on/off option whose default depends on other options. */
+enum tristate { TRI_AUTO, TRI_OFF, TRI_ON };
+
 #define CONFIG_MAX_SSD 8
 
 struct ssd_spec {
@@ -96,6 +99,7 @@ struct ctl_opts {
 /* The FUSE front end (fuse/) and the kernel mount. */
 struct front_opts {
 	bool kernel_cache, auto_cache, splice;
+	int no_open;                /* enum tristate; config_check resolves auto */
 	double attr_timeout, entry_timeout, negative_timeout;
 	unsigned max_background, congestion_threshold;
 	unsigned max_threads, max_idle_threads;

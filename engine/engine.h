@@ -46,6 +46,7 @@ struct emeta {
 	uint64_t valid_ns;
 	struct efile *file;       /* open */
 	bool changed;             /* open: other bytes than at the last open (auto_cache) */
+	bool shared;              /* open: the inode's shared handle (engine_open_shared) */
 	struct edir *dir;         /* opendir */
 	struct statvfs vfs;       /* statfs */
 	/* the engine's */
@@ -86,6 +87,14 @@ void engine_getattr(struct engine *e, uint64_t ino, struct emeta *m);
 /* Opens a regular file for reading: m->file until engine_release. */
 void engine_open(struct engine *e, uint64_t ino, struct emeta *m);
 void engine_release(struct engine *e, struct efile *f);
+/*
+ * The inode's shared handle, for a kernel that sends no OPEN (no_open): m->file
+ * holds a reference the caller drops with efile_put. Opened at the first
+ * read and kept while the kernel holds the inode; opened anew when the
+ * inode's attributes (refreshed by lookup and getattr) show another version.
+ * A handle opened while the source failed serves this read and is not kept.
+ */
+void engine_open_shared(struct engine *e, uint64_t ino, struct emeta *m);
 /* A snapshot of a directory's entries: m->dir until engine_closedir. */
 void engine_opendir(struct engine *e, uint64_t ino, struct emeta *m);
 void engine_closedir(struct engine *e, struct edir *d);

@@ -469,6 +469,7 @@ static void begin(struct engine *e, struct emeta *m, enum emeta_kind kind)
 	m->dir = NULL;
 	m->node = NULL;
 	m->changed = false;
+	m->shared = false;
 	m->valid_ns = 0;
 }
 
@@ -529,15 +530,23 @@ void engine_lookup(struct engine *e, uint64_t parent, const char *name, struct e
 
 void engine_forget(struct engine *e, uint64_t ino, uint64_t nlookup)
 {
+	struct efile *shared = NULL;
 	struct node *n;
 
 	ns_lock(e->ns);
 	n = ns_by_ino(e->ns, ino);
 	if (n) {
 		ns_forget(e->ns, n, nlookup);
+		if (!n->nlookup) {
+			/* The kernel let go of the inode: no reader can use its handle. */
+			shared = n->shared;
+			n->shared = NULL;
+		}
 		ns_trim(e->ns);
 	}
 	ns_unlock(e->ns);
+	if (shared)
+		efile_put(shared);
 }
 
 void engine_getattr(struct engine *e, uint64_t ino, struct emeta *m)
@@ -629,6 +638,7 @@ static void open_done(struct ufs_call *c, int rc)
 	struct emeta *m = oc->m;
 	struct engine *e = m->e;
 	struct node *n = m->node;
+	struct efile *old = NULL;
 	uint64_t now;
 
 	engine_count_latency(e, ENG_SRC_OPEN, oc->start_ns);
@@ -664,11 +674,18 @@ static void open_done(struct ufs_call *c, int rc)
 	}
 	if (m->file) {
 		m->file->node = n;      /* keeps the hold until release */
+		if (m->shared && m->file->file) {
+			old = n->shared;
+			n->shared = m->file;
+			efile_get(m->file);
+		}
 	} else {
 		ns_unhold(e->ns, n);
 		ns_trim(e->ns);
 	}
 	ns_unlock(e->ns);
+	if (old)
+		efile_put(old);
 	free(oc->path);
 	free(oc);
 	m->err = 0;
@@ -728,15 +745,11 @@ static void open_start(struct emeta *m)
 		shard_send(any_shard(oc), &oc->msg, open_msg);
 }
 
-void engine_open(struct engine *e, uint64_t ino, struct emeta *m)
+/* Opens node n (locked by node_of) for m. */
+static void open_node(struct engine *e, struct emeta *m, struct node *n)
 {
-	uint64_t now;
-	struct node *n;
+	uint64_t now = now_ns();
 
-	begin(e, m, EM_OPEN);
-	if (!(n = node_of(e, m, ino)))
-		return;
-	now = now_ns();
 	if (n->st_ns && n->fresh_until == n->st_ns && n->parent && n->st.mode) {
 		/* A source that keeps nothing here (local): its open answers
 		 * fresh attributes itself, so no stat first. */
@@ -748,9 +761,40 @@ void engine_open(struct engine *e, uint64_t ino, struct emeta *m)
 	run(e, m, n, false, now);
 }
 
+void engine_open(struct engine *e, uint64_t ino, struct emeta *m)
+{
+	struct node *n;
+
+	begin(e, m, EM_OPEN);
+	if ((n = node_of(e, m, ino)))
+		open_node(e, m, n);
+}
+
 void engine_release(struct engine *e, struct efile *f)
 {
 	efile_put(f);
+}
+
+void engine_open_shared(struct engine *e, uint64_t ino, struct emeta *m)
+{
+	struct efile *f;
+	struct node *n;
+
+	begin(e, m, EM_OPEN);
+	m->shared = true;
+	if (!(n = node_of(e, m, ino)))
+		return;
+	f = n->shared;
+	if (f && n->st.mode && f->fid == n->st.id && f->version == n->st.version && f->size == n->st.size) {
+		efile_get(f);
+		m->file = f;
+		m->ino = n->ino;
+		m->st = n->st;
+		ns_unlock(e->ns);
+		m->done(m);
+		return;
+	}
+	open_node(e, m, n);
 }
 
 /* ---- statfs ---- */

@@ -47,6 +47,7 @@ struct node {
 	bool alias;               /* the name is an alias of srcname (UFS_OBJECT) */
 	struct meta_op *stat_op;  /* a stat in flight for this node */
 	struct meta_op *list_op;  /* dirs: a listing in flight */
+	struct efile *shared;     /* files: the handle every reader shares (no_open), referenced */
 	/* the table's */
 	struct node *ino_next, *name_next;
 	struct node *kids, *sib_prev, *sib_next;

@@ -447,6 +447,15 @@ static void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		fuse_reply_err(req, EROFS);
 		return;
 	}
+	if (ff_of(req)->o.no_open == TRI_ON) {
+		/*
+		 * The kernel takes ENOSYS as "opens need no daemon" for the rest
+		 * of the mount: no OPEN, FLUSH or RELEASE again, and it keeps the
+		 * file's pages (FOPEN_KEEP_CACHE). Reads come with no handle.
+		 */
+		fuse_reply_err(req, ENOSYS);
+		return;
+	}
 	if (!(r = rq_new(req, open_done)))
 		return;
 	r->fi = *fi;
@@ -456,7 +465,8 @@ static void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 static void fs_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	count_op(req, FS_OP_RELEASE);
-	engine_release(ff_of(req)->e, (struct efile *)(uintptr_t)fi->fh);
+	if (fi->fh)
+		engine_release(ff_of(req)->e, (struct efile *)(uintptr_t)fi->fh);
 	fuse_reply_err(req, 0);
 }
 
@@ -492,14 +502,50 @@ static void read_done(struct eread *r)
 	eread_release(r);
 }
 
+/* A READ without a handle (no_open) waits for the inode's shared one. */
+struct shared_read {
+	struct emeta m;
+	fuse_req_t req;
+	size_t size;
+	off_t off;
+};
+
+static void shared_read_go(struct emeta *m)
+{
+	struct shared_read *sr = m->arg;
+	struct fusefs *ff = ff_of(sr->req);
+
+	if (m->err)
+		fuse_reply_err(sr->req, -m->err);
+	else if (engine_read(ff->e, m->file, (uint64_t)sr->off, sr->size, read_done, sr->req))
+		fuse_reply_err(sr->req, ENOMEM);
+	if (m->file)
+		efile_put(m->file);   /* the read holds its own reference */
+	free(sr);
+}
+
 static void fs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		    struct fuse_file_info *fi)
 {
 	struct fusefs *ff = ff_of(req);
+	struct shared_read *sr;
 
 	count_op(req, FS_OP_READ);
-	if (engine_read(ff->e, (struct efile *)(uintptr_t)fi->fh, (uint64_t)off, size, read_done, req))
+	if (fi->fh) {
+		if (engine_read(ff->e, (struct efile *)(uintptr_t)fi->fh, (uint64_t)off, size, read_done, req))
+			fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	if (!(sr = malloc(sizeof(*sr)))) {
 		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	sr->req = req;
+	sr->size = size;
+	sr->off = off;
+	sr->m.done = shared_read_go;
+	sr->m.arg = sr;
+	engine_open_shared(ff->e, ino, &sr->m);
 }
 
 /* Everything that would change the source answers EROFS until writes land. */
@@ -532,6 +578,13 @@ static void fs_erofs_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 
 static void fs_erofs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
 			     struct fuse_file_info *fi)
+{
+	fuse_reply_err(req, EROFS);
+}
+
+/* no_open: the kernel opened for writing without asking; the write says no. */
+static void fs_erofs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
+			   struct fuse_file_info *fi)
 {
 	fuse_reply_err(req, EROFS);
 }
@@ -570,6 +623,7 @@ static const struct fuse_lowlevel_ops ll_ops = {
 	.rmdir = fs_erofs_name,
 	.rename = fs_erofs_rename,
 	.setattr = fs_erofs_setattr,
+	.write = fs_erofs_write,
 	.symlink = fs_erofs_symlink,
 	.link = fs_erofs_link,
 };
