@@ -21,6 +21,8 @@ note() {
 	rows+=("$1|$2| |$3|")
 	printf '%-52s %10s  (%s)\n' "$1" "$2" "$3" >&2
 }
+# table [NAME]: the rows as the README's Markdown table, and with NAME as
+# $RESULTS/NAME.csv (default perf/results/) for perf/charts.sh.
 table() {
 	echo "| measurement | cachefs | reference | reference is | ratio |"
 	echo "|---|---:|---:|---|---:|"
@@ -28,6 +30,22 @@ table() {
 		IFS='|' read -r what a b refname rat <<< "$r"
 		echo "| $what | $a | $b | $refname | $rat |"
 	done
+	[ -n "${1:-}" ] && rows_csv "${RESULTS:-$src/perf/results}/$1.csv"
+	return 0
+}
+# rows_csv FILE: the rows as CSV, with the commit and the date in a comment.
+rows_csv() {
+	mkdir -p "$(dirname "$1")"
+	python3 - "$1" "$(git -C "$src" rev-parse --short HEAD 2>/dev/null || echo unknown)" "${rows[@]}" <<'PY'
+import csv, datetime, sys
+with open(sys.argv[1], "w", newline="") as f:
+    f.write(f"# {sys.argv[2]} {datetime.date.today()}\n")
+    w = csv.writer(f)
+    w.writerow(["measurement", "cachefs", "reference", "reference_is", "ratio"])
+    for r in sys.argv[3:]:
+        what, a, b, ref, rat = r.split("|")
+        w.writerow([what, a, b.strip(), ref, rat.rstrip("x")])
+PY
 }
 
 # s3rver_start BUCKET: s3rver on a free loopback port, data in $work/data,

@@ -90,4 +90,4 @@ else
 fi
 row "2000 x 100 KiB local files, caches dropped (MB/s)" "$(med tree "$bin" local_meta=threads)" \
 	"$(med tree "$bin" local_meta=shards)" "local_meta=shards (this build)"
-table
+table meta

@@ -93,4 +93,4 @@ row "$files x 100 KiB files, warm, 4 threads (MB/s)" "$(med treeread "$mnt/tree"
 	"local disk, caches dropped"
 umount_all
 
-table
+table tiers

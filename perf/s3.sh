@@ -159,4 +159,4 @@ row "ls -lR 3000 objects, warm (files/s)" "$($PY3 -c "print(round(3000 / $cw))")
 
 echo
 echo "perf/s3.sh at $(git -C "$src" rev-parse --short HEAD), RUNS=$runs:"
-table
+table s3

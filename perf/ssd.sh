@@ -139,4 +139,4 @@ note "Index memory per store page, 20 GiB store (bytes)" "$per" "peak RSS $with 
 rm -f "$store"
 
 echo
-table
+table ssd
