@@ -72,8 +72,13 @@ struct job_page {
 };
 
 /* Owned by the control thread. */
+/*
+ * The control server's thread starts, finds and trims jobs; the status
+ * page's thread only lists them. `lock` keeps the list whole for it.
+ */
 struct jobs {
 	struct engine *e;
+	pthread_mutex_t lock;
 	struct job *list;           /* newest first */
 	unsigned next_id;
 };
@@ -584,8 +589,10 @@ struct jobs *jobs_create(struct engine *e)
 {
 	struct jobs *t = calloc(1, sizeof(*t));
 
-	if (t)
+	if (t) {
 		t->e = e;
+		pthread_mutex_init(&t->lock, NULL);
+	}
 	return t;
 }
 
@@ -600,6 +607,7 @@ void jobs_destroy(struct jobs *t)
 		t->list = j->next;
 		job_free(j);
 	}
+	pthread_mutex_destroy(&t->lock);
 	free(t);
 }
 
@@ -614,6 +622,7 @@ void jobs_trim(struct jobs *t, bool (*keep)(const struct job *j, void *arg), voi
 {
 	unsigned kept = 0;
 
+	pthread_mutex_lock(&t->lock);
 	for (struct job **pp = &t->list; *pp;) {
 		struct job *j = *pp;
 		if (job_finished(j) && !(keep && keep(j, arg)) && ++kept > JOB_KEEP) {
@@ -623,22 +632,28 @@ void jobs_trim(struct jobs *t, bool (*keep)(const struct job *j, void *arg), voi
 			pp = &j->next;
 		}
 	}
+	pthread_mutex_unlock(&t->lock);
 }
 
 struct job *jobs_find(struct jobs *t, unsigned id)
 {
-	for (struct job *j = t->list; j; j = j->next)
-		if (j->id == id)
-			return j;
-	return NULL;
+	struct job *j;
+
+	pthread_mutex_lock(&t->lock);
+	for (j = t->list; j && j->id != id; j = j->next)
+		;
+	pthread_mutex_unlock(&t->lock);
+	return j;
 }
 
 unsigned jobs_running(struct jobs *t)
 {
 	unsigned n = 0;
 
+	pthread_mutex_lock(&t->lock);
 	for (struct job *j = t->list; j; j = j->next)
 		n += !job_finished(j);
+	pthread_mutex_unlock(&t->lock);
 	return n;
 }
 
@@ -669,8 +684,10 @@ json_t *jobs_json(struct jobs *t)
 {
 	json_t *arr = json_array();
 
+	pthread_mutex_lock(&t->lock);
 	for (struct job *j = t->list; j; j = j->next)
 		json_array_append_new(arr, job_json(j));
+	pthread_mutex_unlock(&t->lock);
 	return arr;
 }
 
@@ -713,8 +730,10 @@ struct job *jobs_start(struct jobs *t, enum ctl_job_kind kind, const char *const
 		snprintf(err, errlen, "%s", strerror(rc));
 		return NULL;
 	}
+	pthread_mutex_lock(&t->lock);
 	j->next = t->list;
 	t->list = j;
+	pthread_mutex_unlock(&t->lock);
 	if (all)
 		log_info("job %u: unpin of every pinned page started", j->id);
 	else

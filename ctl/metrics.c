@@ -10,27 +10,10 @@
 #include "core/shard.h"
 #include "core/util.h"
 
-#include <arpa/inet.h>
-#include <errno.h>
-#include <microhttpd.h>
-#include <netinet/in.h>
 #include <stdarg.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
-static struct MHD_Daemon *mhd;
-static _Atomic(struct engine *) meng;
-static metrics_render_fn mextra;
-static void *mextra_arg;
-
-struct metrics_buf {
-	char *p;
-	size_t len, cap;
-};
 
 #define put metrics_put
 
@@ -108,7 +91,7 @@ static void render_shards(struct metrics_buf *b)
 		    (double)shard_stats(shard_get(i))->turn_max_ns / 1e9);
 }
 
-static void render(struct metrics_buf *b, struct engine *e)
+void metrics_render(struct metrics_buf *b, struct engine *e, metrics_render_fn extra, void *arg)
 {
 	static const char *const src_names[] = ENG_SRC_NAMES;
 	static const char *const req_names[] = UFS_REQ_NAMES, *const retry_names[] = HTTP_RETRY_NAMES;
@@ -125,8 +108,8 @@ static void render(struct metrics_buf *b, struct engine *e)
 	if (store)
 		pgstore_stats_total(store, &s);
 	engine_stats(e, &es);
-	if (mextra)
-		mextra(b, mextra_arg);
+	if (extra)
+		extra(b, arg);
 	family(b, "cachefs_served_bytes_total", "counter",
 	       "Bytes of pages served, by tier (the kernel page cache is invisible here).");
 	put(b, "cachefs_served_bytes_total{tier=\"ram\"} %llu\n", (unsigned long long)t.bytes_hit);
@@ -220,130 +203,4 @@ static void render(struct metrics_buf *b, struct engine *e)
 	render_shards(b);
 	family(b, "cachefs_start_time_seconds", "gauge", "When the daemon mounted, Unix time.");
 	put(b, "cachefs_start_time_seconds %lld\n", (long long)engine_started(e));
-}
-
-static enum MHD_Result answer(void *cls, struct MHD_Connection *c, const char *url,
-			      const char *method, const char *version, const char *upload,
-			      size_t *upload_len, void **state)
-{
-	struct engine *e = atomic_load(&meng);
-	struct MHD_Response *r;
-	struct metrics_buf b = { 0 };
-	unsigned status = MHD_HTTP_OK;
-	enum MHD_Result rc;
-
-	if (strcmp(method, "GET") && strcmp(method, "HEAD")) {
-		status = MHD_HTTP_METHOD_NOT_ALLOWED;
-		put(&b, "only GET /metrics\n");
-	} else if (strcmp(url, "/metrics")) {
-		status = MHD_HTTP_NOT_FOUND;
-		put(&b, "cachefs serves /metrics\n");
-	} else if (!e) {
-		status = MHD_HTTP_SERVICE_UNAVAILABLE;
-		put(&b, "starting\n");
-	} else {
-		render(&b, e);
-	}
-	if (!b.p)
-		return MHD_NO;
-	r = MHD_create_response_from_buffer(b.len, b.p, MHD_RESPMEM_MUST_FREE);
-	if (!r) {
-		free(b.p);
-		return MHD_NO;
-	}
-	MHD_add_response_header(r, "Content-Type", status == MHD_HTTP_OK ?
-				"text/plain; version=0.0.4; charset=utf-8" : "text/plain");
-	rc = MHD_queue_response(c, status, r);
-	MHD_destroy_response(r);
-	return rc;
-}
-
-/* "HOST:PORT", "[V6]:PORT" or ":PORT" into a socket address. */
-static int parse_addr(const char *spec, struct sockaddr_storage *ss, char *err, size_t errlen)
-{
-	char host[128];
-	const char *colon = strrchr(spec, ':');
-	char *end;
-	long port;
-
-	if (!colon || (size_t)(colon - spec) >= sizeof(host))
-		goto bad;
-	port = strtol(colon + 1, &end, 10);
-	if (*end || port < 1 || port > 65535)
-		goto bad;
-	snprintf(host, sizeof(host), "%.*s", (int)(colon - spec), spec);
-	memset(ss, 0, sizeof(*ss));
-	if (host[0] == '[' && host[strlen(host) - 1] == ']') {
-		struct sockaddr_in6 *a = (struct sockaddr_in6 *)ss;
-		host[strlen(host) - 1] = '\0';
-		a->sin6_family = AF_INET6;
-		a->sin6_port = htons((uint16_t)port);
-		if (inet_pton(AF_INET6, host + 1, &a->sin6_addr) != 1)
-			goto bad;
-	} else {
-		struct sockaddr_in *a = (struct sockaddr_in *)ss;
-		a->sin_family = AF_INET;
-		a->sin_port = htons((uint16_t)port);
-		if (host[0] && inet_pton(AF_INET, host, &a->sin_addr) != 1)
-			goto bad;
-	}
-	return 0;
-bad:
-	snprintf(err, errlen, "metrics=%s: want ADDR:PORT, such as 127.0.0.1:9464 (or :PORT for every address)",
-		 spec);
-	return -EINVAL;
-}
-
-int metrics_check(const char *spec, char *err, size_t errlen)
-{
-	struct sockaddr_storage ss;
-	int fd, one = 1, rc = parse_addr(spec, &ss, err, errlen);
-
-	if (rc)
-		return rc;
-	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0) {
-		snprintf(err, errlen, "metrics=%s: socket: %s", spec, strerror(errno));
-		return -errno;
-	}
-	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	rc = bind(fd, (struct sockaddr *)&ss, ss.ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) :
-		  sizeof(struct sockaddr_in)) < 0 ? -errno : 0;
-	close(fd);
-	if (rc)
-		snprintf(err, errlen, "metrics=%s: cannot listen there: %s", spec, strerror(-rc));
-	return rc;
-}
-
-int metrics_start(const char *spec, struct engine *e, metrics_render_fn extra, void *arg)
-{
-	struct sockaddr_storage ss;
-	char err[256];
-
-	if (parse_addr(spec, &ss, err, sizeof(err)))
-		return -EINVAL;
-	mextra = extra;
-	mextra_arg = arg;
-	atomic_store(&meng, e);
-	mhd = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG |
-			       (ss.ss_family == AF_INET6 ? MHD_USE_IPv6 : 0),
-			       0, NULL, NULL, answer, NULL,
-			       MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
-			       MHD_OPTION_CONNECTION_LIMIT, (unsigned)16,
-			       MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)10,
-			       MHD_OPTION_END);
-	if (!mhd) {
-		log_err("metrics=%s: cannot listen there (in use?): serving no metrics", spec);
-		return -EADDRINUSE;
-	}
-	log_info("metrics on http://%s/metrics", spec);
-	return 0;
-}
-
-void metrics_stop(void)
-{
-	if (mhd)
-		MHD_stop_daemon(mhd);
-	mhd = NULL;
-	atomic_store(&meng, NULL);
 }

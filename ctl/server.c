@@ -491,3 +491,8 @@ void ctl_stop(void)
 	}
 	ctl.wake[0] = ctl.wake[1] = ctl.lfd = -1;
 }
+
+struct jobs *ctl_jobs(void)
+{
+	return ctl.jobs;
+}

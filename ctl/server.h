@@ -33,5 +33,7 @@ void ctl_request_reload(void);
 /* Cancels the jobs, waits for them, closes and removes the socket; call
  * before the shards stop. Safe when nothing was opened. */
 void ctl_stop(void);
+/* The jobs of the running control server (NULL before ctl_start), for the status page. */
+struct jobs *ctl_jobs(void);
 
 #endif

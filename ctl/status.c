@@ -50,6 +50,15 @@ json_t *status_json(struct engine *e, struct jobs *jobs)
 		"errors", (json_int_t)t.fetch_errors, "bytes", (json_int_t)t.bytes_fetched));
 	json_object_set_new(o, "metadata", json_pack("{s:I, s:I}", "names", (json_int_t)es.nodes,
 		"stale_answers", (json_int_t)es.stale_answers));
+	if (es.has_source_counters) {
+		uint64_t req = 0, retries = 0;
+		for (unsigned i = 0; i < HTTP_KINDS; i++)
+			req += es.source.requests[i];
+		for (unsigned i = 0; i < HTTP_RETRY_CAUSES; i++)
+			retries += es.source.retries[i];
+		json_object_set_new(o, "source_http", json_pack("{s:I, s:I, s:I}", "requests", (json_int_t)req,
+			"retries", (json_int_t)retries, "failed", (json_int_t)es.source.failed));
+	}
 	json_object_set_new(o, "hit_ratio", json_real(status_hit_ratio(&t)));
 	json_object_set_new(o, "evictions", json_integer((json_int_t)(t.evictions + s.evictions)));
 	pgcache_held_total(cache, &held, &limit);

@@ -9,6 +9,7 @@
 #include "ctl/proto.h"
 #include "ctl/server.h"
 #include "ctl/status.h"
+#include "ctl/web.h"
 #include "engine/engine.h"
 #include "fuse/fs.h"
 #include "fuse/intake.h"
@@ -494,7 +495,7 @@ static int check_metrics_address(struct daemon *d)
 {
 	char err[512];
 
-	if (d->cfg.ctl.metrics[0] && metrics_check(d->cfg.ctl.metrics, err, sizeof(err)) < 0) {
+	if (d->cfg.ctl.metrics[0] && web_check(d->cfg.ctl.metrics, err, sizeof(err)) < 0) {
 		fprintf(stderr, "cachefs: %s\n", err);
 		return EXIT_USAGE;
 	}
@@ -696,13 +697,13 @@ static int start_control(struct daemon *d)
 static int start_metrics(struct daemon *d)
 {
 	if (d->cfg.ctl.metrics[0])
-		metrics_start(d->cfg.ctl.metrics, d->e, fuse_metrics, d->ff);
+		web_start(d->cfg.ctl.metrics, d->e, ctl_jobs(), fuse_metrics, d->ff);
 	return 0;
 }
 
 static void stop_metrics(struct daemon *d)
 {
-	metrics_stop();
+	web_stop();
 }
 
 static int start_serving(struct daemon *d)

@@ -10,7 +10,7 @@ pkgs="build-essential autoconf automake libtool pkg-config
       libexpat1-dev libinih-dev libsystemd-dev libjansson-dev libmicrohttpd-dev
       python3-botocore
       prometheus curl fio python3 procps util-linux mount e2fsprogs kmod bc
-      s3fs rclone"
+      s3fs rclone chromium gnuplot-nox"
 # Node runs the S3 test server; keep a Node that is already there (its npm
 # may come with it, and Debian's npm package would conflict).
 command -v npm >/dev/null 2>&1 || pkgs="$pkgs nodejs npm"
