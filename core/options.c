@@ -21,6 +21,7 @@ enum opt_type {
 	OPT_ADDRESSING, /* auto|path|virtual */
 	OPT_LOCALMETA,  /* auto|threads|shards */
 	OPT_TRISTATE, /* auto, or what OPT_BOOL takes */
+	OPT_PREFAULT, /* a size, all or off */
 	OPT_PASS,     /* kernel mount flag, passed on as written */
 	OPT_PASSVAL,  /* kernel mount option with a value, passed on */
 };
@@ -44,6 +45,7 @@ static const struct opt_def opt_table[] = {
 	{ "log_level", OPT_LOGLEVEL, F(run.log_level), "info", "error, warn, info or debug", 0, 0, false },
 	{ "page_size", OPT_SIZE, F(cache.page_size), "1M", "cache page size, a power of two from 4K to 16M", 0, 0, false },
 	{ "ram_cache", OPT_SIZE, F(cache.ram_cache), "1/8 of RAM", "RAM tier capacity, a hard cap", 0, 0, false },
+	{ "ram_prefault", OPT_PREFAULT, F(cache.ram_prefault), "256M", "RAM tier memory a background thread faults in ahead of use, so cold reads do not wait for the kernel to zero fresh pages; all: the whole tier, from the start; off: none", 0, 0, false },
 	{ "read_ahead", OPT_SIZE, F(fuse.read_ahead), "4M", "kernel read-ahead of the mount (bdi read_ahead_kb; root only)", 0, 0, false },
 	{ "max_readahead", OPT_SIZE, F(cache.max_readahead), "64M", "largest daemon read-ahead window of one sequential stream", 0, 0, false },
 	{ "readahead_budget", OPT_SIZE, F(cache.readahead_budget), "1/4 of ram_cache, at most 1G", "read-ahead bytes in flight across all open files", 0, 0, false },
@@ -116,6 +118,7 @@ void config_defaults(struct cachefs_config *c)
 	c->cache.page_size = 1 << 20;
 	c->fuse.read_ahead = 4 << 20;
 	c->cache.max_readahead = 64 << 20;
+	c->cache.ram_prefault = 256 << 20;
 	c->fuse.attr_timeout = 60;
 	c->fuse.entry_timeout = 60;
 	c->fuse.negative_timeout = 10;
@@ -226,6 +229,14 @@ static int apply(struct cachefs_config *c, const struct opt_def *d, const char *
 	case OPT_SIZE:
 		if (parse_size(val, field))
 			expect = "a size such as 4096, 512K, 1M or 8G";
+		break;
+	case OPT_PREFAULT:
+		if (!strcmp(val, "all"))
+			*(uint64_t *)field = UINT64_MAX;
+		else if (!strcmp(val, "off"))
+			*(uint64_t *)field = 0;
+		else if (parse_size(val, field))
+			expect = "a size such as 256M, all, or off";
 		break;
 	case OPT_SECONDS:
 		if (parse_seconds(val, &sec))
@@ -443,7 +454,7 @@ static const char *const arg_of[] = {
 	[OPT_SECONDS] = "=SECS", [OPT_LOGLEVEL] = "=LEVEL", [OPT_INTAKE] = "=WHO",
 	[OPT_SSD] = "=PATH:SIZE", [OPT_ADMIT] = "=WHEN", [OPT_STRING] = "=VALUE",
 	[OPT_ADDRESSING] = "=STYLE", [OPT_LOCALMETA] = "=WHERE", [OPT_PASSVAL] = "=NAME",
-	[OPT_TRISTATE] = "[=auto|on|off]",
+	[OPT_TRISTATE] = "[=auto|on|off]", [OPT_PREFAULT] = "=SIZE|all|off",
 };
 
 void config_print_help(FILE *f)

@@ -54,6 +54,7 @@ struct runtime_opts {
 struct cache_opts {
 	uint64_t page_size;
 	uint64_t ram_cache;         /* 0: a fraction of physical memory */
+	uint64_t ram_prefault;      /* bytes faulted in ahead of use; UINT64_MAX: all at start; 0: none */
 	uint64_t max_readahead;     /* daemon read-ahead window per stream, bytes */
 	uint64_t readahead_budget;  /* read-ahead bytes in flight, whole mount */
 	struct ssd_spec ssd[CONFIG_MAX_SSD];

@@ -173,6 +173,9 @@ void metrics_render(struct metrics_buf *b, struct engine *e, metrics_render_fn e
 	family(b, "cachefs_cache_bytes", "gauge", "Bytes of page data held, by tier.");
 	put(b, "cachefs_cache_bytes{tier=\"ram\"} %llu\n", (unsigned long long)t.bytes);
 	put(b, "cachefs_cache_bytes{tier=\"ssd\"} %llu\n", (unsigned long long)s.bytes);
+	family(b, "cachefs_ram_faulted_bytes", "gauge",
+	       "RAM tier memory the kernel has backed: faulted in ahead of use (ram_prefault) or by use.");
+	put(b, "cachefs_ram_faulted_bytes %llu\n", (unsigned long long)t.faulted);
 	family(b, "cachefs_cache_capacity_bytes", "gauge", "Capacity of each tier.");
 	put(b, "cachefs_cache_capacity_bytes{tier=\"ram\"} %llu\n",
 	    (unsigned long long)engine_cache_opts(e)->ram_cache);

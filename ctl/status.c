@@ -37,10 +37,10 @@ json_t *status_json(struct engine *e, struct jobs *jobs)
 		      (json_int_t)getpid(), "uptime_s", (json_int_t)(time(NULL) - engine_started(e)),
 		      "shards", (json_int_t)shard_count(), "open_files", (json_int_t)es.open_files,
 		      "jobs_running", (json_int_t)(jobs ? jobs_running(jobs) : 0));
-	json_object_set_new(o, "ram", json_pack("{s:I, s:I, s:I, s:I, s:I}", "used",
+	json_object_set_new(o, "ram", json_pack("{s:I, s:I, s:I, s:I, s:I, s:I}", "used",
 		(json_int_t)t.bytes, "capacity", (json_int_t)cfg->ram_cache, "pages",
 		(json_int_t)t.pages, "hits", (json_int_t)t.hits, "bytes_served",
-		(json_int_t)t.bytes_hit));
+		(json_int_t)t.bytes_hit, "faulted", (json_int_t)t.faulted));
 	json_object_set_new(o, "ssd", store ? json_pack("{s:I, s:I, s:I, s:I, s:I, s:I}",
 		"used", (json_int_t)s.bytes, "capacity", (json_int_t)s.capacity, "pages",
 		(json_int_t)s.pages, "hits", (json_int_t)s.hits, "bytes_served",

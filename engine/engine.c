@@ -77,6 +77,7 @@ int engine_start(struct engine *e)
 		.capacity = e->cfg.ram_cache,
 		.nparts = shard_count(),
 		.store = e->store,
+		.prefault = e->cfg.ram_prefault,
 	};
 	int rc;
 

@@ -7,9 +7,27 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <unistd.h>
+
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23
+#endif
+
+/*
+ * The slab is faulted in ahead of the highest slot handed out (pgcache_opts.
+ * prefault bytes across the cache, or all of it from the start), by a thread
+ * of the cache's own, so that a cold read does not wait while the kernel
+ * finds and zeroes fresh memory for the page it fills: on the development
+ * VM that zeroing was 77% of the daemon's CPU in a cold read (perf), a
+ * fresh mapping taking its first writes at 0.4 GB/s.
+ */
+#define PREFAULT_STEP (32ULL << 20)
 
 enum page_state { PG_FREE, PG_FETCHING, PG_READY };
 
@@ -44,6 +62,9 @@ struct pgcache_part {
 	uint32_t chunk_slots;     /* slots per fixed-buffer chunk; 0: none */
 	uint32_t high;            /* slots below this have been handed out */
 	uint32_t nreg;            /* chunks registered, from the first */
+	uint32_t prefault_ahead;  /* slots to keep faulted in beyond high */
+	_Atomic uint32_t prefault_want; /* the prefaulter faults slots below this in */
+	_Atomic uint32_t prefault_done; /* written by the prefaulter: slots below this are in */
 	struct page **buckets;
 	uint32_t bucket_mask;
 	struct pgcache_stats stats;
@@ -55,6 +76,10 @@ struct pgcache {
 	unsigned nparts;
 	struct pgcache_part *parts;
 	struct pgstore *store;
+	pthread_t prefaulter;
+	bool prefaulting;
+	int prefault_fd;          /* eventfd: more is wanted, or stop */
+	atomic_bool stop;
 };
 
 uint64_t pgcache_page_size(const struct pgcache *c) { return c->page_size; }
@@ -106,12 +131,58 @@ static void register_slab(void *arg)
 	}
 }
 
-/* A full-page slot was handed out: register every chunk now wholly in use. */
+static void *prefault_main(void *arg)
+{
+	struct pgcache *c = arg;
+	uint32_t step = (uint32_t)MAX(PREFAULT_STEP / c->page_size, 1);
+	eventfd_t v;
+
+	while (!atomic_load(&c->stop)) {
+		for (unsigned i = 0; i < c->nparts && !atomic_load(&c->stop); i++) {
+			struct pgcache_part *p = &c->parts[i];
+			uint32_t want = atomic_load_explicit(&p->prefault_want, memory_order_relaxed);
+			uint32_t done = atomic_load_explicit(&p->prefault_done, memory_order_relaxed);
+			while (done < want && !atomic_load(&c->stop)) {
+				uint32_t n = MIN(step, want - done);
+				if (madvise(p->slab + (size_t)done * c->page_size, (size_t)n * c->page_size,
+					    MADV_POPULATE_WRITE) && errno != EINTR) {
+					/* An older kernel (before 5.14), or no memory now: reads fault as before. */
+					log_info("page slab: not faulted in ahead (%s); cold reads fault it in",
+						 strerror(errno));
+					return NULL;
+				}
+				done += n;
+				atomic_store_explicit(&p->prefault_done, done, memory_order_relaxed);
+			}
+		}
+		eventfd_read(c->prefault_fd, &v);
+	}
+	return NULL;
+}
+
+/* Asks the prefaulter to keep p's slab faulted in up to `ahead` slots beyond high. */
+static void prefault_more(struct pgcache_part *p)
+{
+	struct pgcache *c = p->cache;
+	uint32_t want = (uint32_t)MIN((uint64_t)p->high + p->prefault_ahead, p->nfull);
+	uint32_t cur = atomic_load_explicit(&p->prefault_want, memory_order_relaxed);
+
+	/* Every quarter of the distance ahead, not every slot: one write per few MiB. */
+	if (!c->prefaulting || want <= cur || want - cur < MAX(p->prefault_ahead / 4, 1))
+		return;
+	atomic_store_explicit(&p->prefault_want, want, memory_order_relaxed);
+	eventfd_write(c->prefault_fd, 1);
+}
+
+/* A full-page slot was handed out: fault in ahead, register every chunk now wholly in use. */
 static void slab_touched(struct pgcache_part *p, uint32_t slot)
 {
-	if (!p->chunk_slots || slot < p->high)
+	if (slot < p->high)
 		return;
 	p->high = slot + 1;
+	prefault_more(p);
+	if (!p->chunk_slots)
+		return;
 	while (p->nreg * p->chunk_slots < p->nfull &&
 	       p->high >= MIN((p->nreg + 1) * p->chunk_slots, p->nfull)) {
 		int rc = shard_buffer_register(p->nreg);
@@ -146,6 +217,7 @@ int pgcache_create(struct pgcache **out, const struct pgcache_opts *o)
 	c->stripe = MAX(PAGE_STRIPE_BYTES / o->page_size, 1);
 	c->nparts = o->nparts;
 	c->store = o->store;
+	c->prefault_fd = -1;
 	if (posix_memalign((void **)&c->parts, 64, sizeof(*c->parts) * o->nparts)) {
 		free(c);
 		return -ENOMEM;
@@ -181,7 +253,10 @@ int pgcache_create(struct pgcache **out, const struct pgcache_opts *o)
 		}
 		madvise(p->slab, nfull * o->page_size, MADV_HUGEPAGE);
 		for (uint32_t s = 0; s < p->nfull; s++)
-			p->free_full[s] = p->nfull - 1 - s;    /* slot 0 on top */
+			p->free_full[s] = p->nfull - 1 - s;    /* slot 0 on top: high only grows */
+		p->prefault_ahead = o->prefault == UINT64_MAX ? p->nfull : !o->prefault ? 0 :
+			(uint32_t)MIN(MAX(o->prefault / o->nparts / o->page_size, 2), p->nfull);
+		atomic_init(&p->prefault_want, p->prefault_ahead);
 		p->nfree_full = p->nfull;
 		for (uint32_t s = 0; s < p->nslots; s++) {
 			p->slots[s].part = p;
@@ -192,6 +267,10 @@ int pgcache_create(struct pgcache **out, const struct pgcache_opts *o)
 		for (unsigned i = 0; i < o->nparts; i++)
 			if (c->parts[i].owner)
 				shard_call(c->parts[i].owner, register_slab, &c->parts[i]);
+	if (o->prefault) {
+		c->prefault_fd = eventfd(0, EFD_CLOEXEC);
+		c->prefaulting = c->prefault_fd >= 0 && !pthread_create(&c->prefaulter, NULL, prefault_main, c);
+	}
 	*out = c;
 	return 0;
 }
@@ -212,6 +291,13 @@ void pgcache_destroy(struct pgcache *c)
 {
 	if (!c)
 		return;
+	if (c->prefaulting) {
+		atomic_store(&c->stop, true);
+		eventfd_write(c->prefault_fd, 1);
+		pthread_join(c->prefaulter, NULL);
+	}
+	if (c->prefault_fd >= 0)
+		close(c->prefault_fd);
 	for (unsigned i = 0; i < c->nparts; i++) {
 		struct pgcache_part *p = &c->parts[i];
 		for (uint32_t s = 0; p->slots && s < p->nslots; s++)
@@ -682,8 +768,13 @@ void pgcache_unpin(struct page *pg)
 
 void pgcache_stats(const struct pgcache *c, unsigned part, struct pgcache_stats *out)
 {
-	*out = c->parts[part].stats;
-	out->bytes = c->parts[part].bytes;
+	const struct pgcache_part *p = &c->parts[part];
+
+	*out = p->stats;
+	out->bytes = p->bytes;
+	/* Read racily (high is the owner's): a gauge. */
+	out->faulted = (uint64_t)MAX(atomic_load_explicit(&p->prefault_done, memory_order_relaxed),
+				     p->high) * c->page_size;
 }
 
 _Static_assert(sizeof(struct pgcache_stats) % sizeof(uint64_t) == 0, "stats are uint64_t counters");

@@ -45,6 +45,7 @@ struct pgcache_opts {
 	uint64_t capacity;    /* bytes of page data across all partitions: a hard cap */
 	unsigned nparts;      /* one per shard */
 	struct pgstore *store;/* SSD tier below, or NULL; partitions match */
+	uint64_t prefault;    /* slab bytes kept faulted in ahead of use; UINT64_MAX: all; 0: none */
 };
 
 /*
@@ -65,6 +66,7 @@ struct pgcache_stats {
 	uint64_t pages;                 /* pages holding data now */
 	uint64_t bytes;                 /* bytes they hold against the cap */
 	uint64_t pinned_bytes;          /* of those, held by pins (no SSD store only) */
+	uint64_t faulted;               /* slab bytes the kernel has backed (prefaulted or used) */
 };
 
 /* Call on the main thread once the shards run (or with none, in tests). */

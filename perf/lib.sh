@@ -7,6 +7,34 @@ med() { local a=(); for _ in $(seq "$runs"); do a+=("$("$@")"); done; median "${
 # json EXPR: evaluates EXPR on the JSON object `d` read from stdin, rounded.
 json() { python3 -c "import json,sys; d=json.load(sys.stdin); print(round($1))"; }
 drop_caches() { sync; echo 3 > /proc/sys/vm/drop_caches; }
+# med_pair CMD...: CMD prints two numbers; the medians of each over `runs` runs.
+med_pair() {
+	local a=() b=() r
+	for _ in $(seq "$runs"); do r=$("$@"); a+=("${r% *}"); b+=("${r#* }"); done
+	echo "$(median "${a[@]}") $(median "${b[@]}")"
+}
+# cpu_seconds PID: user + system CPU time of a process so far (all its threads).
+cpu_seconds() {
+	awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f\n", ($14 + $15) / hz }' "/proc/$1/stat"
+}
+# mount_pid MNT: the FUSE daemon serving MNT (the newest process naming it).
+mount_pid() { pgrep -n -f -- " $1( |\$)"; }
+# curl_par URL PARTS [CURL-ARGS...]: PARTS parallel ranged GETs of 1 GiB at URL;
+# prints "MB/s CPU-seconds" (the curls' CPU).
+curl_par() {
+	python3 - "$@" <<'PY'
+import resource, subprocess, sys, time
+url, n, extra = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
+part = (1 << 30) // n
+t0, r0 = time.monotonic(), resource.getrusage(resource.RUSAGE_CHILDREN)
+ps = [subprocess.Popen(["curl", "-sf", *extra, "-o", "/dev/null", "-r", f"{i * part}-{(i + 1) * part - 1}", url])
+      for i in range(n)]
+assert all(p.wait() == 0 for p in ps), "a curl failed"
+t1, r1 = time.monotonic(), resource.getrusage(resource.RUSAGE_CHILDREN)
+cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
+print(f"{(1 << 30) / (t1 - t0) / 1e6:.0f} {cpu:.2f}")
+PY
+}
 
 rows=()
 # row NAME CACHEFS REFERENCE REFERENCE-IS: a measured pair and its ratio.

@@ -3,7 +3,8 @@
 # loopback), in one run:
 #   1. cold sequential read of a 1 GiB object through cachefs vs 8 parallel
 #      ranged `curl` GETs of it (the server's limit here), s3fs (use_cache)
-#      and rclone mount (--vfs-cache-mode full);
+#      and rclone mount (--vfs-cache-mode full), and the CPU-seconds each
+#      spent on it (the daemon's; the curls');
 #   2. the same read warm (RAM tier; s3fs from its disk cache);
 #   3. `cat` of 1000 objects of 100 KiB, cold, after the directory listing,
 #      vs s3fs, with cachefs's request count;
@@ -54,7 +55,6 @@ PY
 	touch "$work/data/.loaded"
 fi
 
-mb_per_s() { $PY3 -c "print(round($1 / ($2) / 1e6))"; }
 elapsed() { local t0; t0=$(date +%s.%N); "$@" >/dev/null; $PY3 -c "print($(date +%s.%N) - $t0)"; }
 
 cfs_opts="endpoint=$ep,passwd_file=$work/passwd,ram_cache=2G"
@@ -81,23 +81,20 @@ EOC
 }
 
 # 1-2. 1 GiB sequential.
-seq_curl() {
-	local part=$((1 << 27)) t0 t1
+seq_curl() {   # "MB/s CPU-seconds" of 8 parallel ranged GETs
 	drop_caches
-	t0=$(date +%s.%N)
-	for i in $(seq 0 7); do
-		curl -s --aws-sigv4 "aws:amz:us-east-1:s3" --user S3RVER:S3RVER -H "x-amz-content-sha256: UNSIGNED-PAYLOAD" \
-			-r "$((i * part))-$(((i + 1) * part - 1))" -o /dev/null "$ep/bench/big.bin" &
-	done
-	wait
-	t1=$(date +%s.%N)
-	mb_per_s $((1 << 30)) "$t1 - $t0"
+	curl_par "$ep/bench/big.bin" 8 --aws-sigv4 "aws:amz:us-east-1:s3" --user S3RVER:S3RVER \
+		-H "x-amz-content-sha256: UNSIGNED-PAYLOAD"
 }
 seq_read() { "$BENCH" read "$mnt/big.bin" --json | json 'd["mbps"]'; }
-cold() {   # cold MOUNT-FN: a fresh mount, caches dropped, one 1 GiB read
+cold() {   # cold MOUNT-FN: a fresh mount, caches dropped, one 1 GiB read: "MB/s daemon-CPU-seconds"
+	local pid c0 mbps
 	drop_caches
 	"$1"
-	seq_read
+	pid=$(mount_pid "$mnt")
+	c0=$(cpu_seconds "$pid")
+	mbps=$(seq_read)
+	echo "$mbps $($PY3 -c "print(round($(cpu_seconds "$pid") - $c0, 2))")"
 	umount_all; sleep 0.5
 }
 warm() {   # warm MOUNT-FN: read once, drop the kernel's caches, read again
@@ -107,15 +104,18 @@ warm() {   # warm MOUNT-FN: read once, drop the kernel's caches, read again
 	seq_read
 	umount_all; sleep 0.5
 }
-curl8=$(med seq_curl)
-cfs_cold=$(med cold cfs_mount)
-s3fs_cold=$(med cold s3fs_mount)
-rclone_cold=$(med cold rclone_mount)
+read -r curl8 curl8_cpu <<<"$(med_pair seq_curl)"
+read -r cfs_cold cfs_cpu <<<"$(med_pair cold cfs_mount)"
+read -r s3fs_cold s3fs_cpu <<<"$(med_pair cold s3fs_mount)"
+read -r rclone_cold rclone_cpu <<<"$(med_pair cold rclone_mount)"
 cfs_warm=$(med warm cfs_mount)
 s3fs_warm=$(med warm s3fs_mount)
 row "1 GiB cold sequential read (MB/s)" "$cfs_cold" "$curl8" "8 parallel ranged curl GETs"
 row "1 GiB cold sequential read (MB/s)" "$cfs_cold" "$s3fs_cold" "s3fs use_cache"
 row "1 GiB cold sequential read (MB/s)" "$cfs_cold" "$rclone_cold" "rclone mount --vfs-cache-mode full"
+row "CPU-seconds for the cold 1 GiB" "$cfs_cpu" "$curl8_cpu" "8 curl processes"
+row "CPU-seconds for the cold 1 GiB" "$cfs_cpu" "$s3fs_cpu" "s3fs daemon"
+row "CPU-seconds for the cold 1 GiB" "$cfs_cpu" "$rclone_cpu" "rclone daemon"
 row "1 GiB warm sequential read (MB/s)" "$cfs_warm" "$s3fs_warm" "s3fs use_cache, warm"
 
 # 3. 1000 objects of 100 KiB with cat, after the directory listing.

@@ -10,7 +10,7 @@ pkgs="build-essential autoconf automake libtool pkg-config
       libexpat1-dev libinih-dev libsystemd-dev libjansson-dev libmicrohttpd-dev
       python3-botocore
       prometheus curl fio python3 procps util-linux mount e2fsprogs kmod bc
-      s3fs rclone chromium gnuplot-nox"
+      s3fs rclone chromium gnuplot-nox nginx-light"
 # Node runs the S3 test server; keep a Node that is already there (its npm
 # may come with it, and Debian's npm package would conflict).
 command -v npm >/dev/null 2>&1 || pkgs="$pkgs nodejs npm"
@@ -21,8 +21,20 @@ for p in $pkgs; do
 done
 if [ -n "$missing" ]; then
 	apt-get update -q
+	# nginx is only a benchmark's server, started on loopback by perf/http.sh:
+	# keep its package from starting (and enabling) a system-wide one on :80.
+	policy=""
+	if [ ! -e /usr/sbin/policy-rc.d ]; then
+		printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+		chmod 755 /usr/sbin/policy-rc.d
+		policy=yes
+	fi
 	# shellcheck disable=SC2086
-	apt-get install -y -q --no-install-recommends $missing
+	apt-get install -y -q --no-install-recommends $missing || { [ -z "$policy" ] || rm -f /usr/sbin/policy-rc.d; exit 1; }
+	[ -z "$policy" ] || rm -f /usr/sbin/policy-rc.d
+	case " $missing " in
+	*" nginx-light "*) command -v systemctl >/dev/null && systemctl disable nginx >/dev/null 2>&1 || true ;;
+	esac
 fi
 
 # The S3 server the tests start (s3rver, version pinned in package-lock.json).

@@ -4,6 +4,7 @@
 #include <stddef.h>
 #include <setjmp.h>
 #include <stdint.h>
+#include <unistd.h>
 #include <cmocka.h>
 #include <errno.h>
 #include <string.h>
@@ -140,6 +141,49 @@ static void test_capacity_and_eviction(void **state)
 	}
 	assert_int_equal(st.evictions, 6);
 	assert_int_equal(st.transient, 0);
+	pgcache_destroy(c);
+}
+
+/* The prefaulter keeps the slab faulted in ahead of use, or all of it with UINT64_MAX. */
+static void test_prefault(void **state)
+{
+	struct pgcache *c;
+	struct pgcache_stats st;
+	struct pgcache_opts o = { .page_size = PS, .capacity = 64 * PS, .nparts = 1, .prefault = 8 * PS };
+	struct rec r;
+
+	assert_int_equal(pgcache_create(&c, &o), 0);
+	for (int i = 0; i < 2000; i++) {   /* up to 2 s */
+		pgcache_stats(c, 0, &st);
+		if (st.faulted >= 8 * PS)
+			break;
+		usleep(1000);
+	}
+	assert_int_equal(st.faulted, 8 * PS);   /* ahead of nothing yet: 8 pages */
+	npend = 0;
+	for (uint64_t i = 0; i < 10; i++) {
+		get(c, i, &r);
+		complete_one(PS);
+		pgcache_unpin(r.pg);
+	}
+	for (int i = 0; i < 2000; i++) {
+		pgcache_stats(c, 0, &st);
+		if (st.faulted >= 18 * PS)
+			break;
+		usleep(1000);
+	}
+	assert_true(st.faulted >= 16 * PS && st.faulted <= 18 * PS);   /* 10 used, 8 ahead */
+	pgcache_destroy(c);
+
+	o.prefault = UINT64_MAX;
+	assert_int_equal(pgcache_create(&c, &o), 0);
+	for (int i = 0; i < 2000; i++) {
+		pgcache_stats(c, 0, &st);
+		if (st.faulted == 64 * PS)
+			break;
+		usleep(1000);
+	}
+	assert_int_equal(st.faulted, 64 * PS);
 	pgcache_destroy(c);
 }
 
@@ -356,6 +400,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_single_flight),
 		cmocka_unit_test(test_capacity_and_eviction),
+		cmocka_unit_test(test_prefault),
 		cmocka_unit_test(test_pinned_pages_stay),
 		cmocka_unit_test(test_holds),
 		cmocka_unit_test(test_fetch_error),

@@ -1,0 +1,109 @@
+#!/bin/bash
+# Cold reads from a fast local HTTP server at the network limit: nginx
+# (Debian nginx-light, sendfile, on 127.0.0.1, the file in the page cache)
+# serving a 1 GiB file, in one run, medians of RUNS:
+#   - 8 parallel ranged curl GETs of it (the server's and loopback's limit),
+#     with curl's CPU-seconds per GiB;
+#   - perf/memfs's first buffered read (the FUSE limit: a file system that
+#     has every byte in memory);
+#   - cachefs's first read through the HTTP source (a fresh mount: an empty
+#     RAM tier), buffered, with the daemon's CPU-seconds per GiB: as mounted
+#     by default (ram_prefault=256M), and with ram_prefault=all once the
+#     whole RAM tier is faulted in (a daemon that has run a while), which
+#     takes the kernel's zeroing of fresh memory off the read.
+# Results also go to perf/results/http.csv for perf/charts.sh.
+#
+# usage: perf/http.sh [BUILD_DIR]   (as root; default BUILD_DIR _build/release)
+# env:   BENCH_DIR (scratch, default /var/tmp/cachefs-http), RUNS (default 5)
+set -eu -o pipefail
+shopt -s inherit_errexit
+{   # read to the end before running: the script may be edited while it runs
+src=$(cd "$(dirname "$0")/.." && pwd)
+bin=$(cd "${1:-$src/_build/release}" && pwd)
+work=${BENCH_DIR:-/var/tmp/cachefs-http}
+runs=${RUNS:-5}
+BENCH=$bin/cachefs-bench
+mnt=$work/mnt ref=$work/ref
+PY3=/usr/bin/python3
+. "$src/perf/lib.sh"
+
+[ "$(id -u)" = 0 ] || { echo "perf/http.sh: run as root (drops caches)" >&2; exit 1; }
+for t in nginx curl; do
+	command -v $t >/dev/null || { echo "perf/http.sh: $t missing (tools/install-deps.sh)" >&2; exit 1; }
+done
+mkdir -p "$work/data" "$work/nginx" "$mnt" "$ref"
+umount_all() { for m in "$mnt" "$ref"; do fusermount3 -u -q "$m" 2>/dev/null || true; done; }
+umount_all
+big=$work/data/big.bin
+[ -f "$big" ] && [ "$(stat -c %s "$big")" = $((1 << 30)) ] || head -c $((1 << 30)) /dev/urandom >"$big"
+
+port=$($PY3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+cat >"$work/nginx/nginx.conf" <<EOF
+worker_processes 2;
+pid $work/nginx/nginx.pid;
+error_log $work/nginx/error.log;
+events { worker_connections 1024; }
+http {
+	sendfile on;
+	tcp_nopush on;
+	access_log off;
+	keepalive_requests 100000;
+	client_body_temp_path $work/nginx;
+	proxy_temp_path $work/nginx;
+	fastcgi_temp_path $work/nginx;
+	uwsgi_temp_path $work/nginx;
+	scgi_temp_path $work/nginx;
+	server { listen 127.0.0.1:$port; root $work/data; }
+}
+EOF
+nginx -c "$work/nginx/nginx.conf" -p "$work/nginx"
+trap 'umount_all; kill "$(cat "$work/nginx/nginx.pid")" 2>/dev/null || true' EXIT
+url=http://127.0.0.1:$port/big.bin
+for _ in $(seq 50); do curl -sf -o /dev/null -r 0-0 "$url" && break; sleep 0.1; done
+warm_source() { cat "$big" >/dev/null; }   # nginx sends from the page cache
+
+curl8() { warm_source; curl_par "$url" 8; }
+memfs_first() {
+	"$bin/perf/memfs" "$big" "$ref"
+	echo 4096 >"/sys/class/bdi/$(mountpoint -d "$ref")/read_ahead_kb"
+	drop_caches
+	"$BENCH" read "$ref/data" --json | json 'd["mbps"]'
+	fusermount3 -u "$ref"
+}
+# cfs_cold [OPTS]: "MB/s CPU-seconds" of cachefs's first read, buffered, on a
+# fresh mount; with ram_prefault=all, once the RAM tier is faulted in.
+cfs_cold() {
+	warm_source
+	"$bin/cachefs" "$url" "$mnt" -f -o "ram_cache=2G${1:+,$1}" 2>>"$work/cachefs.log" &
+	local pid=$! mbps t0 t1 f=-1 g=0
+	for _ in $(seq 100); do mountpoint -q "$mnt" && break; sleep 0.05; done
+	while [ "${1:-}" = ram_prefault=all ] && [ "$f" != "$g" ]; do
+		f=$g
+		sleep 0.5
+		g=$("$bin/cachefsctl" -m "$mnt" status --json | json 'd["ram"]["faulted"]')
+	done
+	t0=$(cpu_seconds $pid)
+	mbps=$("$BENCH" read "$mnt/big.bin" --json | json 'd["mbps"]')
+	t1=$(cpu_seconds $pid)
+	fusermount3 -u "$mnt"
+	wait "$pid" || true
+	echo "$mbps $($PY3 -c "print(round($t1 - $t0, 2))")"
+}
+
+c=$(med_pair curl8)
+m=$(med memfs_first)
+f=$(med_pair cfs_cold)
+p=$(med_pair cfs_cold ram_prefault=all)
+curl_mbps=${c% *} curl_cpu=${c#* } cfs_mbps=${f% *} cfs_cpu=${f#* } pf_mbps=${p% *} pf_cpu=${p#* }
+limit=$($PY3 -c "print(min($curl_mbps, $m))")
+row "1 GiB cold, HTTP source from nginx (MB/s)" "$cfs_mbps" "$curl_mbps" "8 parallel ranged curl GETs"
+row "1 GiB cold, HTTP source from nginx (MB/s)" "$cfs_mbps" "$m" "memfs first buffered read (FUSE limit)"
+row "1 GiB cold, HTTP source from nginx (MB/s)" "$cfs_mbps" "$limit" "the lower of the two (target 0.85x)"
+row "1 GiB cold, RAM tier faulted in (MB/s)" "$pf_mbps" "$limit" "the lower of the two (target 0.85x)"
+row "CPU-seconds per GiB, cold" "$cfs_cpu" "$curl_cpu" "8 curl processes (their CPU)"
+row "CPU-seconds per GiB, cold, RAM tier faulted in" "$pf_cpu" "$curl_cpu" "8 curl processes (their CPU)"
+echo
+echo "perf/http.sh at $(git -C "$src" rev-parse --short HEAD), RUNS=$runs:"
+table http
+exit
+}
