@@ -199,8 +199,12 @@ void metrics_render(struct metrics_buf *b, struct engine *e, metrics_render_fn e
 	family(b, "cachefs_readahead_bytes_in_flight", "gauge",
 	       "Read-ahead bytes in flight, against readahead_budget.");
 	put(b, "cachefs_readahead_bytes_in_flight %llu\n", (unsigned long long)es.ra_bytes_in_flight);
-	family(b, "cachefs_open_files", "gauge", "Files open through the mount.");
+	family(b, "cachefs_open_files", "gauge", "Files open through the mount (OPEN requests) and by jobs.");
 	put(b, "cachefs_open_files %llu\n", (unsigned long long)es.open_files);
+	family(b, "cachefs_shared_handles", "gauge",
+	       "Inodes with a shared read handle (no_open: the kernel opens files without asking, "
+	       "so the daemon cannot count them); each lasts while the kernel holds the inode.");
+	put(b, "cachefs_shared_handles %llu\n", (unsigned long long)es.shared_files);
 	family(b, "cachefs_shards", "gauge", "Shard threads.");
 	put(b, "cachefs_shards %u\n", shard_count());
 	render_shards(b);

@@ -31,11 +31,12 @@ json_t *status_json(struct engine *e, struct jobs *jobs)
 	if (store)
 		pgstore_stats_total(store, &s);
 	engine_stats(e, &es);
-	o = json_pack("{s:b, s:s, s:o, s:o, s:I, s:I, s:I, s:I, s:I}", "ok", 1, "version",
+	o = json_pack("{s:b, s:s, s:o, s:o, s:I, s:I, s:I, s:I, s:I, s:I}", "ok", 1, "version",
 		      PACKAGE_VERSION, "source", ctl_json_text(engine_source(e)), "mountpoint",
 		      ctl_json_text(engine_mountpoint(e)), "pid",
 		      (json_int_t)getpid(), "uptime_s", (json_int_t)(time(NULL) - engine_started(e)),
 		      "shards", (json_int_t)shard_count(), "open_files", (json_int_t)es.open_files,
+		      "shared_handles", (json_int_t)es.shared_files,
 		      "jobs_running", (json_int_t)(jobs ? jobs_running(jobs) : 0));
 	json_object_set_new(o, "ram", json_pack("{s:I, s:I, s:I, s:I, s:I, s:I}", "used",
 		(json_int_t)t.bytes, "capacity", (json_int_t)cfg->ram_cache, "pages",

@@ -212,7 +212,7 @@ void efile_put(struct efile *f)
 	if (f->file)
 		ufs_file_put(f->file);
 	ra_fini(&f->ra);
-	atomic_fetch_sub_explicit(&e->open_files, 1, memory_order_relaxed);
+	atomic_fetch_sub_explicit(f->shared ? &e->shared_files : &e->open_files, 1, memory_order_relaxed);
 	free(f);
 }
 
@@ -237,6 +237,7 @@ void engine_stats(struct engine *e, struct engine_stats *o)
 {
 	memset(o, 0, sizeof(*o));
 	o->open_files = atomic_load_explicit(&e->open_files, memory_order_relaxed);
+	o->shared_files = atomic_load_explicit(&e->shared_files, memory_order_relaxed);
 	for (unsigned op = 0; op < ENG_SRC_OPS; op++) {
 		for (unsigned b = 0; b <= ENG_LAT_BUCKETS; b++)
 			o->lat[op][b] = atomic_load_explicit(&e->lat[op][b], memory_order_relaxed);

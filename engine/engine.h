@@ -213,7 +213,8 @@ enum engine_src_op { ENG_SRC_READ, ENG_SRC_STAT, ENG_SRC_LIST, ENG_SRC_OPEN, ENG
 
 /* Counters, summed racily from any thread. */
 struct engine_stats {
-	uint64_t open_files;
+	uint64_t open_files;      /* opened by OPEN (FUSE) or by jobs */
+	uint64_t shared_files;    /* inodes with a shared handle (no_open): the kernel may have them open */
 	uint64_t lat[ENG_SRC_OPS][ENG_LAT_BUCKETS + 1];    /* the last is +Inf */
 	uint64_t lat_sum_us[ENG_SRC_OPS];
 	uint64_t ra_windows[ENG_RA_BUCKETS + 1];           /* the last is +Inf */

@@ -40,6 +40,7 @@ struct engine {
 	_Atomic uint64_t outage_since[ENG_SOURCES];
 	/* Metrics: relaxed atomics, bumped by whichever thread serves. */
 	atomic_ullong open_files;
+	atomic_ullong shared_files;  /* inodes' shared handles (no_open), not in open_files */
 	atomic_ullong lat[ENG_SRC_OPS][ENG_LAT_BUCKETS + 1];
 	atomic_ullong lat_sum_us[ENG_SRC_OPS];
 	atomic_ullong ra_windows[ENG_RA_BUCKETS + 1];
@@ -56,6 +57,7 @@ struct efile {
 	struct node *node;           /* held; NULL for files opened by path (jobs) */
 	uint64_t fid, size, version;
 	struct ra_state ra;
+	bool shared;                 /* an inode's shared handle: counted in shared_files */
 	/*
 	 * The last page whose fetch failed, and until when a read of it on
 	 * this handle gets the same error: the kernel re-reads a page whose

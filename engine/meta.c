@@ -678,6 +678,9 @@ static void open_done(struct ufs_call *c, int rc)
 			old = n->shared;
 			n->shared = m->file;
 			efile_get(m->file);
+			m->file->shared = true;
+			atomic_fetch_sub_explicit(&e->open_files, 1, memory_order_relaxed);
+			atomic_fetch_add_explicit(&e->shared_files, 1, memory_order_relaxed);
 		}
 	} else {
 		ns_unhold(e->ns, n);

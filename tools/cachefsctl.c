@@ -261,9 +261,12 @@ static int cmd_status(bool as_json)
 	       (unsigned long long)(up / 60 % 60), (unsigned long long)(up % 60));
 	printf("mount       %s <- %s\n", json_string_value(json_object_get(r, "mountpoint")),
 	       json_string_value(json_object_get(r, "source")));
-	printf("shards      %llu; %llu open files; %llu jobs running\n",
-	       (unsigned long long)num(r, "shards"), (unsigned long long)num(r, "open_files"),
-	       (unsigned long long)num(r, "jobs_running"));
+	printf("shards      %llu; %llu open files", (unsigned long long)num(r, "shards"),
+	       (unsigned long long)num(r, "open_files"));
+	if (num(r, "shared_handles"))
+		printf(", %llu inodes read through shared handles (no_open)",
+		       (unsigned long long)num(r, "shared_handles"));
+	printf("; %llu jobs running\n", (unsigned long long)num(r, "jobs_running"));
 	printf("hit ratio   %.1f%% of page gets served without a source read\n",
 	       100 * json_real_value(json_object_get(r, "hit_ratio")));
 	printf("RAM         %s of %s, %llu pages; served %s\n", fmt_size(num(r, "ram.used"), a, sizeof(a)),

@@ -24,7 +24,9 @@ reads=$(reqs read)
 same_tree "$T/src/d" "$T/m/d" >/dev/null
 [ "$(reqs read)" = "$reads" ] || fail "the second pass sent $(($(reqs read) - reads)) READs: the kernel's cache was not kept"
 [ "$(reqs open)" = 1 ] || fail "the second pass sent OPEN requests"
-pass "200 files read twice byte-exact: 1 OPEN in all, no RELEASE, no READ the second time"
+[ "$(metric cachefs_open_files)" = 0 ] || fail "$(metric cachefs_open_files) open files with none open"
+[ "$(metric cachefs_shared_handles)" -ge 100 ] || fail "only $(metric cachefs_shared_handles) shared handles after 200 files"
+pass "200 files read twice byte-exact: 1 OPEN in all, no RELEASE, no READ the second time, $(metric cachefs_shared_handles) shared handles"
 
 cat "$T/m/changes" >/dev/null
 echo "version two, longer" >"$T/src/changes"

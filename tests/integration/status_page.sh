@@ -51,6 +51,7 @@ for line in open(sys.argv[2]):
 assert refreshes >= 2, f"the page refreshed {refreshes} times"
 checks = [("ram-used", 'cachefs_cache_bytes{tier="ram"}'), ("open-files", "cachefs_open_files"),
           ("names", "cachefs_metadata_names"), ("source-inflight", "cachefs_source_reads_in_flight"),
+          ("shared", "cachefs_shared_handles"),
           ("hit-ratio", "cachefs_hit_ratio")]
 for el, metric in checks:
     got, want = float(vals[el]), m[metric]
