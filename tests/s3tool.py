@@ -5,6 +5,7 @@ can compare cachefs's signatures with it.
 
   s3tool.py ENDPOINT put-tree BUCKET DIR [--markers]   upload DIR's files, key = relative path
   s3tool.py ENDPOINT put BUCKET KEY FILE
+  s3tool.py ENDPOINT get-all BUCKET PREFIX [THREADS]  GET every object under PREFIX, print JSON files/s, MB/s
   s3tool.py ENDPOINT delete BUCKET KEY
   s3tool.py - compare-sign REQUESTS SIGNED             botocore vs tests/sigv4-sign output
 """
@@ -55,6 +56,33 @@ def put_tree(endpoint, bucket, root, markers):
     print(f"{len(jobs)} objects, {len(dirs) if markers else 0} markers")
 
 
+def get_all(endpoint, bucket, prefix, threads):
+    """Reads every object under prefix with `threads` botocore clients, in
+    shuffled order, the way a loader reading the bucket directly would."""
+    import json
+    import random
+    import threading
+    import time
+    c = client(endpoint)
+    keys = []
+    for page in c.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        keys += [o["Key"] for o in page.get("Contents", []) if not o["Key"].endswith("/")]
+    random.Random(1).shuffle(keys)
+    local = threading.local()
+
+    def get(key):
+        if not hasattr(local, "c"):
+            local.c = client(endpoint)
+        return len(local.c.get_object(Bucket=bucket, Key=key)["Body"].read())
+
+    t0 = time.monotonic()
+    with ThreadPoolExecutor(threads) as ex:
+        total = sum(ex.map(get, keys))
+    secs = time.monotonic() - t0
+    print(json.dumps({"files": len(keys), "bytes": total, "seconds": round(secs, 3),
+                      "files_per_s": round(len(keys) / secs), "mbps": round(total / secs / 1e6, 1)}))
+
+
 def compare_sign(requests, signed):
     """REQUESTS: the lines given to tests/sigv4-sign (METHOD KEY RANGE TOKEN
     UNIXTIME [PARAM VALUE]..., tab-separated, '-' empty); SIGNED: its output
@@ -100,6 +128,8 @@ def main():
     elif cmd == "put":
         with open(args[2], "rb") as fh:
             client(endpoint).put_object(Bucket=args[0], Key=args[1], Body=fh.read())
+    elif cmd == "get-all":
+        get_all(endpoint, args[0], args[1], int(args[2]) if len(args) > 2 else 8)
     elif cmd == "delete":
         client(endpoint).delete_object(Bucket=args[0], Key=args[1])
     elif cmd == "compare-sign":
