@@ -92,7 +92,8 @@ void engine_release(struct engine *e, struct efile *f);
  * holds a reference the caller drops with efile_put. Opened at the first
  * read and kept while the kernel holds the inode; opened anew when the
  * inode's attributes (refreshed by lookup and getattr) show another version.
- * A handle opened while the source failed serves this read and is not kept.
+ * One opened while the source failed (cached pages only) is kept until the
+ * outage ends, so reads during it do not each try the source.
  */
 void engine_open_shared(struct engine *e, uint64_t ino, struct emeta *m);
 /* A snapshot of a directory's entries: m->dir until engine_closedir. */

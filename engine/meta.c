@@ -674,7 +674,7 @@ static void open_done(struct ufs_call *c, int rc)
 	}
 	if (m->file) {
 		m->file->node = n;      /* keeps the hold until release */
-		if (m->shared && m->file->file) {
+		if (m->shared) {
 			old = n->shared;
 			n->shared = m->file;
 			efile_get(m->file);
@@ -788,7 +788,9 @@ void engine_open_shared(struct engine *e, uint64_t ino, struct emeta *m)
 	if (!(n = node_of(e, m, ino)))
 		return;
 	f = n->shared;
-	if (f && n->st.mode && f->fid == n->st.id && f->version == n->st.version && f->size == n->st.size) {
+	/* One opened while the source failed (cached pages only) serves until the outage ends. */
+	if (f && n->st.mode && f->fid == n->st.id && f->version == n->st.version && f->size == n->st.size &&
+	    (f->file || in_outage(e, n->src))) {
 		efile_get(f);
 		m->file = f;
 		m->ino = n->ino;
