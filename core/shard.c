@@ -15,6 +15,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 #include <numa.h>
+#include <numaif.h>
 #ifdef HAVE_JEMALLOC
 #include <jemalloc/jemalloc.h>
 #endif
@@ -53,6 +54,21 @@ static __thread struct shard *self;
 unsigned shard_count(void) { return nshards; }
 struct shard *shard_get(unsigned idx) { return idx < nshards ? shards[idx] : NULL; }
 unsigned shard_id(const struct shard *s) { return s->id; }
+
+void shard_prefer_node(const struct shard *s, void *addr, size_t len)
+{
+	unsigned long mask;
+	int node;
+
+	if (!s || s->cpu < 0 || numa_available() < 0 || numa_max_node() <= 0)
+		return;
+	node = numa_node_of_cpu(s->cpu);
+	if (node < 0 || node >= (int)(8 * sizeof(mask)))
+		return;
+	mask = 1UL << node;
+	if (mbind(addr, len, MPOL_PREFERRED, &mask, 8 * sizeof(mask), 0))
+		log_debug("shard %u: mbind to node %d: %s", s->id, node, strerror(errno));
+}
 struct shard *shard_self(void) { return self; }
 const struct shard_stats *shard_stats(const struct shard *s) { return &s->stats; }
 unsigned shard_inflight(const struct shard *s) { return s->inflight; }

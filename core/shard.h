@@ -82,6 +82,12 @@ void shards_stop(void);
 unsigned shard_count(void);
 struct shard *shard_get(unsigned idx);
 unsigned shard_id(const struct shard *s);
+/*
+ * Asks the kernel to back [addr, addr + len) with memory on s's NUMA node
+ * (preferred, not strict) wherever it is first touched: memory another
+ * thread faults in for the shard. Nothing on a machine with one node.
+ */
+void shard_prefer_node(const struct shard *s, void *addr, size_t len);
 /* The shard whose thread calls this, or NULL from any other thread. */
 struct shard *shard_self(void);
 const struct shard_stats *shard_stats(const struct shard *s);

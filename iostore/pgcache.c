@@ -239,8 +239,9 @@ int pgcache_create(struct pgcache **out, const struct pgcache_opts *o)
 		p->bucket_mask = nb - 1;
 		/*
 		 * Full pages live in one reservation per partition: memory is
-		 * committed only when a slot is first filled (by the owner, so on
-		 * its NUMA node), and huge pages make that one fault per 2 MiB.
+		 * committed when a slot is first filled or the prefaulter gets
+		 * ahead to it, on the owner's NUMA node either way, and huge pages
+		 * make that one fault per 2 MiB.
 		 */
 		p->slab = mmap(NULL, nfull * o->page_size, PROT_READ | PROT_WRITE,
 			       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
@@ -252,6 +253,8 @@ int pgcache_create(struct pgcache **out, const struct pgcache_opts *o)
 			return -ENOMEM;
 		}
 		madvise(p->slab, nfull * o->page_size, MADV_HUGEPAGE);
+		/* The prefault thread may be the first to touch it: the owner's node still. */
+		shard_prefer_node(p->owner, p->slab, nfull * o->page_size);
 		for (uint32_t s = 0; s < p->nfull; s++)
 			p->free_full[s] = p->nfull - 1 - s;    /* slot 0 on top: high only grows */
 		p->prefault_ahead = o->prefault == UINT64_MAX ? p->nfull : !o->prefault ? 0 :
