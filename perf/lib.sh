@@ -92,3 +92,27 @@ s3rver_start() {
 	printf 'S3RVER:S3RVER\n' >"$work/passwd"
 	chmod 600 "$work/passwd"
 }
+
+# s3fs_mount_bucket BUCKET / rclone_mount_bucket BUCKET: the peers mounted on
+# $mnt over the s3rver at $ep, caches in $work emptied first (s3fs with
+# use_cache, rclone with --vfs-cache-mode full).
+s3fs_mount_bucket() {
+	rm -rf "$work/s3fs-cache"
+	s3fs "$1" "$mnt" -o "url=$ep,use_path_request_style,passwd_file=$work/passwd,use_cache=$work/s3fs-cache"
+	for _ in $(seq 100); do mountpoint -q "$mnt" && break; sleep 0.1; done
+}
+rclone_mount_bucket() {
+	rm -rf "$work/rclone-cache"
+	cat > "$work/rclone.conf" <<EOC
+[s3r]
+type = s3
+provider = Other
+endpoint = $ep
+access_key_id = S3RVER
+secret_access_key = S3RVER
+force_path_style = true
+EOC
+	env -u AWS_CA_BUNDLE rclone --config "$work/rclone.conf" mount "s3r:$1" "$mnt" --vfs-cache-mode full \
+		--cache-dir "$work/rclone-cache" --daemon
+	for _ in $(seq 100); do mountpoint -q "$mnt" && break; sleep 0.1; done
+}

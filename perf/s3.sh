@@ -59,26 +59,8 @@ elapsed() { local t0; t0=$(date +%s.%N); "$@" >/dev/null; $PY3 -c "print($(date 
 
 cfs_opts="endpoint=$ep,passwd_file=$work/passwd,ram_cache=2G"
 cfs_mount() { "$bin/cachefs" s3://bench "$mnt" -o "$cfs_opts${1:+,$1}" 2>>"$work/cachefs.log"; }
-s3fs_mount() {
-	rm -rf "$work/s3fs-cache"
-	s3fs bench "$mnt" -o "url=$ep,use_path_request_style,passwd_file=$work/passwd,use_cache=$work/s3fs-cache"
-	for _ in $(seq 100); do mountpoint -q "$mnt" && break; sleep 0.1; done
-}
-rclone_mount() {
-	rm -rf "$work/rclone-cache"
-	cat > "$work/rclone.conf" <<EOC
-[s3r]
-type = s3
-provider = Other
-endpoint = $ep
-access_key_id = S3RVER
-secret_access_key = S3RVER
-force_path_style = true
-EOC
-	env -u AWS_CA_BUNDLE rclone --config "$work/rclone.conf" mount s3r:bench "$mnt" --vfs-cache-mode full \
-		--cache-dir "$work/rclone-cache" --daemon
-	for _ in $(seq 100); do mountpoint -q "$mnt" && break; sleep 0.1; done
-}
+s3fs_mount() { s3fs_mount_bucket bench; }
+rclone_mount() { rclone_mount_bucket bench; }
 
 # 1-2. 1 GiB sequential.
 seq_curl() {   # "MB/s CPU-seconds" of 8 parallel ranged GETs

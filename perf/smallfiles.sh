@@ -51,26 +51,8 @@ cfs_mount() {
 	"$bin/cachefs" s3://small "$mnt" -o "endpoint=$ep,passwd_file=$work/passwd,kernel_cache,metrics=127.0.0.1:$port${CFS_OPTS:+,$CFS_OPTS}" \
 		2>>"$work/cachefs.log"
 }
-s3fs_mount() {
-	rm -rf "$work/s3fs-cache"
-	s3fs small "$mnt" -o "url=$ep,use_path_request_style,passwd_file=$work/passwd,use_cache=$work/s3fs-cache"
-	for _ in $(seq 100); do mountpoint -q "$mnt" && break; sleep 0.1; done
-}
-rclone_mount() {
-	rm -rf "$work/rclone-cache"
-	cat > "$work/rclone.conf" <<EOC
-[s3r]
-type = s3
-provider = Other
-endpoint = $ep
-access_key_id = S3RVER
-secret_access_key = S3RVER
-force_path_style = true
-EOC
-	env -u AWS_CA_BUNDLE rclone --config "$work/rclone.conf" mount s3r:small "$mnt" --vfs-cache-mode full \
-		--cache-dir "$work/rclone-cache" --daemon
-	for _ in $(seq 100); do mountpoint -q "$mnt" && break; sleep 0.1; done
-}
+s3fs_mount() { s3fs_mount_bucket small; }
+rclone_mount() { rclone_mount_bucket small; }
 none_mount() { :; }
 # FUSE requests served so far, "op=count ..." from cachefs's /metrics.
 fuse_reqs() {
