@@ -3,7 +3,8 @@
 # perf/results/NAME.csv in docs/perf/NAME.svg. Rows files (what
 # perf/lib.sh's table writes) become bars of the ratio against each row's
 # reference, with the line at 1.0; smallfiles-epochs.csv becomes files/s per
-# system and epoch. Needs gnuplot (Debian gnuplot-nox).
+# system and epoch, latency.csv percentiles per system. Needs gnuplot
+# (Debian gnuplot-nox).
 #
 # usage: perf/charts.sh [RESULTS_DIR [OUT_DIR]]
 set -eu -o pipefail
@@ -12,6 +13,7 @@ results=${1:-$src/perf/results}
 out=${2:-$src/docs/perf}
 command -v gnuplot >/dev/null || { echo "perf/charts.sh: gnuplot missing (tools/install-deps.sh)" >&2; exit 1; }
 mkdir -p "$out"
+out=$(cd "$out" && pwd)
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
@@ -43,7 +45,7 @@ with open(sys.argv[2], "w") as f:
     for s, e in rows.items():
         f.write(f'"{names.get(s, s)}"\t{e.get("1", 0)}\t{e.get("2", 0)}\n')
 PY
-		gnuplot <<EOF
+		(cd "$tmp" && gnuplot) <<EOF
 set terminal svg size 760,420 dynamic font "sans,12" background "white"
 set output "$out/$name.svg"
 set title "Data-loader epochs over 5000 small files, files/s (log scale)\n{/*0.8 $stamp, perf/smallfiles.sh}"
@@ -56,8 +58,32 @@ set grid ytics
 set key top right
 set datafile separator "\t"
 set xtics noenhanced
-plot "$tmp/epochs.tsv" using 2:xtic(1) title "epoch 1 (cold)" lc rgb "#e0862b", \
+plot "epochs.tsv" using 2:xtic(1) title "epoch 1 (cold)" lc rgb "#e0862b", \
      "" using 3 title "epoch 2" lc rgb "#2f7dd1"
+EOF
+	elif [ "$name" = latency ]; then
+		python3 - "$csv" "$tmp/lat.tsv" <<'PY'
+import csv, sys
+with open(sys.argv[2], "w") as f:
+    for r in csv.DictReader(l for l in open(sys.argv[1]) if not l.startswith("#")):
+        f.write(f'"{r["system"]}"\t{r["p50_us"]}\t{r["p99_us"]}\t{r["p999_us"]}\n')
+PY
+		(cd "$tmp" && gnuplot) <<EOF
+set terminal svg size 900,440 dynamic font "sans,12" background "white"
+set output "$out/$name.svg"
+set title "4 KiB random read latency, one reader, microseconds (log scale)\n{/*0.8 $stamp, perf/latency.sh}"
+set style data histograms
+set style histogram clustered gap 1
+set style fill solid 0.9 border -1
+set logscale y
+set yrange [0.5:*]
+set grid ytics
+set key top left
+set xtics noenhanced font ",10"
+set datafile separator "\t"
+plot "lat.tsv" using 2:xtic(1) title "p50" lc rgb "#2f7dd1", \
+     "" using 3 title "p99" lc rgb "#8a4fd1", \
+     "" using 4 title "p99.9" lc rgb "#e0862b"
 EOF
 	else
 		python3 - "$csv" "$tmp/rows.tsv" <<'PY'
@@ -75,7 +101,7 @@ with open(sys.argv[2], "w") as f:
 PY
 		[ -s "$tmp/rows.tsv" ] || continue
 		count=$(wc -l <"$tmp/rows.tsv")
-		gnuplot <<EOF
+		(cd "$tmp" && gnuplot) <<EOF
 set terminal svg size 980,$((90 + 34 * count)) dynamic font "sans,11" background "white"
 set output "$out/$name.svg"
 set title "$(titles "$name")\n{/*0.85 cachefs / the reference measured in the same run (green: cachefs better); $stamp}"
@@ -88,7 +114,7 @@ set grid xtics
 set lmargin at screen 0.55
 set arrow from 1, graph 0 to 1, graph 1 nohead dt 2 lc rgb "#444444"
 unset key
-plot "$tmp/rows.tsv" using (\$2/2):1:(\$2/2):(0.34):(\$4 > 0.5 ? 0x2c9a5a : 0x2f7dd1):ytic(3) with boxxyerror lc rgb variable, \
+plot "rows.tsv" using (\$2/2):1:(\$2/2):(0.34):(\$4 > 0.5 ? 0x2c9a5a : 0x2f7dd1):ytic(3) with boxxyerror lc rgb variable, \
      "" using 2:1:(sprintf(" %.2fx", \$2)) with labels left font ",10"
 EOF
 	fi
