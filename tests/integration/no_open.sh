@@ -20,9 +20,16 @@ metric() { curl -sf "http://127.0.0.1:$port/metrics" | awk -v k="$1" '$1 == k { 
 same_tree "$T/src/d" "$T/m/d" >/dev/null
 [ "$(reqs open)" = 1 ] || fail "$(reqs open) OPEN requests for 200 files: want only the first (answered ENOSYS)"
 [ "$(reqs release)" = 0 ] || fail "$(reqs release) RELEASE requests under no_open"
-reads=$(reqs read)
-same_tree "$T/src/d" "$T/m/d" >/dev/null
-[ "$(reqs read)" = "$reads" ] || fail "the second pass sent $(($(reqs read) - reads)) READs: the kernel's cache was not kept"
+# Tests run in parallel and some drop the kernel's caches: a pass that sent
+# READs is tried again; with the cache kept, one of three sends none.
+for try in 1 2 3; do
+	reads=$(reqs read)
+	same_tree "$T/src/d" "$T/m/d" >/dev/null
+	sent=$(($(reqs read) - reads))
+	[ "$sent" = 0 ] && break
+	echo "  pass $((try + 1)) sent $sent READs (caches dropped meanwhile?); again"
+done
+[ "$sent" = 0 ] || fail "every later pass sent READs ($sent the last): the kernel's cache was not kept"
 [ "$(reqs open)" = 1 ] || fail "the second pass sent OPEN requests"
 [ "$(metric cachefs_open_files)" = 0 ] || fail "$(metric cachefs_open_files) open files with none open"
 [ "$(metric cachefs_shared_handles)" -ge 100 ] || fail "only $(metric cachefs_shared_handles) shared handles after 200 files"
