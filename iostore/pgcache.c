@@ -25,9 +25,18 @@
  * of the cache's own, so that a cold read does not wait while the kernel
  * finds and zeroes fresh memory for the page it fills: on the development
  * VM that zeroing was 77% of the daemon's CPU in a cold read (perf), a
- * fresh mapping taking its first writes at 0.4 GB/s.
+ * fresh mapping taking its first writes at 0.4 GB/s. Off by default: while
+ * it works, the shards' loop turns reached 14-22 ms (release) and 260 ms
+ * (ASan) here, against under 2 ms without it; the kernel's memory-map lock,
+ * which faulting in holds and a shard mapping memory waits for, is the
+ * suspect.
  */
-#define PREFAULT_STEP (32ULL << 20)
+/*
+ * One huge page per call: the kernel holds the process's mmap lock while it
+ * faults a range in, and a shard that maps or unmaps memory meanwhile waits
+ * (32 MiB steps stalled a shard's loop turn 143 ms under load here).
+ */
+#define PREFAULT_STEP (2ULL << 20)
 
 enum page_state { PG_FREE, PG_FETCHING, PG_READY };
 
