@@ -58,6 +58,10 @@ wait_dead() {
 	fail "the mount at $1 still answers after its daemon died"
 }
 
+# sanitized: the cachefs under test is an ASan/UBSan build, slower and with
+# allocator pauses of its own (timing limits widen for it).
+sanitized() { ldd "$CACHEFS" 2>/dev/null | grep -q 'libasan\|libubsan'; }
+
 # answers MNT: a live file system is mounted there. A dead FUSE mount (its
 # daemon killed) still looks mounted to mountpoint; statfs says ENOTCONN.
 answers() {
