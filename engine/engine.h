@@ -96,6 +96,8 @@ void engine_release(struct engine *e, struct efile *f);
  * outage ends, so reads during it do not each try the source.
  */
 void engine_open_shared(struct engine *e, uint64_t ino, struct emeta *m);
+/* The same when it needs no source call: the handle with a reference, or NULL. */
+struct efile *engine_shared_get(struct engine *e, uint64_t ino);
 /* A snapshot of a directory's entries: m->dir until engine_closedir. */
 void engine_opendir(struct engine *e, uint64_t ino, struct emeta *m);
 void engine_closedir(struct engine *e, struct edir *d);

@@ -778,21 +778,40 @@ void engine_release(struct engine *e, struct efile *f)
 	efile_put(f);
 }
 
+/* Under the lock: n's shared handle with a reference, if it still fits n's attributes. */
+static struct efile *shared_of(struct engine *e, struct node *n)
+{
+	struct efile *f = n->shared;
+
+	/* One opened while the source failed (cached pages only) serves until the outage ends. */
+	if (!f || !n->st.mode || f->fid != n->st.id || f->version != n->st.version || f->size != n->st.size ||
+	    (!f->file && !in_outage(e, n->src)))
+		return NULL;
+	efile_get(f);
+	return f;
+}
+
+struct efile *engine_shared_get(struct engine *e, uint64_t ino)
+{
+	struct efile *f = NULL;
+	struct node *n;
+
+	ns_lock(e->ns);
+	if ((n = ns_by_ino(e->ns, ino)))
+		f = shared_of(e, n);
+	ns_unlock(e->ns);
+	return f;
+}
+
 void engine_open_shared(struct engine *e, uint64_t ino, struct emeta *m)
 {
-	struct efile *f;
 	struct node *n;
 
 	begin(e, m, EM_OPEN);
 	m->shared = true;
 	if (!(n = node_of(e, m, ino)))
 		return;
-	f = n->shared;
-	/* One opened while the source failed (cached pages only) serves until the outage ends. */
-	if (f && n->st.mode && f->fid == n->st.id && f->version == n->st.version && f->size == n->st.size &&
-	    (f->file || in_outage(e, n->src))) {
-		efile_get(f);
-		m->file = f;
+	if ((m->file = shared_of(e, n))) {
 		m->ino = n->ino;
 		m->st = n->st;
 		ns_unlock(e->ns);

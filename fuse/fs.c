@@ -529,11 +529,19 @@ static void fs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 {
 	struct fusefs *ff = ff_of(req);
 	struct shared_read *sr;
+	struct efile *f;
 
 	count_op(req, FS_OP_READ);
 	if (fi->fh) {
 		if (engine_read(ff->e, (struct efile *)(uintptr_t)fi->fh, (uint64_t)off, size, read_done, req))
 			fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	/* No handle (no_open): the inode's shared one, without an allocation when it is there. */
+	if ((f = engine_shared_get(ff->e, ino))) {
+		if (engine_read(ff->e, f, (uint64_t)off, size, read_done, req))
+			fuse_reply_err(req, ENOMEM);
+		efile_put(f);   /* the read holds its own reference */
 		return;
 	}
 	if (!(sr = malloc(sizeof(*sr)))) {
