@@ -29,6 +29,26 @@ titles() {
 	esac
 }
 
+# bars TITLE WIDTH,HEIGHT YMIN SCRIPT PLOT: clustered bars on a log scale,
+# $out/$name.svg, from the .tsv files PLOT names in $tmp.
+bars() {
+	(cd "$tmp" && gnuplot) <<EOF
+set terminal svg size $2 dynamic font "sans,12" background "white"
+set output "$out/$name.svg"
+set title "$1\n{/*0.8 $stamp, $4}"
+set style data histograms
+set style histogram clustered gap 1
+set style fill solid 0.9 border -1
+set logscale y
+set yrange [$3:*]
+set grid ytics
+set key top right
+set xtics noenhanced font ",10"
+set datafile separator "\t"
+plot $5
+EOF
+}
+
 n=0
 for csv in "$results"/*.csv; do
 	[ -e "$csv" ] || continue
@@ -45,22 +65,8 @@ with open(sys.argv[2], "w") as f:
     for s, e in rows.items():
         f.write(f'"{names.get(s, s)}"\t{e.get("1", 0)}\t{e.get("2", 0)}\n')
 PY
-		(cd "$tmp" && gnuplot) <<EOF
-set terminal svg size 760,420 dynamic font "sans,12" background "white"
-set output "$out/$name.svg"
-set title "Data-loader epochs over 5000 small files, files/s (log scale)\n{/*0.8 $stamp, perf/smallfiles.sh}"
-set style data histograms
-set style histogram clustered gap 1
-set style fill solid 0.9 border -1
-set logscale y
-set yrange [100:*]
-set grid ytics
-set key top right
-set datafile separator "\t"
-set xtics noenhanced
-plot "epochs.tsv" using 2:xtic(1) title "epoch 1 (cold)" lc rgb "#e0862b", \
-     "" using 3 title "epoch 2" lc rgb "#2f7dd1"
-EOF
+		bars "Data-loader epochs over 5000 small files, files/s (log scale)" 760,420 100 perf/smallfiles.sh \
+			'"epochs.tsv" using 2:xtic(1) title "epoch 1 (cold)" lc rgb "#e0862b", "" using 3 title "epoch 2" lc rgb "#2f7dd1"'
 	elif [ "$name" = latency ]; then
 		python3 - "$csv" "$tmp/lat.tsv" <<'PY'
 import csv, sys
@@ -68,23 +74,8 @@ with open(sys.argv[2], "w") as f:
     for r in csv.DictReader(l for l in open(sys.argv[1]) if not l.startswith("#")):
         f.write(f'"{r["system"]}"\t{r["p50_us"]}\t{r["p99_us"]}\t{r["p999_us"]}\n')
 PY
-		(cd "$tmp" && gnuplot) <<EOF
-set terminal svg size 900,440 dynamic font "sans,12" background "white"
-set output "$out/$name.svg"
-set title "4 KiB random read latency, one reader, microseconds (log scale)\n{/*0.8 $stamp, perf/latency.sh}"
-set style data histograms
-set style histogram clustered gap 1
-set style fill solid 0.9 border -1
-set logscale y
-set yrange [0.5:*]
-set grid ytics
-set key top left
-set xtics noenhanced font ",10"
-set datafile separator "\t"
-plot "lat.tsv" using 2:xtic(1) title "p50" lc rgb "#2f7dd1", \
-     "" using 3 title "p99" lc rgb "#8a4fd1", \
-     "" using 4 title "p99.9" lc rgb "#e0862b"
-EOF
+		bars "4 KiB random read latency, one reader, microseconds (log scale)" 900,440 0.5 perf/latency.sh \
+			'"lat.tsv" using 2:xtic(1) title "p50" lc rgb "#2f7dd1", "" using 3 title "p99" lc rgb "#8a4fd1", "" using 4 title "p99.9" lc rgb "#e0862b"'
 	else
 		python3 - "$csv" "$tmp/rows.tsv" <<'PY'
 import csv, sys
