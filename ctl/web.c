@@ -357,8 +357,11 @@ int web_start(const char *spec, struct engine *e, struct jobs *jobs, metrics_ren
 	web.extra_arg = arg;
 	atomic_store(&web.stop, false);
 	web.wake = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	if (web.wake < 0)
-		return -errno;
+	if (web.wake < 0) {
+		rc = -errno;
+		log_err("metrics=%s: eventfd: %s; serving no metrics", spec, strerror(-rc));
+		return rc;
+	}
 	web.mhd = MHD_start_daemon(MHD_USE_EPOLL | MHD_USE_ERROR_LOG |
 				   (ss.ss_family == AF_INET6 ? MHD_USE_IPv6 : 0),
 				   0, NULL, NULL, answer, NULL,
@@ -376,9 +379,11 @@ int web_start(const char *spec, struct engine *e, struct jobs *jobs, metrics_ren
 	}
 	rc = pthread_create(&web.thread, NULL, web_main, NULL);
 	if (rc) {
-		log_err("metrics=%s: %s", spec, strerror(rc));
+		log_err("metrics=%s: cannot start its thread: %s; serving no metrics", spec, strerror(rc));
 		MHD_stop_daemon(web.mhd);
 		web.mhd = NULL;
+		close(web.wake);
+		web.wake = -1;
 		return -rc;
 	}
 	web.running = true;

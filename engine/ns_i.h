@@ -47,7 +47,8 @@ struct node {
 	bool alias;               /* the name is an alias of srcname (UFS_OBJECT) */
 	struct meta_op *stat_op;  /* a stat in flight for this node */
 	struct meta_op *list_op;  /* dirs: a listing in flight */
-	struct efile *shared;     /* files: the handle every reader shares (no_open), referenced */
+	struct efile *shared;     /* files: the handle every reader shares (no_open), referenced;
+				   * set and cleared under the lock (meta.c), dropped at forget */
 	/* the table's */
 	struct node *ino_next, *name_next;
 	struct node *kids, *sib_prev, *sib_next;

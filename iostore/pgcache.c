@@ -281,7 +281,11 @@ int pgcache_create(struct pgcache **out, const struct pgcache_opts *o)
 				shard_call(c->parts[i].owner, register_slab, &c->parts[i]);
 	if (o->prefault) {
 		c->prefault_fd = eventfd(0, EFD_CLOEXEC);
-		c->prefaulting = c->prefault_fd >= 0 && !pthread_create(&c->prefaulter, NULL, prefault_main, c);
+		int rc = c->prefault_fd < 0 ? errno : pthread_create(&c->prefaulter, NULL, prefault_main, c);
+		c->prefaulting = !rc;
+		if (rc)
+			log_info("ram_prefault: no prefault thread (%s); cold reads fault the RAM tier in",
+				 strerror(rc));
 	}
 	*out = c;
 	return 0;
