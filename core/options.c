@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 enum opt_type {
 	OPT_BOOL,     /* "name" or name=0|1|yes|no|true|false */
@@ -22,6 +23,7 @@ enum opt_type {
 	OPT_LOCALMETA,  /* auto|threads|shards */
 	OPT_TRISTATE, /* auto, or what OPT_BOOL takes */
 	OPT_PREFAULT, /* a size, all or off */
+	OPT_NOT,      /* a bool set to the opposite of what is given */
 	OPT_PASS,     /* kernel mount flag, passed on as written */
 	OPT_PASSVAL,  /* kernel mount option with a value, passed on */
 };
@@ -74,7 +76,7 @@ static const struct opt_def opt_table[] = {
 	{ "manifest", STR(src.manifest), "", "http(s) sources: the list of files, a local /PATH or a path relative to the source URL; lines of PATH[<TAB>SIZE[<TAB>ETAG]]", SZ(src.manifest), true },
 	{ "kernel_cache", OPT_BOOL, F(fuse.kernel_cache), "off", "keep file pages in the kernel page cache across opens", 0, 0, false },
 	{ "auto_cache", OPT_BOOL, F(fuse.auto_cache), "off", "like kernel_cache, but drop them when size or mtime changed", 0, 0, false },
-	{ "no_open", OPT_TRISTATE, F(fuse.no_open), "auto: on with kernel_cache", "the kernel opens and closes files without asking the daemon (one ENOSYS to its first OPEN): a small file in the kernel's cache then costs no round trip. Readers of a file share one handle (one version; read-ahead per stream). Needs kernel_cache", 0, 0, false },
+	{ "no_open", OPT_TRISTATE, F(fuse.no_open), "auto: on with kernel_cache on a read-only mount", "the kernel opens and closes files without asking the daemon (one ENOSYS to its first OPEN): a small file in the kernel's cache then costs no round trip. Readers of a file share one handle (one version; read-ahead per stream). Needs kernel_cache and ro (the kernel would not tell the daemon when a written file is closed)", 0, 0, false },
 	{ "splice", OPT_BOOL, F(fuse.splice), "off", "send replies through a pipe (vmsplice + splice) instead of writev", 0, 0, false },
 	{ "attr_timeout", OPT_SECONDS, F(fuse.attr_timeout), "60", "seconds the kernel caches attributes", 0, 0, false },
 	{ "entry_timeout", OPT_SECONDS, F(fuse.entry_timeout), "60", "seconds the kernel caches name lookups", 0, 0, false },
@@ -91,8 +93,8 @@ static const struct opt_def opt_table[] = {
 	{ "max_read", OPT_SIZE, F(fuse.max_read), "1M", "largest read request the kernel sends", 0, 0, false },
 	{ "allow_other", OPT_PASS, 0, "off", "let other users access the mount", 0, 0, false },
 	{ "default_permissions", OPT_PASS, 0, "off", "kernel checks permissions from the file modes", 0, 0, false },
-	{ "ro", OPT_PASS, 0, "on", "read-only mount (cachefs is read-only for now)", 0, 0, false },
-	{ "rw", OPT_PASS, 0, "", "accepted for fstab; writes still answer EROFS", 0, 0, false },
+	{ "ro", OPT_BOOL, F(src.read_only), "off (on for http sources)", "read-only mount: changes answer EROFS, symlinks of a local source read as what they point to, and kernel_cache turns no_open on", 0, 0, true },
+	{ "rw", OPT_NOT, F(src.read_only), "on", "writable mount (the default), for fstab", 0, 0, true },
 	{ "fsname", OPT_PASSVAL, 0, "SOURCE", "file system name shown in mount tables", 0, 0, false },
 	{ "subtype", OPT_PASSVAL, 0, "cachefs", "subtype shown as fuse.SUBTYPE", 0, 0, false },
 	{ "dev", OPT_PASS, 0, "", "fstab flag, passed to the kernel", 0, 0, false },
@@ -197,7 +199,7 @@ static int apply(struct cachefs_config *c, const struct opt_def *d, const char *
 	double sec;
 	int lvl;
 
-	if (d->type != OPT_BOOL && d->type != OPT_TRISTATE && d->type != OPT_PASS && !val) {
+	if (d->type != OPT_BOOL && d->type != OPT_NOT && d->type != OPT_TRISTATE && d->type != OPT_PASS && !val) {
 		snprintf(err, errlen, "option '%s' needs a value (%s=...)", d->name, d->name);
 		return -EINVAL;
 	}
@@ -216,6 +218,12 @@ static int apply(struct cachefs_config *c, const struct opt_def *d, const char *
 	case OPT_BOOL:
 		if (parse_bool(val, field))
 			expect = "on/off, yes/no, 1/0 or nothing";
+		break;
+	case OPT_NOT:
+		if (parse_bool(val, field))
+			expect = "on/off, yes/no, 1/0 or nothing";
+		else
+			*(bool *)field = !*(bool *)field;
 		break;
 	case OPT_UINT:
 		if (parse_uint(val, d->min, d->max, &u)) {
@@ -418,8 +426,6 @@ int config_finish(struct cachefs_config *c, uint64_t mem_total, uint64_t mem_ava
 			 "the file's cached pages, which only kernel_cache promises");
 		return -EINVAL;
 	}
-	if (c->fuse.no_open == TRI_AUTO)
-		c->fuse.no_open = c->fuse.kernel_cache ? TRI_ON : TRI_OFF;
 	if (!c->cache.ram_cache)
 		c->cache.ram_cache = MAX(mem_total / 8, c->cache.page_size * 64);
 	if (c->cache.ram_cache > mem_avail) {

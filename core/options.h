@@ -81,10 +81,12 @@ struct source_opts {
 	double dir_cache_ttl;
 	int local_meta;             /* enum local_meta */
 	char manifest[PATH_MAX];    /* http: the file naming the source's files */
+	bool read_only;             /* ro: changes answer EROFS */
 };
 
-/* The metadata cache (engine/meta.c). */
+/* The namespace and its metadata cache (engine/). */
 struct meta_opts {
+	bool read_only;             /* changes answer EROFS: ro, or a source that cannot change */
 	double stale_if_error;      /* seconds an answer may be served while the source fails */
 	unsigned meta_cache;        /* names kept in the metadata cache */
 	unsigned meta_threads;      /* threads for metadata calls that may block (network file systems) */
@@ -100,7 +102,7 @@ struct ctl_opts {
 /* The FUSE front end (fuse/) and the kernel mount. */
 struct front_opts {
 	bool kernel_cache, auto_cache, splice;
-	int no_open;                /* enum tristate; config_check resolves auto */
+	int no_open;                /* enum tristate; resolved once the source is known */
 	double attr_timeout, entry_timeout, negative_timeout;
 	unsigned max_background, congestion_threshold;
 	unsigned max_threads, max_idle_threads;

@@ -218,6 +218,8 @@ void efile_put(struct efile *f)
 
 uint64_t efile_size(const struct efile *f) { return f->size; }
 
+bool engine_read_only(const struct engine *e) { return e->meta.read_only; }
+
 /* ---- counters ---- */
 
 void engine_count_latency(struct engine *e, enum engine_src_op op, uint64_t start_ns)

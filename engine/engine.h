@@ -27,8 +27,14 @@
 struct engine;
 struct efile;    /* an open file */
 struct edir;     /* a directory's entries, as listed at opendir */
+struct ewfile;   /* a file open for writing */
 
-enum emeta_kind { EM_LOOKUP, EM_GETATTR, EM_OPEN, EM_OPENDIR, EM_STATFS };
+enum emeta_kind {
+	EM_LOOKUP, EM_GETATTR, EM_OPEN, EM_OPENDIR, EM_STATFS,
+	/* changes (write.c) */
+	EM_MKDIR, EM_MKNOD, EM_SYMLINK, EM_LINK, EM_CREATE, EM_OPEN_WRITE, EM_UNLINK, EM_RMDIR,
+	EM_RENAME, EM_SETATTR, EM_READLINK, EM_FLUSH, EM_FSYNC,
+};
 
 struct emeta {
 	void (*done)(struct emeta *m);
@@ -49,6 +55,8 @@ struct emeta {
 	bool shared;              /* open: the inode's shared handle (engine_open_shared) */
 	struct edir *dir;         /* opendir */
 	struct statvfs vfs;       /* statfs */
+	struct ewfile *wfile;     /* create, open for writing: until engine_release_write */
+	char *link;               /* readlink: malloc'd, the caller frees it */
 	/* the engine's */
 	enum emeta_kind kind;
 	struct engine *e;
@@ -144,6 +152,7 @@ struct eread {
 	int err;
 	struct iovec *iov;
 	unsigned niov;
+	void (*release)(struct eread *r);   /* the engine's */
 };
 /* Starts a read: 0 (done may run before this returns), or -ENOMEM and
  * nothing will be called. */
@@ -204,6 +213,67 @@ void page_op_submit(struct page_op *op);
 /* Lets go of the page and the file; op may be freed afterwards. */
 void page_op_release(struct page_op *op);
 
+/* ---- changes ---- */
+
+/*
+ * Namespace changes, asynchronous like the metadata calls. A read-only
+ * mount, or a source that cannot change, answers -EROFS. What is made
+ * (mkdir, mknod, symlink, link, create) answers m->ino with one kernel
+ * reference and m->st; uid and gid are the caller's, who owns it.
+ */
+void engine_mkdir(struct engine *e, uint64_t parent, const char *name, mode_t mode, uid_t uid,
+		  gid_t gid, struct emeta *m);
+void engine_mknod(struct engine *e, uint64_t parent, const char *name, mode_t mode, dev_t rdev,
+		  uid_t uid, gid_t gid, struct emeta *m);
+void engine_symlink(struct engine *e, uint64_t parent, const char *name, const char *target,
+		    uid_t uid, gid_t gid, struct emeta *m);
+/* A new name newparent/newname for inode ino. */
+void engine_link(struct engine *e, uint64_t ino, uint64_t newparent, const char *newname,
+		 struct emeta *m);
+void engine_unlink(struct engine *e, uint64_t parent, const char *name, struct emeta *m);
+void engine_rmdir(struct engine *e, uint64_t parent, const char *name, struct emeta *m);
+/* flags: RENAME_NOREPLACE, or 0; RENAME_EXCHANGE is -EINVAL. */
+void engine_rename(struct engine *e, uint64_t parent, const char *name, uint64_t newparent,
+		   const char *newname, unsigned flags, struct emeta *m);
+/*
+ * Changes what `set` (UFS_SET_*) names to the values in *to; through wf
+ * when the caller has the file open for writing (NULL otherwise).
+ * m->st: the attributes after it.
+ */
+void engine_setattr(struct engine *e, uint64_t ino, unsigned set, const struct ufs_stat *to,
+		    struct ewfile *wf, struct emeta *m);
+/* m->link: where the symlink ino points. */
+void engine_readlink(struct engine *e, uint64_t ino, struct emeta *m);
+
+/*
+ * Files open for writing. create makes parent/name and opens it
+ * (oflags: the access mode, O_EXCL, O_TRUNC); open_write opens an
+ * existing file with a write access mode or O_TRUNC. m->wfile until
+ * engine_release_write. Reads through such a handle see what was written
+ * (they bypass the page tiers).
+ */
+void engine_create_file(struct engine *e, uint64_t parent, const char *name, mode_t mode, int oflags,
+		   uid_t uid, gid_t gid, struct emeta *m);
+void engine_open_write(struct engine *e, uint64_t ino, int oflags, struct emeta *m);
+/*
+ * Writes buf[0, len) at off: done(arg, res) once, res = len or -errno,
+ * on some shard. buf stays the caller's and must live until done.
+ * 0, or -ENOMEM and nothing will be called.
+ */
+int engine_write(struct ewfile *wf, uint64_t off, const void *buf, size_t len,
+		 void (*done)(void *arg, int res), void *arg);
+/* A read through a handle open for writing, as engine_read. */
+int engine_wread(struct ewfile *wf, uint64_t off, size_t len, void (*done)(struct eread *r), void *arg);
+/*
+ * close(): what was written becomes the source's (an object store
+ * uploads it); m->err is the answer close() gives, including a write
+ * that failed before. fsync: the same, and to stable storage.
+ */
+void engine_flush(struct ewfile *wf, struct emeta *m);
+void engine_fsync(struct ewfile *wf, bool datasync, struct emeta *m);
+/* The last close: commits what the last flush did not, then lets go. */
+void engine_release_write(struct ewfile *wf);
+
 /* ---- what status, metrics and jobs read ---- */
 
 /* Source calls timed for metrics, and their histogram's upper bounds in seconds. */
@@ -235,6 +305,8 @@ struct pgstore *engine_store(const struct engine *e);
 const struct cache_opts *engine_cache_opts(const struct engine *e);
 uint64_t engine_page_size(const struct engine *e);
 const char *engine_source(const struct engine *e);
+/* Whether changes answer EROFS (ro, or a source that cannot change). */
+bool engine_read_only(const struct engine *e);
 const char *engine_mountpoint(const struct engine *e);
 time_t engine_started(const struct engine *e);
 

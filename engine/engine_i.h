@@ -69,6 +69,26 @@ struct efile {
 	struct efile *prev, *next;   /* engine->files, under files_lock */
 };
 
+/*
+ * A file open for writing. Its writes, flushes and commits run on its
+ * owner shard, in the order they come (an upload's state is the owner's).
+ */
+struct ewfile {
+	struct engine *e;
+	atomic_uint refs;            /* the opener's, writes', calls' */
+	struct ufs_file *file;
+	struct node *node;           /* held */
+	unsigned owner;
+	atomic_int err;              /* a write failed: the next flush, fsync or close says so */
+	atomic_bool dirty;           /* written since the last commit */
+};
+
+/* Starts a metadata call: m's results cleared, its kind set. */
+void emeta_begin(struct engine *e, struct emeta *m, enum emeta_kind kind);
+/* A shard to run a source call on, from a thread that is not one. */
+struct shard *engine_any_shard(const void *key);
+/* What a caller sees of a failed source call: EIO when the source did not answer. */
+int engine_error(int rc);
 /* Counts a source call of kind `op` that began at start_ns (now_ns()). */
 void engine_count_latency(struct engine *e, enum engine_src_op op, uint64_t start_ns);
 /* An efile over an open source file (NULL: cached pages only), with one reference. */

@@ -51,8 +51,7 @@ struct edir {
 	char *names;              /* every entry's name, one block */
 };
 
-/* A shard to run a source call on, from a thread that is not one. */
-static struct shard *any_shard(const void *key)
+struct shard *engine_any_shard(const void *key)
 {
 	return shard_get((unsigned)(mix64((uintptr_t)key) % shard_count()));
 }
@@ -192,10 +191,15 @@ static void answer(struct engine *e, struct emeta *m, struct node *n, uint64_t n
 	}
 }
 
+int engine_error(int rc)
+{
+	return ufs_unavailable(rc) || rc == -ECANCELED ? -EIO : rc;
+}
+
 /* The error a waiter gets when the source call failed and nothing stale will do. */
 static void fail(struct emeta *m, int rc)
 {
-	m->err = ufs_unavailable(rc) || rc == -ECANCELED ? -EIO : rc;
+	m->err = engine_error(rc);
 }
 
 /* ---- source calls ---- */
@@ -252,7 +256,7 @@ static void op_start(struct meta_op *op)
 	if (shard_self())
 		op_start_here(op);
 	else
-		shard_send(any_shard(op), &op->msg, op_start_msg);
+		shard_send(engine_any_shard(op), &op->msg, op_start_msg);
 }
 
 /*
@@ -355,8 +359,8 @@ static void list_complete(struct engine *e, struct meta_op *op, uint64_t now, ui
 
 	for (k = dir->kids; k; k = next) {
 		next = k->sib_next;
-		/* Not listed, and not confirmed by a stat since the listing began. */
-		if (k->list_gen != op->gen && !k->stat_op && k->st_ns < op->start_ns)
+		/* Not listed, and not confirmed by a stat since the listing began, nor being written. */
+		if (k->list_gen != op->gen && !k->stat_op && k->st_ns < op->start_ns && !k->writers)
 			ns_detach(e->ns, k);
 	}
 	dir->list_ns = now;
@@ -390,6 +394,13 @@ static void op_done(struct ufs_call *c, int rc)
 	got = op->list ? n->list_ns : n->st_ns;
 	if (rc == -ENOENT && n == ns_root(e->ns))
 		rc = -EIO;    /* a driver's mistake: the root always exists */
+	if (rc == -ENOENT && n->writers && n->st.mode) {
+		/* Being written: an object store has it only once it is closed. */
+		rc = 0;
+		c->st = n->st;
+		snprintf(c->etag, sizeof(c->etag), "%s", n->etag ? n->etag : "");
+		c->ttl_ns = 0;
+	}
 	if (rc == 0 || rc == -ENOENT)
 		n->src = (uint16_t)c->source;
 	if (rc == 0 && op->list) {
@@ -460,7 +471,7 @@ static void run(struct engine *e, struct emeta *m, struct node *n, bool list, ui
 		resume(m);
 }
 
-static void begin(struct engine *e, struct emeta *m, enum emeta_kind kind)
+void emeta_begin(struct engine *e, struct emeta *m, enum emeta_kind kind)
 {
 	m->e = e;
 	m->kind = kind;
@@ -471,6 +482,8 @@ static void begin(struct engine *e, struct emeta *m, enum emeta_kind kind)
 	m->changed = false;
 	m->shared = false;
 	m->valid_ns = 0;
+	m->wfile = NULL;
+	m->link = NULL;
 }
 
 /* The node of ino under the lock, or NULL after answering m with ENOENT (lock released). */
@@ -493,7 +506,7 @@ void engine_lookup(struct engine *e, uint64_t parent, const char *name, struct e
 	uint64_t now;
 	struct node *dir, *n;
 
-	begin(e, m, EM_LOOKUP);
+	emeta_begin(e, m, EM_LOOKUP);
 	if (!(dir = node_of(e, m, parent)))
 		return;
 	now = now_ns();
@@ -536,12 +549,12 @@ void engine_forget(struct engine *e, uint64_t ino, uint64_t nlookup)
 	ns_lock(e->ns);
 	n = ns_by_ino(e->ns, ino);
 	if (n) {
-		ns_forget(e->ns, n, nlookup);
-		if (!n->nlookup) {
-			/* The kernel let go of the inode: no reader can use its handle. */
+		if (n->nlookup <= nlookup) {
+			/* The kernel lets go of the inode: no reader can use its handle. */
 			shared = n->shared;
 			n->shared = NULL;
 		}
+		ns_forget(e->ns, n, nlookup);   /* may free a detached n */
 		ns_trim(e->ns);
 	}
 	ns_unlock(e->ns);
@@ -553,7 +566,7 @@ void engine_getattr(struct engine *e, uint64_t ino, struct emeta *m)
 {
 	struct node *n;
 
-	begin(e, m, EM_GETATTR);
+	emeta_begin(e, m, EM_GETATTR);
 	if ((n = node_of(e, m, ino)))
 		run(e, m, n, false, now_ns());   /* node_of holds the lock: now is after it */
 }
@@ -562,7 +575,7 @@ void engine_opendir(struct engine *e, uint64_t ino, struct emeta *m)
 {
 	struct node *n;
 
-	begin(e, m, EM_OPENDIR);
+	emeta_begin(e, m, EM_OPENDIR);
 	if (!(n = node_of(e, m, ino)))
 		return;
 	if (n->st.mode && !S_ISDIR(n->st.mode)) {
@@ -745,7 +758,7 @@ static void open_start(struct emeta *m)
 	if (shard_self())
 		open_here(oc);
 	else
-		shard_send(any_shard(oc), &oc->msg, open_msg);
+		shard_send(engine_any_shard(oc), &oc->msg, open_msg);
 }
 
 /* Opens node n (locked by node_of) for m. */
@@ -768,7 +781,7 @@ void engine_open(struct engine *e, uint64_t ino, struct emeta *m)
 {
 	struct node *n;
 
-	begin(e, m, EM_OPEN);
+	emeta_begin(e, m, EM_OPEN);
 	if ((n = node_of(e, m, ino)))
 		open_node(e, m, n);
 }
@@ -807,7 +820,7 @@ void engine_open_shared(struct engine *e, uint64_t ino, struct emeta *m)
 {
 	struct node *n;
 
-	begin(e, m, EM_OPEN);
+	emeta_begin(e, m, EM_OPEN);
 	m->shared = true;
 	if (!(n = node_of(e, m, ino)))
 		return;
@@ -860,7 +873,7 @@ void engine_statfs(struct engine *e, struct emeta *m)
 {
 	struct statfs_call *sc = calloc(1, sizeof(*sc));
 
-	begin(e, m, EM_STATFS);
+	emeta_begin(e, m, EM_STATFS);
 	if (!sc) {
 		m->err = -ENOMEM;
 		m->done(m);
@@ -873,5 +886,5 @@ void engine_statfs(struct engine *e, struct emeta *m)
 	if (shard_self())
 		statfs_here(sc);
 	else
-		shard_send(any_shard(sc), &sc->msg, statfs_msg);
+		shard_send(engine_any_shard(sc), &sc->msg, statfs_msg);
 }

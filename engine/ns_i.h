@@ -42,6 +42,7 @@ struct node {
 	uint64_t nlookup;         /* kernel references */
 	uint32_t nopen;           /* engine holds: open files, directory snapshots, calls */
 	uint32_t nkids;
+	uint32_t writers;         /* files open for writing: the source may not have it yet */
 	uint32_t list_gen;        /* the listing of the parent that last saw this name */
 	uint16_t src;             /* the source that answered last (ufs_call.source) */
 	bool alias;               /* the name is an alias of srcname (UFS_OBJECT) */

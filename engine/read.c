@@ -323,6 +323,8 @@ static void rd_part_done(struct page_op *op)
 		rd_finish(rd);
 }
 
+static void rd_release(struct eread *r);
+
 int engine_read(struct engine *e, struct efile *f, uint64_t off, size_t len,
 		void (*done)(struct eread *r), void *arg)
 {
@@ -337,6 +339,7 @@ int engine_read(struct engine *e, struct efile *f, uint64_t off, size_t len,
 			return -ENOMEM;
 		rd->pub.done = done;
 		rd->pub.arg = arg;
+		rd->pub.release = rd_release;
 		rd->pub.err = failed;
 		rd->f = f;
 		efile_get(f);
@@ -353,6 +356,7 @@ int engine_read(struct engine *e, struct efile *f, uint64_t off, size_t len,
 	memset(&rd->pub, 0, sizeof(rd->pub));
 	rd->pub.done = done;
 	rd->pub.arg = arg;
+	rd->pub.release = rd_release;
 	rd->f = f;
 	efile_get(f);
 	rd->nparts = n;
@@ -385,7 +389,7 @@ int engine_read(struct engine *e, struct efile *f, uint64_t off, size_t len,
 	return 0;
 }
 
-void eread_release(struct eread *r)
+static void rd_release(struct eread *r)
 {
 	struct rd *rd = container_of(r, struct rd, pub);
 
@@ -393,4 +397,9 @@ void eread_release(struct eread *r)
 		page_op_release(&rd->parts[i]);
 	efile_put(rd->f);
 	free(rd);
+}
+
+void eread_release(struct eread *r)
+{
+	r->release(r);
 }

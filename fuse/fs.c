@@ -21,6 +21,7 @@
 
 struct fusefs {
 	struct engine *e;
+	struct fuse_session *se;
 	struct front_opts o;        /* as mounted; the times below are SIGHUP's */
 	char mnt[PATH_MAX];
 	/* The kernel's cache times: SIGHUP may change them (fusefs_set_ttls). */
@@ -67,12 +68,23 @@ static double timeout_of(_Atomic double *cfg, uint64_t valid_ns)
 	return valid_ns == UINT64_MAX ? t : MIN(t, (double)valid_ns / 1e9);
 }
 
+/*
+ * A file with several names is several inodes to the kernel (a node is
+ * one name here): a change through one name would leave the others'
+ * cached link counts and times wrong, so their attributes are not cached.
+ */
+static double attr_timeout_of(struct fusefs *ff, const struct ufs_stat *st, uint64_t valid_ns)
+{
+	return st->nlink > 1 && !S_ISDIR(st->mode) ? 0 : timeout_of(&ff->attr_timeout, valid_ns);
+}
+
 static void fill_attr(struct stat *a, uint64_t ino, const struct ufs_stat *st)
 {
 	memset(a, 0, sizeof(*a));
-	a->st_ino = ino;
-	/* Modes as the source has them; writes answer EROFS regardless. */
+	/* The source's own inode number where it has one: hard links show as one file. */
+	a->st_ino = st->ino ? st->ino : ino;
 	a->st_mode = st->mode;
+	a->st_rdev = st->rdev;
 	a->st_nlink = st->nlink;
 	a->st_uid = st->uid;
 	a->st_gid = st->gid;
@@ -93,7 +105,7 @@ static void fill_entry(struct fusefs *ff, struct fuse_entry_param *e, uint64_t i
 	memset(e, 0, sizeof(*e));
 	e->ino = ino;
 	e->generation = 1;
-	e->attr_timeout = timeout_of(&ff->attr_timeout, valid_ns);
+	e->attr_timeout = attr_timeout_of(ff, st, valid_ns);
 	e->entry_timeout = timeout_of(&ff->entry_timeout, valid_ns);
 	fill_attr(&e->attr, ino, st);
 }
@@ -164,7 +176,10 @@ static void fs_init(void *userdata, struct fuse_conn_info *conn)
 	conn->want &= ~(unsigned)FUSE_CAP_READDIRPLUS_AUTO;
 	if (conn->capable & FUSE_CAP_PARALLEL_DIROPS)
 		conn->want |= FUSE_CAP_PARALLEL_DIROPS;
-	/* Requests are small (no writes yet): splice only matters for replies. */
+	/* O_TRUNC comes with the OPEN, not as a SETATTR before it: one round trip, one upload. */
+	if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC)
+		conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
+	/* Writes arrive copied out of the request: splice only matters for replies. */
 	conn->want &= ~(unsigned)(FUSE_CAP_SPLICE_WRITE | FUSE_CAP_SPLICE_MOVE | FUSE_CAP_SPLICE_READ);
 	if (ff->o.splice)
 		conn->want |= conn->capable & FUSE_CAP_SPLICE_WRITE;
@@ -182,6 +197,17 @@ static void fs_init(void *userdata, struct fuse_conn_info *conn)
 }
 
 /* ---- metadata ---- */
+
+/*
+ * fi->fh: an efile (read-only opens) or an ewfile with FH_WRITE set (opens
+ * for writing); both are malloc'd, so the low bit is free.
+ */
+#define FH_WRITE 1u
+
+static struct ewfile *wfile_of(const struct fuse_file_info *fi)
+{
+	return fi && (fi->fh & FH_WRITE) ? (struct ewfile *)(uintptr_t)(fi->fh & ~(uint64_t)FH_WRITE) : NULL;
+}
 
 /* A request waiting for the engine. */
 struct rq {
@@ -258,7 +284,7 @@ static void getattr_done(struct emeta *m)
 		fuse_reply_err(r->req, -m->err);
 	} else {
 		fill_attr(&a, m->ino, &m->st);
-		fuse_reply_attr(r->req, &a, timeout_of(&r->ff->attr_timeout, m->valid_ns));
+		fuse_reply_attr(r->req, &a, attr_timeout_of(r->ff, &m->st, m->valid_ns));
 	}
 	free(r);
 }
@@ -268,13 +294,19 @@ static void fs_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	struct rq *r;
 
 	count_op(req, FS_OP_GETATTR);
-	if ((r = rq_new(req, getattr_done)))
+	if (!(r = rq_new(req, getattr_done)))
+		return;
+	/* fstat of a file open for writing: what the open file holds, even unlinked. */
+	if (wfile_of(fi))
+		engine_setattr(r->ff->e, ino, 0, &(struct ufs_stat){ 0 }, wfile_of(fi), &r->m);
+	else
 		engine_getattr(r->ff->e, ino, &r->m);
 }
 
+/* Permissions are the kernel's (default_permissions) or the mount owner's alone. */
 static void fs_access(fuse_req_t req, fuse_ino_t ino, int mask)
 {
-	fuse_reply_err(req, (mask & W_OK) ? EROFS : 0);
+	fuse_reply_err(req, (mask & W_OK) && engine_read_only(ff_of(req)->e) ? EROFS : 0);
 }
 
 static void statfs_done(struct emeta *m)
@@ -438,13 +470,51 @@ static void open_done(struct emeta *m)
 	free(r);
 }
 
+static bool for_writing(int flags)
+{
+	return (flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC);
+}
+
+/* Replies to an open or create of a file opened for writing (m->wfile). */
+static void open_write_done(struct emeta *m)
+{
+	struct rq *r = m->arg;
+	struct fusefs *ff = r->ff;
+	struct fuse_entry_param e;
+	int rc;
+
+	if (m->err) {
+		fuse_reply_err(r->req, -m->err);
+		free(r);
+		return;
+	}
+	r->fi.fh = (uintptr_t)m->wfile | FH_WRITE;
+	/* The kernel's pages stay right: every write through this mount passes through them. */
+	r->fi.keep_cache = ff->o.kernel_cache;
+	r->fi.noflush = 0;     /* close() must wait for the commit */
+	if (m->kind == EM_CREATE) {
+		fill_entry(ff, &e, m->ino, &m->st, m->valid_ns);
+		rc = fuse_reply_create(r->req, &e, &r->fi);
+		if (rc)
+			engine_forget(ff->e, m->ino, 1);
+	} else {
+		rc = fuse_reply_open(r->req, &r->fi);
+	}
+	if (rc)
+		engine_release_write(m->wfile);
+	free(r);
+}
+
 static void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct rq *r;
 
 	count_op(req, FS_OP_OPEN);
-	if ((fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC)) {
-		fuse_reply_err(req, EROFS);
+	if (for_writing(fi->flags)) {
+		if ((r = rq_new(req, open_write_done))) {
+			r->fi = *fi;
+			engine_open_write(r->ff->e, ino, fi->flags, &r->m);
+		}
 		return;
 	}
 	if (ff_of(req)->o.no_open == TRI_ON) {
@@ -464,10 +534,104 @@ static void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 
 static void fs_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
+	struct ewfile *wf = wfile_of(fi);
+
 	count_op(req, FS_OP_RELEASE);
-	if (fi->fh)
+	if (wf)
+		engine_release_write(wf);
+	else if (fi->fh)
 		engine_release(ff_of(req)->e, (struct efile *)(uintptr_t)fi->fh);
 	fuse_reply_err(req, 0);
+}
+
+static void fs_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+		      struct fuse_file_info *fi)
+{
+	const struct fuse_ctx *ctx = fuse_req_ctx(req);
+	struct rq *r;
+
+	count_op(req, FS_OP_OPEN);
+	if (!(r = rq_new(req, open_write_done)))
+		return;
+	r->fi = *fi;
+	engine_create_file(r->ff->e, parent, name, mode, fi->flags, ctx->uid, ctx->gid, &r->m);
+}
+
+static void err_done(struct emeta *m)
+{
+	struct rq *r = m->arg;
+
+	fuse_reply_err(r->req, -m->err);
+	free(r);
+}
+
+static void fs_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct ewfile *wf = wfile_of(fi);
+	struct rq *r;
+
+	count_op(req, FS_OP_FLUSH);
+	if (!wf) {
+		fuse_reply_err(req, 0);
+		return;
+	}
+	if ((r = rq_new(req, err_done)))
+		engine_flush(wf, &r->m);
+}
+
+static void fs_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
+{
+	struct ewfile *wf = wfile_of(fi);
+	struct rq *r;
+
+	count_op(req, FS_OP_FLUSH);
+	if (!wf) {
+		fuse_reply_err(req, 0);
+		return;
+	}
+	if ((r = rq_new(req, err_done)))
+		engine_fsync(wf, datasync, &r->m);
+}
+
+/* A WRITE's bytes, copied out of the request buffer, which the intake reuses at once. */
+struct wr {
+	fuse_req_t req;
+	char buf[];
+};
+
+static void write_done(void *arg, int res)
+{
+	struct wr *w = arg;
+
+	if (res < 0)
+		fuse_reply_err(w->req, -res);
+	else
+		fuse_reply_write(w->req, (size_t)res);
+	free(w);
+}
+
+static void fs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
+		     struct fuse_file_info *fi)
+{
+	struct ewfile *wf = wfile_of(fi);
+	struct wr *w;
+
+	count_op(req, FS_OP_WRITE);
+	if (!wf) {
+		/* no_open (read-only mounts): the kernel opened for writing without asking. */
+		fuse_reply_err(req, engine_read_only(ff_of(req)->e) ? EROFS : EBADF);
+		return;
+	}
+	if (!(w = malloc(sizeof(*w) + size))) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	w->req = req;
+	memcpy(w->buf, buf, size);
+	if (engine_write(wf, (uint64_t)off, w->buf, size, write_done, w)) {
+		free(w);
+		fuse_reply_err(req, ENOMEM);
+	}
 }
 
 /*
@@ -532,6 +696,11 @@ static void fs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	struct efile *f;
 
 	count_op(req, FS_OP_READ);
+	if (wfile_of(fi)) {
+		if (engine_wread(wfile_of(fi), (uint64_t)off, size, read_done, req))
+			fuse_reply_err(req, ENOMEM);
+		return;
+	}
 	if (fi->fh) {
 		if (engine_read(ff->e, (struct efile *)(uintptr_t)fi->fh, (uint64_t)off, size, read_done, req))
 			fuse_reply_err(req, ENOMEM);
@@ -556,55 +725,164 @@ static void fs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	engine_open_shared(ff->e, ino, &sr->m);
 }
 
-/* Everything that would change the source answers EROFS until writes land. */
-static void fs_erofs_entry(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
+/* ---- changes ---- */
+
+static void entry_done(struct emeta *m)
 {
-	fuse_reply_err(req, EROFS);
+	struct rq *r = m->arg;
+	struct fuse_entry_param e;
+
+	if (m->err) {
+		fuse_reply_err(r->req, -m->err);
+	} else {
+		fill_entry(r->ff, &e, m->ino, &m->st, m->valid_ns);
+		if (fuse_reply_entry(r->req, &e))
+			engine_forget(r->ff->e, m->ino, 1);
+	}
+	free(r);
 }
 
-static void fs_erofs_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev)
+static void fs_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
 {
-	fuse_reply_err(req, EROFS);
+	const struct fuse_ctx *ctx = fuse_req_ctx(req);
+	struct rq *r;
+
+	count_op(req, FS_OP_CHANGE);
+	if ((r = rq_new(req, entry_done)))
+		engine_mkdir(r->ff->e, parent, name, S_IFDIR | mode, ctx->uid, ctx->gid, &r->m);
 }
 
-static void fs_erofs_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
-			    struct fuse_file_info *fi)
+static void fs_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev)
 {
-	fuse_reply_err(req, EROFS);
+	const struct fuse_ctx *ctx = fuse_req_ctx(req);
+	struct rq *r;
+
+	count_op(req, FS_OP_CHANGE);
+	if ((r = rq_new(req, entry_done)))
+		engine_mknod(r->ff->e, parent, name, mode, rdev, ctx->uid, ctx->gid, &r->m);
 }
 
-static void fs_erofs_name(fuse_req_t req, fuse_ino_t parent, const char *name)
+static void fs_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name)
 {
-	fuse_reply_err(req, EROFS);
+	const struct fuse_ctx *ctx = fuse_req_ctx(req);
+	struct rq *r;
+
+	count_op(req, FS_OP_CHANGE);
+	if ((r = rq_new(req, entry_done)))
+		engine_symlink(r->ff->e, parent, name, link, ctx->uid, ctx->gid, &r->m);
 }
 
-static void fs_erofs_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
-			    fuse_ino_t newparent, const char *newname, unsigned int flags)
+/*
+ * The new name is a new inode to the kernel, which does not know that the
+ * one linked gained a link: have it forget that one's attributes. Only
+ * attributes (offset < 0), so no page or inode lock is taken that the
+ * LINK in flight might hold.
+ */
+static void link_done(struct emeta *m)
 {
-	fuse_reply_err(req, EROFS);
+	struct rq *r = m->arg;
+
+	if (!m->err && r->ff->se)
+		fuse_lowlevel_notify_inval_inode(r->ff->se, (fuse_ino_t)r->fi.fh, -1, 0);
+	entry_done(m);
 }
 
-static void fs_erofs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
-			     struct fuse_file_info *fi)
+static void fs_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname)
 {
-	fuse_reply_err(req, EROFS);
+	struct rq *r;
+
+	count_op(req, FS_OP_CHANGE);
+	if (!(r = rq_new(req, link_done)))
+		return;
+	r->fi.fh = ino;   /* the inode linked, for link_done */
+	engine_link(r->ff->e, ino, newparent, newname, &r->m);
 }
 
-/* no_open: the kernel opened for writing without asking; the write says no. */
-static void fs_erofs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
-			   struct fuse_file_info *fi)
+static void fs_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
-	fuse_reply_err(req, EROFS);
+	struct rq *r;
+
+	count_op(req, FS_OP_CHANGE);
+	if ((r = rq_new(req, err_done)))
+		engine_unlink(r->ff->e, parent, name, &r->m);
 }
 
-static void fs_erofs_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name)
+static void fs_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
-	fuse_reply_err(req, EROFS);
+	struct rq *r;
+
+	count_op(req, FS_OP_CHANGE);
+	if ((r = rq_new(req, err_done)))
+		engine_rmdir(r->ff->e, parent, name, &r->m);
 }
 
-static void fs_erofs_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname)
+static void fs_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
+		      const char *newname, unsigned int flags)
 {
-	fuse_reply_err(req, EROFS);
+	struct rq *r;
+
+	count_op(req, FS_OP_CHANGE);
+	if ((r = rq_new(req, err_done)))
+		engine_rename(r->ff->e, parent, name, newparent, newname, flags, &r->m);
+}
+
+static uint64_t ts_ns(const struct timespec *ts)
+{
+	return (uint64_t)ts->tv_sec * 1000000000ULL + (uint64_t)ts->tv_nsec;
+}
+
+static void fs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
+		       struct fuse_file_info *fi)
+{
+	static const struct { int fuse; unsigned ufs; } bits[] = {
+		{ FUSE_SET_ATTR_MODE, UFS_SET_MODE },
+		{ FUSE_SET_ATTR_UID, UFS_SET_UID },
+		{ FUSE_SET_ATTR_GID, UFS_SET_GID },
+		{ FUSE_SET_ATTR_SIZE, UFS_SET_SIZE },
+		{ FUSE_SET_ATTR_ATIME, UFS_SET_ATIME },
+		{ FUSE_SET_ATTR_MTIME, UFS_SET_MTIME },
+		{ FUSE_SET_ATTR_ATIME_NOW, UFS_SET_ATIME_NOW },
+		{ FUSE_SET_ATTR_MTIME_NOW, UFS_SET_MTIME_NOW },
+	};
+	struct ufs_stat to = {
+		.mode = attr->st_mode, .uid = attr->st_uid, .gid = attr->st_gid, .size = (uint64_t)attr->st_size,
+		.atime_ns = ts_ns(&attr->st_atim), .mtime_ns = ts_ns(&attr->st_mtim),
+	};
+	unsigned set = 0;
+	struct rq *r;
+
+	count_op(req, FS_OP_CHANGE);
+	for (unsigned i = 0; i < ARRAY_SIZE(bits); i++)
+		if (to_set & bits[i].fuse)
+			set |= bits[i].ufs;
+	if (!set) {
+		/* ctime alone (the kernel's killpriv dance): what the source has is the answer. */
+		fs_getattr(req, ino, fi);
+		return;
+	}
+	if ((r = rq_new(req, getattr_done)))
+		engine_setattr(r->ff->e, ino, set, &to, wfile_of(fi), &r->m);
+}
+
+static void readlink_done(struct emeta *m)
+{
+	struct rq *r = m->arg;
+
+	if (m->err)
+		fuse_reply_err(r->req, -m->err);
+	else
+		fuse_reply_readlink(r->req, m->link);
+	free(m->link);
+	free(r);
+}
+
+static void fs_readlink(fuse_req_t req, fuse_ino_t ino)
+{
+	struct rq *r;
+
+	count_op(req, FS_OP_GETATTR);
+	if ((r = rq_new(req, readlink_done)))
+		engine_readlink(r->ff->e, ino, &r->m);
 }
 
 static const struct fuse_lowlevel_ops ll_ops = {
@@ -624,16 +902,19 @@ static const struct fuse_lowlevel_ops ll_ops = {
 	.open = fs_open,
 	.read = fs_read,
 	.release = fs_release,
-	.mkdir = fs_erofs_entry,
-	.mknod = fs_erofs_mknod,
-	.create = fs_erofs_create,
-	.unlink = fs_erofs_name,
-	.rmdir = fs_erofs_name,
-	.rename = fs_erofs_rename,
-	.setattr = fs_erofs_setattr,
-	.write = fs_erofs_write,
-	.symlink = fs_erofs_symlink,
-	.link = fs_erofs_link,
+	.flush = fs_flush,
+	.fsync = fs_fsync,
+	.write = fs_write,
+	.create = fs_create,
+	.mkdir = fs_mkdir,
+	.mknod = fs_mknod,
+	.symlink = fs_symlink,
+	.link = fs_link,
+	.unlink = fs_unlink,
+	.rmdir = fs_rmdir,
+	.rename = fs_rename,
+	.setattr = fs_setattr,
+	.readlink = fs_readlink,
 };
 
 const struct fuse_lowlevel_ops *fusefs_ops(void)
@@ -660,6 +941,11 @@ int fusefs_create(struct fusefs **out, struct engine *e, const struct front_opts
 void fusefs_destroy(struct fusefs *ff)
 {
 	free(ff);
+}
+
+void fusefs_set_session(struct fusefs *ff, struct fuse_session *se)
+{
+	ff->se = se;
 }
 
 void fusefs_set_ttls(struct fusefs *ff, const struct front_opts *o)

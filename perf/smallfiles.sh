@@ -48,7 +48,7 @@ nfiles=$(find "$work/src/train" -type f | wc -l)
 
 port=$($PY3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 cfs_mount() {
-	"$bin/cachefs" s3://small "$mnt" -o "endpoint=$ep,passwd_file=$work/passwd,kernel_cache,metrics=127.0.0.1:$port${CFS_OPTS:+,$CFS_OPTS}" \
+	"$bin/cachefs" s3://small "$mnt" -o "endpoint=$ep,passwd_file=$work/passwd,ro,kernel_cache,metrics=127.0.0.1:$port${CFS_OPTS:+,$CFS_OPTS}" \
 		2>>"$work/cachefs.log"
 }
 s3fs_mount() { s3fs_mount_bucket small; }

@@ -438,6 +438,17 @@ static int open_source(struct daemon *d)
 			d->source);
 		return EXIT_USAGE;
 	}
+	/* A source that cannot change (http) makes a read-only mount. */
+	if (!d->ops->create)
+		d->cfg.src.read_only = true;
+	if (d->cfg.fuse.no_open == TRI_ON && !d->cfg.src.read_only) {
+		fprintf(stderr, "cachefs: no_open needs ro: the kernel would not tell the daemon when a written "
+			"file is closed, and close() must return the upload's result\n");
+		return EXIT_USAGE;
+	}
+	if (d->cfg.fuse.no_open == TRI_AUTO)
+		d->cfg.fuse.no_open = d->cfg.fuse.kernel_cache && d->cfg.src.read_only ? TRI_ON : TRI_OFF;
+	d->cfg.meta.read_only = d->cfg.src.read_only;
 	rc = d->table ? ufs_mtab_init(&d->ufs, &d->cf, &d->cfg, err, sizeof(err)) :
 			d->ops->init(&d->ufs, d->source, &d->cfg.src, err, sizeof(err));
 	if (rc) {
@@ -572,9 +583,9 @@ static bool has_opt(const char *opts, const char *name)
 }
 
 /*
- * The mount is read-only until writes land: /proc/mounts says so. Other
- * users (allow_other) get the kernel's permission checks on the source's
- * modes: without default_permissions nothing would check them at all.
+ * A read-only mount says so in /proc/mounts. Other users (allow_other) get
+ * the kernel's permission checks on the source's modes: without
+ * default_permissions nothing would check them at all.
  */
 static int create_session(struct daemon *d)
 {
@@ -583,8 +594,9 @@ static int create_session(struct daemon *d)
 	bool perms = has_opt(ko, "allow_other") && !has_opt(ko, "default_permissions");
 
 	escape_opt(fsname, sizeof(fsname), d->fsname);
-	snprintf(d->fuse_o, sizeof(d->fuse_o), "fsname=%s,subtype=cachefs,ro,max_read=%llu%s%s%s", fsname,
-		 (unsigned long long)d->cfg.fuse.max_read, perms ? ",default_permissions" : "",
+	snprintf(d->fuse_o, sizeof(d->fuse_o), "fsname=%s,subtype=cachefs%s,max_read=%llu%s%s%s", fsname,
+		 d->cfg.src.read_only ? ",ro" : "", (unsigned long long)d->cfg.fuse.max_read,
+		 perms ? ",default_permissions" : "",
 		 *ko ? "," : "", ko);
 	d->fargv[0] = d->argv[0];
 	d->fargv[1] = "-o";
@@ -597,6 +609,7 @@ static int create_session(struct daemon *d)
 		fuse_opt_free_args(&d->args);
 		return EXIT_USAGE;
 	}
+	fusefs_set_session(d->ff, d->se);
 	return 0;
 }
 

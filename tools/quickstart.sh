@@ -55,7 +55,7 @@ if [ ! -f "$work/s3/.loaded" ]; then
 fi
 
 sync; echo 3 >/proc/sys/vm/drop_caches
-"$bin/cachefs" s3://demo "$mnt" -o "endpoint=$ep,passwd_file=$work/passwd,kernel_cache,ram_cache=2G,metrics=$web"
+"$bin/cachefs" s3://demo "$mnt" -o "endpoint=$ep,passwd_file=$work/passwd,ro,kernel_cache,ram_cache=2G,metrics=$web"
 echo "mounted s3://demo (at $ep) on $mnt"
 
 field() { $PY3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }

@@ -22,12 +22,19 @@ struct ufs {
 	int root;          /* O_PATH descriptor of the source directory */
 	char *path;
 	bool on_shards;    /* metadata calls run on the calling shard */
+	/*
+	 * Read-only mounts show a symlink as what it points to, so a dataset
+	 * made of links reads as files (and is cached); writable ones show
+	 * links as links, so that cp -a, tar and rsync round-trip them.
+	 */
+	bool follow;
 };
 
 struct local_file {
 	struct ufs_file f;
 	int fd;
 	bool direct;       /* O_DIRECT: a short read means end of file */
+	bool network;      /* on a network file system: commit flushes it (NFS close-to-open) */
 };
 
 static const char *rel(const char *path)
@@ -53,6 +60,8 @@ static void fill_stat(struct ufs_stat *o, const struct stat *st)
 	o->version = mix64(o->mtime_ns ^ mix64((uint64_t)st->st_size) ^ mix64(st->st_ino + 1));
 	/* The same inode under any name: a rename keeps its cached pages. */
 	o->id = mix64(o->version ^ mix64((uint64_t)st->st_dev + 0x9e3779b97f4a7c15ULL));
+	o->ino = st->st_ino;
+	o->rdev = st->st_rdev;
 }
 
 /*
@@ -124,6 +133,7 @@ static int local_init(struct ufs **out, const char *source, const struct source_
 	} else {
 		u->on_shards = o->local_meta == LOCAL_META_SHARDS;
 	}
+	u->follow = o->read_only;
 	*out = u;
 	return 0;
 }
@@ -154,8 +164,19 @@ struct local_job {
 	struct pool_job job;
 	struct ufs_call *c;        /* touched on the shard only */
 	int root;
+	bool follow, network;
 	char *path;
 	int rc;
+	/* changes: copies of the call's inputs */
+	char *path2;
+	int oflags, fd;            /* fd: the open file of a setattr or commit, or -1 */
+	unsigned rflags, set;
+	mode_t mode;
+	dev_t rdev;
+	uid_t uid;
+	gid_t gid;
+	struct ufs_stat in;        /* setattr: the new values */
+	char *link;                /* readlink */
 	struct ufs_stat st;        /* stat, open */
 	struct statvfs vfs;        /* statfs */
 	struct local_file *file;   /* open */
@@ -177,6 +198,8 @@ static void job_done(struct pool_job *j)
 	c->ttl_ns = 0;   /* the kernel's own caches are the only ones */
 	c->asked = lj->rc != -ECANCELED;
 	if (!rc) {
+		c->link = lj->link;
+		lj->link = NULL;
 		c->st = lj->st;
 		c->vfs = lj->vfs;
 		c->etag[0] = '\0';
@@ -193,6 +216,8 @@ static void job_done(struct pool_job *j)
 	}
 	free(lj->ents);
 	free(lj->path);
+	free(lj->path2);
+	free(lj->link);
 	free(lj);
 	c->done(c, rc);
 }
@@ -208,11 +233,23 @@ static void submit(struct ufs_call *c, void (*fn)(struct pool_job *j))
 	}
 	lj->c = c;
 	lj->root = c->u->root;
-	lj->path = strdup(rel(c->path));
-	lj->rc = lj->path ? -ECANCELED : -ENOMEM;   /* what a job completed unrun reports */
+	lj->follow = c->u->follow;
+	lj->network = !c->u->on_shards;
+	lj->path = strdup(c->path ? rel(c->path) : ".");   /* calls on an open file need none */
+	lj->path2 = c->path2 ? strdup(c->path2) : NULL;
+	lj->oflags = c->oflags;
+	lj->rflags = c->rflags;
+	lj->set = c->set;
+	lj->mode = c->mode;
+	lj->rdev = c->rdev;
+	lj->uid = c->uid;
+	lj->gid = c->gid;
+	lj->in = c->st;
+	lj->fd = c->file ? container_of(c->file, struct local_file, f)->fd : -1;
+	lj->rc = lj->path && (lj->path2 || !c->path2) ? -ECANCELED : -ENOMEM;   /* what a job completed unrun reports */
 	lj->job.run = fn;
 	lj->job.done = job_done;
-	if (!lj->path) {
+	if (lj->rc == -ENOMEM) {
 		job_done(&lj->job);
 		return;
 	}
@@ -230,8 +267,8 @@ static void stat_run(struct pool_job *j)
 	struct local_job *lj = container_of(j, struct local_job, job);
 	struct stat st;
 
-	/* Follow links so a dataset made of symlinks reads as files. */
-	if (fstatat(lj->root, lj->path, &st, 0) < 0 &&
+	/* Follow links (read-only mounts) so a dataset made of symlinks reads as files. */
+	if ((!lj->follow || fstatat(lj->root, lj->path, &st, 0) < 0) &&
 	    fstatat(lj->root, lj->path, &st, AT_SYMLINK_NOFOLLOW) < 0) {
 		lj->rc = -errno;
 		return;
@@ -285,7 +322,7 @@ static void list_run(struct pool_job *j)
 		struct stat st;
 		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
 			continue;
-		if (fstatat(dirfd(d), de->d_name, &st, 0) < 0 &&
+		if ((!lj->follow || fstatat(dirfd(d), de->d_name, &st, 0) < 0) &&
 		    fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
 			continue;   /* vanished while listing */
 		rc = add_ent(lj, de->d_name, &st);
@@ -301,14 +338,55 @@ static void local_list(struct ufs_call *c)
 	submit(c, list_run);
 }
 
-static void open_run(struct pool_job *j)
+static bool writing(int oflags)
 {
-	struct local_job *lj = container_of(j, struct local_job, job);
+	return (oflags & O_ACCMODE) != O_RDONLY || (oflags & O_TRUNC);
+}
+
+/* Makes lj->file of fd (closed on failure), with the attributes of what was opened. */
+static void adopt(struct local_job *lj, int fd, bool direct)
+{
 	struct local_file *lf = calloc(1, sizeof(*lf));
 	struct stat st;
 
-	if (!lf) {
+	if (fd < 0)
+		lj->rc = -errno;
+	else if (!lf)
 		lj->rc = -ENOMEM;
+	else if (fstat(fd, &st) < 0)
+		lj->rc = -errno;
+	else if (S_ISDIR(st.st_mode))
+		lj->rc = -EISDIR;
+	else if (!(lf->f.name = strdup(lj->path)))
+		lj->rc = -ENOMEM;
+	else
+		lj->rc = 0;
+	if (lj->rc) {
+		if (fd >= 0)
+			close(fd);
+		free(lf);
+		return;
+	}
+	lf->fd = fd;
+	lf->direct = direct;
+	lf->network = lj->network;
+	lf->f.ops = &ufs_local_ops;
+	atomic_init(&lf->f.refs, 1);
+	fill_stat(&lj->st, &st);
+	lj->file = lf;
+}
+
+static void open_run(struct pool_job *j)
+{
+	struct local_job *lj = container_of(j, struct local_job, job);
+	int fd;
+
+	if (writing(lj->oflags)) {
+		/*
+		 * Buffered, and without O_APPEND: the kernel places appends
+		 * itself and sends their offsets, which must be obeyed.
+		 */
+		adopt(lj, openat(lj->root, lj->path, (lj->oflags & (O_ACCMODE | O_TRUNC)) | O_CLOEXEC), false);
 		return;
 	}
 	/*
@@ -319,29 +397,12 @@ static void open_run(struct pool_job *j)
 	 * for the same bytes. Filesystems that refuse O_DIRECT (tmpfs) get
 	 * buffered reads.
 	 */
-	lf->fd = openat(lj->root, lj->path, O_RDONLY | O_CLOEXEC | O_DIRECT);
-	lf->direct = lf->fd >= 0;
-	if (lf->fd < 0 && errno == EINVAL)
-		lf->fd = openat(lj->root, lj->path, O_RDONLY | O_CLOEXEC);
-	/* The attributes of what was opened, not of what the name held a moment before. */
-	if (lf->fd < 0 || fstat(lf->fd, &st) < 0)
-		lj->rc = -errno;
-	else if (S_ISDIR(st.st_mode))
-		lj->rc = -EISDIR;
-	else if (!(lf->f.name = strdup(lj->path)))
-		lj->rc = -ENOMEM;
-	else
-		lj->rc = 0;
-	if (lj->rc) {
-		if (lf->fd >= 0)
-			close(lf->fd);
-		free(lf);
+	fd = openat(lj->root, lj->path, O_RDONLY | O_CLOEXEC | O_DIRECT);
+	if (fd >= 0 || errno != EINVAL) {
+		adopt(lj, fd, fd >= 0);
 		return;
 	}
-	lf->f.ops = &ufs_local_ops;
-	atomic_init(&lf->f.refs, 1);
-	fill_stat(&lj->st, &st);
-	lj->file = lf;
+	adopt(lj, openat(lj->root, lj->path, O_RDONLY | O_CLOEXEC), false);
 }
 
 static void local_open(struct ufs_call *c)
@@ -360,46 +421,303 @@ static void local_release(struct ufs_file *f)
 	free(lf);
 }
 
-static void local_read_submit(struct ufs_read *r);
-
-static void local_read_done(struct shard_op *op, int res)
-{
-	struct ufs_read *r = container_of(op, struct ufs_read, op);
-	struct local_file *lf = container_of(r->file, struct local_file, f);
-
-	if (res == -EAGAIN || res == -EINTR) {
-		local_read_submit(r);
-		return;
-	}
-	if (res < 0) {
-		log_warn("reading %s at offset %llu: %s", lf->f.name, (unsigned long long)(r->off + r->got),
-			 strerror(-res));
-		r->done(r, res);
-		return;
-	}
-	r->got += (size_t)res;
-	/* Buffered reads may come back short mid-file; O_DIRECT ones only at EOF. */
-	if (res > 0 && r->got < r->len && !lf->direct) {
-		local_read_submit(r);
-		return;
-	}
-	r->done(r, (int)r->got);
-}
-
-static void local_read_submit(struct ufs_read *r)
-{
-	struct local_file *lf = container_of(r->file, struct local_file, f);
-
-	r->op.done = local_read_done;
-	io_uring_prep_read(shard_sqe(&r->op), lf->fd, r->buf + r->got,
-			   (unsigned)(r->len - r->got), r->off + r->got);
-}
-
 static int local_read(struct ufs_read *r)
 {
-	r->got = 0;
-	local_read_submit(r);
+	struct local_file *lf = container_of(r->file, struct local_file, f);
+
+	ufs_fd_read(r, lf->fd, lf->direct);
 	return 0;
+}
+
+/* ---- changes ---- */
+
+/*
+ * What the daemon made belongs to the caller, as if it had made it itself:
+ * its uid; its gid unless the directory hands down its own (setgid), as
+ * the kernel did when the daemon made it; the mode asked for, not cut by
+ * the daemon's umask (the kernel applied the caller's). Through fd, or
+ * the path without following a link.
+ */
+static int give(struct local_job *lj, int fd, bool dir, bool link)
+{
+	char *slash = strrchr(lj->path, '/');
+	mode_t mode = lj->mode & 07777;
+	gid_t gid = lj->gid;
+	struct stat pst;
+	int rc;
+
+	if (slash)
+		*slash = '\0';
+	rc = fstatat(lj->root, slash ? lj->path : ".", &pst, 0);
+	if (slash)
+		*slash = '/';
+	if (rc == 0 && (pst.st_mode & S_ISGID)) {
+		gid = (gid_t)-1;
+		if (dir)
+			mode |= S_ISGID;
+	}
+	rc = fd >= 0 ? fchown(fd, lj->uid, gid) : fchownat(lj->root, lj->path, lj->uid, gid, AT_SYMLINK_NOFOLLOW);
+	/* After the chown, which clears set-id bits. Links have no mode of their own. */
+	if (rc == 0 && !link)
+		rc = fd >= 0 ? fchmod(fd, mode) : fchmodat(lj->root, lj->path, mode, 0);
+	return rc < 0 ? -errno : 0;
+}
+
+/* lj->st of what lj->path names now, not following a link. */
+static void stat_made(struct local_job *lj, const char *path)
+{
+	struct stat st;
+
+	if (fstatat(lj->root, path, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+		lj->rc = -errno;
+		return;
+	}
+	fill_stat(&lj->st, &st);
+	lj->rc = 0;
+}
+
+/* After making lj->path by `rc` (0 or -1 with errno): hand it over and stat it, or undo. */
+static void made(struct local_job *lj, int rc, bool dir, bool link)
+{
+	if (rc < 0) {
+		lj->rc = -errno;
+		return;
+	}
+	if ((lj->rc = give(lj, -1, dir, link))) {
+		unlinkat(lj->root, lj->path, dir ? AT_REMOVEDIR : 0);
+		return;
+	}
+	stat_made(lj, lj->path);
+}
+
+static void mkdir_run(struct pool_job *j)
+{
+	struct local_job *lj = container_of(j, struct local_job, job);
+
+	made(lj, mkdirat(lj->root, lj->path, lj->mode & 07777), true, false);
+}
+
+static void mknod_run(struct pool_job *j)
+{
+	struct local_job *lj = container_of(j, struct local_job, job);
+
+	made(lj, mknodat(lj->root, lj->path, lj->mode, lj->rdev), false, false);
+}
+
+static void symlink_run(struct pool_job *j)
+{
+	struct local_job *lj = container_of(j, struct local_job, job);
+
+	made(lj, symlinkat(lj->path2, lj->root, lj->path), false, true);
+}
+
+/* path2: the new name of path. */
+static void link_run(struct pool_job *j)
+{
+	struct local_job *lj = container_of(j, struct local_job, job);
+
+	if (linkat(lj->root, lj->path, lj->root, lj->path2, 0) < 0)
+		lj->rc = -errno;
+	else
+		stat_made(lj, lj->path2);
+}
+
+static void create_run(struct pool_job *j)
+{
+	struct local_job *lj = container_of(j, struct local_job, job);
+	int fd = openat(lj->root, lj->path, O_CREAT | O_EXCL | (lj->oflags & O_ACCMODE) | O_CLOEXEC,
+			lj->mode & 07777);
+
+	if (fd >= 0) {
+		if ((lj->rc = give(lj, fd, false, false))) {
+			close(fd);
+			unlinkat(lj->root, lj->path, 0);
+			return;
+		}
+		adopt(lj, fd, false);
+		return;
+	}
+	/* Made by someone else since the kernel looked: open it as it is. */
+	if (errno == EEXIST && !(lj->oflags & O_EXCL)) {
+		adopt(lj, openat(lj->root, lj->path, (lj->oflags & (O_ACCMODE | O_TRUNC)) | O_CLOEXEC), false);
+		return;
+	}
+	lj->rc = -errno;
+}
+
+static void unlink_run(struct pool_job *j)
+{
+	struct local_job *lj = container_of(j, struct local_job, job);
+
+	lj->rc = unlinkat(lj->root, lj->path, 0) < 0 ? -errno : 0;
+}
+
+static void rmdir_run(struct pool_job *j)
+{
+	struct local_job *lj = container_of(j, struct local_job, job);
+
+	lj->rc = unlinkat(lj->root, lj->path, AT_REMOVEDIR) < 0 ? -errno : 0;
+}
+
+static void rename_run(struct pool_job *j)
+{
+	struct local_job *lj = container_of(j, struct local_job, job);
+
+	lj->rc = renameat2(lj->root, lj->path, lj->root, lj->path2, lj->rflags) < 0 ? -errno : 0;
+}
+
+static struct timespec set_time(unsigned set, unsigned now_bit, unsigned bit, uint64_t ns)
+{
+	if (set & now_bit)
+		return (struct timespec){ .tv_nsec = UTIME_NOW };
+	if (set & bit)
+		return (struct timespec){ .tv_sec = (time_t)(ns / 1000000000ULL), .tv_nsec = (long)(ns % 1000000000ULL) };
+	return (struct timespec){ .tv_nsec = UTIME_OMIT };
+}
+
+/* In the order chmod(1) and friends would: owner, mode, size, times. */
+static int setattr_steps(struct local_job *lj, int fd)
+{
+	unsigned set = lj->set;
+	uid_t uid = set & UFS_SET_UID ? lj->in.uid : (uid_t)-1;
+	gid_t gid = set & UFS_SET_GID ? lj->in.gid : (gid_t)-1;
+
+	if ((set & (UFS_SET_UID | UFS_SET_GID)) &&
+	    (fd >= 0 ? fchown(fd, uid, gid) : fchownat(lj->root, lj->path, uid, gid, AT_SYMLINK_NOFOLLOW)) < 0)
+		return -errno;
+	if ((set & UFS_SET_MODE) &&
+	    (fd >= 0 ? fchmod(fd, lj->in.mode & 07777) : fchmodat(lj->root, lj->path, lj->in.mode & 07777, 0)) < 0)
+		return -errno;
+	if (set & UFS_SET_SIZE) {
+		int tfd = fd >= 0 ? fd : openat(lj->root, lj->path, O_WRONLY | O_NOFOLLOW | O_CLOEXEC);
+		int rc = tfd < 0 || ftruncate(tfd, (off_t)lj->in.size) < 0 ? -errno : 0;
+		if (tfd >= 0 && tfd != fd)
+			close(tfd);
+		if (rc)
+			return rc;
+	}
+	if (set & (UFS_SET_ATIME | UFS_SET_MTIME | UFS_SET_ATIME_NOW | UFS_SET_MTIME_NOW)) {
+		struct timespec ts[2] = {
+			set_time(set, UFS_SET_ATIME_NOW, UFS_SET_ATIME, lj->in.atime_ns),
+			set_time(set, UFS_SET_MTIME_NOW, UFS_SET_MTIME, lj->in.mtime_ns),
+		};
+		if ((fd >= 0 ? futimens(fd, ts) : utimensat(lj->root, lj->path, ts, AT_SYMLINK_NOFOLLOW)) < 0)
+			return -errno;
+	}
+	return 0;
+}
+
+static void setattr_run(struct pool_job *j)
+{
+	struct local_job *lj = container_of(j, struct local_job, job);
+	struct stat st;
+
+	if ((lj->rc = setattr_steps(lj, lj->fd)))
+		return;
+	if (lj->fd >= 0) {
+		if (fstat(lj->fd, &st) < 0) {
+			lj->rc = -errno;
+			return;
+		}
+		fill_stat(&lj->st, &st);
+		return;
+	}
+	stat_made(lj, lj->path);
+}
+
+static void readlink_run(struct pool_job *j)
+{
+	struct local_job *lj = container_of(j, struct local_job, job);
+	char buf[PATH_MAX];
+	ssize_t n = readlinkat(lj->root, lj->path, buf, sizeof(buf) - 1);
+
+	if (n < 0) {
+		lj->rc = -errno;
+		return;
+	}
+	buf[n] = '\0';
+	lj->link = strdup(buf);
+	lj->rc = lj->link ? 0 : -ENOMEM;
+}
+
+/*
+ * At close. On a local disk the written bytes are the file system's once
+ * written; on a network one (NFS) they are the server's when the client
+ * flushed them, which its own close would do: flush them here, so that
+ * close() returns the server's answer.
+ */
+static void commit_run(struct pool_job *j)
+{
+	struct local_job *lj = container_of(j, struct local_job, job);
+	struct stat st;
+
+	if (lj->network && fsync(lj->fd) < 0) {
+		lj->rc = -errno;
+		return;
+	}
+	if (fstat(lj->fd, &st) < 0) {
+		lj->rc = -errno;
+		return;
+	}
+	fill_stat(&lj->st, &st);
+	lj->rc = 0;
+}
+
+#define LOCAL_CALL(op, fn) static void local_##op(struct ufs_call *c) { submit(c, fn); }
+LOCAL_CALL(mkdir, mkdir_run)
+LOCAL_CALL(mknod, mknod_run)
+LOCAL_CALL(symlink, symlink_run)
+LOCAL_CALL(link, link_run)
+LOCAL_CALL(unlink, unlink_run)
+LOCAL_CALL(rmdir, rmdir_run)
+LOCAL_CALL(rename, rename_run)
+LOCAL_CALL(setattr, setattr_run)
+LOCAL_CALL(readlink, readlink_run)
+LOCAL_CALL(commit, commit_run)
+#undef LOCAL_CALL
+
+static void local_create(struct ufs_call *c)
+{
+	c->fetched = false;
+	c->file = NULL;
+	submit(c, create_run);
+}
+
+static int local_write(struct ufs_write *w)
+{
+	ufs_fd_write(w, container_of(w->file, struct local_file, f)->fd);
+	return 0;
+}
+
+/* fsync on the calling shard's ring: an NFS server may take its time. */
+struct local_sync {
+	struct shard_op op;
+	struct ufs_call *c;
+};
+
+static void local_fsync_done(struct shard_op *op, int res)
+{
+	struct local_sync *ls = container_of(op, struct local_sync, op);
+	struct ufs_call *c = ls->c;
+
+	free(ls);
+	c->ttl_ns = 0;
+	c->asked = true;
+	c->done(c, res < 0 ? res : 0);
+}
+
+static void local_fsync(struct ufs_call *c)
+{
+	struct local_sync *ls = calloc(1, sizeof(*ls));
+	struct local_file *lf = container_of(c->file, struct local_file, f);
+
+	if (!ls) {
+		c->done(c, -ENOMEM);
+		return;
+	}
+	ls->c = c;
+	ls->op.done = local_fsync_done;
+	io_uring_prep_fsync(shard_sqe(&ls->op), lf->fd, c->datasync ? IORING_FSYNC_DATASYNC : 0);
 }
 
 static void statfs_run(struct pool_job *j)
@@ -424,5 +742,18 @@ const struct ufs_ops ufs_local_ops = {
 	.release = local_release,
 	.read = local_read,
 	.statfs = local_statfs,
+	.mkdir = local_mkdir,
+	.mknod = local_mknod,
+	.create = local_create,
+	.symlink = local_symlink,
+	.link = local_link,
+	.unlink = local_unlink,
+	.rmdir = local_rmdir,
+	.rename = local_rename,
+	.setattr = local_setattr,
+	.readlink = local_readlink,
+	.write = local_write,
+	.fsync = local_fsync,
+	.commit = local_commit,
 };
 

@@ -40,6 +40,8 @@ struct ufs_stat {
 	 * (local: device, inode, mtime, size; object stores: key and ETag).
 	 */
 	uint64_t id;
+	uint64_t ino;             /* the source's inode number, shown by stat; 0: none (object stores) */
+	dev_t rdev;               /* device files */
 };
 
 /* An open source file; shared by every handle of one inode, refcounted. */
@@ -52,9 +54,11 @@ struct ufs_file {
 /* One asynchronous read; the driver owns it until done() runs. */
 struct ufs_read {
 	union {                   /* the driver's */
-		struct shard_op op;       /* local: the io_uring read */
+		struct shard_op op;       /* files: the io_uring read */
 		struct http_read hr;      /* network: the ranged GET */
 	};
+	int fd;                   /* the driver's (ufs_fd_read) */
+	bool direct;
 	struct ufs_file *file;
 	char *buf;
 	uint64_t off;
@@ -62,9 +66,31 @@ struct ufs_read {
 	void (*done)(struct ufs_read *r, int res);   /* res: bytes or -errno */
 };
 
+/* One asynchronous write of a file opened for writing; the driver owns it until done() runs. */
+struct ufs_write {
+	struct shard_op op;       /* the driver's */
+	int fd;                   /* the driver's (ufs_fd_write) */
+	struct ufs_file *file;
+	const char *buf;
+	uint64_t off;
+	size_t len, put;
+	void (*done)(struct ufs_write *w, int res);   /* res: bytes (all of len) or -errno */
+};
+
+/* What a setattr changes (ufs_call.set); the new values are in ufs_call.st. */
+#define UFS_SET_MODE  0x01u
+#define UFS_SET_UID   0x02u
+#define UFS_SET_GID   0x04u
+#define UFS_SET_SIZE  0x08u
+#define UFS_SET_ATIME 0x10u
+#define UFS_SET_MTIME 0x20u
+#define UFS_SET_ATIME_NOW 0x40u
+#define UFS_SET_MTIME_NOW 0x80u
+
 /* Request counters of a network source, for metrics. */
-enum ufs_req_kind { UFS_REQ_GET, UFS_REQ_HEAD, UFS_REQ_LIST, UFS_REQ_KINDS };
-#define UFS_REQ_NAMES { "get", "head", "list" }
+enum ufs_req_kind { UFS_REQ_GET, UFS_REQ_HEAD, UFS_REQ_LIST, UFS_REQ_PUT, UFS_REQ_DELETE, UFS_REQ_COPY,
+		    UFS_REQ_KINDS };
+#define UFS_REQ_NAMES { "get", "head", "list", "put", "delete", "copy" }
 
 /* One entry of a listing. */
 struct ufs_dirent {
@@ -110,6 +136,25 @@ struct ufs_call {
 	 * how long the answer stays true (dir_cache_ttl; 0 for local sources,
 	 * UINT64_MAX for a fixed manifest) */
 	uint64_t ttl_ns;
+	/*
+	 * Changes (in). mkdir, mknod, create, symlink: mode, rdev, and the
+	 * caller's uid and gid, who own what is made. open: oflags (O_ACCMODE
+	 * and O_TRUNC, O_APPEND; create adds O_EXCL). rename: path2 is the new
+	 * path and rflags RENAME_NOREPLACE; link: path2 the new name; symlink:
+	 * path2 the target. setattr: set (UFS_SET_*) with the values in st,
+	 * on c->file when the caller has it open. fsync, commit: c->file.
+	 * Each answers c->st: the attributes of what it made or changed (not
+	 * for unlink, rmdir, rename).
+	 */
+	const char *path2;
+	int oflags;
+	unsigned rflags, set;
+	mode_t mode;
+	dev_t rdev;
+	uid_t uid;
+	gid_t gid;
+	bool datasync;            /* fsync: data only */
+	char *link;               /* readlink (out): malloc'd, the caller frees it */
 	/* out: which source answered (the mount table's entry), so that the
 	 * outage of one is told from another's; 0 for a single source */
 	unsigned source;
@@ -149,6 +194,32 @@ struct ufs_ops {
 	int (*read)(struct ufs_read *r);
 	/* The file system's sizes in c->vfs (made up by object stores). */
 	void (*statfs)(struct ufs_call *c);
+	/*
+	 * Changes. NULL in a read-only source (http), whose mounts answer
+	 * EROFS. Namespace calls take c->path (and c->path2); create opens a
+	 * new file for writing like open with a write access mode in
+	 * c->oflags, which a writable source also takes.
+	 */
+	void (*mkdir)(struct ufs_call *c);
+	void (*mknod)(struct ufs_call *c);
+	void (*create)(struct ufs_call *c);
+	void (*symlink)(struct ufs_call *c);
+	void (*link)(struct ufs_call *c);
+	void (*unlink)(struct ufs_call *c);
+	void (*rmdir)(struct ufs_call *c);
+	void (*rename)(struct ufs_call *c);
+	void (*setattr)(struct ufs_call *c);
+	void (*readlink)(struct ufs_call *c);
+	/* Owner: the calling shard. Writes all of w->buf or fails. */
+	int (*write)(struct ufs_write *w);
+	/* The file's written bytes to stable storage (fsync(2)). */
+	void (*fsync)(struct ufs_call *c);
+	/*
+	 * At close: the file's bytes become the source's (an object store
+	 * uploads them); c->st gets what the source now holds. The file
+	 * takes no more writes afterwards.
+	 */
+	void (*commit)(struct ufs_call *c);
 	/* Optional, run on every shard at unmount: fail calls and reads in flight. */
 	void (*shard_stop)(struct ufs *u);
 	/* Optional (network sources): adds the request counters to *out; any thread. */
@@ -176,6 +247,16 @@ const struct ufs_ops *ufs_driver_for(const char *source);
 /* Writes the one-line reason of a failed call into c->err (cut to fit). */
 __attribute__((format(printf, 2, 3)))
 void ufs_call_err(struct ufs_call *c, const char *fmt, ...);
+
+/*
+ * Reads and writes of a file descriptor on the calling shard's ring, for
+ * drivers whose bytes are in files (local sources, staged writes). A read
+ * fills r->buf up to r->len or the end of the file (O_DIRECT: a short read
+ * is the end); a write puts all of w->buf. Failures are logged with the
+ * file's name.
+ */
+void ufs_fd_read(struct ufs_read *r, int fd, bool direct);
+void ufs_fd_write(struct ufs_write *w, int fd);
 
 /* Whether rc says the source did not answer (rather than answering no). */
 static inline bool ufs_unavailable(int rc)

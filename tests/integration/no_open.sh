@@ -3,7 +3,7 @@
 # file in its cache costs no FUSE request; reads without a handle go through
 # the inode's shared one. Bytes stay exact, a changed source file is read
 # anew after attr_timeout, two sequential readers of one file each get
-# read-ahead, and writes still fail with EROFS.
+# read-ahead, and writes fail with EROFS (no_open needs ro).
 . "$(dirname "$0")/../lib.sh"
 
 command -v curl >/dev/null || skip "curl not installed"
@@ -12,7 +12,7 @@ for i in $(seq 200); do head -c $((RANDOM * 2)) /dev/urandom >"$T/src/d/f$i"; do
 head -c $((256 << 20)) /dev/urandom >"$T/src/big"
 echo "version one" >"$T/src/changes"
 port=$(free_port)
-mount_logged "$T/src" "$T/m" "$T/log" -o kernel_cache,attr_timeout=1,shards=2,rw,metrics=127.0.0.1:"$port"
+mount_logged "$T/src" "$T/m" "$T/log" -o kernel_cache,attr_timeout=1,shards=2,ro,metrics=127.0.0.1:"$port"
 
 reqs() { curl -sf "http://127.0.0.1:$port/metrics" | awk -v k="cachefs_fuse_requests_total{op=\"$1\"}" '$1 == k { print $2 }'; }
 metric() { curl -sf "http://127.0.0.1:$port/metrics" | awk -v k="$1" '$1 == k { print $2 }'; }
@@ -63,10 +63,11 @@ grep -q "Read-only file system" "$T/err" || fail "append: $(cat "$T/err"), want 
 if sh -c 'echo x >"$1"' sh "$T/m/d/f2" 2>"$T/err"; then fail "a truncating write succeeded"; fi
 grep -q "Read-only file system" "$T/err" || fail "truncate: $(cat "$T/err"), want EROFS"
 cmp -s "$T/src/d/f1" "$T/m/d/f1" || fail "f1 changed"
-pass "append and truncating writes get EROFS on an rw mount"
+pass "append and truncating writes get EROFS on a ro mount"
 
 unmount_cachefs "$T/m"
 grep -qi "error" "$T/log" && fail "errors logged: $(grep -i error "$T/log")"
-must_refuse "no_open without kernel_cache" "no_open needs kernel_cache" "$T/src" -o no_open
+must_refuse "no_open without kernel_cache" "no_open needs kernel_cache" "$T/src" -o no_open,ro
+must_refuse "no_open on a writable mount" "no_open needs ro" "$T/src" -o no_open,kernel_cache
 must_refuse "no_open=maybe" "no_open" "$T/src" -o no_open=maybe
 pass "no_open without kernel_cache and a bad value are refused"

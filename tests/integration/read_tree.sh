@@ -7,7 +7,7 @@
 . "$(dirname "$0")/../lib.sh"
 
 $MKTREE "$T/src" --small 2000 --large-mib "${LARGE_MIB:-1024}"
-mount_cachefs "$T/src" "$T/mnt" -o ram_cache=512M,shards=2,local_meta=threads,meta_threads=2
+mount_cachefs "$T/src" "$T/mnt" -o ro,ram_cache=512M,shards=2,local_meta=threads,meta_threads=2
 same_tree "$T/src" "$T/mnt"
 pass "cold read of the whole tree"
 

@@ -39,7 +39,13 @@ static void test_passthrough(void **state)
 
 	config_defaults(&c);
 	assert_int_equal(config_parse_opts(&c, "allow_other,_netdev,ro,fsname=x,nofail", err, sizeof(err)), 0);
-	assert_string_equal(c.fuse.kernel_opts, "allow_other,ro,fsname=x");
+	assert_string_equal(c.fuse.kernel_opts, "allow_other,fsname=x");
+	/* ro is the daemon's (it answers EROFS and tells the kernel); rw undoes it. */
+	assert_true(c.src.read_only);
+	assert_int_equal(config_parse_opts(&c, "rw", err, sizeof(err)), 0);
+	assert_false(c.src.read_only);
+	assert_int_equal(config_parse_opts(&c, "rw=no", err, sizeof(err)), 0);
+	assert_true(c.src.read_only);
 }
 
 static void test_errors_name_the_option(void **state)
