@@ -221,6 +221,7 @@ static size_t on_header(char *line, size_t size, size_t n, void *arg)
 		const char *sp = memchr(line, ' ', len);
 		r->status = sp ? strtol(sp + 1, NULL, 10) : 0;
 		r->etag[0] = r->region[0] = r->last_modified[0] = '\0';
+		r->meta_mode[0] = r->meta_uid[0] = r->meta_gid[0] = r->meta_mtime[0] = '\0';
 		r->has_length = false;
 		return len;
 	}
@@ -241,6 +242,14 @@ static size_t on_header(char *line, size_t size, size_t n, void *arg)
 		COPY(r->region);
 	else if (IS("last-modified"))
 		COPY(r->last_modified);
+	else if (IS("x-amz-meta-mode"))
+		COPY(r->meta_mode);
+	else if (IS("x-amz-meta-uid"))
+		COPY(r->meta_uid);
+	else if (IS("x-amz-meta-gid"))
+		COPY(r->meta_gid);
+	else if (IS("x-amz-meta-mtime"))
+		COPY(r->meta_mtime);
 	else if (IS("content-length")) {
 		char num[32];
 		char *end;

@@ -24,6 +24,8 @@ enum opt_type {
 	OPT_TRISTATE, /* auto, or what OPT_BOOL takes */
 	OPT_PREFAULT, /* a size, all or off */
 	OPT_NOT,      /* a bool set to the opposite of what is given */
+	OPT_ID,       /* a uid or gid into an int64_t (-1: unset) */
+	OPT_OCTAL,    /* mode bits, such as 022 */
 	OPT_PASS,     /* kernel mount flag, passed on as written */
 	OPT_PASSVAL,  /* kernel mount option with a value, passed on */
 };
@@ -74,6 +76,12 @@ static const struct opt_def opt_table[] = {
 	{ "meta_threads", OPT_UINT, F(meta.meta_threads), "4", "threads for the metadata calls of sources whose file system may hang them (NFS, SMB, FUSE...: see local_meta)", 1, 256, false },
 	{ "local_meta", OPT_LOCALMETA, F(src.local_meta), "auto", "where a local source's metadata calls run: auto (on the metadata threads for network file systems such as NFS, on the shards for local disks), threads, or shards", 0, 0, true },
 	{ "manifest", STR(src.manifest), "", "http(s) sources: the list of files, a local /PATH or a path relative to the source URL; lines of PATH[<TAB>SIZE[<TAB>ETAG]]", SZ(src.manifest), true },
+	{ "uid", OPT_ID, F(src.uid), "the daemon's", "object stores: owner shown for objects without x-amz-meta-uid", 0, 4294967294u, true },
+	{ "gid", OPT_ID, F(src.gid), "the daemon's", "object stores: group shown for objects without x-amz-meta-gid", 0, 4294967294u, true },
+	{ "umask", OPT_OCTAL, F(src.umask), "022", "object stores: mode bits taken from objects and prefixes without x-amz-meta-mode (0644 and 0755 by default; 0444 and 0555 on ro mounts)", 0, 0777, true },
+	{ "staging_dir", STR(src.staging_dir), "DIR/cachefs-staging next to the first ssd_cache store, else /var/tmp/cachefs-staging", "object stores: where written files are kept until they are uploaded, and where a failed or interrupted upload is kept (recovery/); a later mount of the same bucket finishes what it finds there", SZ(src.staging_dir), true },
+	{ "staging_max", OPT_SIZE, F(src.staging_max), "0 (until the disk is full)", "object stores: most bytes of written files kept at once; a write past it gets ENOSPC", 0, 0, true },
+	{ "write_part_size", OPT_SIZE, F(src.write_part_size), "8M", "object stores: files larger than this are uploaded in parts of this size (5M to 5G)", 0, 0, true },
 	{ "kernel_cache", OPT_BOOL, F(fuse.kernel_cache), "off", "keep file pages in the kernel page cache across opens", 0, 0, false },
 	{ "auto_cache", OPT_BOOL, F(fuse.auto_cache), "off", "like kernel_cache, but drop them when size or mtime changed", 0, 0, false },
 	{ "no_open", OPT_TRISTATE, F(fuse.no_open), "auto: on with kernel_cache on a read-only mount", "the kernel opens and closes files without asking the daemon (one ENOSYS to its first OPEN): a small file in the kernel's cache then costs no round trip. Readers of a file share one handle (one version; read-ahead per stream). Needs kernel_cache and ro (the kernel would not tell the daemon when a written file is closed)", 0, 0, false },
@@ -130,6 +138,9 @@ void config_defaults(struct cachefs_config *c)
 	c->src.s3_max_connections = 16;
 	c->src.s3_list_max_keys = 1000;
 	c->src.retries = 5;
+	c->src.uid = c->src.gid = -1;
+	c->src.umask = 022;
+	c->src.write_part_size = 8 << 20;
 	c->src.timeout = 30;
 	c->src.dir_cache_ttl = 60;
 	c->meta.stale_if_error = 86400;
@@ -233,6 +244,23 @@ static int apply(struct cachefs_config *c, const struct opt_def *d, const char *
 		}
 		*(unsigned *)field = (unsigned)u;
 		break;
+	case OPT_ID:
+		if (parse_uint(val, d->min, d->max, &u)) {
+			snprintf(err, errlen, "invalid value '%s' for option '%s' (expected a numeric id)", val, d->name);
+			return -EINVAL;
+		}
+		*(int64_t *)field = (int64_t)u;
+		break;
+	case OPT_OCTAL: {
+		char *end;
+		errno = 0;
+		unsigned long m = strtoul(val, &end, 8);
+		if (errno || !*val || *end || m > d->max)
+			expect = "octal mode bits, such as 022";
+		else
+			*(unsigned *)field = (unsigned)m;
+		break;
+	}
 	case OPT_SIZE:
 		if (parse_size(val, field))
 			expect = "a size such as 4096, 512K, 1M or 8G";
@@ -425,6 +453,23 @@ int config_finish(struct cachefs_config *c, uint64_t mem_total, uint64_t mem_ava
 		snprintf(err, errlen, "no_open needs kernel_cache: a kernel that does not ask at open keeps "
 			 "the file's cached pages, which only kernel_cache promises");
 		return -EINVAL;
+	}
+	if (c->src.write_part_size < (5 << 20) || c->src.write_part_size > (5ULL << 30)) {
+		snprintf(err, errlen, "write_part_size=%s must be from 5M to 5G (the S3 limits of a part)",
+			 fmt_size(c->src.write_part_size, a, sizeof(a)));
+		return -EINVAL;
+	}
+	if (!c->src.staging_dir[0]) {
+		/* Staged bytes belong on the fast local disk the store is on. */
+		const char *slash = c->cache.nssd ? strrchr(c->cache.ssd[0].path, '/') : NULL;
+		if (slash && slash > c->cache.ssd[0].path)
+			snprintf(c->src.staging_dir, sizeof(c->src.staging_dir), "%.*s/cachefs-staging",
+				 (int)(slash - c->cache.ssd[0].path), c->cache.ssd[0].path);
+		else if (getuid())
+			snprintf(c->src.staging_dir, sizeof(c->src.staging_dir), "/var/tmp/cachefs-staging-%u",
+				 (unsigned)getuid());
+		else
+			snprintf(c->src.staging_dir, sizeof(c->src.staging_dir), "/var/tmp/cachefs-staging");
 	}
 	if (!c->cache.ram_cache)
 		c->cache.ram_cache = MAX(mem_total / 8, c->cache.page_size * 64);

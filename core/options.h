@@ -82,6 +82,13 @@ struct source_opts {
 	int local_meta;             /* enum local_meta */
 	char manifest[PATH_MAX];    /* http: the file naming the source's files */
 	bool read_only;             /* ro: changes answer EROFS */
+	/* object stores: owners and modes of what has no metadata */
+	int64_t uid, gid;           /* -1: the daemon's */
+	unsigned umask;
+	/* object stores: writes (ufs/s3_write.c) */
+	char staging_dir[PATH_MAX]; /* "": next to the SSD store, else /var/tmp/cachefs-staging */
+	uint64_t staging_max;       /* bytes of staged writes; 0: until the disk is full */
+	uint64_t write_part_size;   /* multipart part size */
 };
 
 /* The namespace and its metadata cache (engine/). */

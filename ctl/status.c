@@ -51,6 +51,9 @@ json_t *status_json(struct engine *e, struct jobs *jobs)
 		"errors", (json_int_t)t.fetch_errors, "bytes", (json_int_t)t.bytes_fetched));
 	json_object_set_new(o, "metadata", json_pack("{s:I, s:I}", "names", (json_int_t)es.nodes,
 		"stale_answers", (json_int_t)es.stale_answers));
+	json_object_set_new(o, "writes", json_pack("{s:b, s:I, s:I, s:I}", "read_only", engine_read_only(e),
+		"bytes", (json_int_t)es.bytes_written, "commits", (json_int_t)es.commits,
+		"failed", (json_int_t)es.commit_failures));
 	if (es.has_source_counters) {
 		uint64_t req = 0, retries = 0;
 		for (unsigned i = 0; i < HTTP_KINDS; i++)

@@ -251,6 +251,9 @@ void engine_stats(struct engine *e, struct engine_stats *o)
 	o->ra_bytes_in_flight = atomic_load(&e->ra_budget.used);
 	o->ra_budget = e->ra_budget.limit;
 	o->stale_answers = atomic_load_explicit(&e->stale_answers, memory_order_relaxed);
+	o->bytes_written = atomic_load_explicit(&e->bytes_written, memory_order_relaxed);
+	o->commits = atomic_load_explicit(&e->commits, memory_order_relaxed);
+	o->commit_failures = atomic_load_explicit(&e->commit_failures, memory_order_relaxed);
 	ns_lock(e->ns);
 	o->nodes = ns_count(e->ns);
 	ns_unlock(e->ns);

@@ -46,6 +46,7 @@ struct engine {
 	atomic_ullong ra_windows[ENG_RA_BUCKETS + 1];
 	atomic_ullong ra_window_pages;
 	atomic_ullong stale_answers;
+	atomic_ullong bytes_written, commits, commit_failures;
 };
 
 /* An open file. Handles are shared by the kernel's threads: fields are set

@@ -349,6 +349,8 @@ static int apply(struct engine *e, struct change *ch, uint64_t now)
 			ns_forget(e->ns, k, 1);
 			return -ENOMEM;
 		}
+		/* Made, if empty: an object store has it once it is committed. */
+		atomic_store(&m->wfile->dirty, true);
 		c->file = NULL;
 		return 0;
 	case EM_OPEN_WRITE:
@@ -361,6 +363,8 @@ static int apply(struct engine *e, struct change *ch, uint64_t now)
 			ns_unhold(e->ns, ch->node);
 			return -ENOMEM;
 		}
+		if (c->oflags & O_TRUNC)
+			atomic_store(&m->wfile->dirty, true);   /* emptied, even if never written */
 		c->file = NULL;
 		return 0;
 	case EM_UNLINK:
@@ -402,6 +406,8 @@ static void finish(struct change *ch, int rc)
 		rc = apply(e, ch, now_ns());
 		ns_unlock(e->ns);
 	}
+	if (m->kind == EM_FLUSH || m->kind == EM_FSYNC)
+		atomic_fetch_add_explicit(rc ? &e->commit_failures : &e->commits, 1, memory_order_relaxed);
 	if (ch->call.file && (m->kind == EM_CREATE || m->kind == EM_OPEN_WRITE))
 		ufs_file_put(ch->call.file);   /* opened, but the namespace could not take it */
 	free(ch->call.link);
@@ -535,7 +541,9 @@ void engine_setattr(struct engine *e, uint64_t ino, unsigned set, const struct u
 	if (at_node(e, ch, ino))
 		return;
 	ch->call.set = set;
+	/* The new values, and the type of what they go to (an object store's file or directory). */
 	ch->call.st = *to;
+	ch->call.st.mode = (to->mode & 07777) | (ch->node->st.mode & S_IFMT);
 	start(ch);
 }
 
@@ -586,6 +594,8 @@ static void wio_done(struct ufs_write *w, int res)
 	struct ewfile *wf = io->wf;
 	struct engine *e = wf->e;
 
+	if (res > 0)
+		atomic_fetch_add_explicit(&e->bytes_written, (uint64_t)res, memory_order_relaxed);
 	if (res > 0 && w->off + (uint64_t)res > wf->node->st.size) {
 		/* A stat from elsewhere sees the file grow, as the kernel does (a source's TTL would hide it). */
 		ns_lock(e->ns);

@@ -93,9 +93,9 @@ s3rver_start() {
 	chmod 600 "$work/passwd"
 }
 
-# s3fs_mount_bucket BUCKET / rclone_mount_bucket BUCKET: the peers mounted on
-# $mnt over the s3rver at $ep, caches in $work emptied first (s3fs with
-# use_cache, rclone with --vfs-cache-mode full).
+# s3fs_mount_bucket BUCKET / rclone_mount_bucket BUCKET [MODE]: the peers
+# mounted on $mnt over the s3rver at $ep, caches in $work emptied first
+# (s3fs with use_cache, rclone with --vfs-cache-mode MODE, default full).
 s3fs_mount_bucket() {
 	rm -rf "$work/s3fs-cache"
 	s3fs "$1" "$mnt" -o "url=$ep,use_path_request_style,passwd_file=$work/passwd,use_cache=$work/s3fs-cache"
@@ -112,7 +112,7 @@ access_key_id = S3RVER
 secret_access_key = S3RVER
 force_path_style = true
 EOC
-	env -u AWS_CA_BUNDLE rclone --config "$work/rclone.conf" mount "s3r:$1" "$mnt" --vfs-cache-mode full \
+	env -u AWS_CA_BUNDLE rclone --config "$work/rclone.conf" mount "s3r:$1" "$mnt" --vfs-cache-mode "${2:-full}" \
 		--cache-dir "$work/rclone-cache" --daemon
 	for _ in $(seq 100); do mountpoint -q "$mnt" && break; sleep 0.1; done
 }

@@ -7,6 +7,9 @@ can compare cachefs's signatures with it.
   s3tool.py ENDPOINT put BUCKET KEY FILE
   s3tool.py ENDPOINT get-all BUCKET PREFIX [THREADS]  GET every object under PREFIX, print JSON files/s, MB/s
   s3tool.py ENDPOINT delete BUCKET KEY
+  s3tool.py ENDPOINT get BUCKET KEY FILE               the object's bytes into FILE
+  s3tool.py ENDPOINT head BUCKET KEY                   JSON: size, etag, metadata; exit 1 when missing
+  s3tool.py ENDPOINT keys BUCKET PREFIX                every key below PREFIX, one a line
   s3tool.py - compare-sign REQUESTS SIGNED             botocore vs tests/sigv4-sign output
 """
 import datetime
@@ -130,6 +133,22 @@ def main():
             client(endpoint).put_object(Bucket=args[0], Key=args[1], Body=fh.read())
     elif cmd == "get-all":
         get_all(endpoint, args[0], args[1], int(args[2]) if len(args) > 2 else 8)
+    elif cmd == "get":
+        body = client(endpoint).get_object(Bucket=sys.argv[3], Key=sys.argv[4])["Body"].read()
+        with open(sys.argv[5], "wb") as f:
+            f.write(body)
+    elif cmd == "head":
+        import json
+        try:
+            h = client(endpoint).head_object(Bucket=sys.argv[3], Key=sys.argv[4])
+        except client(endpoint).exceptions.ClientError:
+            sys.exit(1)
+        print(json.dumps({"size": h["ContentLength"], "etag": h["ETag"], "meta": h.get("Metadata", {})}))
+    elif cmd == "keys":
+        c = client(endpoint)
+        for page in c.get_paginator("list_objects_v2").paginate(Bucket=sys.argv[3], Prefix=sys.argv[4]):
+            for o in page.get("Contents", []):
+                print(o["Key"])
     elif cmd == "delete":
         client(endpoint).delete_object(Bucket=args[0], Key=args[1])
     elif cmd == "compare-sign":

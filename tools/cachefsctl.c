@@ -284,6 +284,13 @@ static int cmd_status(bool as_json)
 	       (unsigned long long)num(r, "source_reads.in_flight"),
 	       (unsigned long long)num(r, "source_reads.errors"),
 	       fmt_size(num(r, "source_reads.bytes"), a, sizeof(a)));
+	if (json_is_true(json_object_get(json_object_get(r, "writes"), "read_only")))
+		printf("writes      read-only mount\n");
+	else
+		printf("writes      %s written, %llu files committed to the source, %llu failed%s\n",
+		       fmt_size(num(r, "writes.bytes"), a, sizeof(a)), (unsigned long long)num(r, "writes.commits"),
+		       (unsigned long long)num(r, "writes.failed"),
+		       num(r, "writes.failed") ? " (their bytes are kept: the log says where)" : "");
 	printf("pinned      %s of at most %s (%s tier)\n", fmt_size(num(r, "pinned.bytes"), a, sizeof(a)),
 	       fmt_size(num(r, "pinned.limit"), b, sizeof(b)),
 	       json_string_value(json_object_get(json_object_get(r, "pinned"), "tier")));

@@ -516,8 +516,8 @@ static int http_init(struct ufs **out, const char *source, const struct source_o
 	u->mount_ns = (uint64_t)time(NULL) * 1000000000ULL;
 	u->nbuckets = 1024;
 	u->dirs = calloc(u->nbuckets, sizeof(*u->dirs));
-	u->src = (struct obj_source){ .ops = &ufs_http_ops, .prepare = object_prepare, .uid = getuid(),
-				      .gid = getgid() };
+	u->src = (struct obj_source){ .ops = &ufs_http_ops, .prepare = object_prepare };
+	obj_source_owner(&u->src, o, true);   /* a web server takes no writes */
 	if (o->timeout <= 0) {
 		msgf(err, errlen, "timeout=0 would fail every request; give seconds, such as 30");
 		rc = -EINVAL;

@@ -3,11 +3,13 @@
 #include "core/log.h"
 #include "core/util.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include <xxhash.h>
 
 uint64_t obj_version(const char *etag, uint64_t size)
@@ -21,7 +23,7 @@ void obj_file_stat(const struct obj_source *src, struct ufs_stat *st, const char
 	memset(st, 0, sizeof(*st));
 	st->size = size;
 	st->mtime_ns = st->ctime_ns = st->atime_ns = mtime_ns;
-	st->mode = S_IFREG | 0444;
+	st->mode = S_IFREG | src->file_mode;
 	st->uid = src->uid;
 	st->gid = src->gid;
 	st->nlink = 1;
@@ -34,11 +36,55 @@ void obj_dir_stat(const struct obj_source *src, struct ufs_stat *st, uint64_t mt
 {
 	memset(st, 0, sizeof(*st));
 	st->mtime_ns = st->ctime_ns = st->atime_ns = mtime_ns;
-	st->mode = S_IFDIR | 0555;
+	st->mode = S_IFDIR | src->dir_mode;
 	st->uid = src->uid;
 	st->gid = src->gid;
 	st->nlink = 2;
 	st->version = 1;
+}
+
+void obj_source_owner(struct obj_source *src, const struct source_opts *o, bool read_only)
+{
+	src->uid = o->uid >= 0 ? (uid_t)o->uid : getuid();
+	src->gid = o->gid >= 0 ? (gid_t)o->gid : getgid();
+	src->file_mode = (read_only ? 0444 : 0666) & ~o->umask;
+	src->dir_mode = (read_only ? 0555 : 0777) & ~o->umask;
+}
+
+/* A decimal field of a header, within [0, max]; false when absent or malformed. */
+static bool meta_num(const char *s, uint64_t max, uint64_t *out)
+{
+	char *end;
+
+	if (!*s || *s == '-')
+		return false;
+	errno = 0;
+	*out = strtoull(s, &end, 10);
+	return !errno && (!*end || *end == '.') && *out <= max;
+}
+
+void obj_apply_meta(struct ufs_stat *st, const struct http_resp *r)
+{
+	uint64_t v;
+
+	/* The type stays what the store says (a key or a prefix); only permission bits come from here. */
+	if (meta_num(r->meta_mode, 0177777, &v))
+		st->mode = (st->mode & S_IFMT) | ((mode_t)v & 07777);
+	if (meta_num(r->meta_uid, UINT32_MAX - 1, &v))
+		st->uid = (uid_t)v;
+	if (meta_num(r->meta_gid, UINT32_MAX - 1, &v))
+		st->gid = (gid_t)v;
+	if (meta_num(r->meta_mtime, UINT64_MAX / 1000000000ULL, &v)) {
+		const char *dot = strchr(r->meta_mtime, '.');
+		uint64_t ns = 0;
+		int i = 1;
+		/* s3fs writes whole seconds; keep a fraction when one is there. */
+		for (; dot && i <= 9 && isdigit((unsigned char)dot[i]); i++)
+			ns = ns * 10 + (uint64_t)(dot[i] - '0');
+		for (; dot && i <= 9; i++)
+			ns *= 10;
+		st->mtime_ns = st->ctime_ns = v * 1000000000ULL + ns;
+	}
 }
 
 void obj_statfs(struct ufs_call *c)

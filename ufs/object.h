@@ -18,7 +18,16 @@ struct obj_source {
 	const char *root;         /* "s3://bucket/", "https://host/dir/": names in messages */
 	uid_t uid;
 	gid_t gid;
+	mode_t file_mode, dir_mode;   /* permission bits of what has no x-amz-meta-mode */
 };
+
+/* The owner and modes objects without metadata show: -o uid=,gid=,umask=, and read_only. */
+void obj_source_owner(struct obj_source *src, const struct source_opts *o, bool read_only);
+/*
+ * Applies what an object's x-amz-meta-* headers say (s3fs's names and
+ * formats: decimal mode with the file type, uid, gid, mtime in seconds).
+ */
+void obj_apply_meta(struct ufs_stat *st, const struct http_resp *r);
 
 /* An open object. */
 struct obj_file {

@@ -10,6 +10,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,9 +35,16 @@ int s3_errno(long status)
 int s3_sign(struct ufs *u, const char *method, const char *key, const struct sigv4_param *q,
 	    unsigned nq, const char *range, char **url, struct curl_slist **hdrs)
 {
+	return s3_sign_body(u, method, key, q, nq, range, SIGV4_UNSIGNED, NULL, 0, url, hdrs);
+}
+
+int s3_sign_body(struct ufs *u, const char *method, const char *key, const struct sigv4_param *q,
+		 unsigned nq, const char *range, const char *payload, const struct sigv4_header *extra,
+		 unsigned nextra, char **url, struct curl_slist **hdrs)
+{
 	size_t klen = strlen(key), cap = strlen(u->path_base) + 3 * klen + 2;
 	char *path = malloc(cap), *query = NULL, date[17], auth[600];
-	struct sigv4_header h[5];
+	struct sigv4_header h[5 + S3_MAX_EXTRA];
 	struct curl_slist *l = NULL;
 	unsigned nh = 0;
 	size_t plen, qcap = 64;
@@ -68,17 +76,23 @@ int s3_sign(struct ufs *u, const char *method, const char *key, const struct sig
 	h[nh++] = (struct sigv4_header){ "host", u->host };
 	if (range)
 		h[nh++] = (struct sigv4_header){ "range", range };
-	h[nh++] = (struct sigv4_header){ "x-amz-content-sha256", SIGV4_UNSIGNED };
+	h[nh++] = (struct sigv4_header){ "x-amz-content-sha256", payload };
 	h[nh++] = (struct sigv4_header){ "x-amz-date", date };
 	if (u->creds.session_token[0])
 		h[nh++] = (struct sigv4_header){ "x-amz-security-token", u->creds.session_token };
+	for (unsigned i = 0; i < MIN(nextra, S3_MAX_EXTRA); i++)
+		h[nh++] = extra[i];
 	if (u->creds.access_key[0]) {
 		struct sigv4_key k = { u->creds.access_key, u->creds.secret_key, u->creds.region, "s3" };
-		rc = sigv4_sign(&k, method, path, query, h, nh, SIGV4_UNSIGNED, date, auth, sizeof(auth));
+		rc = sigv4_sign(&k, method, path, query, h, nh, payload, date, auth, sizeof(auth));
 		if (rc)
 			goto out;
 	} else {
-		nh = range ? 2 : 1;   /* anonymous: Host and Range only */
+		/* Anonymous: Host and Range, and what the request itself needs. */
+		unsigned keep = range ? 2 : 1;
+		for (unsigned i = 0; i < MIN(nextra, S3_MAX_EXTRA); i++)
+			h[keep++] = extra[i];
+		nh = keep;
 	}
 	rc = -ENOMEM;
 	for (unsigned i = 0; i < nh; i++) {
@@ -246,6 +260,8 @@ static void s3_fini(struct ufs *u)
 {
 	if (u->mounted)
 		obj_log_requests(&u->src, "s3");
+	s3_write_fini(u);
+	pthread_mutex_destroy(&u->wlock);
 	http_pool_destroy(u->src.pool);
 	creds_wipe(&u->creds);
 	free(u->root);
@@ -267,6 +283,7 @@ static int s3_init(struct ufs **out, const char *source, const struct source_opt
 
 	if (!u)
 		return -ENOMEM;
+	pthread_mutex_init(&u->wlock, NULL);
 	if (o->timeout <= 0) {
 		msgf(err, errlen, "timeout=0 would fail every request; give seconds, such as 30");
 		free(u);
@@ -280,8 +297,8 @@ static int s3_init(struct ufs **out, const char *source, const struct source_opt
 	u->list_max_keys = o->s3_list_max_keys;
 	u->ttl_ns = secs_to_ns(o->dir_cache_ttl);
 	u->mount_ns = (uint64_t)time(NULL) * 1000000000ULL;
-	u->src = (struct obj_source){ .ops = &ufs_s3_ops, .prepare = object_prepare, .uid = getuid(),
-				      .gid = getgid() };
+	u->src = (struct obj_source){ .ops = &ufs_s3_ops, .prepare = object_prepare };
+	obj_source_owner(&u->src, o, o->read_only);
 	rc = parse_source(u, source, err, errlen);
 	if (!rc) {
 		struct http_pool_opts po = { .name = "s3", .max_conns = o->s3_max_connections,
@@ -296,6 +313,8 @@ static int s3_init(struct ufs **out, const char *source, const struct source_opt
 		rc = setup_endpoint(u, o, err, errlen);
 	if (!rc)
 		rc = probe(u, err, errlen);
+	if (!rc)
+		rc = s3_write_init(u, o, err, errlen);
 	if (rc) {
 		if (rc == -ENOMEM && !*err)
 			msgf(err, errlen, "out of memory");
@@ -358,6 +377,7 @@ static void stat_finish(struct stat_op *op)
 		obj_file_stat(&u->src, &c->st, op->key, r->length,
 			      (uint64_t)MAX(curl_getdate(r->last_modified, NULL), 0) * 1000000000ULL,
 			      r->etag[0] ? r->etag : r->last_modified);
+		obj_apply_meta(&c->st, r);
 		snprintf(c->etag, sizeof(c->etag), "%s", r->etag);
 		rc = 0;
 	} else if (r->status == 404) {
@@ -437,10 +457,20 @@ static void s3_stat(struct ufs_call *c)
 
 /* ---- the rest of the ops ---- */
 
+static bool writing(int oflags)
+{
+	return (oflags & O_ACCMODE) != O_RDONLY || (oflags & O_TRUNC);
+}
+
 static void s3_open(struct ufs_call *c)
 {
 	struct ufs *u = c->u;
 	char *key;
+
+	if (writing(c->oflags)) {
+		s3_open_write(c);
+		return;
+	}
 
 	if (asprintf(&key, "%s%s", u->prefix, c->path) < 0) {
 		c->done(c, -ENOMEM);
@@ -473,4 +503,10 @@ const struct ufs_ops ufs_s3_ops = {
 	.statfs = obj_statfs,
 	.shard_stop = s3_shard_stop,
 	.counters = s3_counters,
+	.create = s3_create,
+	.mkdir = s3_mkdir,
+	.unlink = s3_unlink,
+	.rmdir = s3_rmdir,
+	.rename = s3_rename,
+	.setattr = s3_setattr,
 };

@@ -6,6 +6,8 @@
 #ifndef CACHEFS_S3_I_H
 #define CACHEFS_S3_I_H
 
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <time.h>
 
@@ -31,6 +33,15 @@ struct ufs {
 	uint64_t mount_ns;        /* mtime shown for prefixes */
 	bool mounted;             /* init succeeded: fini reports the counters */
 	time_t fixed_time;        /* tests: sign as of this time; 0: now */
+	/* writes (s3_write.c) */
+	bool read_only;
+	char *stage_dir;          /* staging_dir/SOURCE-HASH: staged files and their records */
+	char *recovery_dir;       /* stage_dir/recovery: uploads that failed */
+	uint64_t part_size, staging_max;
+	_Atomic uint64_t staged;  /* bytes of staged files now */
+	_Atomic uint64_t uploads, upload_failures;
+	pthread_mutex_t wlock;    /* writers, and their keys */
+	struct s3_wfile *writers;
 };
 
 /*
@@ -40,6 +51,15 @@ struct ufs {
  */
 int s3_sign(struct ufs *u, const char *method, const char *key, const struct sigv4_param *q,
 	    unsigned nq, const char *range, char **url, struct curl_slist **hdrs);
+/*
+ * The same with a body: payload is its lower-case hex SHA-256 (signed, so
+ * the store checks the bytes it got) or SIGV4_UNSIGNED, and extra headers
+ * (x-amz-meta-*, x-amz-copy-source, ...) are sent and signed.
+ */
+#define S3_MAX_EXTRA 8
+int s3_sign_body(struct ufs *u, const char *method, const char *key, const struct sigv4_param *q,
+		 unsigned nq, const char *range, const char *payload, const struct sigv4_header *extra,
+		 unsigned nextra, char **url, struct curl_slist **hdrs);
 /* HTTP status of an answer that is not a success, as an errno (5xx: the source failed). */
 int s3_errno(long status);
 /* "HTTP N Code: Message" from an S3 error body, or "HTTP N". */
@@ -110,5 +130,27 @@ void s3_probe_prefix(struct ufs *u, const char *dirkey,
  * (the caller frees its body), or -errno with a reason in err. */
 int s3_list_sync(struct ufs *u, const char *prefix, unsigned max_keys, struct http_resp *resp,
 		 char *err, size_t errlen);
+/* The same for any page: flat lists every key below prefix (no delimiter);
+ * token is "" or the last page's NextContinuationToken. Not on a shard. */
+int s3_list_page_sync(struct ufs *u, const char *prefix, unsigned max_keys, bool flat, const char *token,
+		      struct http_resp *resp, char *err, size_t errlen);
+/* The text of the element at `path` ("Root/Child") of an XML body: 0, -ENOENT, -EIO (not XML). */
+int s3_xml_text(const char *body, size_t len, const char *path, char *out, size_t cap);
+
+/* ---- writes (s3_write.c) ---- */
+
+struct s3_wfile;
+
+/* At init, writable mounts: the staging folder, and what an earlier daemon left in it. */
+int s3_write_init(struct ufs *u, const struct source_opts *o, char *err, size_t errlen);
+void s3_write_fini(struct ufs *u);
+void s3_create(struct ufs_call *c);
+/* open with a write access mode or O_TRUNC: a staged copy of the object. */
+void s3_open_write(struct ufs_call *c);
+void s3_mkdir(struct ufs_call *c);
+void s3_unlink(struct ufs_call *c);
+void s3_rmdir(struct ufs_call *c);
+void s3_rename(struct ufs_call *c);
+void s3_setattr(struct ufs_call *c);
 
 #endif

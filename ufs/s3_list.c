@@ -470,6 +470,7 @@ struct list_req {
 	const char *prefix;
 	const char *token;        /* "" for the first page */
 	unsigned max_keys;
+	bool flat;                /* every key below prefix, no delimiter */
 };
 
 static int list_prepare(void *ctx, const char *method, const char *range, char **url,
@@ -477,14 +478,18 @@ static int list_prepare(void *ctx, const char *method, const char *range, char *
 {
 	struct list_req *lr = ctx;
 	char mk[16];
-	const struct sigv4_param q[] = {
+	struct sigv4_param q[6] = {
 		/* url: keys with bytes XML 1.0 cannot carry still list */
-		{ "list-type", "2" }, { "prefix", lr->prefix }, { "delimiter", "/" }, { "max-keys", mk },
-		{ "encoding-type", "url" }, { "continuation-token", lr->token },
+		{ "list-type", "2" }, { "prefix", lr->prefix }, { "max-keys", mk }, { "encoding-type", "url" },
 	};
+	unsigned n = 4;
 
+	if (!lr->flat)
+		q[n++] = (struct sigv4_param){ "delimiter", "/" };
+	if (*lr->token)
+		q[n++] = (struct sigv4_param){ "continuation-token", lr->token };
 	snprintf(mk, sizeof(mk), "%u", lr->max_keys);
-	return s3_sign(lr->u, method, "", q, *lr->token ? 6 : 5, range, url, hdrs);
+	return s3_sign(lr->u, method, "", q, n, range, url, hdrs);
 }
 
 static void list_req_init(struct list_req *lr, struct ufs *u, const char *prefix, unsigned max_keys,
@@ -505,10 +510,18 @@ static void list_req_init(struct list_req *lr, struct ufs *u, const char *prefix
 int s3_list_sync(struct ufs *u, const char *prefix, unsigned max_keys, struct http_resp *resp,
 		 char *err, size_t errlen)
 {
+	return s3_list_page_sync(u, prefix, max_keys, false, "", resp, err, errlen);
+}
+
+int s3_list_page_sync(struct ufs *u, const char *prefix, unsigned max_keys, bool flat, const char *token,
+		      struct http_resp *resp, char *err, size_t errlen)
+{
 	struct list_req lr = { 0 };
 	int rc;
 
 	list_req_init(&lr, u, prefix, max_keys, NULL);
+	lr.flat = flat;
+	lr.token = token;
 	rc = http_perform(u->src.pool, &lr.r);
 	if (rc)
 		msgf(err, errlen, "%s", lr.r.err[0] ? lr.r.err : strerror(-rc));
@@ -698,4 +711,81 @@ void s3_list(struct ufs_call *c)
 	op->l.prefix = op->prefix;
 	list_req_init(&op->lr, u, op->prefix, u->list_max_keys, page_done);
 	http_submit(u->src.pool, &op->lr.r);
+}
+
+/* ---- one element's text ---- */
+
+struct text_parser {
+	const char *want;         /* "Root/Child" */
+	char path[PATH_MAX_XML];
+	size_t plen;
+	char *out;
+	size_t cap, len;
+	bool in, found;
+};
+
+static void XMLCALL t_start(void *arg, const XML_Char *name, const XML_Char **attrs)
+{
+	struct text_parser *t = arg;
+	size_t l = strlen(name);
+
+	if (t->plen + l + 2 < sizeof(t->path)) {
+		if (t->plen)
+			t->path[t->plen++] = '/';
+		memcpy(t->path + t->plen, name, l + 1);
+		t->plen += l;
+	} else {
+		t->plen = sizeof(t->path);   /* too deep: not ours */
+	}
+	t->in = !t->found && t->plen < sizeof(t->path) && !strcmp(t->path, t->want);
+}
+
+static void XMLCALL t_text(void *arg, const XML_Char *s, int len)
+{
+	struct text_parser *t = arg;
+	size_t n;
+
+	if (!t->in || len <= 0)
+		return;
+	n = MIN((size_t)len, t->cap - 1 - t->len);
+	memcpy(t->out + t->len, s, n);
+	t->len += n;
+	t->out[t->len] = '\0';
+}
+
+static void XMLCALL t_end(void *arg, const XML_Char *name)
+{
+	struct text_parser *t = arg;
+	char *slash;
+
+	if (t->in)
+		t->found = true;
+	t->in = false;
+	if (t->plen >= sizeof(t->path))
+		return;
+	slash = strrchr(t->path, '/');
+	t->plen = slash ? (size_t)(slash - t->path) : 0;
+	t->path[t->plen] = '\0';
+}
+
+int s3_xml_text(const char *body, size_t len, const char *path, char *out, size_t cap)
+{
+	struct text_parser t = { .want = path, .out = out, .cap = cap };
+	XML_Parser xp;
+	int rc = 0;
+
+	if (!cap)
+		return -EINVAL;
+	out[0] = '\0';
+	if (!(xp = XML_ParserCreate("UTF-8")))
+		return -ENOMEM;
+	XML_SetUserData(xp, &t);
+	XML_SetElementHandler(xp, t_start, t_end);
+	XML_SetCharacterDataHandler(xp, t_text);
+	if (len > INT32_MAX || XML_Parse(xp, body ? body : "", (int)len, 1) == XML_STATUS_ERROR)
+		rc = -EIO;
+	else if (!t.found)
+		rc = -ENOENT;
+	XML_ParserFree(xp);
+	return rc;
 }

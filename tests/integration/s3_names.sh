@@ -2,8 +2,8 @@
 # Every key S3 can hold is reachable: keys of 1000 bytes and more, an
 # object next to a same-named prefix (shown as NAME@object), objects named
 # "." and ".." (.@object, ..@object). Attributes follow the object once
-# dir_cache_ttl passed, whatever attr_timeout says. The mount is read-only
-# in /proc/mounts.
+# dir_cache_ttl passed, whatever attr_timeout says. A ro mount says so in
+# /proc/mounts.
 . "$(dirname "$0")/../lib.sh"
 
 s3_start data
@@ -24,7 +24,7 @@ $S3TOOL "$S3_EP" put data x/.. "$T/dotdot"
 head -c 1000 /dev/urandom >"$T/v1"
 $S3TOOL "$S3_EP" put data sized "$T/v1"
 
-mount_logged s3://data "$T/m" "$T/log" -o "$S3_OPTS,shards=2,dir_cache_ttl=2"
+mount_logged s3://data "$T/m" "$T/log" -o "$S3_OPTS,ro,shards=2,dir_cache_ttl=2"
 grep -q " $T/m fuse.cachefs ro[, ]" /proc/mounts || fail "/proc/mounts: $(grep "$T/m" /proc/mounts)"
 [ "$(cat "$T/m/$long")" = long ] || fail "a key of ${#long} bytes"
 [ -d "$T/m/a" ] && [ "$(cat "$T/m/a/in")" = inside ] || fail "the prefix a/"

@@ -1,0 +1,222 @@
+#!/bin/bash
+# Writes through an S3 mount, checked on the server with botocore: the
+# checkpoint patterns, a multipart upload, metadata as s3fs keeps it,
+# directories as markers, rename (of a directory too), truncate; a daemon
+# killed with a written file open (the next mount finishes the upload, or
+# keeps the bytes when the object changed meanwhile); a server that stops
+# (close gets EIO, the bytes are kept); staging_max (ENOSPC, reads go on);
+# names S3 cannot hold and files past its part limit.
+. "$(dirname "$0")/../lib.sh"
+
+s3_start bkt
+S3T="$PY3 $top_srcdir/tests/s3tool.py $S3_EP"
+OPTS="$S3_OPTS,staging_dir=$T/staging,write_part_size=5M,dir_cache_ttl=1,shards=2"
+mount_logged s3://bkt "$T/m" "$T/log" -o "$OPTS"
+
+# server FILE KEY: the object's bytes on the server are FILE's.
+server() {
+	$S3T get bkt "$2" "$T/got" || fail "$2 is not in the bucket"
+	cmp -s "$1" "$T/got" || fail "$2 in the bucket differs from $1"
+}
+
+# ---- checkpoint patterns ----
+$PY3 - "$T/m" "$T" <<'EOF'
+import os, shutil, sys, tempfile
+m, t = sys.argv[1:]
+def keep(name, data):
+    with open(os.path.join(t, name), "wb") as f:
+        f.write(data)
+try:
+    import torch
+    state = {"w": torch.arange(3 << 20, dtype=torch.float32), "step": 3}
+    torch.save(state, os.path.join(m, "ckpt.pt"))
+    assert torch.equal(torch.load(os.path.join(m, "ckpt.pt"))["w"], state["w"])
+    keep("ckpt.pt", open(os.path.join(m, "ckpt.pt"), "rb").read())
+    print("ok - torch.save of a 12 MiB state dict (multipart), torch.load back")
+except ImportError:
+    data = os.urandom(12 << 20)
+    with open(os.path.join(m, "ckpt.pt"), "wb") as f:
+        f.write(data)
+    keep("ckpt.pt", data)
+    print("ok - (no torch) a 12 MiB file (multipart)")
+os.mkdir(os.path.join(m, "dcp"))
+for gen in range(2):
+    tmp = os.path.join(m, "dcp", ".metadata.tmp")
+    with open(tmp, "wb") as f:
+        f.write(b"meta %d" % gen)
+        f.flush()
+        os.fsync(f.fileno())
+    if os.path.exists(os.path.join(m, "dcp", ".metadata")):
+        os.unlink(os.path.join(m, "dcp", ".metadata"))
+    os.rename(tmp, os.path.join(m, "dcp", ".metadata"))
+keep("metadata", b"meta 1")
+fd, tmp = tempfile.mkstemp(dir=m, prefix=".tmp")
+payload = os.urandom(300000)
+with os.fdopen(fd, "wb") as f:
+    f.write(payload)
+os.chmod(tmp, 0o640)
+os.replace(tmp, os.path.join(m, "model.safetensors"))
+keep("model", payload)
+src = os.path.join(t, "last.ckpt")
+with open(src, "wb") as f:
+    f.write(os.urandom(6 << 20))
+keep("last", open(src, "rb").read())
+os.utime(src, (1600000000, 1600000000))
+shutil.move(src, os.path.join(m, "last.ckpt"))
+st = os.stat(os.path.join(m, "last.ckpt"))
+assert int(st.st_mtime) == 1600000000, st.st_mtime
+print("ok - fsync + rename over, mkstemp + chmod + os.replace, shutil.move with its mtime")
+EOF
+server "$T/ckpt.pt" ckpt.pt
+server "$T/metadata" dcp/.metadata
+server "$T/model" model.safetensors
+server "$T/last" last.ckpt
+$S3T head bkt model.safetensors | grep -q '"mode": "33184"' || fail "mode of model.safetensors: $($S3T head bkt model.safetensors)"
+$S3T head bkt last.ckpt | grep -q '"mtime": "1600000000"' || fail "mtime of last.ckpt: $($S3T head bkt last.ckpt)"
+$S3T keys bkt "" >"$T/keys"
+grep -q tmp "$T/keys" && fail "a temporary file is left in the bucket: $(cat "$T/keys")"
+pass "the objects are byte-exact on the server, with mode and mtime as x-amz-meta-* (s3fs's names)"
+
+# ---- namespace ----
+cd "$T/m"
+mkdir -p a/b
+echo one >a/b/f1
+echo two >a/f2
+if rmdir a 2>"$T/err"; then fail "rmdir of a non-empty directory"; fi
+grep -q "not empty" "$T/err" || fail "rmdir: $(cat "$T/err")"
+mv a z
+[ "$(cat z/b/f1)" = one ] || fail "z/b/f1 after the rename"
+$S3T keys bkt z/ | sort >"$T/keys"
+printf 'z/\nz/b/\nz/b/f1\nz/f2\n' | diff - "$T/keys" || fail "keys after renaming a directory"
+$S3T keys bkt a/ | grep -q . && fail "keys left under a/"
+printf 'hello world' >t.txt
+truncate -s 5 t.txt
+printf 'hello' >"$T/want"
+server "$T/want" t.txt
+echo " again" >>t.txt
+printf 'hello again\n' >"$T/want"
+server "$T/want" t.txt
+rm -r z t.txt
+$S3T keys bkt z/ | grep -q . && fail "rm -r left keys"
+long=$(printf 'x%.0s' $(seq 200))   # s3rver keeps keys as files: a part under 240 bytes
+if mkdir -p "$long/$long/$long/$long/$long/$long" 2>"$T/err"; then fail "a key over 1024 bytes was made"; fi
+grep -q "too long" "$T/err" || fail "a key over 1024 bytes: $(cat "$T/err")"
+rm -rf "$long"
+cd /
+pass "mkdir, rmdir ENOTEMPTY, rename of a directory (every key moved), truncate, append, rm -r, ENAMETOOLONG"
+
+# ---- a tree copied in ----
+mkdir -p "$T/tree/sub"
+for i in $(seq 40); do head -c $((RANDOM * 4)) /dev/urandom >"$T/tree/sub/f$i"; done
+head -c $((7 << 20)) /dev/urandom >"$T/tree/big"
+cp -r "$T/tree" "$T/m/tree"
+tar -C "$T/tree" -cf - . | tar -C "$T/m" --one-top-level=tar -xf -
+diff -r "$T/tree" "$T/m/tree" && diff -r "$T/tree" "$T/m/tar" || fail "a copied tree differs through the mount"
+server "$T/tree/big" tar/big
+pass "cp -r and tar x of a tree: diff -r clean"
+
+# ---- a second mount sees the new objects ----
+mount_logged s3://bkt "$T/m2" "$T/log2" -o "$S3_OPTS,staging_dir=$T/staging2,ro"
+cmp "$T/ckpt.pt" "$T/m2/ckpt.pt" || fail "a second mount reads another ckpt.pt"
+pass "a second mount reads what the first wrote"
+
+# ---- kill -9 with a written file open: the next mount finishes the upload ----
+head -c $((64 << 20)) /dev/urandom >"$T/killed"
+$PY3 - "$T/m/killed.bin" "$T/killed" "$T/flag" <<'EOF' &
+import sys, time
+dst, src, flag = sys.argv[1:]
+f = open(dst, "wb")
+f.write(open(src, "rb").read())
+open(flag, "w").close()
+time.sleep(120)
+EOF
+writer=$!
+for _ in $(seq 200); do [ -e "$T/flag" ] && break; sleep 0.1; done
+[ -e "$T/flag" ] || fail "the writer did not write"
+kill -9 "$(daemon_pid "$T/m")"
+wait_dead "$T/m"
+kill "$writer" 2>/dev/null || true
+wait "$writer" 2>/dev/null || true
+fusermount3 -u -z "$T/m"
+$S3T head bkt killed.bin >/dev/null && fail "killed.bin was in the bucket before the daemon finished it"
+mount_logged s3://bkt "$T/m" "$T/log3" -o "$OPTS"
+server "$T/killed" killed.bin
+grep -q "finished the upload of 67108864 bytes" "$T/log3" || fail "no log line of the finished upload: $(cat "$T/log3")"
+pass "kill -9 with 64 MiB written and not closed: the next mount uploaded it, byte-exact"
+
+# ---- the same, but the object changed meanwhile: kept, not overwritten ----
+echo "old" >"$T/m/changed.txt"
+$PY3 - "$T/m/changed.txt" "$T/flag2" <<'EOF' &
+import sys, time
+f = open(sys.argv[1], "ab")
+f.write(b"appended by the writer\n")
+f.flush()
+open(sys.argv[2], "w").close()
+time.sleep(120)
+EOF
+writer=$!
+for _ in $(seq 200); do [ -e "$T/flag2" ] && break; sleep 0.1; done
+kill -9 "$(daemon_pid "$T/m")"
+wait_dead "$T/m"
+kill "$writer" 2>/dev/null || true
+fusermount3 -u -z "$T/m"
+echo "someone else's" >"$T/other"
+$S3T put bkt changed.txt "$T/other"
+mount_logged s3://bkt "$T/m" "$T/log4" -o "$OPTS"
+server "$T/other" changed.txt
+kept=$(ls "$T"/staging/*/recovery/changed.txt.* 2>/dev/null | head -n1)
+[ -n "$kept" ] && [ "$(cat "$kept")" = "$(printf 'old\nappended by the writer')" ] || fail "the staged bytes were not kept: $kept"
+grep -q "changed.txt: changed in the bucket.*kept in" "$T/log4" || fail "no log line of the kept bytes: $(cat "$T/log4")"
+pass "an object changed while the daemon was down: the bucket keeps the new one, recovery/ the staged one"
+
+# ---- the server stops during the write: close says EIO, the bytes are kept ----
+fusermount3 -u "$T/m"
+mount_logged s3://bkt "$T/m" "$T/log5" -o "$OPTS,timeout=3,retries=1,ctl_socket=$T/ctl.sock"
+head -c 100000 /dev/urandom >"$T/unsent"
+$PY3 - "$T/m/unsent.bin" "$T/unsent" "$T/flag3" "$T/go" "$T/closed" <<'EOF' &
+import os, sys, time
+dst, src, flag, go, closed = sys.argv[1:]
+f = open(dst, "wb")
+f.write(open(src, "rb").read())
+f.flush()
+open(flag, "w").close()
+while not os.path.exists(go):
+    time.sleep(0.05)
+start = time.time()
+try:
+    f.close()
+    r = "closed"
+except OSError as e:
+    r = e.strerror
+open(closed, "w").write("%s %.1f" % (r, time.time() - start))
+EOF
+writer=$!
+for _ in $(seq 200); do [ -e "$T/flag3" ] && break; sleep 0.1; done
+s3_stop
+touch "$T/go"
+wait "$writer"
+read -r what secs <<<"$(sed 's/Input\/output error/EIO/' "$T/closed")"
+[ "$what" = EIO ] || fail "close with the server down: $(cat "$T/closed")"
+[ "${secs%.*}" -le 12 ] || fail "close took $secs s with timeout=3"
+kept=$(ls "$T"/staging/*/recovery/unsent.bin.* 2>/dev/null | head -n1) || true
+[ -n "$kept" ] && cmp -s "$kept" "$T/unsent" || fail "the bytes of the failed upload are not in recovery/"
+grep -q "unsent.bin: .*kept in" "$T/log5" || fail "no log line of the kept bytes"
+"$CTL" -s "$T/ctl.sock" status >"$T/st"
+grep -q "1 failed (their bytes are kept" "$T/st" || fail "cachefsctl status: $(grep writes "$T/st")"
+s3_start bkt
+pass "server down during a write: close() gave EIO after $secs s (timeout=3), the bytes are in recovery/"
+
+# ---- staging_max ----
+fusermount3 -u "$T/m"
+mount_logged s3://bkt "$T/m" "$T/log6" -o "$OPTS,staging_max=4M"
+if head -c $((6 << 20)) /dev/zero >"$T/m/toobig" 2>"$T/err"; then fail "a write past staging_max succeeded"; fi
+grep -q "No space left" "$T/err" || fail "staging_max: $(cat "$T/err")"
+cmp "$T/ckpt.pt" "$T/m/ckpt.pt" || fail "reads failed with the staging area full"
+if $PY3 -c 'import os, sys; fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT); os.pwrite(fd, b"x", 5 * 2**20 * 10000)' \
+	"$T/m/huge" 2>"$T/err"; then fail "a write past 10000 parts succeeded"; fi
+grep -q "File too large" "$T/err" || fail "past 10000 parts: $(cat "$T/err")"
+rm -f "$T/m/toobig" "$T/m/huge"
+pass "staging_max: ENOSPC, reads go on; a write past 10000 parts: EFBIG"
+
+grep -i "runtime error\|AddressSanitizer" "$T"/log* && fail "sanitizer reports"
+true
