@@ -8,7 +8,7 @@ pkgs="build-essential autoconf automake libtool pkg-config
       liburing-dev libfuse3-dev fuse3 libjemalloc-dev libnuma-dev
       libxxhash-dev libcmocka-dev libcurl4-openssl-dev libssl-dev
       libexpat1-dev libinih-dev libsystemd-dev libjansson-dev libmicrohttpd-dev
-      python3-botocore python3-torch
+      python3-botocore python3-boto3 python3-torch
       prometheus curl fio python3 procps util-linux mount e2fsprogs kmod bc
       s3fs rclone chromium gnuplot-nox nginx-light rsync perl"
 # Node runs the S3 test server; keep a Node that is already there (its npm
