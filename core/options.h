@@ -89,6 +89,7 @@ struct source_opts {
 	char staging_dir[PATH_MAX]; /* "": next to the SSD store, else /var/tmp/cachefs-staging */
 	uint64_t staging_max;       /* bytes of staged writes; 0: until the disk is full */
 	uint64_t write_part_size;   /* multipart part size */
+	uint64_t write_buffer;      /* part buffers in flight, whole mount */
 };
 
 /* The namespace and its metadata cache (engine/). */

@@ -82,6 +82,9 @@ struct ewfile {
 	unsigned owner;
 	atomic_int err;              /* a write failed: the next flush, fsync or close says so */
 	atomic_bool dirty;           /* written since the last commit */
+	/* what the last commit made the source hold (the owner's; read at the last close) */
+	struct ufs_stat committed;
+	bool has_committed;
 };
 
 /* Starts a metadata call: m's results cleared, its kind set. */

@@ -57,6 +57,72 @@ static void ewfile_put(struct ewfile *wf)
 	free(wf);
 }
 
+/* ---- written bytes into the page tiers ---- */
+
+/* Pages of a file loaded at once: enough to keep a source busy, few enough to leave room. */
+#define WARM_DEPTH 8
+
+/*
+ * After a commit: the file's pages go into the tiers under the version it
+ * now has, read from the handle (a staged copy, or the local file), so that
+ * a checkpoint read back right after it is written is a hit. Files over a
+ * quarter of the RAM tier are left out: a checkpoint must not push the
+ * dataset out of the cache.
+ */
+struct warm {
+	struct efile *f;
+	uint64_t next, end;       /* pages [next, end) still to load */
+	atomic_uint in_flight;
+	struct page_op ops[WARM_DEPTH];
+};
+
+static void warm_one(struct warm *w, struct page_op *op);
+
+static void warm_done(struct page_op *op)
+{
+	struct warm *w = op->arg;
+
+	page_op_release(op);
+	/* Pages are loaded in the order they complete; the last one out frees the loader. */
+	if (w->next < w->end && op->res >= 0) {
+		warm_one(w, op);
+		return;
+	}
+	if (atomic_fetch_sub(&w->in_flight, 1) == 1) {
+		efile_put(w->f);
+		free(w);
+	}
+}
+
+static void warm_one(struct warm *w, struct page_op *op)
+{
+	page_op_init(op, w->f->e, PGOP_LOAD, w->f, w->next++);
+	op->done = warm_done;
+	op->arg = w;
+	page_op_submit(op);
+}
+
+static void warm_tiers(struct engine *e, struct ewfile *wf, const struct ufs_stat *st)
+{
+	uint64_t ps = e->ra.page_size, pages = (st->size + ps - 1) / ps;
+	struct warm *w;
+	unsigned n;
+
+	if (!st->size || st->size > e->cfg.ram_cache / 4 || !wf->file->readable || !(w = calloc(1, sizeof(*w))))
+		return;
+	ufs_file_get(wf->file);
+	if (!(w->f = efile_new(e, wf->file, st))) {
+		ufs_file_put(wf->file);
+		free(w);
+		return;
+	}
+	w->end = pages;
+	n = (unsigned)MIN(pages, WARM_DEPTH);
+	atomic_init(&w->in_flight, n);
+	for (unsigned i = 0; i < n; i++)
+		warm_one(w, &w->ops[i]);
+}
+
 /* ---- running a change ---- */
 
 static void finish(struct change *ch, int rc);
@@ -408,6 +474,11 @@ static void finish(struct change *ch, int rc)
 	}
 	if (m->kind == EM_FLUSH || m->kind == EM_FSYNC)
 		atomic_fetch_add_explicit(rc ? &e->commit_failures : &e->commits, 1, memory_order_relaxed);
+	if (m->kind == EM_FLUSH && !rc) {
+		/* Loaded into the tiers at the last close, when no more writes can come. */
+		ch->wf->committed = ch->call.st;
+		ch->wf->has_committed = true;
+	}
 	if (ch->call.file && (m->kind == EM_CREATE || m->kind == EM_OPEN_WRITE))
 		ufs_file_put(ch->call.file);   /* opened, but the namespace could not take it */
 	free(ch->call.link);
@@ -764,6 +835,14 @@ struct last_commit {
 	struct ewfile *wf;
 };
 
+/* The last close of a file whose bytes are all committed. */
+static void released(struct ewfile *wf)
+{
+	if (wf->has_committed && !atomic_load(&wf->dirty))
+		warm_tiers(wf->e, wf, &wf->committed);
+	ewfile_put(wf);
+}
+
 static void last_commit_done(struct emeta *m)
 {
 	struct last_commit *lc = m->arg;
@@ -771,7 +850,7 @@ static void last_commit_done(struct emeta *m)
 	if (m->err)
 		log_err("closing %s: %s; the file's last writes may not be in the source",
 			lc->wf->file->name, strerror(-m->err));
-	ewfile_put(lc->wf);
+	released(lc->wf);
 	free(lc);
 }
 
@@ -780,7 +859,7 @@ void engine_release_write(struct ewfile *wf)
 	struct last_commit *lc;
 
 	if (!atomic_load(&wf->dirty) && !atomic_load(&wf->err)) {
-		ewfile_put(wf);
+		released(wf);
 		return;
 	}
 	if (!(lc = calloc(1, sizeof(*lc)))) {

@@ -371,6 +371,7 @@ static void adopt(struct local_job *lj, int fd, bool direct)
 	lf->direct = direct;
 	lf->network = lj->network;
 	lf->f.ops = &ufs_local_ops;
+	lf->f.readable = (lj->oflags & O_ACCMODE) != O_WRONLY;
 	atomic_init(&lf->f.refs, 1);
 	fill_stat(&lj->st, &st);
 	lj->file = lf;

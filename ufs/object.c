@@ -133,6 +133,7 @@ void obj_open(const struct obj_source *src, struct ufs_call *c, const char *key)
 	of->src = src;
 	snprintf(of->etag, sizeof(of->etag), "%s", c->etag);
 	of->f.ops = src->ops;
+	of->f.readable = true;
 	atomic_init(&of->f.refs, 1);
 	of->obj.prepare = src->prepare;
 	of->obj.ctx = of;

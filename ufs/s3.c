@@ -262,6 +262,8 @@ static void s3_fini(struct ufs *u)
 		obj_log_requests(&u->src, "s3");
 	s3_write_fini(u);
 	pthread_mutex_destroy(&u->wlock);
+	pthread_mutex_destroy(&u->buf_lock);
+	pthread_cond_destroy(&u->buf_free);
 	http_pool_destroy(u->src.pool);
 	creds_wipe(&u->creds);
 	free(u->root);
@@ -284,6 +286,9 @@ static int s3_init(struct ufs **out, const char *source, const struct source_opt
 	if (!u)
 		return -ENOMEM;
 	pthread_mutex_init(&u->wlock, NULL);
+	pthread_mutex_init(&u->buf_lock, NULL);
+	pthread_cond_init(&u->buf_free, NULL);
+	u->buf_max = 1;
 	if (o->timeout <= 0) {
 		msgf(err, errlen, "timeout=0 would fail every request; give seconds, such as 30");
 		free(u);

@@ -38,6 +38,9 @@ struct ufs {
 	char *stage_dir;          /* staging_dir/SOURCE-HASH: staged files and their records */
 	char *recovery_dir;       /* stage_dir/recovery: uploads that failed */
 	uint64_t part_size, staging_max;
+	pthread_mutex_t buf_lock;   /* part buffers: at most buf_max in use */
+	pthread_cond_t buf_free;
+	unsigned buf_used, buf_max;
 	_Atomic uint64_t staged;  /* bytes of staged files now */
 	_Atomic uint64_t uploads, upload_failures;
 	pthread_mutex_t wlock;    /* writers, and their keys */

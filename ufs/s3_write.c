@@ -12,6 +12,8 @@
  *
  * Uploads and namespace calls block on the metadata threads (core/pool.h),
  * never on a shard: the shard hands a job over and gets its answer back.
+ * The parts of a multipart upload go UPLOAD_THREADS at a time, their
+ * buffers drawn from the mount's write_buffer.
  * Bytes are written to the staging file on the writer's shard, like a
  * local source's.
  *
@@ -224,18 +226,136 @@ static int put_single(struct put *p, char *buf, char *err, size_t errlen)
 	return rc;
 }
 
-static int put_multipart(struct put *p, char *buf, char *err, size_t errlen)
+/* A part buffer of the mount's write_buffer, waiting while all are in use; NULL: out of memory. */
+static char *buf_take(struct ufs *u)
+{
+	char *b;
+
+	pthread_mutex_lock(&u->buf_lock);
+	while (u->buf_used >= u->buf_max)
+		pthread_cond_wait(&u->buf_free, &u->buf_lock);
+	u->buf_used++;
+	pthread_mutex_unlock(&u->buf_lock);
+	if (!(b = malloc(MAX(u->part_size, 1)))) {
+		pthread_mutex_lock(&u->buf_lock);
+		u->buf_used--;
+		pthread_cond_signal(&u->buf_free);
+		pthread_mutex_unlock(&u->buf_lock);
+	}
+	return b;
+}
+
+static void buf_give(struct ufs *u, char *b)
+{
+	free(b);
+	pthread_mutex_lock(&u->buf_lock);
+	u->buf_used--;
+	pthread_cond_signal(&u->buf_free);
+	pthread_mutex_unlock(&u->buf_lock);
+}
+
+/* Threads of one multipart upload; one of them is the caller. */
+#define UPLOAD_THREADS 8
+
+/* A multipart upload's parts, sent by several threads at once. */
+struct mp {
+	struct put *p;
+	const char *id;
+	uint64_t nparts;
+	atomic_ulong next;        /* the next part to send */
+	char (*etags)[UFS_ETAG_MAX];
+	pthread_mutex_t lock;     /* rc, err */
+	int rc;
+	char err[1024];
+};
+
+static void mp_fail(struct mp *m, int rc, const char *err)
+{
+	pthread_mutex_lock(&m->lock);
+	if (!m->rc) {
+		m->rc = rc;
+		snprintf(m->err, sizeof(m->err), "%s", err);
+	}
+	pthread_mutex_unlock(&m->lock);
+}
+
+static bool mp_failed(struct mp *m)
+{
+	bool f;
+
+	pthread_mutex_lock(&m->lock);
+	f = m->rc != 0;
+	pthread_mutex_unlock(&m->lock);
+	return f;
+}
+
+static void *mp_worker(void *arg)
+{
+	struct mp *m = arg;
+	struct put *p = m->p;
+	struct ufs *u = p->u;
+	char err[1024], num[24];
+	uint64_t i;
+
+	while ((i = atomic_fetch_add(&m->next, 1)) < m->nparts && !mp_failed(m)) {
+		uint64_t off = i * u->part_size, len = MIN(u->part_size, p->size - off);
+		struct http_resp r = { 0 };
+		char *buf = buf_take(u);
+		struct rq q;
+		int rc;
+
+		if (!buf) {
+			mp_fail(m, -ENOMEM, "out of memory for a part");
+			break;
+		}
+		if ((rc = pread_all(p->fd, buf, len, off))) {
+			snprintf(err, sizeof(err), "reading the staged bytes of %s%s: %s", u->root, p->key, strerror(-rc));
+			buf_give(u, buf);
+			mp_fail(m, rc, err);
+			break;
+		}
+		/* A failed part is retried by the HTTP client on its own: the upload goes on. */
+		rq_init(&q, u, "PUT", p->key);
+		snprintf(num, sizeof(num), "%llu", (unsigned long long)i + 1);
+		q.q[q.nq++] = (struct sigv4_param){ "partNumber", num };
+		q.q[q.nq++] = (struct sigv4_param){ "uploadId", m->id };
+		rc = rq_do(&q, UFS_REQ_PUT, buf, len, 0, &r, err, sizeof(err));
+		buf_give(u, buf);
+		free(r.body);
+		if (rc) {
+			mp_fail(m, rc, err);
+			break;
+		}
+		snprintf(m->etags[i], sizeof(m->etags[i]), "%s", r.etag);
+	}
+	return NULL;
+}
+
+/* The parts of m, UPLOAD_THREADS at a time (fewer when threads cannot be had). */
+static void mp_send(struct mp *m)
+{
+	pthread_t t[UPLOAD_THREADS - 1];
+	unsigned n = 0;
+
+	while (n < MIN(UPLOAD_THREADS - 1, m->nparts - 1) && !pthread_create(&t[n], NULL, mp_worker, m))
+		n++;
+	mp_worker(m);
+	for (unsigned i = 0; i < n; i++)
+		pthread_join(t[i], NULL);
+}
+
+static int put_multipart(struct put *p, char *err, size_t errlen)
 {
 	uint64_t psz = p->u->part_size, nparts = (p->size + psz - 1) / psz;
-	char id[1024], num[24], *xml = NULL, *x;
-	char (*etags)[UFS_ETAG_MAX] = calloc(nparts, sizeof(*etags));
+	struct mp m = { .p = p, .nparts = nparts };
+	char id[1024], *xml = NULL, *x;
 	struct http_resp r = { 0 };
 	struct rq q;
-	size_t xlen = 0;
 	int rc;
 
-	if (!etags)
+	if (!(m.etags = calloc(nparts, sizeof(*m.etags))))
 		return -ENOMEM;
+	pthread_mutex_init(&m.lock, NULL);
 	rq_init(&q, p->u, "POST", p->key);
 	q.q[q.nq++] = (struct sigv4_param){ "uploads", NULL };
 	rq_meta(&q, S_IFREG | (p->mode & 07777), p->uid, p->gid, p->mtime_ns);
@@ -249,37 +369,24 @@ static int put_multipart(struct put *p, char *buf, char *err, size_t errlen)
 		rc = -EIO;
 		goto out;
 	}
-	for (uint64_t i = 0; i < nparts; i++) {
-		uint64_t off = i * psz, len = MIN(psz, p->size - off);
-		if ((rc = pread_all(p->fd, buf, len, off))) {
-			snprintf(err, errlen, "reading the staged bytes of %s%s: %s", p->u->root, p->key, strerror(-rc));
-			goto abort;
-		}
-		/* A failed part is retried by the HTTP client on its own: the upload goes on. */
-		rq_init(&q, p->u, "PUT", p->key);
-		snprintf(num, sizeof(num), "%llu", (unsigned long long)i + 1);
-		q.q[q.nq++] = (struct sigv4_param){ "partNumber", num };
-		q.q[q.nq++] = (struct sigv4_param){ "uploadId", id };
-		if ((rc = rq_do(&q, UFS_REQ_PUT, buf, len, 0, &r, err, errlen)))
-			goto abort;
-		snprintf(etags[i], sizeof(etags[i]), "%s", r.etag);
-		free(r.body);
-		r.body = NULL;
+	m.id = id;
+	mp_send(&m);
+	if ((rc = m.rc)) {
+		snprintf(err, errlen, "%s", m.err);
+		goto abort;
 	}
-	xml = malloc(nparts * (UFS_ETAG_MAX + 64) + 128);
-	if (!xml) {
+	if (!(xml = malloc(nparts * (UFS_ETAG_MAX + 64) + 128))) {
 		rc = -ENOMEM;
 		goto abort;
 	}
 	x = xml + sprintf(xml, "<CompleteMultipartUpload>");
 	for (uint64_t i = 0; i < nparts; i++)
 		x += sprintf(x, "<Part><PartNumber>%llu</PartNumber><ETag>%s</ETag></Part>",
-			     (unsigned long long)i + 1, etags[i]);
+			     (unsigned long long)i + 1, m.etags[i]);
 	x += sprintf(x, "</CompleteMultipartUpload>");
-	xlen = (size_t)(x - xml);
 	rq_init(&q, p->u, "POST", p->key);
 	q.q[q.nq++] = (struct sigv4_param){ "uploadId", id };
-	if ((rc = rq_do(&q, UFS_REQ_PUT, xml, xlen, 64 << 10, &r, err, errlen)))
+	if ((rc = rq_do(&q, UFS_REQ_PUT, xml, (size_t)(x - xml), 64 << 10, &r, err, errlen)))
 		goto abort;
 	if (s3_xml_text(r.body, r.len, "CompleteMultipartUploadResult/ETag", p->etag, sizeof(p->etag)))
 		snprintf(p->etag, sizeof(p->etag), "%s", r.etag);
@@ -287,18 +394,18 @@ static int put_multipart(struct put *p, char *buf, char *err, size_t errlen)
 	goto out;
 abort:
 	/* Best effort: a store keeps the parts of an upload nobody completes until it is aborted. */
-	free(r.body);
-	r = (struct http_resp){ 0 };
 	rq_init(&q, p->u, "DELETE", p->key);
 	q.q[q.nq++] = (struct sigv4_param){ "uploadId", id };
 	{
 		char ignored[256];
+		r = (struct http_resp){ 0 };
 		if (!rq_run(&q, UFS_REQ_DELETE, NULL, 0, 0, &r, ignored, sizeof(ignored)))
 			free(r.body);
 	}
 out:
+	pthread_mutex_destroy(&m.lock);
 	free(xml);
-	free(etags);
+	free(m.etags);
 	return rc;
 }
 
@@ -316,18 +423,18 @@ static int upload(struct put *p, char *err, size_t errlen)
 	p->size = (uint64_t)st.st_size;
 	if (!p->mtime_ns)
 		p->mtime_ns = (uint64_t)st.st_mtim.tv_sec * 1000000000ULL + (uint64_t)st.st_mtim.tv_nsec;
-	if (!(buf = malloc(MAX(MIN(p->size, p->u->part_size), 1))))
-		return -ENOMEM;
-	if (p->size <= p->u->part_size) {
+	if (p->size > p->u->part_size) {
+		rc = put_multipart(p, err, errlen);
+	} else if (!(buf = buf_take(p->u))) {
+		rc = -ENOMEM;
+	} else {
 		rc = p->size ? pread_all(p->fd, buf, p->size, 0) : 0;
 		if (rc)
 			snprintf(err, errlen, "reading the staged bytes of %s%s: %s", p->u->root, p->key, strerror(-rc));
 		else
 			rc = put_single(p, buf, err, errlen);
-	} else {
-		rc = put_multipart(p, buf, err, errlen);
+		buf_give(p->u, buf);
 	}
-	free(buf);
 	atomic_fetch_add_explicit(rc ? &p->u->upload_failures : &p->u->uploads, 1, memory_order_relaxed);
 	return rc;
 }
@@ -610,6 +717,7 @@ static void open_run(struct job *j)
 	}
 	wf->u = u;
 	wf->f.ops = &s3_wfile_ops;
+	wf->f.readable = true;   /* the staged copy, whatever the writer's access mode */
 	atomic_init(&wf->f.refs, 1);
 	if (create) {
 		wf->mode = c->mode & 07777;
@@ -1117,9 +1225,14 @@ static void setattr_run(struct job *j)
 		j->st = st;
 		return;
 	}
-	/* Open for writing here (utime after write, before close): its upload carries it. */
+	/*
+	 * Open for writing here, with bytes not uploaded yet (utime after a
+	 * write, before the close): the upload at its close carries it.
+	 */
 	pthread_mutex_lock(&u->wlock);
 	struct s3_wfile *wf = writer_of(u, j->key);
+	if (wf && !wf->recorded)
+		wf = NULL;
 	if (wf) {
 		j->wf = wf;
 		setattr_staged(j, wf);
@@ -1278,6 +1391,7 @@ int s3_write_init(struct ufs *u, const struct source_opts *o, char *err, size_t 
 	u->read_only = o->read_only;
 	u->part_size = o->write_part_size;
 	u->staging_max = o->staging_max;
+	u->buf_max = (unsigned)MAX(o->write_buffer / o->write_part_size, 1);
 	if (u->read_only)
 		return 0;
 	/* One folder per bucket and prefix: the next mount of it finds what this one left. */

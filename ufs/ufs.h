@@ -49,6 +49,7 @@ struct ufs_file {
 	const struct ufs_ops *ops;
 	atomic_uint refs;
 	char *name;               /* for messages; driver-owned */
+	bool readable;            /* reads work through it (not a file opened O_WRONLY) */
 };
 
 /* One asynchronous read; the driver owns it until done() runs. */

@@ -218,5 +218,17 @@ grep -q "File too large" "$T/err" || fail "past 10000 parts: $(cat "$T/err")"
 rm -f "$T/m/toobig" "$T/m/huge"
 pass "staging_max: ENOSPC, reads go on; a write past 10000 parts: EFBIG"
 
+# ---- a checkpoint read back right after it is written is a cache hit ----
+mount_logged s3://bkt "$T/m3" "$T/log7" -o "$OPTS"
+head -c $((6 << 20)) /dev/urandom >"$T/fresh"
+cp "$T/fresh" "$T/m3/fresh.bin"
+sleep 0.5   # the tiers are filled after the last close
+dd if="$T/m3/fresh.bin" of="$T/fresh.back" bs=1M iflag=direct status=none
+cmp "$T/fresh" "$T/fresh.back" || fail "fresh.bin read back differs"
+fusermount3 -u "$T/m3"
+for _ in $(seq 50); do grep -q " GET, " "$T/log7" && break; sleep 0.1; done
+grep -q ": 0 GET, " "$T/log7" || fail "reading back what was just written went to the bucket: $(grep GET "$T/log7")"
+pass "a file read back (O_DIRECT) right after it was written: from the tiers, no GET"
+
 grep -i "runtime error\|AddressSanitizer" "$T"/log* && fail "sanitizer reports"
 true
