@@ -71,32 +71,34 @@ static void ewfile_put(struct ewfile *wf)
  */
 struct warm {
 	struct efile *f;
-	uint64_t next, end;       /* pages [next, end) still to load */
+	atomic_ulong next;        /* the next page to load; completions on any shard take it */
+	uint64_t end;
 	atomic_uint in_flight;
 	struct page_op ops[WARM_DEPTH];
 };
 
-static void warm_one(struct warm *w, struct page_op *op);
+static void warm_page(struct warm *w, struct page_op *op, uint64_t index);
 
 static void warm_done(struct page_op *op)
 {
 	struct warm *w = op->arg;
+	uint64_t i;
 
 	page_op_release(op);
-	/* Pages are loaded in the order they complete; the last one out frees the loader. */
-	if (w->next < w->end && op->res >= 0) {
-		warm_one(w, op);
+	if (op->res >= 0 && (i = atomic_fetch_add(&w->next, 1)) < w->end) {
+		warm_page(w, op, i);
 		return;
 	}
+	/* The last one out frees the loader. */
 	if (atomic_fetch_sub(&w->in_flight, 1) == 1) {
 		efile_put(w->f);
 		free(w);
 	}
 }
 
-static void warm_one(struct warm *w, struct page_op *op)
+static void warm_page(struct warm *w, struct page_op *op, uint64_t index)
 {
-	page_op_init(op, w->f->e, PGOP_LOAD, w->f, w->next++);
+	page_op_init(op, w->f->e, PGOP_LOAD, w->f, index);
 	op->done = warm_done;
 	op->arg = w;
 	page_op_submit(op);
@@ -118,9 +120,10 @@ static void warm_tiers(struct engine *e, struct ewfile *wf, const struct ufs_sta
 	}
 	w->end = pages;
 	n = (unsigned)MIN(pages, WARM_DEPTH);
+	atomic_init(&w->next, n);
 	atomic_init(&w->in_flight, n);
 	for (unsigned i = 0; i < n; i++)
-		warm_one(w, &w->ops[i]);
+		warm_page(w, &w->ops[i], i);
 }
 
 /* ---- running a change ---- */
@@ -472,8 +475,12 @@ static void finish(struct change *ch, int rc)
 		rc = apply(e, ch, now_ns());
 		ns_unlock(e->ns);
 	}
-	if (m->kind == EM_FLUSH || m->kind == EM_FSYNC)
+	if (m->kind == EM_FLUSH || m->kind == EM_FSYNC) {
 		atomic_fetch_add_explicit(rc ? &e->commit_failures : &e->commits, 1, memory_order_relaxed);
+		/* Not in the source: the next close or fsync tries again, and cannot say 0 before. */
+		if (rc)
+			atomic_store(&ch->wf->dirty, true);
+	}
 	if (m->kind == EM_FLUSH && !rc) {
 		/* Loaded into the tiers at the last close, when no more writes can come. */
 		ch->wf->committed = ch->call.st;
@@ -801,8 +808,12 @@ static void sync_file(struct ewfile *wf, enum emeta_kind kind, bool datasync, st
 	emeta_begin(e, m, kind);
 	if ((err = atomic_exchange(&wf->err, 0)))
 		return answer_now(m, err);
-	/* Nothing written since the last commit: close() has nothing to wait for. */
-	if (kind == EM_FLUSH && !atomic_exchange(&wf->dirty, false))
+	/*
+	 * Nothing written since the last commit: close() has nothing to wait
+	 * for. fsync asks the source anyway (a local file's bytes may not be
+	 * on disk yet; an object store answers at once when it has them).
+	 */
+	if (!atomic_exchange(&wf->dirty, false) && kind == EM_FLUSH)
 		return answer_now(m, 0);
 	if (!(ch = calloc(1, sizeof(*ch)))) {
 		atomic_store(&wf->dirty, true);

@@ -56,6 +56,7 @@ struct s3_wfile {
 	char *key;
 	bool gone;                /* unlinked while open: nothing to upload */
 	bool recorded;            /* the record is on disk (the bytes are not uploaded) */
+	bool kept;                /* an upload failed: recovery/ has a link to the staged file */
 	char base_etag[UFS_ETAG_MAX];   /* the object when opened ("": new); a later one is not overwritten at recovery */
 	mode_t mode;
 	uid_t uid;
@@ -370,7 +371,10 @@ static int put_multipart(struct put *p, char *err, size_t errlen)
 		goto out;
 	}
 	m.id = id;
+	uint64_t t0 = now_ns();
 	mp_send(&m);
+	log_debug("%s%s: %llu parts sent in %.3f s", p->u->root, p->key, (unsigned long long)nparts,
+		  (double)(now_ns() - t0) / 1e9);
 	if ((rc = m.rc)) {
 		snprintf(err, errlen, "%s", m.err);
 		goto abort;
@@ -822,12 +826,14 @@ static void commit_run(struct job *j)
 	struct s3_wfile *wf = j->wf;
 	struct ufs *u = wf->u;
 	struct put p = { .u = u, .fd = wf->fd };
-	char *key;
-	bool gone;
+	char *key, etag[UFS_ETAG_MAX];
+	bool gone, changed;
 
 	pthread_mutex_lock(&u->wlock);
 	key = strdup(wf->key);
 	gone = wf->gone;
+	changed = wf->recorded;   /* not since the last upload: an fsync and then the close put it once */
+	snprintf(etag, sizeof(etag), "%s", wf->base_etag);
 	p.mode = wf->mode;
 	p.uid = wf->uid;
 	p.gid = wf->gid;
@@ -838,17 +844,27 @@ static void commit_run(struct job *j)
 		return;
 	}
 	p.key = key;
-	if (gone) {
-		/* Unlinked while open: nothing is to be in the bucket. */
-		written_stat(u, &j->st, key, wf->size, p.mode, p.uid, p.gid, now_real_ns(), "");
+	if (gone || !changed) {
+		/* Unlinked while open, nothing is to be in the bucket; or it is there already. */
+		written_stat(u, &j->st, key, wf->size, p.mode, p.uid, p.gid, p.mtime_ns ? p.mtime_ns : now_real_ns(),
+			     gone ? "" : etag);
+		snprintf(j->etag, sizeof(j->etag), "%s", gone ? "" : etag);
 		j->rc = 0;
 		free(key);
 		return;
 	}
+	uint64_t t0 = now_ns();
 	j->rc = upload(&p, j->err, sizeof(j->err));
+	log_debug("%s%s: %llu bytes uploaded in %.3f s", u->root, key, (unsigned long long)p.size,
+		  (double)(now_ns() - t0) / 1e9);
 	pthread_mutex_lock(&u->wlock);
 	if (j->rc) {
-		keep_for_recovery(u, wf->data, key, j->err);
+		/* A hard link: the kept file is the staged one, and holds what later writes put there too. */
+		if (!wf->kept)
+			keep_for_recovery(u, wf->data, key, j->err);
+		else
+			log_err("%s%s: %s; its bytes are still in %s", u->root, key, j->err, u->recovery_dir);
+		wf->kept = true;
 	} else if (!strcmp(key, wf->key)) {
 		/* Uploaded: nothing to finish after a crash until the next write. */
 		unlink(wf->record);
