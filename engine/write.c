@@ -619,9 +619,19 @@ void engine_setattr(struct engine *e, uint64_t ino, unsigned set, const struct u
 	if (at_node(e, ch, ino))
 		return;
 	ch->call.set = set;
-	/* The new values, and the type of what they go to (an object store's file or directory). */
-	ch->call.st = *to;
-	ch->call.st.mode = (to->mode & 07777) | (ch->node->st.mode & S_IFMT);
+	/* What the node is, with the new values: an object store puts all of them back. */
+	if (set & UFS_SET_MODE)
+		ch->call.st.mode = (to->mode & 07777) | (ch->call.st.mode & S_IFMT);
+	if (set & UFS_SET_UID)
+		ch->call.st.uid = to->uid;
+	if (set & UFS_SET_GID)
+		ch->call.st.gid = to->gid;
+	if (set & UFS_SET_SIZE)
+		ch->call.st.size = to->size;
+	if (set & UFS_SET_ATIME)
+		ch->call.st.atime_ns = to->atime_ns;
+	if (set & UFS_SET_MTIME)
+		ch->call.st.mtime_ns = to->mtime_ns;
 	start(ch);
 }
 
