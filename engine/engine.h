@@ -242,6 +242,8 @@ void engine_rename(struct engine *e, uint64_t parent, const char *name, uint64_t
  */
 void engine_setattr(struct engine *e, uint64_t ino, unsigned set, const struct ufs_stat *to,
 		    struct ewfile *wf, struct emeta *m);
+/* fstat of a file open for writing: what the open file holds (it may be unlinked). */
+void engine_fgetattr(struct engine *e, uint64_t ino, struct ewfile *wf, struct emeta *m);
 /* m->link: where the symlink ino points. */
 void engine_readlink(struct engine *e, uint64_t ino, struct emeta *m);
 

@@ -635,6 +635,12 @@ void engine_setattr(struct engine *e, uint64_t ino, unsigned set, const struct u
 	start(ch);
 }
 
+void engine_fgetattr(struct engine *e, uint64_t ino, struct ewfile *wf, struct emeta *m)
+{
+	/* A setattr that sets nothing: the driver answers from the open file. */
+	engine_setattr(e, ino, 0, &(struct ufs_stat){ 0 }, wf, m);
+}
+
 void engine_readlink(struct engine *e, uint64_t ino, struct emeta *m)
 {
 	struct change *ch;

@@ -296,9 +296,8 @@ static void fs_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	count_op(req, FS_OP_GETATTR);
 	if (!(r = rq_new(req, getattr_done)))
 		return;
-	/* fstat of a file open for writing: what the open file holds, even unlinked. */
 	if (wfile_of(fi))
-		engine_setattr(r->ff->e, ino, 0, &(struct ufs_stat){ 0 }, wfile_of(fi), &r->m);
+		engine_fgetattr(r->ff->e, ino, wfile_of(fi), &r->m);
 	else
 		engine_getattr(r->ff->e, ino, &r->m);
 }
@@ -470,11 +469,6 @@ static void open_done(struct emeta *m)
 	free(r);
 }
 
-static bool for_writing(int flags)
-{
-	return (flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC);
-}
-
 /* Replies to an open or create of a file opened for writing (m->wfile). */
 static void open_write_done(struct emeta *m)
 {
@@ -510,7 +504,7 @@ static void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	struct rq *r;
 
 	count_op(req, FS_OP_OPEN);
-	if (for_writing(fi->flags)) {
+	if (ufs_writing(fi->flags)) {
 		if ((r = rq_new(req, open_write_done))) {
 			r->fi = *fi;
 			engine_open_write(r->ff->e, ino, fi->flags, &r->m);

@@ -338,11 +338,6 @@ static void local_list(struct ufs_call *c)
 	submit(c, list_run);
 }
 
-static bool writing(int oflags)
-{
-	return (oflags & O_ACCMODE) != O_RDONLY || (oflags & O_TRUNC);
-}
-
 /* Makes lj->file of fd (closed on failure), with the attributes of what was opened. */
 static void adopt(struct local_job *lj, int fd, bool direct)
 {
@@ -382,7 +377,7 @@ static void open_run(struct pool_job *j)
 	struct local_job *lj = container_of(j, struct local_job, job);
 	int fd;
 
-	if (writing(lj->oflags)) {
+	if (ufs_writing(lj->oflags)) {
 		/*
 		 * Buffered, and without O_APPEND: the kernel places appends
 		 * itself and sends their offsets, which must be obeyed.

@@ -462,17 +462,12 @@ static void s3_stat(struct ufs_call *c)
 
 /* ---- the rest of the ops ---- */
 
-static bool writing(int oflags)
-{
-	return (oflags & O_ACCMODE) != O_RDONLY || (oflags & O_TRUNC);
-}
-
 static void s3_open(struct ufs_call *c)
 {
 	struct ufs *u = c->u;
 	char *key;
 
-	if (writing(c->oflags)) {
+	if (ufs_writing(c->oflags)) {
 		s3_open_write(c);
 		return;
 	}

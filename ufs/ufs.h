@@ -10,6 +10,7 @@
 #define CACHEFS_UFS_H
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -264,6 +265,12 @@ static inline bool ufs_unavailable(int rc)
 {
 	return rc == -EHOSTDOWN || rc == -ETIMEDOUT || rc == -ECONNREFUSED || rc == -ECONNRESET ||
 	       rc == -EHOSTUNREACH || rc == -ENETUNREACH || rc == -ENOTCONN;
+}
+
+/* Whether open flags ask for writing: a write access mode, or O_TRUNC. */
+static inline bool ufs_writing(int oflags)
+{
+	return (oflags & O_ACCMODE) != O_RDONLY || (oflags & O_TRUNC);
 }
 
 static inline void ufs_file_get(struct ufs_file *f)
