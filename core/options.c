@@ -511,7 +511,8 @@ static const char *const arg_of[] = {
 	[OPT_SECONDS] = "=SECS", [OPT_LOGLEVEL] = "=LEVEL", [OPT_INTAKE] = "=WHO",
 	[OPT_SSD] = "=PATH:SIZE", [OPT_ADMIT] = "=WHEN", [OPT_STRING] = "=VALUE",
 	[OPT_ADDRESSING] = "=STYLE", [OPT_LOCALMETA] = "=WHERE", [OPT_PASSVAL] = "=NAME",
-	[OPT_TRISTATE] = "[=auto|on|off]", [OPT_PREFAULT] = "=SIZE|all|off",
+	[OPT_TRISTATE] = "[=auto|on|off]", [OPT_PREFAULT] = "=SIZE|all|off", [OPT_NOT] = "",
+	[OPT_ID] = "=N", [OPT_OCTAL] = "=OCTAL",
 };
 
 void config_print_help(FILE *f)

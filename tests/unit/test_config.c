@@ -4,6 +4,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 #include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include "core/options.h"
 #include "core/log.h"
@@ -122,6 +124,22 @@ static void test_config_set(void **state)
 	assert_non_null(strstr(err, "unknown option 'nope'"));
 }
 
+/* --help names every option with its argument (a type without one printed "(null)"). */
+static void test_help(void **state)
+{
+	char *text = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&text, &len);
+
+	assert_non_null(f);
+	config_print_help(f);
+	fclose(f);
+	assert_null(strstr(text, "(null)"));
+	assert_non_null(strstr(text, "-o umask=OCTAL"));
+	assert_non_null(strstr(text, "-o uid=N"));
+	free(text);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -130,6 +148,7 @@ int main(void)
 		cmocka_unit_test(test_errors_name_the_option),
 		cmocka_unit_test(test_default_shards),
 		cmocka_unit_test(test_config_set),
+		cmocka_unit_test(test_help),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
