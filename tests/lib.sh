@@ -175,8 +175,8 @@ free_port() {
 
 # s3_start BUCKET: s3rver on a free loopback port with its own data folder.
 # Sets S3_EP (endpoint URL), S3_PID, S3_DATA and S3_OPTS (cachefs options
-# that reach it with a passwd_file). s3_start again after s3_stop restarts
-# it on the same port and data.
+# that reach it with a passwd_file, staging writes in $T/staging). s3_start
+# again after s3_stop restarts it on the same port and data.
 s3_start() {
 	local js="" d
 	for d in "$top_srcdir/tests/s3" "${CACHEFS_TEST_SERVERS:-}"; do
@@ -200,7 +200,8 @@ s3_start() {
 	curl -s -o /dev/null "$S3_EP/" || fail "s3rver did not start: $(cat "$T/s3rver.log")"
 	printf 'S3RVER:S3RVER\n' > "$T/s3.passwd"
 	chmod 600 "$T/s3.passwd"
-	S3_OPTS="endpoint=$S3_EP,passwd_file=$T/s3.passwd"
+	# Staged writes in the test's own folder, not in /var/tmp.
+	S3_OPTS="endpoint=$S3_EP,passwd_file=$T/s3.passwd,staging_dir=$T/staging"
 }
 
 s3_stop() {
