@@ -57,6 +57,17 @@ static void ewfile_put(struct ewfile *wf)
 	free(wf);
 }
 
+/* Runs fn(msg) on wf's owner shard: at once when this is it, else by message. */
+static void on_owner(struct ewfile *wf, struct shard_msg *msg, void (*fn)(struct shard_msg *msg))
+{
+	struct shard *self = shard_self();
+
+	if (self && shard_id(self) == wf->owner)
+		fn(msg);
+	else
+		shard_send(shard_get(wf->owner), msg, fn);
+}
+
 /* ---- written bytes into the page tiers ---- */
 
 /* Pages of a file loaded at once: enough to keep a source busy, few enough to leave room. */
@@ -181,10 +192,7 @@ static void start(struct change *ch)
 	ch->call.path2 = ch->path2;
 	if (ch->wf) {
 		ch->call.file = ch->wf->file;
-		if (self && shard_id(self) == ch->wf->owner)
-			run_here(ch);
-		else
-			shard_send(shard_get(ch->wf->owner), &ch->msg, run_msg);
+		on_owner(ch->wf, &ch->msg, run_msg);
 	} else if (self) {
 		run_here(ch);
 	} else {
@@ -708,8 +716,9 @@ static void wio_done(struct ufs_write *w, int res)
 	free(io);
 }
 
-static void wio_run(struct wio *io)
+static void wio_run(struct shard_msg *msg)
 {
+	struct wio *io = container_of(msg, struct wio, msg);
 	int rc;
 
 	/* Marked before the write lands: a flush racing it must commit it too. */
@@ -718,16 +727,10 @@ static void wio_run(struct wio *io)
 		wio_done(&io->w, rc);
 }
 
-static void wio_msg(struct shard_msg *msg)
-{
-	wio_run(container_of(msg, struct wio, msg));
-}
-
 int engine_write(struct ewfile *wf, uint64_t off, const void *buf, size_t len,
 		 void (*done)(void *arg, int res), void *arg)
 {
 	struct wio *io = calloc(1, sizeof(*io));
-	struct shard *self = shard_self();
 
 	if (!io)
 		return -ENOMEM;
@@ -740,10 +743,7 @@ int engine_write(struct ewfile *wf, uint64_t off, const void *buf, size_t len,
 	io->w.off = off;
 	io->w.len = len;
 	io->w.done = wio_done;
-	if (self && shard_id(self) == wf->owner)
-		wio_run(io);
-	else
-		shard_send(shard_get(wf->owner), &io->msg, wio_msg);
+	on_owner(wf, &io->msg, wio_run);
 	return 0;
 }
 
@@ -777,23 +777,18 @@ static void wrd_done(struct ufs_read *r, int res)
 	rd->pub.done(&rd->pub);
 }
 
-static void wrd_run(struct wrd *rd)
+static void wrd_run(struct shard_msg *msg)
 {
+	struct wrd *rd = container_of(msg, struct wrd, msg);
 	int rc = rd->wf->file->ops->read(&rd->r);
 
 	if (rc)
 		wrd_done(&rd->r, rc);
 }
 
-static void wrd_msg(struct shard_msg *msg)
-{
-	wrd_run(container_of(msg, struct wrd, msg));
-}
-
 int engine_wread(struct ewfile *wf, uint64_t off, size_t len, void (*done)(struct eread *r), void *arg)
 {
 	struct wrd *rd = calloc(1, sizeof(*rd) + len);
-	struct shard *self = shard_self();
 
 	if (!rd)
 		return -ENOMEM;
@@ -807,10 +802,7 @@ int engine_wread(struct ewfile *wf, uint64_t off, size_t len, void (*done)(struc
 	rd->r.off = off;
 	rd->r.len = len;
 	rd->r.done = wrd_done;
-	if (self && shard_id(self) == wf->owner)
-		wrd_run(rd);
-	else
-		shard_send(shard_get(wf->owner), &rd->msg, wrd_msg);
+	on_owner(wf, &rd->msg, wrd_run);
 	return 0;
 }
 
