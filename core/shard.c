@@ -115,6 +115,16 @@ static struct shard_msg *mq_pop(struct shard *s)
 	return NULL;
 }
 
+void shard_run(unsigned owner, struct shard_msg *m, void (*fn)(struct shard_msg *m))
+{
+	struct shard *me = shard_self();
+
+	if (me && shard_id(me) == owner)
+		fn(m);
+	else
+		shard_send(shard_get(owner), m, fn);
+}
+
 void shard_send(struct shard *to, struct shard_msg *m, void (*fn)(struct shard_msg *m))
 {
 	m->fn = fn;

@@ -99,6 +99,8 @@ unsigned shard_inflight(const struct shard *s);
  * fails. m must stay valid until m->fn runs, and m->fn owns it afterwards.
  */
 void shard_send(struct shard *to, struct shard_msg *m, void (*fn)(struct shard_msg *m));
+/* Runs fn(m) on shard `owner`: at once when the caller is that shard, else as shard_send. */
+void shard_run(unsigned owner, struct shard_msg *m, void (*fn)(struct shard_msg *m));
 
 /*
  * Owner only: an SQE whose completion calls op->done(op, res). Submission is

@@ -74,6 +74,10 @@ void msgf(char *buf, size_t len, const char *fmt, ...);
 
 /* Monotonic clock in nanoseconds. */
 uint64_t now_ns(void);
+/* CLOCK_REALTIME in ns: wall-clock times that outlive the process (files, objects, pages). */
+uint64_t realtime_ns(void);
+/* mkdir -p: path and its missing parents, each with mode. 0 or -errno. */
+int mkdir_p(const char *path, unsigned mode);
 /* Total and available physical memory in bytes, from /proc/meminfo. */
 int mem_info(uint64_t *total, uint64_t *avail);
 

@@ -77,10 +77,7 @@ static struct {
 
 static int64_t wall_ms(void)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	return (int64_t)(realtime_ns() / 1000000);
 }
 
 static void take_sample(void)

@@ -185,13 +185,8 @@ static void op_msg(struct shard_msg *m)
 
 void page_op_submit(struct page_op *op)
 {
-	struct shard *self = shard_self();
-
 	/* A request that arrived on the page's owner needs no message. */
-	if (self && shard_id(self) == op->owner)
-		op_run(op);
-	else
-		shard_send(shard_get(op->owner), &op->msg, op_msg);
+	shard_run(op->owner, &op->msg, op_msg);
 }
 
 void page_op_release(struct page_op *op)

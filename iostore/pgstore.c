@@ -349,9 +349,7 @@ static int plan(struct pgs_super *sb, uint64_t size, uint64_t page_size, unsigne
 	sb->size = size;
 	if (getrandom(&sb->uuid, sizeof(sb->uuid), 0) != sizeof(sb->uuid))
 		sb->uuid = now_ns() ^ (uint64_t)getpid() << 32;
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	sb->created_ns = (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+	sb->created_ns = realtime_ns();
 	sb->csum = pgs_super_csum(sb);
 	return 0;
 }
