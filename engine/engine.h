@@ -56,6 +56,7 @@ struct emeta {
 	struct edir *dir;         /* opendir */
 	struct statvfs vfs;       /* statfs */
 	struct ewfile *wfile;     /* create, open for writing: until engine_release_write */
+	int oflags;               /* open for writing: the open's flags */
 	char *link;               /* readlink: malloc'd, the caller frees it */
 	/* the engine's */
 	enum emeta_kind kind;
@@ -243,7 +244,7 @@ void engine_rename(struct engine *e, uint64_t parent, const char *name, uint64_t
 void engine_setattr(struct engine *e, uint64_t ino, unsigned set, const struct ufs_stat *to,
 		    struct ewfile *wf, struct emeta *m);
 /* fstat of a file open for writing: what the open file holds (it may be unlinked). */
-void engine_fgetattr(struct engine *e, uint64_t ino, struct ewfile *wf, struct emeta *m);
+void engine_fgetattr(struct engine *e, struct ewfile *wf, struct emeta *m);
 /* m->link: where the symlink ino points. */
 void engine_readlink(struct engine *e, uint64_t ino, struct emeta *m);
 
@@ -259,7 +260,7 @@ void engine_create_file(struct engine *e, uint64_t parent, const char *name, mod
 void engine_open_write(struct engine *e, uint64_t ino, int oflags, struct emeta *m);
 /*
  * Writes buf[0, len) at off: done(arg, res) once, res = len or -errno,
- * on some shard. buf stays the caller's and must live until done.
+ * on some shard. buf is copied: the caller's may go once this returns.
  * 0, or -ENOMEM and nothing will be called.
  */
 int engine_write(struct ewfile *wf, uint64_t off, const void *buf, size_t len,

@@ -80,17 +80,38 @@ struct ewfile {
 	struct ufs_file *file;
 	struct node *node;           /* held */
 	unsigned owner;
-	atomic_int err;              /* a write failed: the next flush, fsync or close says so */
-	atomic_bool dirty;           /* written since the last commit */
-	/* what the last commit made the source hold (the owner's; read at the last close) */
-	struct ufs_stat committed;
-	bool has_committed;
+	atomic_bool dirty;           /* changed since the last commit */
+	/*
+	 * Where its writes end: raised by the owner shard's writes, set by a
+	 * truncate; what a stat of the node answers as the size while it is
+	 * open (the kernel would otherwise take back a size it has passed).
+	 */
+	_Atomic uint64_t end;
+	struct ewfile *wnext;        /* node->wfiles, under the ns lock */
+	/* What the last commit made the source hold: written on the owner
+	 * before `committed` is set (release), read at the last close. */
+	struct ufs_stat committed_st;
+	atomic_bool committed;
 };
 
+/* The size a stat of n answers while files are open for writing on it (under the ns lock). */
+uint64_t engine_written_size(const struct node *n);
+/* For an open for writing: n (held through m->node) is fresh; open it at the source. */
+void engine_open_write_node(struct emeta *m);
+/* Opens node n (locked) for m, EM_OPEN or EM_OPEN_WRITE: at once, or after a stat when stale. */
+void open_node(struct engine *e, struct emeta *m, struct node *n);
+/* Under the ns lock: n is as the source described it just now (not its ETag). */
+void node_describe(struct node *n, const struct ufs_call *c, uint64_t now);
+/* Under the ns lock: how long n's attributes stay true, as emeta.valid_ns says. */
+uint64_t valid_for(const struct node *n, uint64_t now, bool stale);
+/* Under the ns lock: 0 when names can be made in or looked up below dir, else -ENOENT or -ENOTDIR. */
+int dir_usable(const struct ns *ns, const struct node *dir);
 /* Starts a metadata call: m's results cleared, its kind set. */
 void emeta_begin(struct engine *e, struct emeta *m, enum emeta_kind kind);
 /* A shard to run a source call on, from a thread that is not one. */
 struct shard *engine_any_shard(const void *key);
+/* Runs fn(m) on the calling shard at once, or on some shard when the caller is not one. */
+void engine_run_any(struct shard_msg *m, void (*fn)(struct shard_msg *m));
 /* What a caller sees of a failed source call: EIO when the source did not answer. */
 int engine_error(int rc);
 /* Counts a source call of kind `op` that began at start_ns (now_ns()). */

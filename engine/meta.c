@@ -51,6 +51,14 @@ struct edir {
 	char *names;              /* every entry's name, one block */
 };
 
+void engine_run_any(struct shard_msg *m, void (*fn)(struct shard_msg *m))
+{
+	if (shard_self())
+		fn(m);
+	else
+		shard_send(engine_any_shard(m), m, fn);
+}
+
 struct shard *engine_any_shard(const void *key)
 {
 	return shard_get((unsigned)(mix64((uintptr_t)key) % shard_count()));
@@ -94,13 +102,31 @@ static void source_ok(struct engine *e, unsigned src)
 
 /* ---- answers, under the lock ---- */
 
-static uint64_t valid_for(const struct node *n, uint64_t now, bool stale)
+uint64_t valid_for(const struct node *n, uint64_t now, bool stale)
 {
 	if (stale)
 		return STALE_VALID_NS;
 	if (n->fresh_until == n->st_ns)
 		return UINT64_MAX;    /* the source keeps nothing here: the kernel's timeouts apply */
 	return n->fresh_until > now ? n->fresh_until - now : 0;
+}
+
+void node_describe(struct node *n, const struct ufs_call *c, uint64_t now)
+{
+	n->st = c->st;
+	n->st_ns = now;
+	n->fresh_until = add_sat(now, c->ttl_ns);
+	n->src = (uint16_t)c->source;
+}
+
+int dir_usable(const struct ns *ns, const struct node *dir)
+{
+	if (!dir)
+		return -ENOENT;
+	if (dir->st.mode && !S_ISDIR(dir->st.mode))
+		return -ENOTDIR;
+	/* A directory gone from the source (a shell may sit in it). */
+	return ns_reachable(ns, dir) ? 0 : -ENOENT;
 }
 
 static int cmp_ent(const void *a, const void *b)
@@ -168,11 +194,14 @@ static void answer(struct engine *e, struct emeta *m, struct node *n, uint64_t n
 	}
 	m->ino = n->ino;
 	m->st = n->st;
+	if (n->writers)
+		m->st.size = engine_written_size(n);
 	switch (m->kind) {
 	case EM_LOOKUP:
 		ns_ref(e->ns, n, 1);
 		break;
 	case EM_OPEN:
+	case EM_OPEN_WRITE:
 		if (S_ISDIR(n->st.mode)) {
 			m->err = -EISDIR;
 			break;
@@ -230,8 +259,10 @@ static struct meta_op *op_new(struct engine *e, struct node *n, bool list)
 	return op;
 }
 
-static void op_start_here(struct meta_op *op)
+
+static void op_start_msg(struct shard_msg *msg)
 {
+	struct meta_op *op = container_of(msg, struct meta_op, msg);
 	struct engine *e = op->e;
 
 	op->call.u = e->ufs;
@@ -245,18 +276,10 @@ static void op_start_here(struct meta_op *op)
 		e->ops->stat(&op->call);
 }
 
-static void op_start_msg(struct shard_msg *msg)
-{
-	op_start_here(container_of(msg, struct meta_op, msg));
-}
-
 /* Outside the lock: starts op's call, on this shard or another. */
 static void op_start(struct meta_op *op)
 {
-	if (shard_self())
-		op_start_here(op);
-	else
-		shard_send(engine_any_shard(op), &op->msg, op_start_msg);
+	engine_run_any(&op->msg, op_start_msg);
 }
 
 /*
@@ -273,7 +296,8 @@ static bool route(struct engine *e, struct emeta *m, struct node *n, bool list, 
 	struct meta_op *op = list ? n->list_op : n->stat_op;
 
 	*start = NULL;
-	if (now < until) {
+	/* Being written through this mount: what it knows is newer than the source (which may not have it yet). */
+	if (now < until || (!list && n->writers && n->st.mode)) {
 		answer(e, m, n, now, false);
 		return true;
 	}
@@ -394,23 +418,14 @@ static void op_done(struct ufs_call *c, int rc)
 	got = op->list ? n->list_ns : n->st_ns;
 	if (rc == -ENOENT && n == ns_root(e->ns))
 		rc = -EIO;    /* a driver's mistake: the root always exists */
-	if (rc == -ENOENT && n->writers && n->st.mode) {
-		/* Being written: an object store has it only once it is closed. */
-		rc = 0;
-		c->st = n->st;
-		snprintf(c->etag, sizeof(c->etag), "%s", n->etag ? n->etag : "");
-		c->ttl_ns = 0;
-	}
 	if (rc == 0 || rc == -ENOENT)
 		n->src = (uint16_t)c->source;
 	if (rc == 0 && op->list) {
 		list_complete(e, op, now, c->ttl_ns);
 	} else if (rc == 0) {
-		n->st = c->st;
+		node_describe(n, c, now);
 		if (ns_set_etag(n, c->etag))
 			rc = -ENOMEM;
-		n->st_ns = now;
-		n->fresh_until = add_sat(now, c->ttl_ns);
 	} else if (rc == -ENOENT) {
 		/* Gone, or never there: a negative entry for the TTL. */
 		n->st.mode = 0;
@@ -450,6 +465,10 @@ static void resume(struct emeta *m)
 {
 	if (m->kind == EM_OPEN && !m->err) {
 		open_start(m);
+		return;
+	}
+	if (m->kind == EM_OPEN_WRITE && !m->err) {
+		engine_open_write_node(m);
 		return;
 	}
 	if (m->kind == EM_OPENDIR && !m->err)
@@ -510,10 +529,8 @@ void engine_lookup(struct engine *e, uint64_t parent, const char *name, struct e
 	if (!(dir = node_of(e, m, parent)))
 		return;
 	now = now_ns();
-	if ((dir->st.mode && !S_ISDIR(dir->st.mode)) || !ns_reachable(e->ns, dir)) {
-		/* A file, or a directory gone from the source (a shell may sit in it). */
+	if ((m->err = dir_usable(e->ns, dir))) {
 		ns_unlock(e->ns);
-		m->err = dir->st.mode && !S_ISDIR(dir->st.mode) ? -ENOTDIR : -ENOENT;
 		m->done(m);
 		return;
 	}
@@ -661,11 +678,8 @@ static void open_done(struct ufs_call *c, int rc)
 	now = now_ns();
 	if (rc == 0) {
 		/* What was opened: the node may have been refreshed meanwhile. */
-		if (c->fetched) {
-			n->st = c->st;
-			n->st_ns = now;
-			n->fresh_until = add_sat(now, c->ttl_ns);
-		}
+		if (c->fetched)
+			node_describe(n, c, now);
 		m->st = c->st;
 		m->changed = n->open_id != c->st.id;
 		n->open_id = c->st.id;
@@ -710,15 +724,13 @@ static void open_done(struct ufs_call *c, int rc)
 	m->done(m);
 }
 
-static void open_here(struct open_call *oc)
-{
-	oc->start_ns = now_ns();
-	oc->m->e->ops->open(&oc->call);
-}
 
 static void open_msg(struct shard_msg *msg)
 {
-	open_here(container_of(msg, struct open_call, msg));
+	struct open_call *oc = container_of(msg, struct open_call, msg);
+
+	oc->start_ns = now_ns();
+	oc->m->e->ops->open(&oc->call);
 }
 
 /* The node exists and is a file (held through m->node): open it at the source. */
@@ -755,14 +767,11 @@ static void open_start(struct emeta *m)
 	oc->call.u = e->ufs;
 	oc->call.path = oc->path;
 	oc->call.done = open_done;
-	if (shard_self())
-		open_here(oc);
-	else
-		shard_send(engine_any_shard(oc), &oc->msg, open_msg);
+	engine_run_any(&oc->msg, open_msg);
 }
 
-/* Opens node n (locked by node_of) for m. */
-static void open_node(struct engine *e, struct emeta *m, struct node *n)
+/* Opens node n (locked by node_of) for m: for reading, or for writing (EM_OPEN_WRITE). */
+void open_node(struct engine *e, struct emeta *m, struct node *n)
 {
 	uint64_t now = now_ns();
 
@@ -859,14 +868,12 @@ static void statfs_done(struct ufs_call *c, int rc)
 	m->done(m);
 }
 
-static void statfs_here(struct statfs_call *sc)
-{
-	sc->m->e->ops->statfs(&sc->call);
-}
 
 static void statfs_msg(struct shard_msg *msg)
 {
-	statfs_here(container_of(msg, struct statfs_call, msg));
+	struct statfs_call *sc = container_of(msg, struct statfs_call, msg);
+
+	sc->m->e->ops->statfs(&sc->call);
 }
 
 void engine_statfs(struct engine *e, struct emeta *m)
@@ -883,8 +890,5 @@ void engine_statfs(struct engine *e, struct emeta *m)
 	sc->call.u = e->ufs;
 	sc->call.path = "";
 	sc->call.done = statfs_done;
-	if (shard_self())
-		statfs_here(sc);
-	else
-		shard_send(engine_any_shard(sc), &sc->msg, statfs_msg);
+	engine_run_any(&sc->msg, statfs_msg);
 }

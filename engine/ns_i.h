@@ -26,6 +26,7 @@
 #include "ufs/ufs.h"
 
 struct meta_op;
+struct ewfile;
 
 struct node {
 	uint64_t ino;             /* FUSE node id; 1 is the root; never reused */
@@ -43,6 +44,7 @@ struct node {
 	uint32_t nopen;           /* engine holds: open files, directory snapshots, calls */
 	uint32_t nkids;
 	uint32_t writers;         /* files open for writing: the source may not have it yet */
+	struct ewfile *wfiles;    /* those files, linked by wnext (engine/write.c) */
 	uint32_t list_gen;        /* the listing of the parent that last saw this name */
 	uint16_t src;             /* the source that answered last (ufs_call.source) */
 	bool alias;               /* the name is an alias of srcname (UFS_OBJECT) */

@@ -9,7 +9,11 @@
  * driver's id mixes mtime and size; an object store's is its new ETag), so
  * pages of what it held before are never served again. A handle open for
  * writing reads the source directly, never the page tiers: the bytes it
- * wrote a moment ago are not in them.
+ * wrote a moment ago are not in them. At the last close, a committed
+ * file's pages are loaded into the tiers (engine_prefetch).
+ *
+ * While a file is open for writing, its node answers stats itself (the
+ * source may not have the file yet), with the size the writes reached.
  */
 #include "config.h"
 #include "engine/engine_i.h"
@@ -44,12 +48,19 @@ static void ewfile_get(struct ewfile *wf)
 static void ewfile_put(struct ewfile *wf)
 {
 	struct engine *e = wf->e;
+	struct node *n = wf->node;
 
 	if (atomic_fetch_sub_explicit(&wf->refs, 1, memory_order_acq_rel) != 1)
 		return;
 	ns_lock(e->ns);
-	wf->node->writers--;
-	ns_unhold(e->ns, wf->node);
+	for (struct ewfile **p = &n->wfiles; *p; p = &(*p)->wnext)
+		if (*p == wf) {
+			*p = wf->wnext;
+			break;
+		}
+	if (!--n->writers && (uint64_t)atomic_load(&wf->end) > n->st.size)
+		n->st.size = atomic_load(&wf->end);   /* what the last writer left, until the source says */
+	ns_unhold(e->ns, n);
 	ns_trim(e->ns);
 	ns_unlock(e->ns);
 	ufs_file_put(wf->file);
@@ -57,84 +68,50 @@ static void ewfile_put(struct ewfile *wf)
 	free(wf);
 }
 
-/* Runs fn(msg) on wf's owner shard: at once when this is it, else by message. */
-static void on_owner(struct ewfile *wf, struct shard_msg *msg, void (*fn)(struct shard_msg *msg))
+uint64_t engine_written_size(const struct node *n)
 {
-	struct shard *self = shard_self();
+	uint64_t size = n->st.size;
 
-	if (self && shard_id(self) == wf->owner)
-		fn(msg);
-	else
-		shard_send(shard_get(wf->owner), msg, fn);
+	for (const struct ewfile *wf = n->wfiles; wf; wf = wf->wnext)
+		size = MAX(size, (uint64_t)atomic_load_explicit(&wf->end, memory_order_relaxed));
+	return size;
 }
 
-/* ---- written bytes into the page tiers ---- */
+/* Under the ns lock: n's size is `size` now (a truncate); its writers' ends follow. */
+static void truncated(struct node *n, uint64_t size)
+{
+	for (struct ewfile *wf = n->wfiles; wf; wf = wf->wnext)
+		atomic_store(&wf->end, size);
+}
 
-/* Pages of a file loaded at once: enough to keep a source busy, few enough to leave room. */
-#define WARM_DEPTH 8
+/* Runs fn(msg) on wf's owner shard. */
+static void on_owner(struct ewfile *wf, struct shard_msg *msg, void (*fn)(struct shard_msg *msg))
+{
+	shard_run(wf->owner, msg, fn);
+}
 
 /*
- * After a commit: the file's pages go into the tiers under the version it
- * now has, read from the handle (a staged copy, or the local file), so that
+ * After the last close of a committed file: its pages go into the tiers
+ * under the version the source now has, read through the handle (a staged
+ * copy, or the local file), as far as the read-ahead budget lets, so that
  * a checkpoint read back right after it is written is a hit. Files over a
  * quarter of the RAM tier are left out: a checkpoint must not push the
  * dataset out of the cache.
  */
-struct warm {
+static void load_into_tiers(struct engine *e, struct ewfile *wf, const struct ufs_stat *st)
+{
+	uint64_t ps = e->ra.page_size;
 	struct efile *f;
-	atomic_ulong next;        /* the next page to load; completions on any shard take it */
-	uint64_t end;
-	atomic_uint in_flight;
-	struct page_op ops[WARM_DEPTH];
-};
 
-static void warm_page(struct warm *w, struct page_op *op, uint64_t index);
-
-static void warm_done(struct page_op *op)
-{
-	struct warm *w = op->arg;
-	uint64_t i;
-
-	page_op_release(op);
-	if (op->res >= 0 && (i = atomic_fetch_add(&w->next, 1)) < w->end) {
-		warm_page(w, op, i);
-		return;
-	}
-	/* The last one out frees the loader. */
-	if (atomic_fetch_sub(&w->in_flight, 1) == 1) {
-		efile_put(w->f);
-		free(w);
-	}
-}
-
-static void warm_page(struct warm *w, struct page_op *op, uint64_t index)
-{
-	page_op_init(op, w->f->e, PGOP_LOAD, w->f, index);
-	op->done = warm_done;
-	op->arg = w;
-	page_op_submit(op);
-}
-
-static void warm_tiers(struct engine *e, struct ewfile *wf, const struct ufs_stat *st)
-{
-	uint64_t ps = e->ra.page_size, pages = (st->size + ps - 1) / ps;
-	struct warm *w;
-	unsigned n;
-
-	if (!st->size || st->size > e->cfg.ram_cache / 4 || !wf->file->readable || !(w = calloc(1, sizeof(*w))))
+	if (!st->size || st->size > e->cfg.ram_cache / 4 || !wf->file->readable)
 		return;
 	ufs_file_get(wf->file);
-	if (!(w->f = efile_new(e, wf->file, st))) {
+	if (!(f = efile_new(e, wf->file, st))) {
 		ufs_file_put(wf->file);
-		free(w);
 		return;
 	}
-	w->end = pages;
-	n = (unsigned)MIN(pages, WARM_DEPTH);
-	atomic_init(&w->next, n);
-	atomic_init(&w->in_flight, n);
-	for (unsigned i = 0; i < n; i++)
-		warm_page(w, &w->ops[i], i);
+	engine_prefetch(f, 0, (uint32_t)MIN((st->size + ps - 1) / ps, UINT32_MAX));
+	efile_put(f);   /* the page operations hold their own references */
 }
 
 /* ---- running a change ---- */
@@ -146,8 +123,9 @@ static void call_done(struct ufs_call *c, int rc)
 	finish(container_of(c, struct change, call), rc);
 }
 
-static void run_here(struct change *ch)
+static void run_msg(struct shard_msg *msg)
 {
+	struct change *ch = container_of(msg, struct change, msg);
 	struct ufs_call *c = &ch->call;
 	/* Calls on an open file go to its driver (a mount table's is a source's). */
 	const struct ufs_ops *ops = c->file ? c->file->ops : ch->m->e->ops;
@@ -176,16 +154,9 @@ static void run_here(struct change *ch)
 		c->done(c, -EPERM);
 }
 
-static void run_msg(struct shard_msg *msg)
-{
-	run_here(container_of(msg, struct change, msg));
-}
-
 /* Outside the lock: on the handle's owner shard, else this one, else any. */
 static void start(struct change *ch)
 {
-	struct shard *self = shard_self();
-
 	ch->call.u = ch->m->e->ufs;
 	ch->call.done = call_done;
 	ch->call.path = ch->path;
@@ -193,10 +164,8 @@ static void start(struct change *ch)
 	if (ch->wf) {
 		ch->call.file = ch->wf->file;
 		on_owner(ch->wf, &ch->msg, run_msg);
-	} else if (self) {
-		run_here(ch);
 	} else {
-		shard_send(engine_any_shard(ch), &ch->msg, run_msg);
+		engine_run_any(&ch->msg, run_msg);
 	}
 }
 
@@ -206,19 +175,27 @@ static void answer_now(struct emeta *m, int err)
 	m->done(m);
 }
 
+/* Under the lock: lets go of what ch holds in the namespace. */
+static void unhold(struct engine *e, struct change *ch)
+{
+	struct node *held[] = { ch->dir, ch->newdir, ch->node };
+
+	for (unsigned i = 0; i < ARRAY_SIZE(held); i++)
+		if (held[i])
+			ns_unhold(e->ns, held[i]);
+	ch->dir = ch->newdir = ch->node = NULL;
+	ns_trim(e->ns);
+}
+
 static void change_free(struct change *ch)
 {
 	struct engine *e = ch->m->e;
 
-	ns_lock(e->ns);
-	if (ch->dir)
-		ns_unhold(e->ns, ch->dir);
-	if (ch->newdir)
-		ns_unhold(e->ns, ch->newdir);
-	if (ch->node)
-		ns_unhold(e->ns, ch->node);
-	ns_trim(e->ns);
-	ns_unlock(e->ns);
+	if (ch->dir || ch->newdir || ch->node) {
+		ns_lock(e->ns);
+		unhold(e, ch);
+		ns_unlock(e->ns);
+	}
 	if (ch->wf)
 		ewfile_put(ch->wf);
 	free(ch->name);
@@ -239,16 +216,6 @@ static char *child_path(struct ns *ns, const struct node *dir, const char *name)
 	return p;
 }
 
-/* Under the lock: a directory a name can be made in or removed from, or an error. */
-static int usable_dir(struct ns *ns, struct node *dir)
-{
-	if (!dir)
-		return -ENOENT;
-	if (dir->st.mode && !S_ISDIR(dir->st.mode))
-		return -ENOTDIR;
-	return ns_reachable(ns, dir) ? 0 : -ENOENT;
-}
-
 static struct change *change_new(struct engine *e, struct emeta *m, enum emeta_kind kind)
 {
 	struct change *ch;
@@ -264,21 +231,23 @@ static struct change *change_new(struct engine *e, struct emeta *m, enum emeta_k
 
 /*
  * Under no lock: fills ch for a change of parent/name (and of
- * newparent/newname when newname is set), holding the directories.
- * Returns 0, or answers m with the error and frees ch.
+ * newparent/newname when newname is set), holding the directories; for a
+ * rename, ch->call.st gets what moves. Returns 0, or answers m with the
+ * error and frees ch.
  */
 static int at_names(struct engine *e, struct change *ch, uint64_t parent, const char *name,
 		    uint64_t newparent, const char *newname)
 {
 	struct ns *ns = e->ns;
+	struct node *k;
 	int err;
 
 	ns_lock(ns);
 	ch->dir = ns_by_ino(ns, parent);
-	err = usable_dir(ns, ch->dir);
+	err = dir_usable(ns, ch->dir);
 	if (!err && newname) {
 		ch->newdir = ns_by_ino(ns, newparent);
-		err = usable_dir(ns, ch->newdir);
+		err = dir_usable(ns, ch->newdir);
 	}
 	if (!err) {
 		ch->name = strdup(name);
@@ -286,6 +255,9 @@ static int at_names(struct engine *e, struct change *ch, uint64_t parent, const 
 		if (newname) {
 			ch->newname = strdup(newname);
 			ch->path2 = child_path(ns, ch->newdir, newname);
+			/* An object store moves a directory key by key. */
+			if ((k = ns_child(ns, ch->dir, name)))
+				ch->call.st = k->st;
 		}
 		if (!ch->name || !ch->path || (newname && (!ch->newname || !ch->path2)))
 			err = -ENOMEM;
@@ -306,27 +278,29 @@ static int at_names(struct engine *e, struct change *ch, uint64_t parent, const 
 	return err;
 }
 
-/* The same for a change of inode ino, held in ch->node. */
+/* Under the lock: ch is a change of node n (held from now on), known by its path. */
+static int take_node(struct ns *ns, struct change *ch, struct node *n)
+{
+	if (!n || (!n->st.mode && !ch->wf))
+		return -ENOENT;
+	if (!(ch->path = ns_path(ns, n)) && !ch->wf)   /* an open file needs no name */
+		return ns_reachable(ns, n) ? -ENOMEM : -ENOENT;
+	ch->node = n;
+	ns_hold(ns, n);
+	/* What the engine knows of it: an object store opens by it. */
+	ch->call.st = n->st;
+	snprintf(ch->call.etag, sizeof(ch->call.etag), "%s", n->etag ? n->etag : "");
+	return 0;
+}
+
+/* The same for a change of inode ino, under no lock: 0, or answers m and frees ch. */
 static int at_node(struct engine *e, struct change *ch, uint64_t ino)
 {
-	struct ns *ns = e->ns;
-	int err = 0;
+	int err;
 
-	ns_lock(ns);
-	ch->node = ns_by_ino(ns, ino);
-	if (!ch->node || (!ch->node->st.mode && !ch->wf))
-		err = -ENOENT;
-	else if (!(ch->path = ns_path(ns, ch->node)) && !ch->wf)   /* an open file needs no name */
-		err = ns_reachable(ns, ch->node) ? -ENOMEM : -ENOENT;
-	if (err) {
-		ch->node = NULL;
-	} else {
-		ns_hold(ns, ch->node);
-		/* What the engine knows of it: an object store opens by it. */
-		ch->call.st = ch->node->st;
-		snprintf(ch->call.etag, sizeof(ch->call.etag), "%s", ch->node->etag ? ch->node->etag : "");
-	}
-	ns_unlock(ns);
+	ns_lock(e->ns);
+	err = take_node(e->ns, ch, ns_by_ino(e->ns, ino));
+	ns_unlock(e->ns);
 	if (err) {
 		struct emeta *m = ch->m;
 		change_free(ch);
@@ -337,30 +311,23 @@ static int at_node(struct engine *e, struct change *ch, uint64_t ino)
 
 /* ---- what a change does to the namespace ---- */
 
-/* How long the kernel may keep what the source just said (as meta.c's valid_for). */
-static uint64_t valid_of(uint64_t ttl)
-{
-	return ttl ? ttl : UINT64_MAX;
-}
-
-/* Under the lock: n is as the source described it just now. */
+/* Under the lock: n is as the source described it just now, ETag and all. */
 static void describe(struct node *n, const struct ufs_call *c, uint64_t now)
 {
-	n->st = c->st;
-	ns_set_etag(n, c->etag[0] ? c->etag : NULL);
-	n->st_ns = now;
-	n->fresh_until = add_sat(now, c->ttl_ns);
-	n->src = (uint16_t)c->source;
+	node_describe(n, c, now);
+	/* Out of memory: no ETag, so an object store's open takes any version. */
+	if (ns_set_etag(n, c->etag[0] ? c->etag : NULL))
+		ns_set_etag(n, NULL);
 }
 
-/* Under the lock: dir/name was made; the kernel gets a reference to it. */
-static int made(struct engine *e, struct change *ch, struct node *dir, const char *name, uint64_t now)
+/* Under the lock: dir/name was made; the kernel gets a reference to it. NULL: out of memory. */
+static struct node *made(struct engine *e, struct change *ch, struct node *dir, const char *name, uint64_t now)
 {
 	struct node *k = ns_child(e->ns, dir, name);
 	struct emeta *m = ch->m;
 
 	if (!k && !(k = ns_add(e->ns, dir, name)))
-		return -ENOMEM;
+		return NULL;
 	ns_set_srcname(k, NULL);
 	k->alias = false;
 	describe(k, &ch->call, now);
@@ -373,14 +340,14 @@ static int made(struct engine *e, struct change *ch, struct node *dir, const cha
 	ns_ref(e->ns, k, 1);
 	m->ino = k->ino;
 	m->st = k->st;
-	m->valid_ns = valid_of(ch->call.ttl_ns);
-	return 0;
+	m->valid_ns = valid_for(k, now, false);
+	return k;
 }
 
+/* Under the lock: a handle open for writing on n (which it holds), its writes run on this shard. */
 static struct ewfile *ewfile_new(struct engine *e, struct ufs_file *file, struct node *n)
 {
 	struct ewfile *wf = calloc(1, sizeof(*wf));
-	struct shard *self = shard_self();
 
 	if (!wf)
 		return NULL;
@@ -388,8 +355,12 @@ static struct ewfile *ewfile_new(struct engine *e, struct ufs_file *file, struct
 	atomic_init(&wf->refs, 1);
 	wf->file = file;
 	wf->node = n;
-	wf->owner = self ? shard_id(self) : shard_id(engine_any_shard(wf));
+	wf->owner = shard_id(shard_self());   /* apply() runs on a shard */
+	atomic_init(&wf->end, n->st.size);
+	ns_hold(e->ns, n);
 	n->writers++;
+	wf->wnext = n->wfiles;
+	n->wfiles = wf;
 	atomic_fetch_add_explicit(&e->open_files, 1, memory_order_relaxed);
 	return wf;
 }
@@ -400,13 +371,12 @@ static int apply(struct engine *e, struct change *ch, uint64_t now)
 	struct emeta *m = ch->m;
 	struct ufs_call *c = &ch->call;
 	struct node *k;
-	int rc = 0;
 
 	switch (m->kind) {
 	case EM_MKDIR:
 	case EM_MKNOD:
 	case EM_SYMLINK:
-		return made(e, ch, ch->dir, ch->name, now);
+		return made(e, ch, ch->dir, ch->name, now) ? 0 : -ENOMEM;
 	case EM_LINK:
 		/*
 		 * A node is one name: the new name gets a node of its own
@@ -415,14 +385,11 @@ static int apply(struct engine *e, struct change *ch, uint64_t now)
 		 * changed too.
 		 */
 		describe(ch->node, c, now);
-		return made(e, ch, ch->newdir, ch->newname, now);
+		return made(e, ch, ch->dir, ch->name, now) ? 0 : -ENOMEM;
 	case EM_CREATE:
-		if ((rc = made(e, ch, ch->dir, ch->name, now)))
-			return rc;
-		k = ns_child(e->ns, ch->dir, ch->name);
-		ns_hold(e->ns, k);
+		if (!(k = made(e, ch, ch->dir, ch->name, now)))
+			return -ENOMEM;
 		if (!(m->wfile = ewfile_new(e, c->file, k))) {
-			ns_unhold(e->ns, k);
 			ns_forget(e->ns, k, 1);
 			return -ENOMEM;
 		}
@@ -435,13 +402,12 @@ static int apply(struct engine *e, struct change *ch, uint64_t now)
 			describe(ch->node, c, now);
 		m->ino = ch->node->ino;
 		m->st = c->st;
-		ns_hold(e->ns, ch->node);
-		if (!(m->wfile = ewfile_new(e, c->file, ch->node))) {
-			ns_unhold(e->ns, ch->node);
+		if (!(m->wfile = ewfile_new(e, c->file, ch->node)))
 			return -ENOMEM;
-		}
-		if (c->oflags & O_TRUNC)
+		if (c->oflags & O_TRUNC) {
+			truncated(ch->node, 0);
 			atomic_store(&m->wfile->dirty, true);   /* emptied, even if never written */
+		}
 		c->file = NULL;
 		return 0;
 	case EM_UNLINK:
@@ -453,16 +419,30 @@ static int apply(struct engine *e, struct change *ch, uint64_t now)
 		}
 		return 0;
 	case EM_RENAME:
-		rc = ns_rename(e->ns, ch->dir, ch->name, ch->newdir, ch->newname, false);
-		if (rc == -ENOENT && (k = ns_child(e->ns, ch->newdir, ch->newname)))
-			ns_detach(e->ns, k);   /* the moved name was not known here: what it replaced is gone */
+		/* Whatever the namespace cannot follow, it forgets: the next lookups ask the source. */
+		if (ns_rename(e->ns, ch->dir, ch->name, ch->newdir, ch->newname, false)) {
+			if ((k = ns_child(e->ns, ch->dir, ch->name)))
+				ns_detach(e->ns, k);
+			if ((k = ns_child(e->ns, ch->newdir, ch->newname)))
+				ns_detach(e->ns, k);
+		}
 		return 0;
 	case EM_SETATTR:
-	case EM_FLUSH:
 		describe(ch->node, c, now);
+		if (c->set & UFS_SET_SIZE)
+			truncated(ch->node, c->st.size);
+		/* Changed by name while open for writing: each handle's close commits it. */
+		if (c->set)
+			for (struct ewfile *wf = ch->node->wfiles; wf; wf = wf->wnext)
+				atomic_store(&wf->dirty, true);
 		m->ino = ch->node->ino;
 		m->st = c->st;
-		m->valid_ns = valid_of(c->ttl_ns);
+		m->valid_ns = valid_for(ch->node, now, false);
+		return 0;
+	case EM_FLUSH:
+		describe(ch->wf->node, c, now);
+		m->ino = ch->wf->node->ino;
+		m->st = c->st;
 		return 0;
 	case EM_READLINK:
 		m->link = c->link;
@@ -477,13 +457,17 @@ static void finish(struct change *ch, int rc)
 {
 	struct emeta *m = ch->m;
 	struct engine *e = m->e;
+	bool commit = m->kind == EM_FLUSH || m->kind == EM_FSYNC;
 
-	if (rc == 0) {
-		ns_lock(e->ns);
+	/* The source did not answer a change: say why once here (commits: the drivers say where the bytes are). */
+	if (rc && !commit && ufs_unavailable(rc))
+		log_warn("%s", ch->call.err[0] ? ch->call.err : strerror(-rc));
+	ns_lock(e->ns);
+	if (rc == 0)
 		rc = apply(e, ch, now_ns());
-		ns_unlock(e->ns);
-	}
-	if (m->kind == EM_FLUSH || m->kind == EM_FSYNC) {
+	unhold(e, ch);
+	ns_unlock(e->ns);
+	if (commit) {
 		atomic_fetch_add_explicit(rc ? &e->commit_failures : &e->commits, 1, memory_order_relaxed);
 		/* Not in the source: the next close or fsync tries again, and cannot say 0 before. */
 		if (rc)
@@ -491,8 +475,8 @@ static void finish(struct change *ch, int rc)
 	}
 	if (m->kind == EM_FLUSH && !rc) {
 		/* Loaded into the tiers at the last close, when no more writes can come. */
-		ch->wf->committed = ch->call.st;
-		ch->wf->has_committed = true;
+		ch->wf->committed_st = ch->call.st;
+		atomic_store_explicit(&ch->wf->committed, true, memory_order_release);
 	}
 	if (ch->call.file && (m->kind == EM_CREATE || m->kind == EM_OPEN_WRITE))
 		ufs_file_put(ch->call.file);   /* opened, but the namespace could not take it */
@@ -552,18 +536,18 @@ void engine_link(struct engine *e, uint64_t ino, uint64_t newparent, const char 
 		 struct emeta *m)
 {
 	struct change *ch = change_new(e, m, EM_LINK);
+	char *newpath;
 
+	/* dir/name: the new name; the call's path is the node's, path2 the new one. */
 	if (!ch || at_names(e, ch, newparent, newname, 0, NULL))
 		return;
-	/* at_names filled the new name's side: it becomes path2, the node's path path. */
-	ch->newdir = ch->dir;
-	ch->dir = NULL;
-	ch->newname = ch->name;
-	ch->name = NULL;
-	ch->path2 = ch->path;
+	newpath = ch->path;
 	ch->path = NULL;
-	if (at_node(e, ch, ino))
+	if (at_node(e, ch, ino)) {
+		free(newpath);
 		return;
+	}
+	ch->path2 = newpath;
 	start(ch);
 }
 
@@ -590,7 +574,6 @@ void engine_rename(struct engine *e, uint64_t parent, const char *name, uint64_t
 		   const char *newname, unsigned flags, struct emeta *m)
 {
 	struct change *ch;
-	struct node *k;
 
 	if (flags & ~(unsigned)RENAME_NOREPLACE) {
 		/* RENAME_EXCHANGE, RENAME_WHITEOUT: no source can do them in one step. */
@@ -602,11 +585,6 @@ void engine_rename(struct engine *e, uint64_t parent, const char *name, uint64_t
 	if (!ch || at_names(e, ch, parent, name, newparent, newname))
 		return;
 	ch->call.rflags = flags;
-	/* What moves: an object store moves a directory key by key. */
-	ns_lock(e->ns);
-	if ((k = ns_child(e->ns, ch->dir, name)))
-		ch->call.st = k->st;
-	ns_unlock(e->ns);
 	start(ch);
 }
 
@@ -621,8 +599,7 @@ void engine_setattr(struct engine *e, uint64_t ino, unsigned set, const struct u
 		ewfile_get(wf);
 		ch->wf = wf;
 		/* A size or attributes changed through the file: its close commits them. */
-		if (set)
-			atomic_store(&wf->dirty, true);
+		atomic_store(&wf->dirty, true);
 	}
 	if (at_node(e, ch, ino))
 		return;
@@ -643,10 +620,19 @@ void engine_setattr(struct engine *e, uint64_t ino, unsigned set, const struct u
 	start(ch);
 }
 
-void engine_fgetattr(struct engine *e, uint64_t ino, struct ewfile *wf, struct emeta *m)
+void engine_fgetattr(struct engine *e, struct ewfile *wf, struct emeta *m)
 {
-	/* A setattr that sets nothing: the driver answers from the open file. */
-	engine_setattr(e, ino, 0, &(struct ufs_stat){ 0 }, wf, m);
+	struct node *n = wf->node;
+
+	/* The node, held by the handle: it answers while the file is open (even unlinked). */
+	emeta_begin(e, m, EM_GETATTR);
+	ns_lock(e->ns);
+	m->ino = n->ino;
+	m->st = n->st;
+	m->st.size = engine_written_size(n);
+	ns_unlock(e->ns);
+	m->valid_ns = 0;   /* the writes go on */
+	m->done(m);
 }
 
 void engine_readlink(struct engine *e, uint64_t ino, struct emeta *m)
@@ -668,50 +654,72 @@ void engine_readlink(struct engine *e, uint64_t ino, struct emeta *m)
 
 void engine_open_write(struct engine *e, uint64_t ino, int oflags, struct emeta *m)
 {
-	struct change *ch = change_new(e, m, EM_OPEN_WRITE);
+	struct node *n;
 
-	if (!ch || at_node(e, ch, ino))
-		return;
-	if (S_ISDIR(ch->node->st.mode)) {
-		change_free(ch);
-		answer_now(m, -EISDIR);
-		return;
+	emeta_begin(e, m, EM_OPEN_WRITE);
+	if (e->meta.read_only)
+		return answer_now(m, -EROFS);
+	m->oflags = oflags;
+	ns_lock(e->ns);
+	if (!(n = ns_by_ino(e->ns, ino))) {
+		ns_unlock(e->ns);
+		return answer_now(m, -ENOENT);
 	}
-	ch->call.oflags = oflags;
+	/*
+	 * Opened with its attributes fresh (a stat first when they are stale):
+	 * an object store stages a copy of the object by them.
+	 */
+	open_node(e, m, n);
+}
+
+void engine_open_write_node(struct emeta *m)
+{
+	struct engine *e = m->e;
+	struct change *ch = calloc(1, sizeof(*ch));
+	int err = ch ? 0 : -ENOMEM;
+
+	ns_lock(e->ns);
+	if (ch) {
+		ch->m = m;
+		err = take_node(e->ns, ch, m->node);
+	}
+	ns_unhold(e->ns, m->node);   /* the open's hold: ch has its own */
+	ns_trim(e->ns);
+	ns_unlock(e->ns);
+	m->node = NULL;
+	if (err) {
+		if (ch)
+			change_free(ch);
+		return answer_now(m, err);
+	}
+	ch->call.oflags = m->oflags;
 	start(ch);
 }
 
-/* One write, run on the handle's owner. */
+/* One write, run on the handle's owner, with its bytes. */
 struct wio {
 	struct ufs_write w;
 	struct ewfile *wf;
 	void (*done)(void *arg, int res);
 	void *arg;
 	struct shard_msg msg;
+	char buf[];
 };
 
 static void wio_done(struct ufs_write *w, int res)
 {
 	struct wio *io = container_of(w, struct wio, w);
 	struct ewfile *wf = io->wf;
-	struct engine *e = wf->e;
+	uint64_t end = w->off + (uint64_t)MAX(res, 0), cur;
 
-	if (res > 0)
-		atomic_fetch_add_explicit(&e->bytes_written, (uint64_t)res, memory_order_relaxed);
-	if (res > 0 && w->off + (uint64_t)res > wf->node->st.size) {
-		/* A stat from elsewhere sees the file grow, as the kernel does (a source's TTL would hide it). */
-		ns_lock(e->ns);
-		if (w->off + (uint64_t)res > wf->node->st.size)
-			wf->node->st.size = w->off + (uint64_t)res;
-		ns_unlock(e->ns);
+	if (res > 0) {
+		atomic_fetch_add_explicit(&wf->e->bytes_written, (uint64_t)res, memory_order_relaxed);
+		/* Where the writes reached: a stat answers it (no lock taken per write). */
+		cur = atomic_load_explicit(&wf->end, memory_order_relaxed);
+		while (end > cur && !atomic_compare_exchange_weak(&wf->end, &cur, end))
+			;
 	}
-	if (res < 0) {
-		int zero = 0;
-		/* The first failure is the one close() reports. */
-		atomic_compare_exchange_strong(&wf->err, &zero, engine_error(res));
-		res = engine_error(res);
-	}
-	io->done(io->arg, res);
+	io->done(io->arg, res < 0 ? engine_error(res) : res);
 	ewfile_put(wf);
 	free(io);
 }
@@ -730,16 +738,18 @@ static void wio_run(struct shard_msg *msg)
 int engine_write(struct ewfile *wf, uint64_t off, const void *buf, size_t len,
 		 void (*done)(void *arg, int res), void *arg)
 {
-	struct wio *io = calloc(1, sizeof(*io));
+	struct wio *io = malloc(sizeof(*io) + len);
 
 	if (!io)
 		return -ENOMEM;
+	memset(io, 0, sizeof(*io));
+	memcpy(io->buf, buf, len);
 	ewfile_get(wf);
 	io->wf = wf;
 	io->done = done;
 	io->arg = arg;
 	io->w.file = wf->file;
-	io->w.buf = buf;
+	io->w.buf = io->buf;
 	io->w.off = off;
 	io->w.len = len;
 	io->w.done = wio_done;
@@ -788,10 +798,11 @@ static void wrd_run(struct shard_msg *msg)
 
 int engine_wread(struct ewfile *wf, uint64_t off, size_t len, void (*done)(struct eread *r), void *arg)
 {
-	struct wrd *rd = calloc(1, sizeof(*rd) + len);
+	struct wrd *rd = malloc(sizeof(*rd) + len);
 
 	if (!rd)
 		return -ENOMEM;
+	memset(rd, 0, sizeof(*rd));   /* not the buffer: the read fills it */
 	ewfile_get(wf);
 	rd->wf = wf;
 	rd->pub.done = done;
@@ -806,18 +817,15 @@ int engine_wread(struct ewfile *wf, uint64_t off, size_t len, void (*done)(struc
 	return 0;
 }
 
-/* A flush or fsync through wf (held by the change): the source's answer, or a write's error. */
+/* A flush or fsync through wf: the source's answer. */
 static void sync_file(struct ewfile *wf, enum emeta_kind kind, bool datasync, struct emeta *m)
 {
 	struct engine *e = wf->e;
 	struct change *ch;
-	int err;
 
 	emeta_begin(e, m, kind);
-	if ((err = atomic_exchange(&wf->err, 0)))
-		return answer_now(m, err);
 	/*
-	 * Nothing written since the last commit: close() has nothing to wait
+	 * Nothing changed since the last commit: close() has nothing to wait
 	 * for. fsync asks the source anyway (a local file's bytes may not be
 	 * on disk yet; an object store answers at once when it has them).
 	 */
@@ -830,11 +838,7 @@ static void sync_file(struct ewfile *wf, enum emeta_kind kind, bool datasync, st
 	ch->m = m;
 	ch->call.datasync = datasync;
 	ewfile_get(wf);
-	ch->wf = wf;
-	ns_lock(e->ns);
-	ch->node = wf->node;
-	ns_hold(e->ns, ch->node);
-	ns_unlock(e->ns);
+	ch->wf = wf;   /* which holds the node */
 	start(ch);
 }
 
@@ -857,8 +861,8 @@ struct last_commit {
 /* The last close of a file whose bytes are all committed. */
 static void released(struct ewfile *wf)
 {
-	if (wf->has_committed && !atomic_load(&wf->dirty))
-		warm_tiers(wf->e, wf, &wf->committed);
+	if (atomic_load_explicit(&wf->committed, memory_order_acquire) && !atomic_load(&wf->dirty))
+		load_into_tiers(wf->e, wf, &wf->committed_st);
 	ewfile_put(wf);
 }
 
@@ -877,7 +881,7 @@ void engine_release_write(struct ewfile *wf)
 {
 	struct last_commit *lc;
 
-	if (!atomic_load(&wf->dirty) && !atomic_load(&wf->err)) {
+	if (!atomic_load(&wf->dirty)) {
 		released(wf);
 		return;
 	}

@@ -70,12 +70,15 @@ static double timeout_of(_Atomic double *cfg, uint64_t valid_ns)
 
 /*
  * A file with several names is several inodes to the kernel (a node is
- * one name here): a change through one name would leave the others'
- * cached link counts and times wrong, so their attributes are not cached.
+ * one name here): on a writable mount, a change through one name would
+ * leave the others' cached link counts and times wrong, so their
+ * attributes are not cached.
  */
 static double attr_timeout_of(struct fusefs *ff, const struct ufs_stat *st, uint64_t valid_ns)
 {
-	return st->nlink > 1 && !S_ISDIR(st->mode) ? 0 : timeout_of(&ff->attr_timeout, valid_ns);
+	if (st->nlink > 1 && !S_ISDIR(st->mode) && !engine_read_only(ff->e))
+		return 0;
+	return timeout_of(&ff->attr_timeout, valid_ns);
 }
 
 static void fill_attr(struct stat *a, uint64_t ino, const struct ufs_stat *st)
@@ -215,6 +218,7 @@ struct rq {
 	fuse_req_t req;
 	struct fusefs *ff;
 	struct fuse_file_info fi;   /* open: a copy, replied with later */
+	fuse_ino_t ino;             /* link: the inode linked */
 };
 
 static struct rq *rq_new(fuse_req_t req, void (*done)(struct emeta *m))
@@ -297,7 +301,7 @@ static void fs_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	if (!(r = rq_new(req, getattr_done)))
 		return;
 	if (wfile_of(fi))
-		engine_fgetattr(r->ff->e, ino, wfile_of(fi), &r->m);
+		engine_fgetattr(r->ff->e, wfile_of(fi), &r->m);
 	else
 		engine_getattr(r->ff->e, ino, &r->m);
 }
@@ -390,7 +394,7 @@ static void do_readdir(fuse_req_t req, size_t size, off_t off, struct fuse_file_
 		size_t need;
 
 		if (!plus) {
-			struct stat a = { .st_mode = de->st.mode, .st_ino = de->ino };
+			struct stat a = { .st_mode = de->st.mode, .st_ino = de->st.ino ? de->st.ino : de->ino };
 			need = fuse_add_direntry(req, buf + used, size - used, de->name, &a, (off_t)i + 1);
 			if (need > size - used)
 				break;
@@ -409,7 +413,7 @@ static void do_readdir(fuse_req_t req, size_t size, off_t off, struct fuse_file_
 			/* Named without a reference (ino 0 in the entry): no dentry */
 			memset(&e, 0, sizeof(e));
 			e.attr.st_mode = de->st.mode;
-			e.attr.st_ino = de->ino;
+			e.attr.st_ino = de->st.ino ? de->st.ino : de->ino;
 		}
 		used += fuse_add_direntry_plus(req, buf + used, size - used, de->name, &e, (off_t)i + 1);
 	}
@@ -559,7 +563,8 @@ static void err_done(struct emeta *m)
 	free(r);
 }
 
-static void fs_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+/* FLUSH (close) and FSYNC of a file open for writing: the commit's answer. */
+static void sync_fs(fuse_req_t req, struct fuse_file_info *fi, bool fsync, int datasync)
 {
 	struct ewfile *wf = wfile_of(fi);
 	struct rq *r;
@@ -569,46 +574,38 @@ static void fs_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		fuse_reply_err(req, 0);
 		return;
 	}
-	if ((r = rq_new(req, err_done)))
+	if (!(r = rq_new(req, err_done)))
+		return;
+	if (fsync)
+		engine_fsync(wf, datasync, &r->m);
+	else
 		engine_flush(wf, &r->m);
+}
+
+static void fs_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	sync_fs(req, fi, false, 0);
 }
 
 static void fs_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
 {
-	struct ewfile *wf = wfile_of(fi);
-	struct rq *r;
-
-	count_op(req, FS_OP_FLUSH);
-	if (!wf) {
-		fuse_reply_err(req, 0);
-		return;
-	}
-	if ((r = rq_new(req, err_done)))
-		engine_fsync(wf, datasync, &r->m);
+	sync_fs(req, fi, true, datasync);
 }
-
-/* A WRITE's bytes, copied out of the request buffer, which the intake reuses at once. */
-struct wr {
-	fuse_req_t req;
-	char buf[];
-};
 
 static void write_done(void *arg, int res)
 {
-	struct wr *w = arg;
+	fuse_req_t req = arg;
 
 	if (res < 0)
-		fuse_reply_err(w->req, -res);
+		fuse_reply_err(req, -res);
 	else
-		fuse_reply_write(w->req, (size_t)res);
-	free(w);
+		fuse_reply_write(req, (size_t)res);
 }
 
 static void fs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
 		     struct fuse_file_info *fi)
 {
 	struct ewfile *wf = wfile_of(fi);
-	struct wr *w;
 
 	count_op(req, FS_OP_WRITE);
 	if (!wf) {
@@ -616,16 +613,9 @@ static void fs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 		fuse_reply_err(req, engine_read_only(ff_of(req)->e) ? EROFS : EBADF);
 		return;
 	}
-	if (!(w = malloc(sizeof(*w) + size))) {
+	/* The engine copies the bytes: the intake reuses the request buffer at once. */
+	if (engine_write(wf, (uint64_t)off, buf, size, write_done, req))
 		fuse_reply_err(req, ENOMEM);
-		return;
-	}
-	w->req = req;
-	memcpy(w->buf, buf, size);
-	if (engine_write(wf, (uint64_t)off, w->buf, size, write_done, w)) {
-		free(w);
-		fuse_reply_err(req, ENOMEM);
-	}
 }
 
 /*
@@ -777,7 +767,7 @@ static void link_done(struct emeta *m)
 	struct rq *r = m->arg;
 
 	if (!m->err && r->ff->se)
-		fuse_lowlevel_notify_inval_inode(r->ff->se, (fuse_ino_t)r->fi.fh, -1, 0);
+		fuse_lowlevel_notify_inval_inode(r->ff->se, r->ino, -1, 0);
 	entry_done(m);
 }
 
@@ -788,7 +778,7 @@ static void fs_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const 
 	count_op(req, FS_OP_CHANGE);
 	if (!(r = rq_new(req, link_done)))
 		return;
-	r->fi.fh = ino;   /* the inode linked, for link_done */
+	r->ino = ino;
 	engine_link(r->ff->e, ino, newparent, newname, &r->m);
 }
 
@@ -851,7 +841,8 @@ static void fs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 			set |= bits[i].ufs;
 	if (!set) {
 		/* ctime alone (the kernel's killpriv dance): what the source has is the answer. */
-		fs_getattr(req, ino, fi);
+		if ((r = rq_new(req, getattr_done)))
+			engine_getattr(r->ff->e, ino, &r->m);
 		return;
 	}
 	if ((r = rq_new(req, getattr_done)))
