@@ -132,15 +132,11 @@ static int head_result(struct ufs *u, const char *key, int rc, const struct http
 		return resp->status >= 500 || resp->status == 429 ? -EHOSTDOWN :
 		       resp->status == 401 || resp->status == 403 ? -EACCES : -EIO;
 	}
-	if (!resp->has_length) {
+	if (obj_head_stat(&u->src, st, key, resp)) {
 		msgf(err, errlen, "http stat %s%s: the server gave no Content-Length, so the size is "
 			 "unknown", u->root, key);
 		return -EIO;
 	}
-	/* Without an ETag (plain servers), Last-Modified versions the pages. */
-	obj_file_stat(&u->src, st, key, resp->length,
-		      (uint64_t)MAX(curl_getdate(resp->last_modified, NULL), 0) * 1000000000ULL,
-		      resp->etag[0] ? resp->etag : resp->last_modified);
 	snprintf(etag, UFS_ETAG_MAX, "%s", resp->etag);
 	return 0;
 }

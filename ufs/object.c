@@ -87,6 +87,18 @@ void obj_apply_meta(struct ufs_stat *st, const struct http_resp *r)
 	}
 }
 
+int obj_head_stat(const struct obj_source *src, struct ufs_stat *st, const char *name,
+		  const struct http_resp *r)
+{
+	if (!r->has_length)
+		return -EIO;
+	/* Without an ETag (plain servers), Last-Modified versions the pages. */
+	obj_file_stat(src, st, name, r->length, (uint64_t)MAX(curl_getdate(r->last_modified, NULL), 0) * 1000000000ULL,
+		      r->etag[0] ? r->etag : r->last_modified);
+	obj_apply_meta(st, r);
+	return 0;
+}
+
 void obj_statfs(struct ufs_call *c)
 {
 	struct statvfs *st = &c->vfs;

@@ -28,6 +28,13 @@ void obj_source_owner(struct obj_source *src, const struct source_opts *o, bool 
  * formats: decimal mode with the file type, uid, gid, mtime in seconds).
  */
 void obj_apply_meta(struct ufs_stat *st, const struct http_resp *r);
+/*
+ * The attributes of object `name` from a 200 answer to its HEAD: size,
+ * Last-Modified, the ETag (or Last-Modified) as version, x-amz-meta-*.
+ * -EIO when the answer has no Content-Length (the size is unknown).
+ */
+int obj_head_stat(const struct obj_source *src, struct ufs_stat *st, const char *name,
+		  const struct http_resp *r);
 
 /* An open object. */
 struct obj_file {
@@ -52,7 +59,7 @@ int obj_read(struct ufs_read *r);
 uint64_t obj_version(const char *etag, uint64_t size);
 /*
  * Attributes of an object `name` (its full key or URL path, for the page
- * identity), read-only, owned by the daemon's user.
+ * identity), with the source's default owner and mode.
  */
 void obj_file_stat(const struct obj_source *src, struct ufs_stat *st, const char *name,
 		   uint64_t size, uint64_t mtime_ns, const char *etag);

@@ -6,6 +6,7 @@
 #include "config.h"
 #include "ufs/s3_i.h"
 #include "core/log.h"
+#include "core/pool.h"
 #include "core/util.h"
 
 #include <ctype.h>
@@ -260,6 +261,9 @@ static void s3_fini(struct ufs *u)
 {
 	if (u->mounted)
 		obj_log_requests(&u->src, "s3");
+	/* An upload left running on a metadata thread at shutdown still uses all of it. */
+	if (pool_abandoned())
+		return;
 	s3_write_fini(u);
 	pthread_mutex_destroy(&u->wlock);
 	pthread_mutex_destroy(&u->buf_lock);
@@ -372,17 +376,12 @@ static void stat_finish(struct stat_op *op)
 		ufs_call_err(c, "s3 stat %s%s: %s", u->root, op->key,
 			 op->head.err[0] ? op->head.err : strerror(-op->head_rc));
 		rc = op->head_rc;
-	} else if (r->status == 200 && !r->has_length) {
+	} else if (r->status == 200 && obj_head_stat(&u->src, &c->st, op->key, r)) {
 		ufs_call_err(c, "s3 stat %s%s: the server gave no Content-Length, so the "
 			 "size is unknown", u->root, op->key);
 		log_warn("%s", c->err);
 		rc = -EIO;
 	} else if (r->status == 200) {
-		/* Without an ETag, Last-Modified versions the pages. */
-		obj_file_stat(&u->src, &c->st, op->key, r->length,
-			      (uint64_t)MAX(curl_getdate(r->last_modified, NULL), 0) * 1000000000ULL,
-			      r->etag[0] ? r->etag : r->last_modified);
-		obj_apply_meta(&c->st, r);
 		snprintf(c->etag, sizeof(c->etag), "%s", r->etag);
 		rc = 0;
 	} else if (r->status == 404) {

@@ -34,16 +34,16 @@ struct ufs {
 	bool mounted;             /* init succeeded: fini reports the counters */
 	time_t fixed_time;        /* tests: sign as of this time; 0: now */
 	/* writes (s3_write.c) */
-	bool read_only;
-	char *stage_dir;          /* staging_dir/SOURCE-HASH: staged files and their records */
+	char *stage_dir;          /* staging_dir/SOURCE-HASH */
+	char *own_dir;            /* stage_dir/d-PID-TIME: this daemon's staged files and their records */
+	int lock_fd;              /* own_dir/lock, flock()ed for the daemon's life */
 	char *recovery_dir;       /* stage_dir/recovery: uploads that failed */
 	uint64_t part_size, staging_max;
 	pthread_mutex_t buf_lock;   /* part buffers: at most buf_max in use */
 	pthread_cond_t buf_free;
 	unsigned buf_used, buf_max;
 	_Atomic uint64_t staged;  /* bytes of staged files now */
-	_Atomic uint64_t uploads, upload_failures;
-	pthread_mutex_t wlock;    /* writers, and their keys */
+	pthread_mutex_t wlock;    /* writers and what they upload; taken off the shards only */
 	struct s3_wfile *writers;
 };
 

@@ -719,6 +719,7 @@ struct text_parser {
 	const char *want;         /* "Root/Child" */
 	char path[PATH_MAX_XML];
 	size_t plen;
+	unsigned skipped_depth;   /* elements below a path too long to follow */
 	char *out;
 	size_t cap, len;
 	bool in, found;
@@ -729,15 +730,15 @@ static void XMLCALL t_start(void *arg, const XML_Char *name, const XML_Char **at
 	struct text_parser *t = arg;
 	size_t l = strlen(name);
 
-	if (t->plen + l + 2 < sizeof(t->path)) {
-		if (t->plen)
-			t->path[t->plen++] = '/';
-		memcpy(t->path + t->plen, name, l + 1);
-		t->plen += l;
-	} else {
-		t->plen = sizeof(t->path);   /* too deep: not ours */
+	if (t->skipped_depth || t->plen + l + 2 >= sizeof(t->path)) {
+		t->skipped_depth++;   /* too deep: not ours */
+		return;
 	}
-	t->in = !t->found && t->plen < sizeof(t->path) && !strcmp(t->path, t->want);
+	if (t->plen)
+		t->path[t->plen++] = '/';
+	memcpy(t->path + t->plen, name, l + 1);
+	t->plen += l;
+	t->in = !t->found && !strcmp(t->path, t->want);
 }
 
 static void XMLCALL t_text(void *arg, const XML_Char *s, int len)
@@ -758,11 +759,13 @@ static void XMLCALL t_end(void *arg, const XML_Char *name)
 	struct text_parser *t = arg;
 	char *slash;
 
+	if (t->skipped_depth) {
+		t->skipped_depth--;
+		return;
+	}
 	if (t->in)
 		t->found = true;
 	t->in = false;
-	if (t->plen >= sizeof(t->path))
-		return;
 	slash = strrchr(t->path, '/');
 	t->plen = slash ? (size_t)(slash - t->path) : 0;
 	t->path[t->plen] = '\0';

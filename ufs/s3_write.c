@@ -28,6 +28,7 @@
 #include "core/pool.h"
 #include "core/util.h"
 
+#include <assert.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -35,6 +36,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -46,26 +48,37 @@
 /* The largest object CopyObject copies in one request. */
 #define MAX_COPY (5ULL << 30)
 
+/* Bumped when a record's fields change meaning: an older daemon's records are then kept, not guessed at. */
+#define RECORD_VERSION 2
+
+/*
+ * A file open for writing. Its bytes live in a staged file; the bucket
+ * gets them at close or fsync. Shards touch only the atomics (the writer's
+ * shard raises size and gen); the rest is under u->wlock, which only
+ * metadata threads take, never a shard.
+ */
 struct s3_wfile {
 	struct ufs_file f;        /* f.name: s3://bucket/key when opened */
 	struct ufs *u;
 	int fd;                   /* the staged bytes */
-	char *data, *record;      /* their paths: NNN.data, and NNN.json saying where they go */
-	uint64_t size;            /* staged bytes (owner shard and jobs, one at a time) */
-	/* under u->wlock: rename, unlink and setattr change them while it is open */
+	char *data, *record;      /* their paths, XXXXXX.data, and XXXXXX.json saying where they go */
+	_Atomic uint64_t size;    /* staged bytes, counted in u->staged */
+	atomic_ulong gen;         /* changes to the staged copy (writes that landed, staged setattrs) */
+	/* under u->wlock */
+	unsigned long uploaded;   /* the gen the bucket holds (an upload of it succeeded) */
 	char *key;
-	bool gone;                /* unlinked while open: nothing to upload */
-	bool recorded;            /* the record is on disk (the bytes are not uploaded) */
-	bool kept;                /* an upload failed: recovery/ has a link to the staged file */
-	char base_etag[UFS_ETAG_MAX];   /* the object when opened ("": new); a later one is not overwritten at recovery */
+	bool gone;                /* unlinked: nothing to upload, and no record to recover */
+	char base_etag[UFS_ETAG_MAX];   /* what the bucket held under key as of the last upload or open ("": none) */
 	mode_t mode;
 	uid_t uid;
 	gid_t gid;
 	uint64_t mtime_ns;        /* set by utime; 0: the upload's time */
+	char *kept;               /* recovery/ link made when an upload failed, until one succeeds */
 	struct s3_wfile *prev, *next;   /* u->writers */
 };
 
 static const struct ufs_ops s3_wfile_ops;
+static int delete_key(struct ufs *u, const char *key, char *err, size_t errlen);
 
 /* ---- one blocking request, on a metadata thread ---- */
 
@@ -116,8 +129,8 @@ static void rq_init(struct rq *q, struct ufs *u, const char *method, const char 
 
 static void rq_header(struct rq *q, const char *name, const char *value)
 {
-	if (q->nextra < S3_MAX_EXTRA)
-		q->extra[q->nextra++] = (struct sigv4_header){ name, value };
+	assert(q->nextra < S3_MAX_EXTRA);   /* at most 6: four x-amz-meta-* and a copy's two */
+	q->extra[q->nextra++] = (struct sigv4_header){ name, value };
 }
 
 /* x-amz-meta-* as s3fs writes them: decimal mode with the type, uid, gid, mtime in seconds. */
@@ -158,13 +171,17 @@ static int rq_run(struct rq *q, unsigned kind, const void *body, size_t len, siz
 	return rc;
 }
 
-/* 0 for a 2xx answer (and no <Error> in its body), else -errno with the reason in err. */
-static int judge(struct rq *q, const struct http_resp *r, char *err, size_t errlen)
+/*
+ * 0 for a 2xx answer, else -errno with the reason in err. may_fail: a
+ * CopyObject or CompleteMultipartUpload, which can fail after their 200
+ * with an <Error> body.
+ */
+static int judge(struct rq *q, const struct http_resp *r, bool may_fail, char *err, size_t errlen)
 {
-	char why[512];
+	char code[128] = "", why[512];
 
-	/* CopyObject and CompleteMultipartUpload can fail after their 200. */
-	if (r->status / 100 == 2 && !(r->body && strstr(r->body, "<Error>")))
+	if (r->status / 100 == 2 &&
+	    !(may_fail && r->body && !s3_xml_text(r->body, r->len, "Error/Code", code, sizeof(code))))
 		return 0;
 	s3_error_text(r, why, sizeof(why));
 	snprintf(err, errlen, "%s %s%s: %s", q->method, q->u->root, q->key, why);
@@ -173,11 +190,11 @@ static int judge(struct rq *q, const struct http_resp *r, char *err, size_t errl
 
 /* One request judged: 0 or -errno with a reason. */
 static int rq_do(struct rq *q, unsigned kind, const void *body, size_t len, size_t body_max,
-		 struct http_resp *resp, char *err, size_t errlen)
+		 struct http_resp *resp, bool may_fail, char *err, size_t errlen)
 {
 	int rc = rq_run(q, kind, body, len, body_max, resp, err, errlen);
 
-	if (!rc && (rc = judge(q, resp, err, errlen))) {
+	if (!rc && (rc = judge(q, resp, may_fail, err, errlen))) {
 		free(resp->body);
 		resp->body = NULL;
 	}
@@ -220,7 +237,7 @@ static int put_single(struct put *p, char *buf, char *err, size_t errlen)
 
 	rq_init(&q, p->u, "PUT", p->key);
 	rq_meta(&q, S_IFREG | (p->mode & 07777), p->uid, p->gid, p->mtime_ns);
-	rc = rq_do(&q, UFS_REQ_PUT, buf, p->size, 0, &r, err, errlen);
+	rc = rq_do(&q, UFS_REQ_PUT, buf, p->size, 0, &r, false, err, errlen);
 	if (!rc)
 		snprintf(p->etag, sizeof(p->etag), "%s", r.etag);
 	free(r.body);
@@ -320,7 +337,7 @@ static void *mp_worker(void *arg)
 		snprintf(num, sizeof(num), "%llu", (unsigned long long)i + 1);
 		q.q[q.nq++] = (struct sigv4_param){ "partNumber", num };
 		q.q[q.nq++] = (struct sigv4_param){ "uploadId", m->id };
-		rc = rq_do(&q, UFS_REQ_PUT, buf, len, 0, &r, err, sizeof(err));
+		rc = rq_do(&q, UFS_REQ_PUT, buf, len, 0, &r, false, err, sizeof(err));
 		buf_give(u, buf);
 		free(r.body);
 		if (rc) {
@@ -360,7 +377,7 @@ static int put_multipart(struct put *p, char *err, size_t errlen)
 	rq_init(&q, p->u, "POST", p->key);
 	q.q[q.nq++] = (struct sigv4_param){ "uploads", NULL };
 	rq_meta(&q, S_IFREG | (p->mode & 07777), p->uid, p->gid, p->mtime_ns);
-	if ((rc = rq_do(&q, UFS_REQ_PUT, "", 0, 64 << 10, &r, err, errlen)))
+	if ((rc = rq_do(&q, UFS_REQ_PUT, "", 0, 64 << 10, &r, false, err, errlen)))
 		goto out;
 	rc = s3_xml_text(r.body, r.len, "InitiateMultipartUploadResult/UploadId", id, sizeof(id));
 	free(r.body);
@@ -390,7 +407,7 @@ static int put_multipart(struct put *p, char *err, size_t errlen)
 	x += sprintf(x, "</CompleteMultipartUpload>");
 	rq_init(&q, p->u, "POST", p->key);
 	q.q[q.nq++] = (struct sigv4_param){ "uploadId", id };
-	if ((rc = rq_do(&q, UFS_REQ_PUT, xml, (size_t)(x - xml), 64 << 10, &r, err, errlen)))
+	if ((rc = rq_do(&q, UFS_REQ_PUT, xml, (size_t)(x - xml), 64 << 10, &r, true, err, errlen)))
 		goto abort;
 	if (s3_xml_text(r.body, r.len, "CompleteMultipartUploadResult/ETag", p->etag, sizeof(p->etag)))
 		snprintf(p->etag, sizeof(p->etag), "%s", r.etag);
@@ -439,71 +456,109 @@ static int upload(struct put *p, char *err, size_t errlen)
 			rc = put_single(p, buf, err, errlen);
 		buf_give(p->u, buf);
 	}
-	atomic_fetch_add_explicit(rc ? &p->u->upload_failures : &p->u->uploads, 1, memory_order_relaxed);
 	return rc;
 }
 
 /* ---- staging files and their records ---- */
 
-/* A new NNN.data, open for reading and writing, and the NNN.json beside it (not written yet). */
+/*
+ * A new XXXXXX.data in this daemon's staging folder, open for reading and
+ * writing, and the XXXXXX.json beside it (not written yet). record may be
+ * NULL when the bytes need no record (a staged round trip of setattr).
+ */
 static int stage_new(struct ufs *u, int *fd, char **data, char **record)
 {
-	static atomic_ulong seq;
-	unsigned long n = atomic_fetch_add(&seq, 1);
+	int rc;
 
-	*data = *record = NULL;
-	if (asprintf(data, "%s/%ld-%lu.data", u->stage_dir, (long)getpid(), n) < 0 ||
-	    asprintf(record, "%s/%ld-%lu.json", u->stage_dir, (long)getpid(), n) < 0) {
+	*data = NULL;
+	if (record)
+		*record = NULL;
+	if (asprintf(data, "%s/XXXXXX.data", u->own_dir) < 0) {
+		*data = NULL;
+		return -ENOMEM;
+	}
+	if ((*fd = mkostemps(*data, 5, O_CLOEXEC)) < 0) {
+		rc = -errno;
+		log_err("staging a write in %s: %s", u->own_dir, strerror(-rc));
+		free(*data);
+		*data = NULL;
+		return rc;
+	}
+	if (record && asprintf(record, "%.*s.json", (int)(strlen(*data) - 5), *data) < 0) {
+		close(*fd);
+		unlink(*data);
 		free(*data);
 		*data = *record = NULL;
 		return -ENOMEM;
 	}
-	*fd = open(*data, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (*fd < 0) {
-		int rc = -errno;
-		log_err("staging a write in %s: %s", u->stage_dir, strerror(-rc));
-		free(*data);
-		free(*record);
-		*data = *record = NULL;
-		return rc;
-	}
+	return 0;
+}
+
+/* Reserves `grow` more staged bytes within staging_max: 0, or -ENOSPC. Any thread. */
+static int stage_reserve(struct ufs *u, uint64_t grow)
+{
+	uint64_t cur = atomic_load(&u->staged);
+
+	do {
+		if (u->staging_max && cur + grow > u->staging_max)
+			return -ENOSPC;
+	} while (!atomic_compare_exchange_weak(&u->staged, &cur, cur + grow));
+	return 0;
+}
+
+/* wf's staged size becomes `size` (a truncate), within staging_max: 0 or -ENOSPC. */
+static int stage_resize(struct s3_wfile *wf, uint64_t size)
+{
+	uint64_t old = atomic_load(&wf->size), grow = size > old ? size - old : 0, was;
+
+	if (grow && stage_reserve(wf->u, grow))
+		return -ENOSPC;
+	/* Accounted for it now: what it had (a racing write may have raised that) and grow. */
+	was = atomic_exchange(&wf->size, size);
+	atomic_fetch_sub(&wf->u->staged, was + grow - size);
 	return 0;
 }
 
 /*
- * Under u->wlock: writes wf's record (where its bytes go), replacing it
- * whole by rename so that a crash leaves the old one or the new one.
+ * Under u->wlock, off the shards: writes wf's record (where its bytes go,
+ * and what the bucket held when they were staged), replacing it whole by
+ * rename so that a crash leaves the old one or the new one. A writer whose
+ * name was unlinked has none.
  */
 static int record_write(struct s3_wfile *wf)
 {
-	json_t *j = json_pack("{s:i, s:s, s:s, s:s, s:I, s:I, s:I, s:I}", "version", 1, "bucket", wf->u->bucket,
-			      "key", wf->key, "etag", wf->base_etag, "mode", (json_int_t)wf->mode,
-			      "uid", (json_int_t)wf->uid, "gid", (json_int_t)wf->gid,
-			      "mtime_ns", (json_int_t)wf->mtime_ns);
+	json_t *j;
 	char *tmp = NULL;
 	int rc = 0;
 
+	if (wf->gone)
+		return 0;
+	j = json_pack("{s:i, s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:s*}", "version", RECORD_VERSION,
+		      "bucket", wf->u->bucket, "key", wf->key, "etag", wf->base_etag, "mode", (json_int_t)wf->mode,
+		      "uid", (json_int_t)wf->uid, "gid", (json_int_t)wf->gid, "mtime_ns", (json_int_t)wf->mtime_ns,
+		      "kept", wf->kept);
 	if (!j || asprintf(&tmp, "%s.tmp", wf->record) < 0)
 		rc = -ENOMEM;
 	else if (json_dump_file(j, tmp, JSON_COMPACT) < 0 || rename(tmp, wf->record) < 0)
-		rc = -errno ? -errno : -EIO;
+		rc = errno ? -errno : -EIO;
 	json_decref(j);
 	free(tmp);
 	if (rc)
 		log_err("recording the staged write of %s%s in %s: %s", wf->u->root, wf->key, wf->record,
 			strerror(-rc));
-	else
-		wf->recorded = true;
 	return rc;
 }
 
 /*
- * Keeps the staged bytes at `data` in recovery/ under a name that says what
+ * Keeps the staged bytes at `path` in recovery/ under a name that says what
  * they are (the key, '/' as %2F, cut to what a file name holds, then a
- * time stamp), and logs where: one line per failed or stale upload.
+ * time stamp), and logs where: one line per failed or stale upload. A
+ * hard link, or the file itself moved there when nothing else needs it.
+ * Returns the kept path (malloc'd), or NULL (logged) when it could not.
  */
-static void keep_for_recovery(struct ufs *u, const char *data, const char *key, const char *why)
+static char *keep_for_recovery(struct ufs *u, const char *path, const char *key, const char *why, bool move)
 {
+	static atomic_ulong seq;
 	char esc[200], stamp[32], *name = NULL;
 	time_t now = time(NULL);
 	size_t n = 0;
@@ -520,16 +575,30 @@ static void keep_for_recovery(struct ufs *u, const char *data, const char *key, 
 	esc[n] = '\0';
 	gmtime_r(&now, &tm);
 	strftime(stamp, sizeof(stamp), "%Y%m%dT%H%M%SZ", &tm);
-	if (asprintf(&name, "%s/%s.%s-%08lx", u->recovery_dir, esc, stamp, (unsigned long)random()) < 0) {
-		log_err("%s%s: %s; its bytes stay in %s", u->root, key, why, data);
-		return;
+	if (asprintf(&name, "%s/%s.%s-%ld-%lu", u->recovery_dir, esc, stamp, (long)getpid(),
+		     atomic_fetch_add(&seq, 1)) < 0) {
+		log_err("%s%s: %s; its bytes stay in %s", u->root, key, why, path);
+		return NULL;
 	}
-	if (link(data, name) < 0)
-		log_err("%s%s: %s; its bytes stay in %s (keeping them in %s failed: %s)", u->root, key, why, data,
+	if ((move ? rename(path, name) : link(path, name)) < 0) {
+		log_err("%s%s: %s; its bytes stay in %s (keeping them in %s failed: %s)", u->root, key, why, path,
 			u->recovery_dir, strerror(errno));
-	else
-		log_err("%s%s: %s; its bytes are kept in %s", u->root, key, why, name);
-	free(name);
+		free(name);
+		return NULL;
+	}
+	log_err("%s%s: %s; its bytes are kept in %s", u->root, key, why, name);
+	return name;
+}
+
+/* Under u->wlock: an upload of wf succeeded, so the copy a failed one kept can go. */
+static void drop_kept(struct s3_wfile *wf)
+{
+	if (!wf->kept)
+		return;
+	if (unlink(wf->kept) == 0)
+		log_info("%s%s: uploaded after all; removed %s", wf->u->root, wf->key, wf->kept);
+	free(wf->kept);
+	wf->kept = NULL;
 }
 
 /* ---- jobs: the blocking part of a call, on a metadata thread ---- */
@@ -612,14 +681,6 @@ static void submit(struct ufs_call *c, struct s3_wfile *wf, void (*fn)(struct jo
 	pool_submit(&j->job);
 }
 
-static uint64_t now_real_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
-}
-
 /* The attributes of object `key` as we wrote it. */
 static void written_stat(struct ufs *u, struct ufs_stat *st, const char *key, uint64_t size, mode_t mode,
 			 uid_t uid, gid_t gid, uint64_t mtime_ns, const char *etag)
@@ -630,7 +691,7 @@ static void written_stat(struct ufs *u, struct ufs_stat *st, const char *key, ui
 	st->gid = gid;
 }
 
-/* HEAD of key: 0 with its attributes (metadata applied) and ETag, -ENOENT, or -errno. */
+/* HEAD of key: 0 with its attributes and ETag, -ENOENT, or -errno with a reason. */
 static int head(struct ufs *u, const char *key, struct ufs_stat *st, char *etag, char *err, size_t errlen)
 {
 	struct http_resp r = { 0 };
@@ -642,12 +703,12 @@ static int head(struct ufs *u, const char *key, struct ufs_stat *st, char *etag,
 		return rc;
 	if (r.status == 404)
 		return -ENOENT;
-	if ((rc = judge(&q, &r, err, errlen)))
+	if ((rc = judge(&q, &r, false, err, errlen)))
 		return rc;
-	obj_file_stat(&u->src, st, key, r.length,
-		      (uint64_t)MAX(curl_getdate(r.last_modified, NULL), 0) * 1000000000ULL,
-		      r.etag[0] ? r.etag : r.last_modified);
-	obj_apply_meta(st, &r);
+	if (obj_head_stat(&u->src, st, key, &r)) {
+		snprintf(err, errlen, "HEAD %s%s: no Content-Length, so the size is unknown", u->root, key);
+		return -EIO;
+	}
 	if (etag)
 		snprintf(etag, UFS_ETAG_MAX, "%s", r.etag);
 	return 0;
@@ -655,26 +716,23 @@ static int head(struct ufs *u, const char *key, struct ufs_stat *st, char *etag,
 
 /* ---- files open for writing ---- */
 
-/* Under u->wlock: the writer of key, or NULL. */
-static struct s3_wfile *writer_of(struct ufs *u, const char *key)
-{
-	for (struct s3_wfile *wf = u->writers; wf; wf = wf->next)
-		if (!wf->gone && !strcmp(wf->key, key))
-			return wf;
-	return NULL;
-}
-
 static struct s3_wfile *wfile_of(struct ufs_file *f)
 {
 	return container_of(f, struct s3_wfile, f);
 }
 
+/* Under u->wlock: whether wf writes key (and its name was not unlinked). */
+static bool writes(const struct s3_wfile *wf, const char *key)
+{
+	return !wf->gone && !strcmp(wf->key, key);
+}
+
 /*
- * Copies the first `size` bytes of object key (of objsize bytes) into fd,
- * a staged copy to change in place: 0 or -errno with a reason.
+ * Copies the first `size` bytes of object key (objsize bytes, version etag)
+ * into fd, a staged copy to change in place: 0 or -errno with a reason.
  */
-static int download(struct ufs *u, const char *key, uint64_t size, uint64_t objsize, int fd, char *err,
-		    size_t errlen)
+static int download(struct ufs *u, const char *key, const char *etag, uint64_t size, uint64_t objsize, int fd,
+		    char *err, size_t errlen)
 {
 	uint64_t chunk = u->part_size;
 
@@ -685,7 +743,7 @@ static int download(struct ufs *u, const char *key, uint64_t size, uint64_t objs
 		int rc;
 
 		rq_init(&q, u, "GET", key);
-		/* Some servers (s3rver) answer "bytes=N-N" with the whole object: ask for two bytes, or the tail. */
+		/* s3rver answers "bytes=N-N" with the whole object: ask for two bytes, or the tail. */
 		if (len == 1 && off + 2 <= objsize)
 			ask = 2;
 		if (len == 1 && ask == 1)
@@ -693,8 +751,15 @@ static int download(struct ufs *u, const char *key, uint64_t size, uint64_t objs
 		else
 			snprintf(q.range, sizeof(q.range), "bytes=%llu-%llu", (unsigned long long)off,
 				 (unsigned long long)(off + ask - 1));
-		if ((rc = rq_do(&q, UFS_REQ_GET, NULL, 0, ask + 1, &r, err, errlen)))
+		if ((rc = rq_do(&q, UFS_REQ_GET, NULL, 0, ask + 1, &r, false, err, errlen)))
 			return rc;
+		/* One version of the object, or a staged copy that mixes two. */
+		if (*etag && r.etag[0] && !http_etag_eq(etag, r.etag)) {
+			snprintf(err, errlen, "GET %s%s: changed while it was being staged (ETag %s, then %s)", u->root,
+				 key, etag, r.etag);
+			free(r.body);
+			return -EIO;
+		}
 		if (r.len == ask)
 			r.len = len;
 		if (r.len != len) {
@@ -717,9 +782,11 @@ static int download(struct ufs *u, const char *key, uint64_t size, uint64_t objs
 /* A staged file for j->key: empty (create, O_TRUNC) or a copy of the object as opened. */
 static void open_run(struct job *j)
 {
+	static atomic_ulong opens;
 	struct ufs_call *c = j->c;
 	struct ufs *u = j->u;
-	bool create = c->mode != 0;
+	bool create = c->oflags & O_CREAT, empty = create || (c->oflags & O_TRUNC);
+	uint64_t size = empty ? 0 : c->st.size;
 	struct s3_wfile *wf = calloc(1, sizeof(*wf));
 	int rc;
 
@@ -728,46 +795,44 @@ static void open_run(struct job *j)
 		goto fail;
 	}
 	if ((rc = stage_new(u, &wf->fd, &wf->data, &wf->record))) {
-		snprintf(j->err, sizeof(j->err), "staging %s%s in %s: %s", u->root, j->key, u->stage_dir, strerror(-rc));
+		snprintf(j->err, sizeof(j->err), "staging %s%s in %s: %s", u->root, j->key, u->own_dir, strerror(-rc));
 		goto fail;
 	}
+	if ((rc = stage_reserve(u, size))) {
+		snprintf(j->err, sizeof(j->err), "staging a copy of %s%s: over staging_max", u->root, j->key);
+		goto fail;
+	}
+	atomic_init(&wf->size, size);
 	wf->u = u;
 	wf->f.ops = &s3_wfile_ops;
 	wf->f.readable = true;   /* the staged copy, whatever the writer's access mode */
 	atomic_init(&wf->f.refs, 1);
-	if (create) {
-		wf->mode = c->mode & 07777;
-		wf->uid = c->uid;
-		wf->gid = c->gid;
-	} else {
-		wf->mode = c->st.mode & 07777;
-		wf->uid = c->st.uid;
-		wf->gid = c->st.gid;
+	wf->mode = (create ? c->mode : c->st.mode) & 07777;
+	wf->uid = create ? c->uid : c->st.uid;
+	wf->gid = create ? c->gid : c->st.gid;
+	if (!create)
 		snprintf(wf->base_etag, sizeof(wf->base_etag), "%s", c->etag);
-		if (!(c->oflags & O_TRUNC) && c->st.size &&
-		    (rc = download(u, j->key, c->st.size, c->st.size, wf->fd, j->err, sizeof(j->err))))
-			goto fail;
-		wf->size = (c->oflags & O_TRUNC) ? 0 : c->st.size;
-	}
-	atomic_fetch_add(&u->staged, wf->size);
-	pthread_mutex_lock(&u->wlock);
+	if (size && (rc = download(u, j->key, c->etag, size, c->st.size, wf->fd, j->err, sizeof(j->err))))
+		goto fail;
 	/* Created or truncated: what the bucket holds is already not what the file does. */
-	if (create || (c->oflags & O_TRUNC))
-		record_write(wf);
+	atomic_init(&wf->gen, empty ? 1 : 0);
+	pthread_mutex_lock(&u->wlock);
+	record_write(wf);
 	wf->next = u->writers;
 	if (wf->next)
 		wf->next->prev = wf;
 	u->writers = wf;
 	pthread_mutex_unlock(&u->wlock);
-	written_stat(u, &j->st, j->key, wf->size, wf->mode, wf->uid, wf->gid, now_real_ns(), "");
-	/* Pages of what it will hold are keyed apart from any other version. */
-	j->st.id = mix64(j->st.id ^ (uint64_t)(uintptr_t)wf);
+	written_stat(u, &j->st, j->key, size, wf->mode, wf->uid, wf->gid, realtime_ns(), "");
+	/* The bytes it will hold are another version than any before: keyed apart. */
+	j->st.id = mix64(j->st.id ^ mix64(realtime_ns() ^ atomic_fetch_add(&opens, 1)));
 	j->file = &wf->f;
 	j->rc = 0;
 	return;
 fail:
 	if (wf) {
 		if (wf->data) {
+			atomic_fetch_sub(&u->staged, atomic_load(&wf->size));
 			close(wf->fd);
 			unlink(wf->data);
 		}
@@ -784,7 +849,7 @@ void s3_create(struct ufs_call *c)
 {
 	c->fetched = false;
 	c->file = NULL;
-	c->mode = S_IFREG | (c->mode & 07777);   /* non-zero: a create */
+	c->oflags |= O_CREAT;
 	submit(c, NULL, open_run);
 }
 
@@ -792,11 +857,7 @@ void s3_open_write(struct ufs_call *c)
 {
 	c->fetched = false;
 	c->file = NULL;
-	c->mode = 0;
-	if (S_ISDIR(c->st.mode)) {
-		c->done(c, -EISDIR);
-		return;
-	}
+	c->oflags &= ~O_CREAT;
 	submit(c, NULL, open_run);
 }
 
@@ -806,45 +867,59 @@ static int wfile_read(struct ufs_read *r)
 	return 0;
 }
 
-/* On the writer's shard: the bytes go to the staging file, within staging_max and S3's limits. */
+/* A write landed in the staged copy: it is a change the bucket does not have. */
+static void wfile_wrote(struct ufs_write *w, int res)
+{
+	struct s3_wfile *wf = wfile_of(w->file);
+
+	/* Counted after it landed: an upload that began before has not got it, one after has. */
+	if (res > 0)
+		atomic_fetch_add(&wf->gen, 1);
+	w->done = w->inner;
+	w->done(w, res);
+}
+
+/*
+ * On the writer's shard: the bytes go to the staging file, within
+ * staging_max and S3's limits. No lock and no call but the write itself.
+ */
 static int wfile_write(struct ufs_write *w)
 {
 	struct s3_wfile *wf = wfile_of(w->file);
 	struct ufs *u = wf->u;
-	uint64_t end = w->off + w->len;
+	uint64_t end = w->off + w->len, cur = atomic_load(&wf->size);
 
 	if (end > u->part_size * MAX_PARTS)
 		return -EFBIG;
-	if (end > wf->size) {
-		uint64_t grow = end - wf->size;
-		if (u->staging_max && atomic_load(&u->staged) + grow > u->staging_max)
+	while (end > cur) {
+		uint64_t grow = end - cur;
+		if (stage_reserve(u, grow))
 			return -ENOSPC;
-		atomic_fetch_add(&u->staged, grow);
-		wf->size = end;
+		if (atomic_compare_exchange_strong(&wf->size, &cur, end))
+			break;
+		atomic_fetch_sub(&u->staged, grow);   /* it moved meanwhile: try again from there */
 	}
-	if (!wf->recorded) {
-		/* The first change since the last upload: from now on a crash must not lose it. */
-		pthread_mutex_lock(&u->wlock);
-		record_write(wf);
-		pthread_mutex_unlock(&u->wlock);
-	}
+	w->inner = w->done;
+	w->done = wfile_wrote;
 	ufs_fd_write(w, wf->fd);
 	return 0;
 }
 
-/* close, fsync: the staged bytes to the bucket. */
+/* close, fsync: the staged bytes to the bucket, unless it has them already. */
 static void commit_run(struct job *j)
 {
 	struct s3_wfile *wf = j->wf;
 	struct ufs *u = wf->u;
 	struct put p = { .u = u, .fd = wf->fd };
 	char *key, etag[UFS_ETAG_MAX];
+	unsigned long gen;
 	bool gone, changed;
 
 	pthread_mutex_lock(&u->wlock);
 	key = strdup(wf->key);
 	gone = wf->gone;
-	changed = wf->recorded;   /* not since the last upload: an fsync and then the close put it once */
+	gen = atomic_load(&wf->gen);
+	changed = gen != wf->uploaded;
 	snprintf(etag, sizeof(etag), "%s", wf->base_etag);
 	p.mode = wf->mode;
 	p.uid = wf->uid;
@@ -857,9 +932,9 @@ static void commit_run(struct job *j)
 	}
 	p.key = key;
 	if (gone || !changed) {
-		/* Unlinked while open, nothing is to be in the bucket; or it is there already. */
-		written_stat(u, &j->st, key, wf->size, p.mode, p.uid, p.gid, p.mtime_ns ? p.mtime_ns : now_real_ns(),
-			     gone ? "" : etag);
+		/* Unlinked while open: nothing is to be in the bucket. Or it is there already. */
+		written_stat(u, &j->st, key, atomic_load(&wf->size), p.mode, p.uid, p.gid,
+			     p.mtime_ns ? p.mtime_ns : realtime_ns(), gone ? "" : etag);
 		snprintf(j->etag, sizeof(j->etag), "%s", gone ? "" : etag);
 		j->rc = 0;
 		free(key);
@@ -870,20 +945,25 @@ static void commit_run(struct job *j)
 	log_debug("%s%s: %llu bytes uploaded in %.3f s", u->root, key, (unsigned long long)p.size,
 		  (double)(now_ns() - t0) / 1e9);
 	pthread_mutex_lock(&u->wlock);
+	gone = wf->gone;
 	if (j->rc) {
-		/* A hard link: the kept file is the staged one, and holds what later writes put there too. */
-		if (!wf->kept)
-			keep_for_recovery(u, wf->data, key, j->err);
-		else
-			log_err("%s%s: %s; its bytes are still in %s", u->root, key, j->err, u->recovery_dir);
-		wf->kept = true;
+		/* A hard link: the kept file is the staged one, and holds what later writes put there. */
+		if (!wf->kept && (wf->kept = keep_for_recovery(u, wf->data, key, j->err, false)))
+			record_write(wf);
 	} else if (!strcmp(key, wf->key)) {
-		/* Uploaded: nothing to finish after a crash until the next write. */
-		unlink(wf->record);
-		wf->recorded = false;
+		/* What the bucket now holds: a crash from here on re-uploads nothing it lacks. */
+		if (gen > wf->uploaded)
+			wf->uploaded = gen;
 		snprintf(wf->base_etag, sizeof(wf->base_etag), "%s", p.etag);
+		drop_kept(wf);
+		record_write(wf);
 	}
 	pthread_mutex_unlock(&u->wlock);
+	if (!j->rc && gone) {
+		/* Unlinked while this upload ran: the bucket must not keep it. */
+		char ignored[256];
+		delete_key(u, key, ignored, sizeof(ignored));
+	}
 	if (!j->rc) {
 		written_stat(u, &j->st, key, p.size, p.mode, p.uid, p.gid, p.mtime_ns, p.etag);
 		snprintf(j->etag, sizeof(j->etag), "%s", p.etag);
@@ -899,22 +979,28 @@ static void wfile_commit(struct ufs_call *c)
 }
 
 /*
- * Under u->wlock: setattr of a file open for writing changes the staged
- * copy and the metadata its upload will carry (the bucket may not have it
- * yet).
+ * Under u->wlock, off the shards: a setattr of a file open for writing
+ * changes its staged copy and the attributes its upload will carry (the
+ * bucket may not have it yet): a change the next close uploads.
  */
 static void setattr_staged(struct job *j, struct s3_wfile *wf)
 {
 	struct ufs_call *c = j->c;
 	struct ufs *u = wf->u;
 
-	if ((c->set & UFS_SET_SIZE) && ftruncate(wf->fd, (off_t)c->st.size) < 0) {
-		j->rc = -errno;
-		return;
-	}
 	if (c->set & UFS_SET_SIZE) {
-		atomic_fetch_add(&u->staged, c->st.size - wf->size);   /* wraps back down when it shrinks */
-		wf->size = c->st.size;
+		if (stage_resize(wf, c->st.size)) {
+			snprintf(j->err, sizeof(j->err), "truncating %s%s to %llu: over staging_max", u->root, wf->key,
+				 (unsigned long long)c->st.size);
+			j->rc = -ENOSPC;
+			return;
+		}
+		if (ftruncate(wf->fd, (off_t)c->st.size) < 0) {
+			j->rc = -errno;
+			snprintf(j->err, sizeof(j->err), "truncating the staged copy of %s%s: %s", u->root, wf->key,
+				 strerror(errno));
+			return;
+		}
 	}
 	if (c->set & UFS_SET_MODE)
 		wf->mode = c->st.mode & 07777;
@@ -925,11 +1011,13 @@ static void setattr_staged(struct job *j, struct s3_wfile *wf)
 	if (c->set & UFS_SET_MTIME)
 		wf->mtime_ns = c->st.mtime_ns;
 	if (c->set & UFS_SET_MTIME_NOW)
-		wf->mtime_ns = now_real_ns();
-	if (c->set)
+		wf->mtime_ns = realtime_ns();
+	if (c->set) {
+		atomic_fetch_add(&wf->gen, 1);
 		record_write(wf);
-	written_stat(u, &j->st, wf->key, wf->size, wf->mode, wf->uid, wf->gid,
-		     wf->mtime_ns ? wf->mtime_ns : now_real_ns(), "");
+	}
+	written_stat(u, &j->st, wf->key, atomic_load(&wf->size), wf->mode, wf->uid, wf->gid,
+		     wf->mtime_ns ? wf->mtime_ns : realtime_ns(), "");
 	j->rc = 0;
 }
 
@@ -945,10 +1033,11 @@ static void wfile_setattr(struct ufs_call *c)
 	submit(c, wfile_of(c->file), wfile_setattr_run);
 }
 
-static void wfile_release(struct ufs_file *f)
+/* The last reference, off the shards: the staged files go, unless their bytes are not in the bucket. */
+static void wfile_free(struct s3_wfile *wf)
 {
-	struct s3_wfile *wf = wfile_of(f);
 	struct ufs *u = wf->u;
+	bool keep;
 
 	pthread_mutex_lock(&u->wlock);
 	if (wf->prev)
@@ -957,19 +1046,57 @@ static void wfile_release(struct ufs_file *f)
 		u->writers = wf->next;
 	if (wf->next)
 		wf->next->prev = wf->prev;
-	/* Still recorded: never uploaded (the daemon stops): the next mount finishes it. */
-	if (!wf->recorded || wf->gone) {
+	/* Changes never uploaded (the daemon stops, or every upload failed): the next mount finishes them. */
+	keep = !wf->gone && atomic_load(&wf->gen) != wf->uploaded;
+	pthread_mutex_unlock(&u->wlock);
+	if (!keep) {
 		unlink(wf->data);
 		unlink(wf->record);
 	}
-	pthread_mutex_unlock(&u->wlock);
-	atomic_fetch_sub(&u->staged, wf->size);
+	atomic_fetch_sub(&u->staged, atomic_load(&wf->size));
 	close(wf->fd);
 	free(wf->data);
 	free(wf->record);
 	free(wf->key);
+	free(wf->kept);
 	free(wf->f.name);
 	free(wf);
+}
+
+struct release_job {
+	struct pool_job job;
+	struct s3_wfile *wf;
+};
+
+static void release_run(struct pool_job *pj)
+{
+	struct release_job *rj = container_of(pj, struct release_job, job);
+
+	wfile_free(rj->wf);
+	rj->wf = NULL;
+}
+
+static void release_done(struct pool_job *pj)
+{
+	struct release_job *rj = container_of(pj, struct release_job, job);
+
+	/* Completed unrun (the daemon stops): the files stay for the next mount. */
+	free(rj);
+}
+
+/* Whichever thread drops the last reference; a shard hands the file calls over. */
+static void wfile_release(struct ufs_file *f)
+{
+	struct release_job *rj;
+
+	if (!shard_self() || !(rj = calloc(1, sizeof(*rj)))) {
+		wfile_free(wfile_of(f));
+		return;
+	}
+	rj->wf = wfile_of(f);
+	rj->job.run = release_run;
+	rj->job.done = release_done;
+	pool_submit(&rj->job);
 }
 
 static const struct ufs_ops s3_wfile_ops = {
@@ -993,7 +1120,7 @@ static int delete_key(struct ufs *u, const char *key, char *err, size_t errlen)
 	rq_init(&q, u, "DELETE", key);
 	rc = rq_run(&q, UFS_REQ_DELETE, NULL, 0, 0, &r, err, errlen);
 	if (!rc && r.status != 404)
-		rc = judge(&q, &r, err, errlen);
+		rc = judge(&q, &r, false, err, errlen);
 	free(r.body);
 	return rc;
 }
@@ -1011,7 +1138,7 @@ static int put_marker(struct ufs *u, const char *key, mode_t mode, uid_t uid, gi
 		return -ENOMEM;
 	rq_init(&q, u, "PUT", marker);
 	rq_meta(&q, S_IFDIR | (mode & 07777), uid, gid, mtime_ns);
-	rc = rq_do(&q, UFS_REQ_PUT, "", 0, 0, &r, err, errlen);
+	rc = rq_do(&q, UFS_REQ_PUT, "", 0, 0, &r, false, err, errlen);
 	free(r.body);
 	free(marker);
 	return rc;
@@ -1020,7 +1147,7 @@ static int put_marker(struct ufs *u, const char *key, mode_t mode, uid_t uid, gi
 static void mkdir_run(struct job *j)
 {
 	struct ufs_call *c = j->c;
-	uint64_t now = now_real_ns();
+	uint64_t now = realtime_ns();
 
 	if ((j->rc = put_marker(j->u, j->key, c->mode, c->uid, c->gid, now, j->err, sizeof(j->err))))
 		return;
@@ -1037,14 +1164,22 @@ void s3_mkdir(struct ufs_call *c)
 
 static void unlink_run(struct job *j)
 {
-	struct s3_wfile *wf;
+	struct ufs *u = j->u;
 
-	/* Open for writing: its close must not bring it back. */
-	pthread_mutex_lock(&j->u->wlock);
-	if ((wf = writer_of(j->u, j->key)))
-		wf->gone = true;
-	pthread_mutex_unlock(&j->u->wlock);
-	j->rc = delete_key(j->u, j->key, j->err, sizeof(j->err));
+	if ((j->rc = delete_key(u, j->key, j->err, sizeof(j->err))))
+		return;
+	/*
+	 * Gone from the bucket: its writers' closes must not bring it back,
+	 * nor a recovery after a crash (their records go; a writer keeps its
+	 * open file, as after an unlink of a local one).
+	 */
+	pthread_mutex_lock(&u->wlock);
+	for (struct s3_wfile *wf = u->writers; wf; wf = wf->next)
+		if (writes(wf, j->key)) {
+			wf->gone = true;
+			unlink(wf->record);
+		}
+	pthread_mutex_unlock(&u->wlock);
 }
 
 void s3_unlink(struct ufs_call *c)
@@ -1094,8 +1229,11 @@ void s3_rmdir(struct ufs_call *c)
 	submit(c, NULL, rmdir_run);
 }
 
-/* CopyObject src -> dst, attributes kept (or replaced with those of meta). */
-static int copy_key(struct ufs *u, const char *src, const char *dst, const struct ufs_stat *meta,
+/*
+ * CopyObject src -> dst, attributes kept (or replaced with those of meta):
+ * 0 with the copy's ETag in etag, or -errno with a reason.
+ */
+static int copy_key(struct ufs *u, const char *src, const char *dst, const struct ufs_stat *meta, char *etag,
 		    char *err, size_t errlen)
 {
 	struct http_resp r = { 0 };
@@ -1112,37 +1250,56 @@ static int copy_key(struct ufs *u, const char *src, const char *dst, const struc
 		rq_header(&q, "x-amz-metadata-directive", "REPLACE");
 		rq_meta(&q, meta->mode, meta->uid, meta->gid, meta->mtime_ns);
 	}
-	rc = rq_do(&q, UFS_REQ_COPY, "", 0, 64 << 10, &r, err, errlen);
+	rc = rq_do(&q, UFS_REQ_COPY, "", 0, 64 << 10, &r, true, err, errlen);
+	if (!rc && s3_xml_text(r.body, r.len, "CopyObjectResult/ETag", etag, UFS_ETAG_MAX))
+		etag[0] = '\0';
 	free(r.body);
 	return rc;
 }
 
-/* A key moves: its copy, then the original's delete; a writer of it follows. */
+/*
+ * Under u->wlock: writers of `from` (or, with prefix, of keys below it)
+ * write `to` (+ the rest of their key) from now on; etag: what the bucket
+ * holds there now, if known.
+ */
+static void rekey(struct ufs *u, const char *from, const char *to, bool prefix, const char *etag)
+{
+	size_t flen = strlen(from);
+
+	for (struct s3_wfile *wf = u->writers; wf; wf = wf->next) {
+		char *k;
+		if (wf->gone || (prefix ? strncmp(wf->key, from, flen) : strcmp(wf->key, from)))
+			continue;
+		if (asprintf(&k, "%s%s", to, wf->key + flen) < 0)
+			continue;   /* out of memory: it uploads under the old name */
+		free(wf->key);
+		wf->key = k;
+		if (etag)
+			snprintf(wf->base_etag, sizeof(wf->base_etag), "%s", etag);
+		record_write(wf);
+	}
+}
+
+/* A key moves: its copy, then the original's delete; its writers follow. */
 static int move_key(struct ufs *u, const char *src, const char *dst, uint64_t size, char *err, size_t errlen)
 {
-	struct s3_wfile *wf;
-	bool writing;
+	char etag[UFS_ETAG_MAX] = "";
+	bool writing = false;
 	int rc;
 
-	pthread_mutex_lock(&u->wlock);
-	if ((wf = writer_of(u, src))) {
-		char *k = strdup(dst);
-		if (k) {
-			free(wf->key);
-			wf->key = k;
-			if (wf->recorded)
-				record_write(wf);
-		}
-	}
-	writing = wf != NULL;
-	pthread_mutex_unlock(&u->wlock);
 	if (size > MAX_COPY) {
 		snprintf(err, errlen, "rename of %s%s: over the %llu GiB a CopyObject takes", u->root, src,
 			 (unsigned long long)(MAX_COPY >> 30));
 		return -EFBIG;
 	}
-	rc = copy_key(u, src, dst, NULL, err, errlen);
-	/* Not in the bucket yet: its writer uploads it under the new name. */
+	rc = copy_key(u, src, dst, NULL, etag, err, errlen);
+	pthread_mutex_lock(&u->wlock);
+	for (struct s3_wfile *wf = u->writers; wf && !writing; wf = wf->next)
+		writing = writes(wf, src);
+	if (!rc || (rc == -ENOENT && writing))
+		rekey(u, src, dst, false, etag[0] ? etag : NULL);
+	pthread_mutex_unlock(&u->wlock);
+	/* Not in the bucket yet: its writers upload it under the new name. */
 	if (rc == -ENOENT && writing)
 		return 0;
 	return rc ? rc : delete_key(u, src, err, errlen);
@@ -1173,8 +1330,13 @@ static void rename_dir(struct job *j)
 		}
 		snprintf(token, sizeof(token), "%s", pg.truncated && pg.token ? pg.token : "");
 		s3_page_free(&pg);
-		memset(&pg, 0, sizeof(pg));
 	} while (!j->rc && token[0]);
+	if (!j->rc) {
+		/* Files below it that are not in the bucket yet: their uploads go to the new name. */
+		pthread_mutex_lock(&j->u->wlock);
+		rekey(j->u, from, to, true, NULL);
+		pthread_mutex_unlock(&j->u->wlock);
+	}
 out:
 	s3_page_free(&pg);
 	free(from);
@@ -1205,18 +1367,26 @@ void s3_rename(struct ufs_call *c)
 	submit(c, NULL, rename_run);
 }
 
-/* A new size for object key (attributes st): the bytes, staged, cut or grown, and put back. */
-static void resize(struct job *j, const struct ufs_stat *st, uint64_t size)
+/* A new size for object key (attributes in *st): the bytes, staged, cut or grown, and put back. */
+static void resize(struct job *j, const struct ufs_stat *st, const char *etag)
 {
 	struct ufs *u = j->u;
-	char *data, *record;
+	uint64_t keep = MIN(st->size, j->c->st.size);
+	char *data;
 	int fd;
 
-	if ((j->rc = stage_new(u, &fd, &data, &record)))
+	if ((j->rc = stage_new(u, &fd, &data, NULL)))
 		return;
-	j->rc = download(u, j->key, MIN(st->size, size), st->size, fd, j->err, sizeof(j->err));
-	if (!j->rc && ftruncate(fd, (off_t)size) < 0)
+	if ((j->rc = stage_reserve(u, j->c->st.size))) {
+		snprintf(j->err, sizeof(j->err), "truncating %s%s: over staging_max", u->root, j->key);
+		goto out;
+	}
+	j->rc = download(u, j->key, etag, keep, st->size, fd, j->err, sizeof(j->err));
+	if (!j->rc && ftruncate(fd, (off_t)j->c->st.size) < 0) {
 		j->rc = -errno;
+		snprintf(j->err, sizeof(j->err), "truncating a staged copy of %s%s: %s", u->root, j->key,
+			 strerror(errno));
+	}
 	if (!j->rc) {
 		struct put p = { .u = u, .fd = fd, .key = j->key, .mode = st->mode, .uid = st->uid, .gid = st->gid,
 				 .mtime_ns = st->mtime_ns };
@@ -1225,77 +1395,96 @@ static void resize(struct job *j, const struct ufs_stat *st, uint64_t size)
 			snprintf(j->etag, sizeof(j->etag), "%s", p.etag);
 		}
 	}
+	atomic_fetch_sub(&u->staged, j->c->st.size);
+out:
 	close(fd);
 	unlink(data);
 	free(data);
-	free(record);
 }
 
-/* setattr by name: metadata by a copy onto itself, a size by a staged round trip. */
+static void s3_setattr_object(struct job *j, struct ufs_stat *st_in, char *etag);
+
+/*
+ * setattr by name. c->st is the node with the new values (the engine
+ * merged them). Files open for writing here change their staged copies
+ * too, so that a later upload carries the change; one with changes the
+ * bucket lacks uploads it at its close (the engine marks it changed).
+ * Otherwise the object changes now: metadata by a copy onto itself, a
+ * size by a staged round trip.
+ */
 static void setattr_run(struct job *j)
 {
 	struct ufs_call *c = j->c;
 	struct ufs *u = j->u;
-	struct ufs_stat st;
-	char etag[UFS_ETAG_MAX];
-	unsigned meta = UFS_SET_MODE | UFS_SET_UID | UFS_SET_GID | UFS_SET_MTIME | UFS_SET_MTIME_NOW;
+	struct ufs_stat st = c->st;
+	char etag[UFS_ETAG_MAX] = "";
+	bool pending = false, now = false;
 
+	j->rc = 0;
 	if (!*c->path) {
 		j->rc = -EPERM;   /* the bucket's root has no object to hold attributes */
 		return;
 	}
-	if (S_ISDIR(c->st.mode)) {
+	if (c->set & UFS_SET_MTIME_NOW)
+		st.mtime_ns = realtime_ns();
+	if (S_ISDIR(st.mode)) {
 		/* A directory's attributes live on its marker. */
-		st = c->st;
-		if (c->set & UFS_SET_MODE)
-			st.mode = S_IFDIR | (c->st.mode & 07777);
-		j->rc = put_marker(u, j->key, st.mode, st.uid, st.gid, now_real_ns(), j->err, sizeof(j->err));
+		j->rc = put_marker(u, j->key, st.mode, st.uid, st.gid, st.mtime_ns, j->err, sizeof(j->err));
 		j->st = st;
 		return;
 	}
-	/*
-	 * Open for writing here, with bytes not uploaded yet (utime after a
-	 * write, before the close): the upload at its close carries it.
-	 */
 	pthread_mutex_lock(&u->wlock);
-	struct s3_wfile *wf = writer_of(u, j->key);
-	if (wf && !wf->recorded)
-		wf = NULL;
-	if (wf) {
-		j->wf = wf;
+	for (struct s3_wfile *wf = u->writers; wf && !j->rc; wf = wf->next) {
+		if (!writes(wf, j->key))
+			continue;
+		bool behind = atomic_load(&wf->gen) != wf->uploaded;
 		setattr_staged(j, wf);
+		/* In step with the bucket, which changes below: no upload for this alone. */
+		if (!behind)
+			wf->uploaded = atomic_load(&wf->gen);
+		pending |= behind;
+		now |= !behind;
 	}
 	pthread_mutex_unlock(&u->wlock);
-	if (wf)
+	if (j->rc || (pending && !now))
 		return;
-	if ((j->rc = head(u, j->key, &st, etag, j->err, sizeof(j->err))))
-		return;
-	if (c->set & UFS_SET_MODE)
-		st.mode = S_IFREG | (c->st.mode & 07777);
-	if (c->set & UFS_SET_UID)
-		st.uid = c->st.uid;
-	if (c->set & UFS_SET_GID)
-		st.gid = c->st.gid;
-	if (c->set & UFS_SET_MTIME)
-		st.mtime_ns = c->st.mtime_ns;
-	if (c->set & (UFS_SET_MTIME_NOW | UFS_SET_SIZE))
-		st.mtime_ns = c->set & UFS_SET_MTIME ? st.mtime_ns : now_real_ns();
+	s3_setattr_object(j, &st, etag);
+	if (j->rc && now) {
+		/* The bucket did not change: those writers' next closes upload it. */
+		pthread_mutex_lock(&u->wlock);
+		for (struct s3_wfile *wf = u->writers; wf; wf = wf->next)
+			if (writes(wf, j->key) && atomic_load(&wf->gen) == wf->uploaded)
+				wf->uploaded--;
+		pthread_mutex_unlock(&u->wlock);
+	}
+}
+
+/* The object itself, not open here for writing: j->st and j->etag get what it is now. */
+static void s3_setattr_object(struct job *j, struct ufs_stat *st_in, char *etag)
+{
+	struct ufs_call *c = j->c;
+	struct ufs *u = j->u;
+	struct ufs_stat st = *st_in;
+
 	if (c->set & UFS_SET_SIZE) {
-		resize(j, &st, c->st.size);
+		if (!(j->rc = head(u, j->key, &st, etag, j->err, sizeof(j->err)))) {
+			st.mode = c->st.mode;
+			st.uid = c->st.uid;
+			st.gid = c->st.gid;
+			st.mtime_ns = c->set & UFS_SET_MTIME ? c->st.mtime_ns : realtime_ns();
+			resize(j, &st, etag);
+		}
 		return;
 	}
-	if (c->set & meta) {
-		if (st.size > MAX_COPY) {
-			snprintf(j->err, sizeof(j->err), "changing the attributes of %s%s: over what a CopyObject takes",
-				 u->root, j->key);
-			j->rc = -EFBIG;
-			return;
-		}
-		if ((j->rc = copy_key(u, j->key, j->key, &st, j->err, sizeof(j->err))) ||
-		    (j->rc = head(u, j->key, &st, etag, j->err, sizeof(j->err))))
-			return;
+	if (st.size > MAX_COPY) {
+		snprintf(j->err, sizeof(j->err), "changing the attributes of %s%s: over what a CopyObject takes",
+			 u->root, j->key);
+		j->rc = -EFBIG;
+		return;
 	}
-	j->st = st;
+	if ((j->rc = copy_key(u, j->key, j->key, &st, etag, j->err, sizeof(j->err))))
+		return;
+	written_stat(u, &j->st, j->key, st.size, st.mode, st.uid, st.gid, st.mtime_ns, etag);
 	snprintf(j->etag, sizeof(j->etag), "%s", etag);
 }
 
@@ -1308,61 +1497,47 @@ void s3_setattr(struct ufs_call *c)
 	submit(c, NULL, setattr_run);
 }
 
-/* ---- life: the staging folder, and what an earlier daemon left there ---- */
+/* ---- life: the staging folder, and what earlier daemons left there ---- */
 
-static int mkdirs(const char *path)
-{
-	char *p = strdup(path);
-	int rc = 0;
-
-	if (!p)
-		return -ENOMEM;
-	for (char *s = p + 1; *s && !rc; s++) {
-		if (*s != '/')
-			continue;
-		*s = '\0';
-		if (mkdir(p, 0700) < 0 && errno != EEXIST)
-			rc = -errno;
-		*s = '/';
-	}
-	if (!rc && mkdir(p, 0700) < 0 && errno != EEXIST)
-		rc = -errno;
-	free(p);
-	return rc;
-}
-
-/* One staged file an earlier daemon left with its record: uploaded now, or kept in recovery/. */
-static void finish_left(struct ufs *u, const char *data, const char *record)
+/*
+ * One staged file a stopped daemon left with its record: uploaded now, or
+ * moved to recovery/. false: it stays where it is for the next mount (the
+ * bucket could not say, or keeping it failed; both logged).
+ */
+static bool finish_left(struct ufs *u, const char *data, const char *record)
 {
 	json_error_t je;
 	json_t *j = json_load_file(record, 0, &je);
-	const char *key = NULL, *base = NULL, *bucket = NULL;
-	json_int_t mode = 0644, uid = 0, gid = 0, mtime = 0;
+	const char *key = NULL, *base = NULL, *bucket = NULL, *kept = NULL;
+	json_int_t version = 0, mode = 0644, uid = 0, gid = 0, mtime = 0;
 	struct ufs_stat st;
-	char etag[UFS_ETAG_MAX] = "", err[1024];
+	char etag[UFS_ETAG_MAX] = "", err[1024], *moved = NULL;
 	struct put p = { .u = u, .fd = -1 };
+	bool done = false;
 	int rc;
 
-	if (!j || json_unpack(j, "{s:s, s:s, s:s, s:I, s:I, s:I, s:I}", "bucket", &bucket, "key", &key, "etag", &base,
-			      "mode", &mode, "uid", &uid, "gid", &gid, "mtime_ns", &mtime) ||
-	    strcmp(bucket, u->bucket)) {
-		keep_for_recovery(u, data, "unnamed", "a staged write whose record does not say where it goes");
+	if (!j || json_unpack(j, "{s:I, s:s, s:s, s:s, s:I, s:I, s:I, s:I, s?s}", "version", &version, "bucket",
+			      &bucket, "key", &key, "etag", &base, "mode", &mode, "uid", &uid, "gid", &gid,
+			      "mtime_ns", &mtime, "kept", &kept) ||
+	    version != RECORD_VERSION || strcmp(bucket, u->bucket)) {
+		moved = keep_for_recovery(u, data, "unnamed", "a staged write whose record does not say where it goes",
+					  true);
 		goto out;
 	}
 	rc = head(u, key, &st, etag, err, sizeof(err));
 	if (rc && rc != -ENOENT) {
-		/* The bucket cannot say: try again at the next mount. */
 		log_warn("%s%s: a write staged before the daemon stopped is not uploaded yet (%s); "
 			 "the next mount tries again", u->root, key, err);
-		json_decref(j);
-		return;
+		goto out;
 	}
+	/* Uploaded again when the bucket still holds what it was staged over: idempotent. */
 	if (rc == -ENOENT ? base[0] != '\0' : !http_etag_eq(etag, base)) {
-		keep_for_recovery(u, data, key, "changed in the bucket since a write staged before the daemon stopped");
+		moved = keep_for_recovery(u, data, key, "changed in the bucket since a write staged before the "
+					  "daemon stopped", true);
 		goto out;
 	}
 	if ((p.fd = open(data, O_RDONLY | O_CLOEXEC)) < 0) {
-		log_err("%s: %s", data, strerror(errno));
+		log_err("%s%s: a write staged before the daemon stopped: %s: %s", u->root, key, data, strerror(errno));
 		goto out;
 	}
 	p.key = key;
@@ -1370,24 +1545,37 @@ static void finish_left(struct ufs *u, const char *data, const char *record)
 	p.uid = (uid_t)uid;
 	p.gid = (gid_t)gid;
 	p.mtime_ns = (uint64_t)mtime;
-	if ((rc = upload(&p, err, sizeof(err))))
-		keep_for_recovery(u, data, key, err);
-	else
-		log_info("%s%s: finished the upload of %llu bytes a stopped daemon had staged", u->root, key,
-			 (unsigned long long)p.size);
-out:
-	if (p.fd >= 0)
-		close(p.fd);
+	rc = upload(&p, err, sizeof(err));
+	close(p.fd);
+	if (rc) {
+		moved = keep_for_recovery(u, data, key, err, true);
+		goto out;
+	}
+	log_info("%s%s: finished the upload of %llu bytes a stopped daemon had staged", u->root, key,
+		 (unsigned long long)p.size);
+	if (kept && unlink(kept) == 0)
+		log_info("%s%s: removed %s, kept when an upload failed", u->root, key, kept);
 	unlink(data);
-	unlink(record);
+	done = true;
+out:
+	done |= moved != NULL;
+	if (done)
+		unlink(record);
+	free(moved);
 	json_decref(j);
+	return done;
 }
 
-/* The staging folder: data with a record was not uploaded, data alone was. */
-static void finish_all_left(struct ufs *u)
+/*
+ * A stopped daemon's staging folder (nobody holds its lock): every data
+ * file with a record is finished, the rest was uploaded. The folder goes
+ * when nothing in it is left for a later mount.
+ */
+static void finish_folder(struct ufs *u, const char *dir)
 {
-	DIR *d = opendir(u->stage_dir);
+	DIR *d = opendir(dir);
 	struct dirent *de;
+	bool left = false;
 
 	if (!d)
 		return;
@@ -1396,49 +1584,128 @@ static void finish_all_left(struct ufs *u)
 		char *data = NULL, *record = NULL;
 		if (l < 6 || strcmp(de->d_name + l - 5, ".data"))
 			continue;
-		if (asprintf(&data, "%s/%s", u->stage_dir, de->d_name) < 0 ||
-		    asprintf(&record, "%s/%.*s.json", u->stage_dir, (int)(l - 5), de->d_name) < 0) {
+		if (asprintf(&data, "%s/%s", dir, de->d_name) < 0 ||
+		    asprintf(&record, "%s/%.*s.json", dir, (int)(l - 5), de->d_name) < 0) {
 			free(data);
+			left = true;
 			break;
 		}
 		if (access(record, F_OK) == 0)
-			finish_left(u, data, record);
+			left |= !finish_left(u, data, record);
 		else
 			unlink(data);
 		free(data);
 		free(record);
 	}
 	closedir(d);
+	if (left)
+		return;
+	/* What is left: the lock, and records or temporary files of nothing. */
+	if ((d = opendir(dir))) {
+		while ((de = readdir(d)))
+			if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
+				unlinkat(dirfd(d), de->d_name, 0);
+		closedir(d);
+	}
+	rmdir(dir);
+}
+
+/* Folders of stopped daemons: those whose lock can be taken. */
+static void finish_all_left(struct ufs *u)
+{
+	DIR *d = opendir(u->stage_dir);
+	struct dirent *de;
+
+	if (!d)
+		return;
+	while ((de = readdir(d))) {
+		char *dir = NULL, *lock = NULL;
+		int fd;
+		if (strncmp(de->d_name, "d-", 2) ||
+		    asprintf(&dir, "%s/%s", u->stage_dir, de->d_name) < 0)
+			continue;
+		if (strcmp(dir, u->own_dir) && asprintf(&lock, "%s/lock", dir) >= 0) {
+			fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+			if (fd >= 0 && flock(fd, LOCK_EX | LOCK_NB) == 0)
+				finish_folder(u, dir);
+			if (fd >= 0)
+				close(fd);
+		}
+		free(lock);
+		free(dir);
+	}
+	closedir(d);
 }
 
 int s3_write_init(struct ufs *u, const struct source_opts *o, char *err, size_t errlen)
 {
-	char id[1024];
+	char id[1024], *lock = NULL;
 	int rc;
 
-	u->read_only = o->read_only;
+	u->lock_fd = -1;
 	u->part_size = o->write_part_size;
 	u->staging_max = o->staging_max;
 	u->buf_max = (unsigned)MAX(o->write_buffer / o->write_part_size, 1);
-	if (u->read_only)
+	if (o->read_only)
 		return 0;
-	/* One folder per bucket and prefix: the next mount of it finds what this one left. */
+	/*
+	 * One folder per bucket and prefix, so that the next mount of it finds
+	 * what this one left; in it, one folder per daemon, held by a lock for
+	 * its life, so that a daemon finishes only what stopped daemons left.
+	 */
 	snprintf(id, sizeof(id), "%s\n%s\n%s", u->endpoint, u->bucket, u->prefix);
 	if (asprintf(&u->stage_dir, "%s/%016llx", o->staging_dir,
 		     (unsigned long long)XXH3_64bits(id, strlen(id))) < 0 ||
-	    asprintf(&u->recovery_dir, "%s/recovery", u->stage_dir) < 0)
+	    asprintf(&u->recovery_dir, "%s/recovery", u->stage_dir) < 0 ||
+	    asprintf(&u->own_dir, "%s/d-%ld-%llx", u->stage_dir, (long)getpid(),
+		     (unsigned long long)realtime_ns()) < 0 ||
+	    asprintf(&lock, "%s/lock", u->own_dir) < 0)
 		return -ENOMEM;
-	if ((rc = mkdirs(u->recovery_dir))) {
+	if ((rc = mkdir_p(u->recovery_dir, 0700)) || (rc = mkdir_p(u->own_dir, 0700))) {
 		snprintf(err, errlen, "cannot create the staging folder %s: %s; give a writable one with "
 			 "-o staging_dir=, or mount with -o ro", u->stage_dir, strerror(-rc));
+		free(lock);
 		return rc == -ENOMEM ? rc : -EINVAL;
 	}
+	u->lock_fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (u->lock_fd < 0 || flock(u->lock_fd, LOCK_EX | LOCK_NB) < 0) {
+		snprintf(err, errlen, "cannot lock the staging folder %s: %s", u->own_dir, strerror(errno));
+		free(lock);
+		return -EINVAL;
+	}
+	free(lock);
 	finish_all_left(u);
 	return 0;
 }
 
+/* The entries of dir but "." and "..", or -1. */
+static int entries(const char *dir)
+{
+	DIR *d = opendir(dir);
+	struct dirent *de;
+	int n = 0;
+
+	if (!d)
+		return -1;
+	while ((de = readdir(d)))
+		n += strcmp(de->d_name, ".") && strcmp(de->d_name, "..");
+	closedir(d);
+	return n;
+}
+
 void s3_write_fini(struct ufs *u)
 {
+	char *lock = NULL;
+
+	/* Nothing left to finish (the lock alone): the folder goes; else the next mount takes it. */
+	if (u->own_dir && entries(u->own_dir) == 1 && asprintf(&lock, "%s/lock", u->own_dir) >= 0) {
+		unlink(lock);
+		rmdir(u->own_dir);
+		free(lock);
+	}
+	if (u->lock_fd >= 0)
+		close(u->lock_fd);
 	free(u->stage_dir);
 	free(u->recovery_dir);
+	free(u->own_dir);
 }

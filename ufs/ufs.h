@@ -72,6 +72,7 @@ struct ufs_read {
 struct ufs_write {
 	struct shard_op op;       /* the driver's */
 	int fd;                   /* the driver's (ufs_fd_write) */
+	void (*inner)(struct ufs_write *w, int res);   /* the driver's: a done() it wraps */
 	struct ufs_file *file;
 	const char *buf;
 	uint64_t off;
