@@ -79,7 +79,7 @@ static const struct opt_def opt_table[] = {
 	{ "uid", OPT_ID, F(src.uid), "the daemon's", "object stores: owner shown for objects without x-amz-meta-uid", 0, 4294967294u, true },
 	{ "gid", OPT_ID, F(src.gid), "the daemon's", "object stores: group shown for objects without x-amz-meta-gid", 0, 4294967294u, true },
 	{ "umask", OPT_OCTAL, F(src.umask), "022", "object stores: mode bits taken from objects and prefixes without x-amz-meta-mode (0644 and 0755 by default; 0444 and 0555 on ro mounts)", 0, 0777, true },
-	{ "staging_dir", STR(src.staging_dir), "DIR/cachefs-staging next to the first ssd_cache store, else /var/tmp/cachefs-staging", "object stores: where written files are kept until they are uploaded, and where a failed or interrupted upload is kept (recovery/); a later mount of the same bucket finishes what it finds there", SZ(src.staging_dir), true },
+	{ "staging_dir", STR(src.staging_dir), "DIR/cachefs-staging next to the first ssd_cache store file, else /var/tmp/cachefs-staging (-UID for other users)", "object stores: where written files are kept until they are uploaded, and where a failed or interrupted upload is kept (recovery/); a later mount of the same bucket finishes what it finds there", SZ(src.staging_dir), true },
 	{ "staging_max", OPT_SIZE, F(src.staging_max), "0 (until the disk is full)", "object stores: most bytes of written files kept at once; a write past it gets ENOSPC", 0, 0, true },
 	{ "write_part_size", OPT_SIZE, F(src.write_part_size), "8M", "object stores: files larger than this are uploaded in parts of this size (5M to 5G)", 0, 0, true },
 	{ "write_buffer", OPT_SIZE, F(src.write_buffer), "256M", "object stores: memory for parts being uploaded, across all files; an upload over it waits for a part to finish", 0, 0, true },
@@ -467,8 +467,11 @@ int config_finish(struct cachefs_config *c, uint64_t mem_total, uint64_t mem_ava
 		return -EINVAL;
 	}
 	if (!c->src.staging_dir[0]) {
-		/* Staged bytes belong on the fast local disk the store is on. */
-		const char *slash = c->cache.nssd ? strrchr(c->cache.ssd[0].path, '/') : NULL;
+		/*
+		 * Staged bytes belong on the fast local disk the store is on: next
+		 * to a store file, not beside a block device (/dev is in RAM).
+		 */
+		const char *slash = c->cache.nssd && c->cache.ssd[0].size ? strrchr(c->cache.ssd[0].path, '/') : NULL;
 		if (slash && slash > c->cache.ssd[0].path)
 			snprintf(c->src.staging_dir, sizeof(c->src.staging_dir), "%.*s/cachefs-staging",
 				 (int)(slash - c->cache.ssd[0].path), c->cache.ssd[0].path);

@@ -22,6 +22,7 @@ struct ufs {
 	int root;          /* O_PATH descriptor of the source directory */
 	char *path;
 	bool on_shards;    /* metadata calls run on the calling shard */
+	bool network;      /* a network file system (NFS): a commit flushes to the server */
 	/*
 	 * Read-only mounts show a symlink as what it points to, so a dataset
 	 * made of links reads as files (and is cached); writable ones show
@@ -34,7 +35,6 @@ struct local_file {
 	struct ufs_file f;
 	int fd;
 	bool direct;       /* O_DIRECT: a short read means end of file */
-	bool network;      /* on a network file system: commit flushes it (NFS close-to-open) */
 };
 
 static const char *rel(const char *path)
@@ -60,7 +60,8 @@ static void fill_stat(struct ufs_stat *o, const struct stat *st)
 	o->version = mix64(o->mtime_ns ^ mix64((uint64_t)st->st_size) ^ mix64(st->st_ino + 1));
 	/* The same inode under any name: a rename keeps its cached pages. */
 	o->id = mix64(o->version ^ mix64((uint64_t)st->st_dev + 0x9e3779b97f4a7c15ULL));
-	o->ino = st->st_ino;
+	/* One st_dev for the whole mount: a file system mounted inside the source must not collide. */
+	o->ino = st->st_ino ^ mix64(st->st_dev);
 	o->rdev = st->st_rdev;
 }
 
@@ -125,9 +126,12 @@ static int local_init(struct ufs **out, const char *source, const struct source_
 		return rc;
 	}
 	u->path = strdup(source);
-	if (o->local_meta == LOCAL_META_AUTO) {
+	{
 		struct statfs sfs;
-		u->on_shards = fstatfs(u->root, &sfs) == 0 && local_disk((long)sfs.f_type);
+		u->network = fstatfs(u->root, &sfs) < 0 || !local_disk((long)sfs.f_type);
+	}
+	if (o->local_meta == LOCAL_META_AUTO) {
+		u->on_shards = !u->network;
 		log_info("local source %s: metadata calls on the %s (%s file system)", source,
 			 u->on_shards ? "shards" : "metadata threads", u->on_shards ? "a local" : "a network or unknown");
 	} else {
@@ -218,12 +222,18 @@ static void job_done(struct pool_job *j)
 	free(lj->path);
 	free(lj->path2);
 	free(lj->link);
+	if (lj->fd >= 0)
+		close(lj->fd);
 	free(lj);
 	c->done(c, rc);
 }
 
-/* Runs fn on a metadata thread, or here for a local disk; c->done follows on this shard. */
-static void submit(struct ufs_call *c, void (*fn)(struct pool_job *j))
+/*
+ * Runs fn on a metadata thread, or here for a local disk unless it is
+ * `slow` (truncate, unlink, rename, O_TRUNC: freeing a large file's blocks
+ * takes ext4 hundreds of ms); c->done follows on this shard.
+ */
+static void submit_job(struct ufs_call *c, void (*fn)(struct pool_job *j), bool slow)
 {
 	struct local_job *lj = calloc(1, sizeof(*lj));
 
@@ -234,8 +244,9 @@ static void submit(struct ufs_call *c, void (*fn)(struct pool_job *j))
 	lj->c = c;
 	lj->root = c->u->root;
 	lj->follow = c->u->follow;
-	lj->network = !c->u->on_shards;
-	lj->path = strdup(c->path ? rel(c->path) : ".");   /* calls on an open file need none */
+	lj->network = c->u->network;
+	/* Calls on an open file need no path: its name is for messages. */
+	lj->path = strdup(c->path ? rel(c->path) : c->file ? c->file->name : ".");
 	lj->path2 = c->path2 ? strdup(c->path2) : NULL;
 	lj->oflags = c->oflags;
 	lj->rflags = c->rflags;
@@ -245,20 +256,27 @@ static void submit(struct ufs_call *c, void (*fn)(struct pool_job *j))
 	lj->uid = c->uid;
 	lj->gid = c->gid;
 	lj->in = c->st;
-	lj->fd = c->file ? container_of(c->file, struct local_file, f)->fd : -1;
-	lj->rc = lj->path && (lj->path2 || !c->path2) ? -ECANCELED : -ENOMEM;   /* what a job completed unrun reports */
+	/* Its own descriptor: a job left behind on a hung NFS server must not use a reused one. */
+	lj->fd = c->file ? fcntl(container_of(c->file, struct local_file, f)->fd, F_DUPFD_CLOEXEC, 0) : -1;
+	/* What a job completed unrun reports. */
+	lj->rc = lj->path && (lj->path2 || !c->path2) && (lj->fd >= 0 || !c->file) ? -ECANCELED : -ENOMEM;
 	lj->job.run = fn;
 	lj->job.done = job_done;
 	if (lj->rc == -ENOMEM) {
 		job_done(&lj->job);
 		return;
 	}
-	if (c->u->on_shards) {
+	if (c->u->on_shards && !slow) {
 		fn(&lj->job);
 		job_done(&lj->job);
 		return;
 	}
 	pool_submit(&lj->job);
+}
+
+static void submit(struct ufs_call *c, void (*fn)(struct pool_job *j))
+{
+	submit_job(c, fn, false);
 }
 
 
@@ -364,7 +382,6 @@ static void adopt(struct local_job *lj, int fd, bool direct)
 	}
 	lf->fd = fd;
 	lf->direct = direct;
-	lf->network = lj->network;
 	lf->f.ops = &ufs_local_ops;
 	lf->f.readable = (lj->oflags & O_ACCMODE) != O_WRONLY;
 	atomic_init(&lf->f.refs, 1);
@@ -405,7 +422,7 @@ static void local_open(struct ufs_call *c)
 {
 	c->fetched = false;
 	c->file = NULL;
-	submit(c, open_run);
+	submit_job(c, open_run, c->oflags & O_TRUNC);
 }
 
 static void local_release(struct ufs_file *f)
@@ -453,10 +470,19 @@ static int give(struct local_job *lj, int fd, bool dir, bool link)
 			mode |= S_ISGID;
 	}
 	rc = fd >= 0 ? fchown(fd, lj->uid, gid) : fchownat(lj->root, lj->path, lj->uid, gid, AT_SYMLINK_NOFOLLOW);
-	/* After the chown, which clears set-id bits. Links have no mode of their own. */
+	/*
+	 * After the chown, which clears set-id bits. Links have no mode of
+	 * their own; never through one: the name may have been swapped for a
+	 * link since it was made, and the daemon may be root.
+	 */
 	if (rc == 0 && !link)
-		rc = fd >= 0 ? fchmod(fd, mode) : fchmodat(lj->root, lj->path, mode, 0);
-	return rc < 0 ? -errno : 0;
+		rc = fd >= 0 ? fchmod(fd, mode) : fchmodat(lj->root, lj->path, mode, AT_SYMLINK_NOFOLLOW);
+	if (rc < 0) {
+		rc = -errno;
+		log_warn("%s: giving what was made to uid %u, gid %d: %s", lj->path, (unsigned)lj->uid, (int)gid,
+			 strerror(-rc));
+	}
+	return rc;
 }
 
 /* lj->st of what lj->path names now, not following a link. */
@@ -531,6 +557,8 @@ static void create_run(struct pool_job *j)
 			return;
 		}
 		adopt(lj, fd, false);
+		if (lj->rc)
+			unlinkat(lj->root, lj->path, 0);   /* made, but not to be had: not left behind */
 		return;
 	}
 	/* Made by someone else since the kernel looked: open it as it is. */
@@ -581,8 +609,10 @@ static int setattr_steps(struct local_job *lj, int fd)
 	if ((set & (UFS_SET_UID | UFS_SET_GID)) &&
 	    (fd >= 0 ? fchown(fd, uid, gid) : fchownat(lj->root, lj->path, uid, gid, AT_SYMLINK_NOFOLLOW)) < 0)
 		return -errno;
+	/* chmod(2) follows links, but the kernel resolved them: a link here is a swapped name. */
 	if ((set & UFS_SET_MODE) &&
-	    (fd >= 0 ? fchmod(fd, lj->in.mode & 07777) : fchmodat(lj->root, lj->path, lj->in.mode & 07777, 0)) < 0)
+	    (fd >= 0 ? fchmod(fd, lj->in.mode & 07777) :
+		       fchmodat(lj->root, lj->path, lj->in.mode & 07777, AT_SYMLINK_NOFOLLOW)) < 0)
 		return -errno;
 	if (set & UFS_SET_SIZE) {
 		int tfd = fd >= 0 ? fd : openat(lj->root, lj->path, O_WRONLY | O_NOFOLLOW | O_CLOEXEC);
@@ -631,6 +661,10 @@ static void readlink_run(struct pool_job *j)
 		lj->rc = -errno;
 		return;
 	}
+	if ((size_t)n == sizeof(buf) - 1) {
+		lj->rc = -ENAMETOOLONG;   /* maybe cut short: not answered half */
+		return;
+	}
 	buf[n] = '\0';
 	lj->link = strdup(buf);
 	lj->rc = lj->link ? 0 : -ENOMEM;
@@ -649,6 +683,7 @@ static void commit_run(struct pool_job *j)
 
 	if (lj->network && fsync(lj->fd) < 0) {
 		lj->rc = -errno;
+		log_warn("closing %s: the server did not take its writes: %s", lj->path, strerror(-lj->rc));
 		return;
 	}
 	if (fstat(lj->fd, &st) < 0) {
@@ -659,24 +694,25 @@ static void commit_run(struct pool_job *j)
 	lj->rc = 0;
 }
 
-#define LOCAL_CALL(op, fn) static void local_##op(struct ufs_call *c) { submit(c, fn); }
-LOCAL_CALL(mkdir, mkdir_run)
-LOCAL_CALL(mknod, mknod_run)
-LOCAL_CALL(symlink, symlink_run)
-LOCAL_CALL(link, link_run)
-LOCAL_CALL(unlink, unlink_run)
-LOCAL_CALL(rmdir, rmdir_run)
-LOCAL_CALL(rename, rename_run)
-LOCAL_CALL(setattr, setattr_run)
-LOCAL_CALL(readlink, readlink_run)
-LOCAL_CALL(commit, commit_run)
+/* Calls that may free a large file's blocks (slow) go to the threads even from a local disk. */
+#define LOCAL_CALL(op, fn, slow) static void local_##op(struct ufs_call *c) { submit_job(c, fn, slow); }
+LOCAL_CALL(mkdir, mkdir_run, false)
+LOCAL_CALL(mknod, mknod_run, false)
+LOCAL_CALL(symlink, symlink_run, false)
+LOCAL_CALL(link, link_run, false)
+LOCAL_CALL(unlink, unlink_run, true)
+LOCAL_CALL(rmdir, rmdir_run, false)
+LOCAL_CALL(rename, rename_run, true)
+LOCAL_CALL(setattr, setattr_run, (c->set & UFS_SET_SIZE) != 0)
+LOCAL_CALL(readlink, readlink_run, false)
+LOCAL_CALL(commit, commit_run, false)
 #undef LOCAL_CALL
 
 static void local_create(struct ufs_call *c)
 {
 	c->fetched = false;
 	c->file = NULL;
-	submit(c, create_run);
+	submit_job(c, create_run, c->oflags & O_TRUNC);
 }
 
 static int local_write(struct ufs_write *w)
@@ -696,6 +732,8 @@ static void local_fsync_done(struct shard_op *op, int res)
 	struct local_sync *ls = container_of(op, struct local_sync, op);
 	struct ufs_call *c = ls->c;
 
+	if (res < 0)
+		log_warn("fsync of %s: %s", c->file->name, strerror(-res));
 	free(ls);
 	c->ttl_ns = 0;
 	c->asked = true;

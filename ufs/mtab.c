@@ -73,6 +73,9 @@ static void mix(const struct mnt *m, struct ufs_stat *st)
 {
 	st->version = mix64(st->version ^ m->seed);
 	st->id = mix64(st->id ^ m->seed);
+	/* One st_dev for the whole mount: two sources' inode numbers must not meet. */
+	if (st->ino)
+		st->ino = mix64(st->ino ^ m->seed);
 }
 
 /* A call forwarded to the mount holding its path. */
