@@ -208,3 +208,20 @@ s3_stop() {
 	kill "$S3_PID" 2>/dev/null || true
 	wait "$S3_PID" 2>/dev/null || true
 }
+
+# pjdfstest_build: builds pjdfstest from ../shared/pjdfstest (or
+# $PJDFSTEST_SRC) into $T/pjd, or skips the test (it needs root and prove).
+pjdfstest_build() {
+	local src=${PJDFSTEST_SRC:-$top_srcdir/../shared/pjdfstest}
+	[ "$(id -u)" = 0 ] || skip "pjdfstest needs root"
+	command -v prove >/dev/null || skip "prove (perl) not installed"
+	[ -f "$src/pjdfstest.c" ] || skip "no pjdfstest at $src"
+	cp -r "$src" "$T/pjd"
+	(cd "$T/pjd" && autoreconf -ifs && ./configure && make pjdfstest) >"$T/build.log" 2>&1 ||
+		fail "building pjdfstest: $(tail -5 "$T/build.log")"
+}
+
+# pjd_failures DIR TEST: the numbers of TEST's failing cases when run in DIR, one a line.
+pjd_failures() {
+	(cd "$1" && timeout 300 prove -v "$2" 2>&1 || true) | sed -n 's/^not ok \([0-9]*\).*/\1/p'
+}

@@ -8,8 +8,11 @@ can compare cachefs's signatures with it.
   s3tool.py ENDPOINT get-all BUCKET PREFIX [THREADS]  GET every object under PREFIX, print JSON files/s, MB/s
   s3tool.py ENDPOINT delete BUCKET KEY
   s3tool.py ENDPOINT get BUCKET KEY FILE               the object's bytes into FILE
-  s3tool.py ENDPOINT head BUCKET KEY                   JSON: size, etag, metadata; exit 1 when missing
+  s3tool.py ENDPOINT head BUCKET KEY                   JSON: size, etag, metadata; exit 2 when missing
   s3tool.py ENDPOINT keys BUCKET PREFIX                every key below PREFIX, one a line
+  s3tool.py ENDPOINT ls BUCKET PREFIX                  the same, with each one's size: KEY<TAB>SIZE
+  s3tool.py ENDPOINT wait BUCKET PREFIX N SIZE SECS    until N keys below PREFIX have SIZE bytes; exit 1 at SECS
+  s3tool.py ENDPOINT delete-prefix BUCKET PREFIX       every key below PREFIX
   s3tool.py - compare-sign REQUESTS SIGNED             botocore vs tests/sigv4-sign output
 """
 import datetime
@@ -134,21 +137,40 @@ def main():
     elif cmd == "get-all":
         get_all(endpoint, args[0], args[1], int(args[2]) if len(args) > 2 else 8)
     elif cmd == "get":
-        body = client(endpoint).get_object(Bucket=sys.argv[3], Key=sys.argv[4])["Body"].read()
-        with open(sys.argv[5], "wb") as f:
+        body = client(endpoint).get_object(Bucket=args[0], Key=args[1])["Body"].read()
+        with open(args[2], "wb") as f:
             f.write(body)
     elif cmd == "head":
         import json
+        from botocore.exceptions import ClientError
         try:
-            h = client(endpoint).head_object(Bucket=sys.argv[3], Key=sys.argv[4])
-        except client(endpoint).exceptions.ClientError:
-            sys.exit(1)
+            h = client(endpoint).head_object(Bucket=args[0], Key=args[1])
+        except ClientError as e:
+            if e.response["Error"]["Code"] in ("404", "NoSuchKey"):
+                sys.exit(2)   # missing; any other failure raises (exit 1)
+            raise
         print(json.dumps({"size": h["ContentLength"], "etag": h["ETag"], "meta": h.get("Metadata", {})}))
-    elif cmd == "keys":
+    elif cmd in ("keys", "ls"):
         c = client(endpoint)
-        for page in c.get_paginator("list_objects_v2").paginate(Bucket=sys.argv[3], Prefix=sys.argv[4]):
+        for page in c.get_paginator("list_objects_v2").paginate(Bucket=args[0], Prefix=args[1]):
             for o in page.get("Contents", []):
-                print(o["Key"])
+                print(o["Key"] if cmd == "keys" else "%s\t%d" % (o["Key"], o["Size"]))
+    elif cmd == "wait":
+        import time
+        c, n, size, until = client(endpoint), int(args[2]), int(args[3]), time.monotonic() + float(args[4])
+        while True:   # once at least, even with SECS 0
+            got = sum(1 for page in c.get_paginator("list_objects_v2").paginate(Bucket=args[0], Prefix=args[1])
+                      for o in page.get("Contents", []) if o["Size"] == size)
+            if got >= n:
+                sys.exit(0)
+            if time.monotonic() >= until:
+                sys.exit(1)
+            time.sleep(0.05)
+    elif cmd == "delete-prefix":
+        c = client(endpoint)
+        for page in c.get_paginator("list_objects_v2").paginate(Bucket=args[0], Prefix=args[1]):
+            for o in page.get("Contents", []):
+                c.delete_object(Bucket=args[0], Key=o["Key"])
     elif cmd == "delete":
         client(endpoint).delete_object(Bucket=args[0], Key=args[1])
     elif cmd == "compare-sign":
