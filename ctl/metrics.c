@@ -165,8 +165,8 @@ void metrics_render(struct metrics_buf *b, struct engine *e, metrics_render_fn e
 	family(b, "cachefs_written_bytes_total", "counter", "Bytes written through files open for writing.");
 	put(b, "cachefs_written_bytes_total %llu\n", (unsigned long long)es.bytes_written);
 	family(b, "cachefs_commits_total", "counter",
-	       "Closes and fsyncs of written files: the source took the bytes (ok), or not (failed: the "
-	       "log names where they are kept).");
+	       "Closes and fsyncs of written files: the source took the bytes (ok), or not (failed, once "
+	       "per file until a later commit of it succeeds: the log names where they are kept).");
 	put(b, "cachefs_commits_total{result=\"ok\"} %llu\n", (unsigned long long)es.commits);
 	put(b, "cachefs_commits_total{result=\"failed\"} %llu\n", (unsigned long long)es.commit_failures);
 	family(b, "cachefs_evictions_total", "counter", "Pages evicted to make room, by tier.");

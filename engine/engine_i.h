@@ -81,6 +81,7 @@ struct ewfile {
 	struct node *node;           /* held */
 	unsigned owner;
 	atomic_bool dirty;           /* changed since the last commit */
+	atomic_bool failing;         /* its last commit failed: counted once until one succeeds */
 	/*
 	 * Where its writes end: raised by the owner shard's writes, set by a
 	 * truncate; what a stat of the node answers as the size while it is

@@ -468,7 +468,16 @@ static void finish(struct change *ch, int rc)
 	unhold(e, ch);
 	ns_unlock(e->ns);
 	if (commit) {
-		atomic_fetch_add_explicit(rc ? &e->commit_failures : &e->commits, 1, memory_order_relaxed);
+		/*
+		 * A file counts as failed once, however many closes try it
+		 * again (the last close retries a failed flush's commit).
+		 */
+		if (!rc) {
+			atomic_fetch_add_explicit(&e->commits, 1, memory_order_relaxed);
+			atomic_store(&ch->wf->failing, false);
+		} else if (!atomic_exchange(&ch->wf->failing, true)) {
+			atomic_fetch_add_explicit(&e->commit_failures, 1, memory_order_relaxed);
+		}
 		/* Not in the source: the next close or fsync tries again, and cannot say 0 before. */
 		if (rc)
 			atomic_store(&ch->wf->dirty, true);
