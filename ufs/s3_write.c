@@ -1,7 +1,11 @@
 /*
  * Writes to S3: every file open for writing is staged in a local file, and
  * uploaded when the writer closes or fsyncs it: one PUT up to
- * write_part_size, a multipart upload above it. The promise: a close() or
+ * write_part_size, a multipart upload above it. A new file written from
+ * its start in order streams: its whole parts go while it is written, and
+ * the commit sends the last one and completes the upload; anything else
+ * (a write out of order, a truncate, a setattr, a rename) makes the commit
+ * abort the stream and upload the staged file whole. The promise: a close() or
  * fsync() that returned 0 put the bytes in the bucket; bytes a writer
  * handed over are in the staging file (the kernel's page cache: they
  * survive the daemon, not the machine) with a record of where they go, so
@@ -12,8 +16,9 @@
  *
  * Uploads and namespace calls block on the metadata threads (core/pool.h),
  * never on a shard: the shard hands a job over and gets its answer back.
- * The parts of a multipart upload go UPLOAD_THREADS at a time, their
- * buffers drawn from the mount's write_buffer.
+ * The parts of a multipart upload go up to UPLOAD_THREADS at a time, on
+ * threads of their own, their buffers drawn from the mount's write_buffer
+ * (a part waits for one: memory stays bounded, a writer never sees ENOMEM).
  * Bytes are written to the staging file on the writer's shard, like a
  * local source's.
  *
@@ -74,9 +79,24 @@ struct s3_wfile {
 	gid_t gid;
 	uint64_t mtime_ns;        /* set by utime; 0: the upload's time */
 	char *kept;               /* recovery/ link made when an upload failed, until one succeeds */
+	char *upload_id;          /* the stream's multipart upload, in the record until it ends */
 	struct s3_wfile *prev, *next;   /* u->writers */
+	/*
+	 * Streaming: a file empty when opened and written from its start, in
+	 * order, sends its whole parts while it is written; its commit sends
+	 * the last one and completes the upload. front, landed and signaled
+	 * are the owner shard's.
+	 */
+	uint64_t front;           /* where the in-order writes handed to the staged file end */
+	uint64_t landed;          /* how many of their bytes landed */
+	uint64_t signaled;        /* whole parts told to the stream */
+	_Atomic uint64_t safe;    /* every byte below it landed */
+	atomic_bool stream_off;   /* opened non-empty, a write out of order or short, a setattr, a commit */
+	_Atomic(struct mp *) stream;
+	atomic_bool stream_taken; /* by the commit that completes or aborts it, or by the last release */
 };
 
+struct mp;
 static const struct ufs_ops s3_wfile_ops;
 static int delete_key(struct ufs *u, const char *key, char *err, size_t errlen);
 
@@ -244,14 +264,18 @@ static int put_single(struct put *p, char *buf, char *err, size_t errlen)
 	return rc;
 }
 
-/* A part buffer of the mount's write_buffer, waiting while all are in use; NULL: out of memory. */
+/* A part buffer of the mount's write_buffer, waiting while all are in use; NULL: out of memory, or fini. */
 static char *buf_take(struct ufs *u)
 {
 	char *b;
 
 	pthread_mutex_lock(&u->buf_lock);
-	while (u->buf_used >= u->buf_max)
+	while (u->buf_used >= u->buf_max && !u->streams_stop)
 		pthread_cond_wait(&u->buf_free, &u->buf_lock);
+	if (u->streams_stop) {
+		pthread_mutex_unlock(&u->buf_lock);
+		return NULL;
+	}
 	u->buf_used++;
 	pthread_mutex_unlock(&u->buf_lock);
 	if (!(b = malloc(MAX(u->part_size, 1)))) {
@@ -272,161 +296,333 @@ static void buf_give(struct ufs *u, char *b)
 	pthread_mutex_unlock(&u->buf_lock);
 }
 
-/* Threads of one multipart upload; one of them is the caller. */
+/* Threads sending the parts of one multipart upload at most. */
 #define UPLOAD_THREADS 8
 
-/* A multipart upload's parts, sent by several threads at once. */
+/*
+ * A multipart upload of a staged file: parts go as they become ready,
+ * each read back from the staged file into a write_buffer buffer, by up
+ * to UPLOAD_THREADS threads (more are started while parts wait and
+ * buffers are free). A whole-file upload has all its parts ready at once;
+ * a stream (a new file written in order) gets them while it is written,
+ * and its number of parts when it is committed.
+ */
 struct mp {
-	struct put *p;
-	const char *id;
-	uint64_t nparts;
-	atomic_ulong next;        /* the next part to send */
-	char (*etags)[UFS_ETAG_MAX];
-	pthread_mutex_t lock;     /* rc, err */
+	struct ufs *u;
+	int fd;
+	char *key;
+	char id[1024];            /* the UploadId; "" until it is created */
+	mode_t mode;              /* the attributes it was created with */
+	uid_t uid;
+	gid_t gid;
+	uint64_t mtime_ns;
+	pthread_mutex_t lock;     /* all below */
+	pthread_cond_t cond;      /* parts ready, the end known, a worker gone */
+	uint64_t ready;           /* parts whose bytes are staged */
+	uint64_t next;            /* the next part a worker takes */
+	uint64_t nparts, size;    /* known at the end: nparts is UINT64_MAX till then */
+	unsigned workers;
+	bool stop;                /* abandoned: workers take no more parts */
+	bool ended;               /* completed or aborted */
 	int rc;
 	char err[1024];
+	char (*etags)[UFS_ETAG_MAX];
+	uint64_t cap;
 };
 
+/* key may be NULL: set by the stream's thread. */
+static struct mp *mp_new(struct ufs *u, int fd, const char *key, mode_t mode, uid_t uid, gid_t gid,
+			 uint64_t mtime_ns)
+{
+	struct mp *m = calloc(1, sizeof(*m));
+
+	if (!m || (key && !(m->key = strdup(key)))) {
+		free(m);
+		return NULL;
+	}
+	m->u = u;
+	m->fd = fd;
+	m->mode = mode;
+	m->uid = uid;
+	m->gid = gid;
+	m->mtime_ns = mtime_ns;
+	m->nparts = UINT64_MAX;
+	pthread_mutex_init(&m->lock, NULL);
+	pthread_cond_init(&m->cond, NULL);
+	return m;
+}
+
+static void mp_free(struct mp *m)
+{
+	if (!m)
+		return;
+	pthread_mutex_destroy(&m->lock);
+	pthread_cond_destroy(&m->cond);
+	free(m->etags);
+	free(m->key);
+	free(m);
+}
+
+/* Under m->lock: the first failure is the upload's; the other workers stop. */
 static void mp_fail(struct mp *m, int rc, const char *err)
 {
-	pthread_mutex_lock(&m->lock);
 	if (!m->rc) {
 		m->rc = rc;
 		snprintf(m->err, sizeof(m->err), "%s", err);
 	}
-	pthread_mutex_unlock(&m->lock);
+	pthread_cond_broadcast(&m->cond);
 }
 
-static bool mp_failed(struct mp *m)
+/* POST ?uploads: m->id, or -errno with the reason in m->err. */
+static int mp_create(struct mp *m)
 {
-	bool f;
+	struct http_resp r = { 0 };
+	char err[1024];
+	struct rq q;
+	int rc;
+
+	rq_init(&q, m->u, "POST", m->key);
+	q.q[q.nq++] = (struct sigv4_param){ "uploads", NULL };
+	rq_meta(&q, S_IFREG | (m->mode & 07777), m->uid, m->gid, m->mtime_ns);
+	if (!(rc = rq_do(&q, UFS_REQ_PUT, "", 0, 64 << 10, &r, false, err, sizeof(err))) &&
+	    (s3_xml_text(r.body, r.len, "InitiateMultipartUploadResult/UploadId", m->id, sizeof(m->id)) ||
+	     !m->id[0])) {
+		snprintf(err, sizeof(err), "POST %s%s?uploads: no UploadId in the answer", m->u->root, m->key);
+		m->id[0] = '\0';
+		rc = -EIO;
+	}
+	free(r.body);
+	if (rc) {
+		pthread_mutex_lock(&m->lock);
+		mp_fail(m, rc, err);
+		pthread_mutex_unlock(&m->lock);
+	}
+	return rc;
+}
+
+static void *mp_thread(void *arg);
+
+/* Under m->lock: another worker, when parts wait beyond those being sent and a buffer is free. */
+static void mp_more_workers(struct mp *m)
+{
+	struct ufs *u = m->u;
+	pthread_attr_t a;
+	pthread_t t;
+	bool free_buf;
+
+	pthread_mutex_lock(&u->buf_lock);
+	free_buf = u->buf_used < u->buf_max && !u->streams_stop;
+	pthread_mutex_unlock(&u->buf_lock);
+	if (m->next >= m->ready || m->workers >= UPLOAD_THREADS || !free_buf)
+		return;
+	pthread_attr_init(&a);
+	pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+	m->workers++;
+	atomic_fetch_add(&u->upload_threads, 1);
+	if (pthread_create(&t, &a, mp_thread, m)) {
+		m->workers--;
+		atomic_fetch_sub(&u->upload_threads, 1);
+	}
+	pthread_attr_destroy(&a);
+}
+
+/* Sends part i (0-based) of m: 0, or -errno with a reason. */
+static int mp_send_part(struct mp *m, uint64_t i, uint64_t len, char *etag, char *err, size_t errlen)
+{
+	struct ufs *u = m->u;
+	struct http_resp r = { 0 };
+	char num[24], *buf = buf_take(u);
+	struct rq q;
+	int rc;
+
+	if (!buf) {
+		snprintf(err, errlen, "no buffer for a part of %s%s", u->root, m->key);
+		return u->streams_stop ? -ECANCELED : -ENOMEM;
+	}
+	if ((rc = pread_all(m->fd, buf, len, i * u->part_size))) {
+		snprintf(err, errlen, "reading the staged bytes of %s%s: %s", u->root, m->key, strerror(-rc));
+		buf_give(u, buf);
+		return rc;
+	}
+	/* A failed part is retried by the HTTP client on its own: the upload goes on. */
+	rq_init(&q, u, "PUT", m->key);
+	snprintf(num, sizeof(num), "%llu", (unsigned long long)i + 1);
+	q.q[q.nq++] = (struct sigv4_param){ "partNumber", num };
+	q.q[q.nq++] = (struct sigv4_param){ "uploadId", m->id };
+	rc = rq_do(&q, UFS_REQ_PUT, buf, len, 0, &r, false, err, errlen);
+	buf_give(u, buf);
+	if (!rc)
+		snprintf(etag, UFS_ETAG_MAX, "%s", r.etag);
+	free(r.body);
+	return rc;
+}
+
+/*
+ * A worker (m->workers counts it already): sends parts while they are
+ * ready, and waits for more until the end is known, the upload failed or
+ * it is abandoned.
+ */
+static void mp_work(struct mp *m)
+{
+	struct ufs *u = m->u;
+	char err[1024], etag[UFS_ETAG_MAX];
 
 	pthread_mutex_lock(&m->lock);
-	f = m->rc != 0;
-	pthread_mutex_unlock(&m->lock);
-	return f;
-}
-
-static void *mp_worker(void *arg)
-{
-	struct mp *m = arg;
-	struct put *p = m->p;
-	struct ufs *u = p->u;
-	char err[1024], num[24];
-	uint64_t i;
-
-	while ((i = atomic_fetch_add(&m->next, 1)) < m->nparts && !mp_failed(m)) {
-		uint64_t off = i * u->part_size, len = MIN(u->part_size, p->size - off);
-		struct http_resp r = { 0 };
-		char *buf = buf_take(u);
-		struct rq q;
+	for (;;) {
+		uint64_t i, len;
 		int rc;
 
-		if (!buf) {
-			mp_fail(m, -ENOMEM, "out of memory for a part");
+		while (!m->rc && !m->stop && m->next >= m->ready && m->next < m->nparts)
+			pthread_cond_wait(&m->cond, &m->lock);
+		if (m->rc || m->stop || m->next >= m->nparts)
 			break;
+		if (m->next >= m->cap) {
+			uint64_t cap = MAX(m->cap * 2, 64);
+			void *e = realloc(m->etags, cap * sizeof(*m->etags));
+			if (!e) {
+				mp_fail(m, -ENOMEM, "out of memory for the parts of an upload");
+				break;
+			}
+			m->etags = e;
+			m->cap = cap;
 		}
-		if ((rc = pread_all(p->fd, buf, len, off))) {
-			snprintf(err, sizeof(err), "reading the staged bytes of %s%s: %s", u->root, p->key, strerror(-rc));
-			buf_give(u, buf);
-			mp_fail(m, rc, err);
-			break;
-		}
-		/* A failed part is retried by the HTTP client on its own: the upload goes on. */
-		rq_init(&q, u, "PUT", p->key);
-		snprintf(num, sizeof(num), "%llu", (unsigned long long)i + 1);
-		q.q[q.nq++] = (struct sigv4_param){ "partNumber", num };
-		q.q[q.nq++] = (struct sigv4_param){ "uploadId", m->id };
-		rc = rq_do(&q, UFS_REQ_PUT, buf, len, 0, &r, false, err, sizeof(err));
-		buf_give(u, buf);
-		free(r.body);
+		i = m->next++;
+		/* Whole parts, but for the last one. */
+		len = i + 1 == m->nparts ? m->size - i * u->part_size : u->part_size;
+		mp_more_workers(m);
+		pthread_mutex_unlock(&m->lock);
+		rc = mp_send_part(m, i, len, etag, err, sizeof(err));
+		pthread_mutex_lock(&m->lock);
 		if (rc) {
 			mp_fail(m, rc, err);
 			break;
 		}
-		snprintf(m->etags[i], sizeof(m->etags[i]), "%s", r.etag);
+		snprintf(m->etags[i], sizeof(m->etags[i]), "%s", etag);
 	}
+	m->workers--;
+	pthread_cond_broadcast(&m->cond);
+	pthread_mutex_unlock(&m->lock);
+}
+
+/* The last thing an upload thread does with u: fini waits for the count. */
+static void upload_thread_gone(struct ufs *u)
+{
+	pthread_mutex_lock(&u->buf_lock);
+	atomic_fetch_sub(&u->upload_threads, 1);
+	pthread_cond_broadcast(&u->buf_free);
+	pthread_mutex_unlock(&u->buf_lock);
+}
+
+static void *mp_thread(void *arg)
+{
+	struct mp *m = arg;
+	struct ufs *u = m->u;
+
+	mp_work(m);
+	upload_thread_gone(u);
 	return NULL;
 }
 
-/* The parts of m, UPLOAD_THREADS at a time (fewer when threads cannot be had). */
-static void mp_send(struct mp *m)
+/*
+ * The end of m: it has `size` bytes (0: abandon it). Waits for its
+ * workers; 0 when every part is sent, else -errno with a reason.
+ */
+static int mp_finish(struct mp *m, uint64_t size, char *err, size_t errlen)
 {
-	pthread_t t[UPLOAD_THREADS - 1];
-	unsigned n = 0;
+	uint64_t psz = m->u->part_size;
+	int rc;
 
-	while (n < MIN(UPLOAD_THREADS - 1, m->nparts - 1) && !pthread_create(&t[n], NULL, mp_worker, m))
-		n++;
-	mp_worker(m);
-	for (unsigned i = 0; i < n; i++)
-		pthread_join(t[i], NULL);
+	pthread_mutex_lock(&m->lock);
+	if (size) {
+		m->size = size;
+		m->nparts = m->ready = (size + psz - 1) / psz;
+	} else {
+		m->stop = true;
+	}
+	pthread_cond_broadcast(&m->cond);
+	while (m->workers)
+		pthread_cond_wait(&m->cond, &m->lock);
+	if (!(rc = m->rc) && m->stop)
+		rc = -ECANCELED;
+	if (rc)
+		snprintf(err, errlen, "%s", m->rc ? m->err : "abandoned");
+	pthread_mutex_unlock(&m->lock);
+	return rc;
 }
 
-static int put_multipart(struct put *p, char *err, size_t errlen)
+/* CompleteMultipartUpload of m's parts: 0 with etag, or -errno with a reason. */
+static int mp_complete(struct mp *m, char *etag, char *err, size_t errlen)
 {
-	uint64_t psz = p->u->part_size, nparts = (p->size + psz - 1) / psz;
-	struct mp m = { .p = p, .nparts = nparts };
-	char id[1024], *xml = NULL, *x;
+	char *xml = malloc(m->nparts * (UFS_ETAG_MAX + 64) + 128), *x;
 	struct http_resp r = { 0 };
 	struct rq q;
 	int rc;
 
-	if (!(m.etags = calloc(nparts, sizeof(*m.etags))))
+	if (!xml)
 		return -ENOMEM;
-	pthread_mutex_init(&m.lock, NULL);
-	rq_init(&q, p->u, "POST", p->key);
-	q.q[q.nq++] = (struct sigv4_param){ "uploads", NULL };
-	rq_meta(&q, S_IFREG | (p->mode & 07777), p->uid, p->gid, p->mtime_ns);
-	if ((rc = rq_do(&q, UFS_REQ_PUT, "", 0, 64 << 10, &r, false, err, errlen)))
-		goto out;
-	rc = s3_xml_text(r.body, r.len, "InitiateMultipartUploadResult/UploadId", id, sizeof(id));
-	free(r.body);
-	r.body = NULL;
-	if (rc || !id[0]) {
-		snprintf(err, errlen, "POST %s%s?uploads: no UploadId in the answer", p->u->root, p->key);
-		rc = -EIO;
-		goto out;
-	}
-	m.id = id;
-	uint64_t t0 = now_ns();
-	mp_send(&m);
-	log_debug("%s%s: %llu parts sent in %.3f s", p->u->root, p->key, (unsigned long long)nparts,
-		  (double)(now_ns() - t0) / 1e9);
-	if ((rc = m.rc)) {
-		snprintf(err, errlen, "%s", m.err);
-		goto abort;
-	}
-	if (!(xml = malloc(nparts * (UFS_ETAG_MAX + 64) + 128))) {
-		rc = -ENOMEM;
-		goto abort;
-	}
 	x = xml + sprintf(xml, "<CompleteMultipartUpload>");
-	for (uint64_t i = 0; i < nparts; i++)
+	for (uint64_t i = 0; i < m->nparts; i++)
 		x += sprintf(x, "<Part><PartNumber>%llu</PartNumber><ETag>%s</ETag></Part>",
-			     (unsigned long long)i + 1, m.etags[i]);
+			     (unsigned long long)i + 1, m->etags[i]);
 	x += sprintf(x, "</CompleteMultipartUpload>");
-	rq_init(&q, p->u, "POST", p->key);
-	q.q[q.nq++] = (struct sigv4_param){ "uploadId", id };
-	if ((rc = rq_do(&q, UFS_REQ_PUT, xml, (size_t)(x - xml), 64 << 10, &r, true, err, errlen)))
-		goto abort;
-	if (s3_xml_text(r.body, r.len, "CompleteMultipartUploadResult/ETag", p->etag, sizeof(p->etag)))
-		snprintf(p->etag, sizeof(p->etag), "%s", r.etag);
-	free(r.body);
-	goto out;
-abort:
-	/* Best effort: a store keeps the parts of an upload nobody completes until it is aborted. */
-	rq_init(&q, p->u, "DELETE", p->key);
-	q.q[q.nq++] = (struct sigv4_param){ "uploadId", id };
-	{
-		char ignored[256];
-		r = (struct http_resp){ 0 };
-		if (!rq_run(&q, UFS_REQ_DELETE, NULL, 0, 0, &r, ignored, sizeof(ignored)))
-			free(r.body);
+	rq_init(&q, m->u, "POST", m->key);
+	q.q[q.nq++] = (struct sigv4_param){ "uploadId", m->id };
+	if (!(rc = rq_do(&q, UFS_REQ_PUT, xml, (size_t)(x - xml), 64 << 10, &r, true, err, errlen))) {
+		if (s3_xml_text(r.body, r.len, "CompleteMultipartUploadResult/ETag", etag, UFS_ETAG_MAX))
+			snprintf(etag, UFS_ETAG_MAX, "%s", r.etag);
+		m->ended = true;
 	}
-out:
-	pthread_mutex_destroy(&m.lock);
+	free(r.body);
 	free(xml);
-	free(m.etags);
+	return rc;
+}
+
+/* Best effort: a store keeps the parts of an upload nobody completes until it is aborted. */
+static void abort_upload(struct ufs *u, const char *key, const char *id)
+{
+	struct http_resp r = { 0 };
+	char ignored[256];
+	struct rq q;
+
+	rq_init(&q, u, "DELETE", key);
+	q.q[q.nq++] = (struct sigv4_param){ "uploadId", id };
+	if (!rq_run(&q, UFS_REQ_DELETE, NULL, 0, 0, &r, ignored, sizeof(ignored)))
+		free(r.body);
+}
+
+static void mp_abort(struct mp *m)
+{
+	if (m->id[0] && !m->ended)
+		abort_upload(m->u, m->key, m->id);
+	m->ended = true;
+}
+
+/* The whole staged file in parts, all ready at once; this thread is one of the workers. */
+static int put_multipart(struct put *p, char *err, size_t errlen)
+{
+	struct mp *m = mp_new(p->u, p->fd, p->key, p->mode, p->uid, p->gid, p->mtime_ns);
+	uint64_t t0 = now_ns();
+	int rc;
+
+	if (!m)
+		return -ENOMEM;
+	if ((rc = mp_create(m))) {
+		snprintf(err, errlen, "%s", m->err);
+		goto out;
+	}
+	m->size = p->size;
+	m->nparts = m->ready = (p->size + p->u->part_size - 1) / p->u->part_size;
+	m->workers = 1;
+	mp_work(m);
+	if (!(rc = mp_finish(m, p->size, err, errlen)))
+		log_debug("%s%s: %llu parts sent in %.3f s", p->u->root, p->key, (unsigned long long)m->nparts,
+			  (double)(now_ns() - t0) / 1e9);
+	if (!rc)
+		rc = mp_complete(m, p->etag, err, errlen);
+	if (rc)
+		mp_abort(m);
+out:
+	mp_free(m);
 	return rc;
 }
 
@@ -533,10 +729,10 @@ static int record_write(struct s3_wfile *wf)
 
 	if (wf->gone)
 		return 0;
-	j = json_pack("{s:i, s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:s*}", "version", RECORD_VERSION,
+	j = json_pack("{s:i, s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:s*, s:s*}", "version", RECORD_VERSION,
 		      "bucket", wf->u->bucket, "key", wf->key, "etag", wf->base_etag, "mode", (json_int_t)wf->mode,
 		      "uid", (json_int_t)wf->uid, "gid", (json_int_t)wf->gid, "mtime_ns", (json_int_t)wf->mtime_ns,
-		      "kept", wf->kept);
+		      "kept", wf->kept, "upload", wf->upload_id);
 	if (!j || asprintf(&tmp, "%s.tmp", wf->record) < 0)
 		rc = -ENOMEM;
 	else if (json_dump_file(j, tmp, JSON_COMPACT) < 0 || rename(tmp, wf->record) < 0)
@@ -803,6 +999,7 @@ static void open_run(struct job *j)
 		goto fail;
 	}
 	atomic_init(&wf->size, size);
+	atomic_init(&wf->stream_off, size != 0);
 	wf->u = u;
 	wf->f.ops = &s3_wfile_ops;
 	wf->f.readable = true;   /* the staged copy, whatever the writer's access mode */
@@ -861,6 +1058,163 @@ void s3_open_write(struct ufs_call *c)
 	submit(c, NULL, open_run);
 }
 
+/* ---- streaming: parts sent while a new file is written ---- */
+
+/* The stream's first thread: creates the upload, records it, then sends parts. */
+static void *stream_thread(void *arg)
+{
+	struct s3_wfile *wf = arg;
+	struct mp *m = atomic_load(&wf->stream);
+	struct ufs *u = wf->u;
+
+	pthread_mutex_lock(&u->wlock);
+	m->key = strdup(wf->key);
+	m->mode = wf->mode;
+	m->uid = wf->uid;
+	m->gid = wf->gid;
+	pthread_mutex_unlock(&u->wlock);
+	m->mtime_ns = realtime_ns();
+	if (!m->key) {
+		pthread_mutex_lock(&m->lock);
+		mp_fail(m, -ENOMEM, "out of memory");
+		pthread_mutex_unlock(&m->lock);
+	} else if (!mp_create(m)) {
+		/* In the record: the next mount aborts it, should the daemon die before its end. */
+		pthread_mutex_lock(&u->wlock);
+		if ((wf->upload_id = strdup(m->id)))
+			record_write(wf);
+		pthread_mutex_unlock(&u->wlock);
+	}
+	mp_work(m);
+	upload_thread_gone(u);
+	return NULL;
+}
+
+/* On the owner shard: wf's stream, started (a thread; no request is made here). NULL: none. */
+static struct mp *stream_start(struct s3_wfile *wf)
+{
+	struct ufs *u = wf->u;
+	struct mp *m = mp_new(u, wf->fd, NULL, 0, 0, 0, 0);
+	pthread_attr_t a;
+	pthread_t t;
+	bool ok;
+
+	if (!m)
+		return NULL;
+	m->workers = 1;
+	/* Seen by fini once it stops the streams, or refused. */
+	pthread_mutex_lock(&u->buf_lock);
+	if ((ok = !u->streams_stop)) {
+		atomic_fetch_add(&u->upload_threads, 1);
+		atomic_store(&wf->stream, m);
+	}
+	pthread_mutex_unlock(&u->buf_lock);
+	pthread_attr_init(&a);
+	pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+	if (ok && pthread_create(&t, &a, stream_thread, wf)) {
+		atomic_fetch_sub(&u->upload_threads, 1);
+		ok = false;
+	}
+	pthread_attr_destroy(&a);
+	if (!ok) {
+		atomic_store(&wf->stream, NULL);
+		mp_free(m);
+		return NULL;
+	}
+	return m;
+}
+
+/* On the owner shard: every byte of wf below `safe` landed, in order. Whole parts go. */
+static void stream_to(struct s3_wfile *wf, uint64_t safe)
+{
+	uint64_t psz = wf->u->part_size, parts = safe / psz;
+	struct mp *m = atomic_load(&wf->stream);
+
+	atomic_store(&wf->safe, safe);
+	/* A file of one part is one PUT at close: a stream starts past it. */
+	if (parts <= wf->signaled || (!m && safe <= psz))
+		return;
+	if (!m && !(m = stream_start(wf))) {
+		atomic_store(&wf->stream_off, true);
+		return;
+	}
+	pthread_mutex_lock(&m->lock);
+	m->ready = MAX(m->ready, parts);   /* a commit may have set them all */
+	pthread_cond_broadcast(&m->cond);
+	pthread_mutex_unlock(&m->lock);
+	wf->signaled = parts;
+}
+
+/*
+ * At a commit, off the shards: completes wf's stream when it holds the
+ * file as it is (`size` bytes, written in order, to `key`), else aborts
+ * it. true with p->etag and the attributes it was created with when it
+ * is the upload; false when the staged file is to be uploaded whole (no
+ * stream, or it could not be completed: that is logged).
+ */
+static bool stream_commit(struct s3_wfile *wf, const char *key, uint64_t size, struct put *p, char *err,
+			  size_t errlen)
+{
+	bool broken = atomic_exchange(&wf->stream_off, true);
+	struct mp *m = atomic_load(&wf->stream);
+	struct ufs *u = wf->u;
+	uint64_t early, t0 = now_ns(), t1;
+	bool whole;
+	int rc;
+
+	if (!m || atomic_exchange(&wf->stream_taken, true))
+		return false;
+	whole = !broken && size > u->part_size && atomic_load(&wf->safe) == size;
+	pthread_mutex_lock(&m->lock);
+	early = m->next;   /* parts sent, or being sent, before the commit */
+	pthread_mutex_unlock(&m->lock);
+	/* After its workers: m->key is set, the parts are sent or not. */
+	rc = mp_finish(m, whole ? size : 0, err, errlen);
+	t1 = now_ns();
+	if (!rc && !(whole = m->key && !strcmp(m->key, key)))
+		rc = -ECANCELED;
+	if (!rc)
+		rc = mp_complete(m, p->etag, err, errlen);
+	if (rc)
+		mp_abort(m);
+	else
+		log_debug("%s%s: %llu parts, %llu of them taken before the commit; the rest sent in %.3f s, "
+			  "completed in %.3f s", u->root, key, (unsigned long long)m->nparts,
+			  (unsigned long long)early, (double)(t1 - t0) / 1e9, (double)(now_ns() - t1) / 1e9);
+	pthread_mutex_lock(&u->wlock);
+	free(wf->upload_id);
+	wf->upload_id = NULL;
+	pthread_mutex_unlock(&u->wlock);
+	if (rc) {
+		if (whole)
+			log_warn("%s%s: the parts sent while it was written did not make the object (%s); "
+				 "uploading it whole", u->root, key, err);
+		err[0] = '\0';
+		return false;
+	}
+	p->size = size;
+	p->mode = m->mode;
+	p->uid = m->uid;
+	p->gid = m->gid;
+	p->mtime_ns = m->mtime_ns;
+	return true;
+}
+
+/* The last release, off the shards: a stream no commit took is aborted. */
+static void stream_drop(struct s3_wfile *wf)
+{
+	struct mp *m = atomic_load(&wf->stream);
+	char ignored[256];
+
+	if (!m)
+		return;
+	if (!atomic_exchange(&wf->stream_taken, true)) {
+		mp_finish(m, 0, ignored, sizeof(ignored));
+		mp_abort(m);
+	}
+	mp_free(m);
+}
+
 static int wfile_read(struct ufs_read *r)
 {
 	ufs_fd_read(r, wfile_of(r->file)->fd, false);
@@ -875,6 +1229,12 @@ static void wfile_wrote(struct ufs_write *w, int res)
 	/* Counted after it landed: an upload that began before has not got it, one after has. */
 	if (res > 0)
 		atomic_fetch_add(&wf->gen, 1);
+	if (!atomic_load_explicit(&wf->stream_off, memory_order_relaxed)) {
+		if (res < 0 || (size_t)res != w->len)
+			atomic_store(&wf->stream_off, true);
+		else if ((wf->landed += (uint64_t)res) == wf->front)
+			stream_to(wf, wf->front);
+	}
 	w->done = w->inner;
 	w->done(w, res);
 }
@@ -898,6 +1258,12 @@ static int wfile_write(struct ufs_write *w)
 		if (atomic_compare_exchange_strong(&wf->size, &cur, end))
 			break;
 		atomic_fetch_sub(&u->staged, grow);   /* it moved meanwhile: try again from there */
+	}
+	if (!atomic_load_explicit(&wf->stream_off, memory_order_relaxed)) {
+		if (w->off == wf->front)
+			wf->front = end;
+		else
+			atomic_store(&wf->stream_off, true);   /* not in order: uploaded whole at close */
 	}
 	w->inner = w->done;
 	w->done = wfile_wrote;
@@ -941,7 +1307,10 @@ static void commit_run(struct job *j)
 		return;
 	}
 	uint64_t t0 = now_ns();
-	j->rc = upload(&p, j->err, sizeof(j->err));
+	if (stream_commit(wf, key, atomic_load(&wf->size), &p, j->err, sizeof(j->err)))
+		j->rc = 0;
+	else
+		j->rc = upload(&p, j->err, sizeof(j->err));
 	log_debug("%s%s: %llu bytes uploaded in %.3f s", u->root, key, (unsigned long long)p.size,
 		  (double)(now_ns() - t0) / 1e9);
 	pthread_mutex_lock(&u->wlock);
@@ -988,6 +1357,9 @@ static void setattr_staged(struct job *j, struct s3_wfile *wf)
 	struct ufs_call *c = j->c;
 	struct ufs *u = wf->u;
 
+	/* The stream's upload carries the size and attributes it began with. */
+	if (c->set)
+		atomic_store(&wf->stream_off, true);
 	if (c->set & UFS_SET_SIZE) {
 		if (stage_resize(wf, c->st.size)) {
 			snprintf(j->err, sizeof(j->err), "truncating %s%s to %llu: over staging_max", u->root, wf->key,
@@ -1039,6 +1411,7 @@ static void wfile_free(struct s3_wfile *wf)
 	struct ufs *u = wf->u;
 	bool keep;
 
+	stream_drop(wf);
 	pthread_mutex_lock(&u->wlock);
 	if (wf->prev)
 		wf->prev->next = wf->next;
@@ -1059,6 +1432,7 @@ static void wfile_free(struct s3_wfile *wf)
 	free(wf->record);
 	free(wf->key);
 	free(wf->kept);
+	free(wf->upload_id);
 	free(wf->f.name);
 	free(wf);
 }
@@ -1508,7 +1882,7 @@ static bool finish_left(struct ufs *u, const char *data, const char *record)
 {
 	json_error_t je;
 	json_t *j = json_load_file(record, 0, &je);
-	const char *key = NULL, *base = NULL, *bucket = NULL, *kept = NULL;
+	const char *key = NULL, *base = NULL, *bucket = NULL, *kept = NULL, *upload_id = NULL;
 	json_int_t version = 0, mode = 0644, uid = 0, gid = 0, mtime = 0;
 	struct ufs_stat st;
 	char etag[UFS_ETAG_MAX] = "", err[1024], *moved = NULL;
@@ -1516,9 +1890,9 @@ static bool finish_left(struct ufs *u, const char *data, const char *record)
 	bool done = false;
 	int rc;
 
-	if (!j || json_unpack(j, "{s:I, s:s, s:s, s:s, s:I, s:I, s:I, s:I, s?s}", "version", &version, "bucket",
-			      &bucket, "key", &key, "etag", &base, "mode", &mode, "uid", &uid, "gid", &gid,
-			      "mtime_ns", &mtime, "kept", &kept) ||
+	if (!j || json_unpack(j, "{s:I, s:s, s:s, s:s, s:I, s:I, s:I, s:I, s?s, s?s}", "version", &version,
+			      "bucket", &bucket, "key", &key, "etag", &base, "mode", &mode, "uid", &uid, "gid", &gid,
+			      "mtime_ns", &mtime, "kept", &kept, "upload", &upload_id) ||
 	    version != RECORD_VERSION || strcmp(bucket, u->bucket)) {
 		moved = keep_for_recovery(u, data, "unnamed", "a staged write whose record does not say where it goes",
 					  true);
@@ -1529,6 +1903,11 @@ static bool finish_left(struct ufs *u, const char *data, const char *record)
 		log_warn("%s%s: a write staged before the daemon stopped is not uploaded yet (%s); "
 			 "the next mount tries again", u->root, key, err);
 		goto out;
+	}
+	/* The parts a stream had sent: the staged file holds them all, and goes whole. */
+	if (upload_id) {
+		abort_upload(u, key, upload_id);
+		log_info("%s%s: aborted the multipart upload a stopped daemon had begun", u->root, key);
 	}
 	/* Uploaded again when the bucket still holds what it was staged over: idempotent. */
 	if (rc == -ENOENT ? base[0] != '\0' : !http_etag_eq(etag, base)) {
@@ -1696,6 +2075,27 @@ static int entries(const char *dir)
 void s3_write_fini(struct ufs *u)
 {
 	char *lock = NULL;
+
+	/* Files still open: their streams stop (the next mount finishes them from the staged files). */
+	pthread_mutex_lock(&u->buf_lock);
+	u->streams_stop = true;
+	pthread_cond_broadcast(&u->buf_free);
+	pthread_mutex_unlock(&u->buf_lock);
+	pthread_mutex_lock(&u->wlock);
+	for (struct s3_wfile *wf = u->writers; wf; wf = wf->next) {
+		struct mp *m = atomic_load(&wf->stream);
+		if (m) {
+			pthread_mutex_lock(&m->lock);
+			m->stop = true;
+			pthread_cond_broadcast(&m->cond);
+			pthread_mutex_unlock(&m->lock);
+		}
+	}
+	pthread_mutex_unlock(&u->wlock);
+	pthread_mutex_lock(&u->buf_lock);
+	while (atomic_load(&u->upload_threads))
+		pthread_cond_wait(&u->buf_free, &u->buf_lock);
+	pthread_mutex_unlock(&u->buf_lock);
 
 	/* Nothing left to finish (the lock alone): the folder goes; else the next mount takes it. */
 	if (u->own_dir && entries(u->own_dir) == 1 && asprintf(&lock, "%s/lock", u->own_dir) >= 0) {

@@ -3,7 +3,8 @@
 # checkpoint patterns (tests/ckpt_patterns.py), a multipart upload, metadata as s3fs keeps it,
 # directories as markers, rename (of a directory too), truncate; a daemon
 # killed with a written file open (the next mount finishes the upload, or
-# keeps the bytes when the object changed meanwhile); a server that stops
+# keeps the bytes when the object changed meanwhile); parts streamed while a
+# new file is written, and what makes a stream give way to a whole upload; a server that stops
 # (close gets EIO, the bytes are kept); staging_max (ENOSPC, reads go on);
 # names S3 cannot hold and files past its part limit.
 . "$(dirname "$0")/../lib.sh"
@@ -75,8 +76,63 @@ mount_logged s3://bkt "$T/m2" "$T/log2" -o "$S3_OPTS,ro"
 cmp "$T/ckpt.pt" "$T/m2/ckpt.pt" || fail "a second mount reads another ckpt.pt"
 pass "a second mount reads what the first wrote"
 
+# ---- streaming: a new file written in order sends its parts while it is written ----
+mount_logged s3://bkt "$T/ms" "$T/logs" -o "$OPTS,log_level=debug"
+head -c $((23 << 20)) /dev/urandom >"$T/stream"
+$PY3 - "$T/ms" "$T/stream" <<'EOF'
+import os, sys, time
+mnt, src = sys.argv[1:]
+data = open(src, "rb").read()
+M = 1 << 20
+def chunks(f, lo, hi):
+    for o in range(lo, hi, M):
+        f.write(data[o:min(o + M, hi)])
+# In order, with a pause before close: parts go while it is open.
+with open(mnt + "/s-seq", "wb") as f:
+    chunks(f, 0, len(data))
+    time.sleep(1)
+# Out of order after two parts: the stream is dropped, the file goes whole.
+with open(mnt + "/s-rand", "wb") as f:
+    chunks(f, 0, 12 * M)
+    f.seek(3 * M); f.write(data[3 * M:4 * M]); f.seek(12 * M)
+    chunks(f, 12 * M, len(data))
+# Truncated while streamed.
+with open(mnt + "/s-trunc", "wb") as f:
+    chunks(f, 0, 12 * M)
+    f.truncate(7 * M); f.seek(7 * M)
+    chunks(f, 7 * M, len(data))
+# Renamed while streamed: the object is the new name's.
+with open(mnt + "/s-old", "wb") as f:
+    chunks(f, 0, 12 * M)
+    os.rename(mnt + "/s-old", mnt + "/s-new")
+    chunks(f, 12 * M, len(data))
+# fsync completes the stream; later writes go whole at close.
+with open(mnt + "/s-fsync", "wb") as f:
+    chunks(f, 0, 12 * M)
+    os.fsync(f.fileno())
+    chunks(f, 12 * M, len(data))
+EOF
+for k in s-seq s-rand s-trunc s-new s-fsync; do server "$T/stream" $k; done
+$S3T head bkt s-old >/dev/null 2>&1 && fail "s-old, renamed while written, is in the bucket"
+grep -q "s3://bkt/s-seq: 5 parts, [1-9] of them taken before the commit" "$T/logs" ||
+	fail "no part of s-seq went before its close: $(grep s-seq "$T/logs")"
+pass "parts sent while a file is written in order; out of order, truncated, renamed or fsynced while streamed: byte-exact"
+unmount_cachefs "$T/ms"
+
 # ---- kill -9 with a written file open: the next mount finishes the upload ----
-head -c $((64 << 20)) /dev/urandom >"$T/killed"
+# ... and one written out of order (staged, uploaded whole) and closed just before.
+head -c $((9 << 20)) /dev/urandom >"$T/rw"
+$PY3 - "$T/rw" "$T/m/rw.bin" <<'EOF'
+import os, random, sys
+data = open(sys.argv[1], "rb").read()
+fd = os.open(sys.argv[2], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+offs = list(range(0, len(data), 256 << 10))
+random.shuffle(offs)
+for o in offs:
+    os.pwrite(fd, data[o:o + (256 << 10)], o)
+os.close(fd)
+EOF
+head -c $((512 << 20)) /dev/urandom >"$T/killed"
 $PY3 - "$T/m/killed.bin" "$T/killed" "$T/flag" <<'EOF' &
 import sys, time
 dst, src, flag = sys.argv[1:]
@@ -98,8 +154,11 @@ wait "$writer" 2>/dev/null || true
 fusermount3 -u -z "$T/m"
 mount_logged s3://bkt "$T/m" "$T/log3" -o "$OPTS"
 server "$T/killed" killed.bin
-grep -q "finished the upload of 67108864 bytes" "$T/log3" || fail "no log line of the finished upload: $(cat "$T/log3")"
-pass "kill -9 with 64 MiB written and not closed: the next mount uploaded it, byte-exact"
+server "$T/rw" rw.bin
+grep -q "finished the upload of 536870912 bytes" "$T/log3" || fail "no log line of the finished upload: $(cat "$T/log3")"
+grep -q "killed.bin: aborted the multipart upload a stopped daemon had begun" "$T/log3" ||
+	fail "the parts streamed before the kill were not aborted: $(cat "$T/log3")"
+pass "kill -9 with 512 MiB written and not closed: the next mount aborted its stream and uploaded it, byte-exact; a random-write file closed before it is whole"
 
 # ---- the same, but the object changed meanwhile: kept, not overwritten ----
 echo "old" >"$T/m/changed.txt"
