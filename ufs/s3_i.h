@@ -42,7 +42,7 @@ struct ufs {
 	pthread_mutex_t buf_lock;   /* part buffers: at most buf_max in use */
 	pthread_cond_t buf_free;
 	unsigned buf_used, buf_max;
-	bool streams_stop;        /* under buf_lock: fini; part senders stop, buf_take says no */
+	atomic_bool streams_stop; /* set under buf_lock by fini: part senders stop, buf_take says no */
 	atomic_uint upload_threads;   /* part senders started on their own threads, not yet gone */
 	_Atomic uint64_t staged;  /* bytes of staged files now */
 	pthread_mutex_t wlock;    /* writers and what they upload; taken off the shards only */

@@ -402,28 +402,46 @@ static int mp_create(struct mp *m)
 
 static void *mp_thread(void *arg);
 
+/*
+ * A detached thread running fn(arg), counted in u->upload_threads (fn
+ * ends with upload_thread_gone). false: not started (fini began, or no
+ * thread could be had).
+ */
+static bool upload_thread_start(struct ufs *u, void *(*fn)(void *), void *arg)
+{
+	pthread_attr_t a;
+	pthread_t t;
+	bool ok;
+
+	pthread_mutex_lock(&u->buf_lock);
+	if ((ok = !u->streams_stop))
+		atomic_fetch_add(&u->upload_threads, 1);
+	pthread_mutex_unlock(&u->buf_lock);
+	if (!ok)
+		return false;
+	pthread_attr_init(&a);
+	pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+	ok = !pthread_create(&t, &a, fn, arg);
+	if (!ok)
+		atomic_fetch_sub(&u->upload_threads, 1);
+	pthread_attr_destroy(&a);
+	return ok;
+}
+
 /* Under m->lock: another worker, when parts wait beyond those being sent and a buffer is free. */
 static void mp_more_workers(struct mp *m)
 {
 	struct ufs *u = m->u;
-	pthread_attr_t a;
-	pthread_t t;
 	bool free_buf;
 
 	pthread_mutex_lock(&u->buf_lock);
-	free_buf = u->buf_used < u->buf_max && !u->streams_stop;
+	free_buf = u->buf_used < u->buf_max;
 	pthread_mutex_unlock(&u->buf_lock);
 	if (m->next >= m->ready || m->workers >= UPLOAD_THREADS || !free_buf)
 		return;
-	pthread_attr_init(&a);
-	pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
 	m->workers++;
-	atomic_fetch_add(&u->upload_threads, 1);
-	if (pthread_create(&t, &a, mp_thread, m)) {
+	if (!upload_thread_start(u, mp_thread, m))
 		m->workers--;
-		atomic_fetch_sub(&u->upload_threads, 1);
-	}
-	pthread_attr_destroy(&a);
 }
 
 /* Sends part i (0-based) of m: 0, or -errno with a reason. */
@@ -643,7 +661,8 @@ static int upload(struct put *p, char *err, size_t errlen)
 	if (p->size > p->u->part_size) {
 		rc = put_multipart(p, err, errlen);
 	} else if (!(buf = buf_take(p->u))) {
-		rc = -ENOMEM;
+		snprintf(err, errlen, "no buffer for %s%s", p->u->root, p->key);
+		rc = p->u->streams_stop ? -ECANCELED : -ENOMEM;
 	} else {
 		rc = p->size ? pread_all(p->fd, buf, p->size, 0) : 0;
 		if (rc)
@@ -1093,30 +1112,14 @@ static void *stream_thread(void *arg)
 /* On the owner shard: wf's stream, started (a thread; no request is made here). NULL: none. */
 static struct mp *stream_start(struct s3_wfile *wf)
 {
-	struct ufs *u = wf->u;
-	struct mp *m = mp_new(u, wf->fd, NULL, 0, 0, 0, 0);
-	pthread_attr_t a;
-	pthread_t t;
-	bool ok;
+	struct mp *m = mp_new(wf->u, wf->fd, NULL, 0, 0, 0, 0);
 
 	if (!m)
 		return NULL;
 	m->workers = 1;
-	/* Seen by fini once it stops the streams, or refused. */
-	pthread_mutex_lock(&u->buf_lock);
-	if ((ok = !u->streams_stop)) {
-		atomic_fetch_add(&u->upload_threads, 1);
-		atomic_store(&wf->stream, m);
-	}
-	pthread_mutex_unlock(&u->buf_lock);
-	pthread_attr_init(&a);
-	pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
-	if (ok && pthread_create(&t, &a, stream_thread, wf)) {
-		atomic_fetch_sub(&u->upload_threads, 1);
-		ok = false;
-	}
-	pthread_attr_destroy(&a);
-	if (!ok) {
+	/* Stored first: fini, once it refuses new threads, stops the streams it sees. */
+	atomic_store(&wf->stream, m);
+	if (!upload_thread_start(wf->u, stream_thread, wf)) {
 		atomic_store(&wf->stream, NULL);
 		mp_free(m);
 		return NULL;
@@ -1926,6 +1929,8 @@ static bool finish_left(struct ufs *u, const char *data, const char *record)
 	p.mtime_ns = (uint64_t)mtime;
 	rc = upload(&p, err, sizeof(err));
 	close(p.fd);
+	if (rc == -ECANCELED)
+		goto out;   /* this daemon stops: the next mount tries again */
 	if (rc) {
 		moved = keep_for_recovery(u, data, key, err, true);
 		goto out;
@@ -2016,6 +2021,16 @@ static void finish_all_left(struct ufs *u)
 	closedir(d);
 }
 
+/* After the mount: a large upload a killed daemon left must not hold the mount back. */
+static void *finish_thread(void *arg)
+{
+	struct ufs *u = arg;
+
+	finish_all_left(u);
+	upload_thread_gone(u);
+	return NULL;
+}
+
 int s3_write_init(struct ufs *u, const struct source_opts *o, char *err, size_t errlen)
 {
 	char id[1024], *lock = NULL;
@@ -2053,7 +2068,8 @@ int s3_write_init(struct ufs *u, const struct source_opts *o, char *err, size_t 
 		return -EINVAL;
 	}
 	free(lock);
-	finish_all_left(u);
+	if (!upload_thread_start(u, finish_thread, u))
+		finish_all_left(u);
 	return 0;
 }
 
