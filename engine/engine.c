@@ -92,7 +92,11 @@ int engine_start(struct engine *e)
 			(unsigned long long)po.capacity, po.nparts, strerror(-rc));
 		return rc;
 	}
-	return pool_start(e->meta.meta_threads);
+	if ((rc = pool_start(e->meta.meta_threads)))
+		return rc;
+	if (e->ops->start)
+		e->ops->start(e->ufs);
+	return 0;
 }
 
 static void ufs_shard_stop(void *arg)

@@ -303,6 +303,13 @@ static void mtab_statfs(struct ufs_call *c)
 		m->ops->statfs(&f->sub);
 }
 
+static void mtab_start(struct ufs *t)
+{
+	for (unsigned i = 0; i < t->n; i++)
+		if (t->m[i].ops->start)
+			t->m[i].ops->start(t->m[i].u);
+}
+
 static void mtab_shard_stop(struct ufs *t)
 {
 	for (unsigned i = 0; i < t->n; i++)
@@ -390,6 +397,7 @@ const struct ufs_ops ufs_mtab_ops = {
 	.list = mtab_list,
 	.open = mtab_open,   /* files are the sub-driver's: no .release, no .read */
 	.statfs = mtab_statfs,
+	.start = mtab_start,
 	.shard_stop = mtab_shard_stop,
 	.counters = mtab_counters,
 };

@@ -500,6 +500,7 @@ const struct ufs_ops ufs_s3_ops = {
 	.release = obj_release,
 	.read = obj_read,
 	.statfs = obj_statfs,
+	.start = s3_write_start,
 	.shard_stop = s3_shard_stop,
 	.counters = s3_counters,
 	.create = s3_create,

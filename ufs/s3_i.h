@@ -146,8 +146,10 @@ int s3_xml_text(const char *body, size_t len, const char *path, char *out, size_
 
 struct s3_wfile;
 
-/* At init, writable mounts: the staging folder, and what an earlier daemon left in it. */
+/* At init, writable mounts: the staging folder. */
 int s3_write_init(struct ufs *u, const struct source_opts *o, char *err, size_t errlen);
+/* Once the daemon runs: finishes, in the background, what stopped daemons left. */
+void s3_write_start(struct ufs *u);
 void s3_write_fini(struct ufs *u);
 void s3_create(struct ufs_call *c);
 /* open with a write access mode or O_TRUNC: a staged copy of the object. */

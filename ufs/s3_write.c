@@ -2068,9 +2068,13 @@ int s3_write_init(struct ufs *u, const struct source_opts *o, char *err, size_t 
 		return -EINVAL;
 	}
 	free(lock);
-	if (!upload_thread_start(u, finish_thread, u))
-		finish_all_left(u);
 	return 0;
+}
+
+void s3_write_start(struct ufs *u)
+{
+	if (u->own_dir && !upload_thread_start(u, finish_thread, u))
+		finish_all_left(u);
 }
 
 /* The entries of dir but "." and "..", or -1. */

@@ -223,6 +223,11 @@ struct ufs_ops {
 	 * takes no more writes afterwards.
 	 */
 	void (*commit)(struct ufs_call *c);
+	/*
+	 * Optional: the daemon runs (it forked after init, which threads
+	 * started in init would not survive): background work may begin.
+	 */
+	void (*start)(struct ufs *u);
 	/* Optional, run on every shard at unmount: fail calls and reads in flight. */
 	void (*shard_stop)(struct ufs *u);
 	/* Optional (network sources): adds the request counters to *out; any thread. */

@@ -263,5 +263,28 @@ unmount_cachefs "$T/m3"
 grep -q ": 0 GET, " "$T/log7" || fail "reading back what was just written went to the bucket: $(grep GET "$T/log7")"
 pass "a file read back (O_DIRECT) right after it was written: from the tiers, no GET"
 
+# ---- as a daemon (it forks after init): a streamed write, then the daemon exits at unmount ----
+# What a killed daemon left is being finished as the daemon forks: its thread is the child's.
+mount_logged s3://bkt "$T/m4" "$T/log8" -o "$OPTS"
+$PY3 - "$T/m4/left.bin" "$T/flag4" <<'EOF' &
+import os, sys, time
+f = open(sys.argv[1], "wb")
+f.write(os.urandom(64 << 20))
+open(sys.argv[2], "w").close()
+time.sleep(120)
+EOF
+writer=$!
+for _ in $(seq 200); do [ -e "$T/flag4" ] && break; sleep 0.1; done
+kill -9 "$(daemon_pid "$T/m4")"
+wait_dead "$T/m4"
+kill "$writer" 2>/dev/null || true
+fusermount3 -u -z "$T/m4"
+mount_cachefs s3://bkt "$T/m4" -o "$OPTS"
+head -c $((12 << 20)) /dev/urandom >"$T/daemon"
+cp "$T/daemon" "$T/m4/daemon.bin"
+unmount_cachefs "$T/m4"
+server "$T/daemon" daemon.bin
+pass "a forked daemon streams a write and exits at unmount"
+
 grep -i "runtime error\|AddressSanitizer" "$T"/log* && fail "sanitizer reports"
 true
