@@ -33,6 +33,8 @@ for t in s3fs rclone curl node; do
 	command -v $t >/dev/null || die "$t missing (tools/install-deps.sh)"
 done
 $PY3 -c 'import torch, boto3' || die "python3-torch or python3-boto3 missing (tools/install-deps.sh)"
+# What a run killed midway left mounted (possibly several, stacked) goes first.
+while grep -q " $mnt fuse" /proc/mounts; do umount -l "$mnt"; done
 rm -rf "$work/data" "$work/staging"
 mkdir -p "$mnt"
 # umount_all: unmounts and waits for the daemon to exit, so that the next run starts clean.
@@ -49,7 +51,11 @@ s3tool() { $PY3 "$src/tests/s3tool.py" "$ep" "$@"; }
 [ -f "$work/big.bin" ] || head -c $((1 << 30)) /dev/urandom >"$work/big.bin"
 sum=$(md5sum <"$work/big.bin" | cut -d' ' -f1)
 
-mounted() { for _ in $(seq 100); do mountpoint -q "$mnt" && return 0; sleep 0.1; done; die "$1 did not mount"; }
+# mounted NAME: NAME's file system (fuse.NAME, or fuse for cachefs) is the one on $mnt.
+mounted() {
+	for _ in $(seq 100); do grep -q " $mnt fuse\(\.$1\)\? " /proc/mounts && return 0; sleep 0.1; done
+	die "$1 did not mount on $mnt: $(grep " $mnt " /proc/mounts)"
+}
 cfs_mount() {
 	"$bin/cachefs" s3://bench "$mnt" -o "endpoint=$ep,passwd_file=$work/passwd,staging_dir=$work/staging" \
 		2>>"$work/cachefs.log"
