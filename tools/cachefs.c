@@ -438,13 +438,9 @@ static int open_source(struct daemon *d)
 			d->source);
 		return EXIT_USAGE;
 	}
-	/* A source that cannot change (http, and a mount table for now) makes a read-only mount. */
-	if (!d->ops->create && !d->cfg.src.read_only) {
+	/* A source that cannot change (http; a mount table of such, or all ro) makes a read-only mount. */
+	if (d->table ? !ufs_mtab_writable(&d->cf, &d->cfg) : !d->ops->create)
 		d->cfg.src.read_only = true;
-		if (d->table)
-			fprintf(stderr, "cachefs: %s: a mount table is read-only for now (writes answer EROFS); "
-				"mount a source on its own to write to it\n", d->fsname);
-	}
 	if (d->cfg.fuse.no_open == TRI_ON && !d->cfg.src.read_only) {
 		fprintf(stderr, "cachefs: no_open needs ro: the kernel would not tell the daemon when a written "
 			"file is closed, and close() must return the upload's result\n");

@@ -5,9 +5,16 @@
  * on their own ("/" lists the top-level mount points). A mount point hides
  * a same-named entry of the source it sits in.
  *
- * Open files are the sub-driver's own, so reads never pass through here.
- * Versions are mixed with the mount's source, so that pages of two sources
- * never share a key even when paths and versions happen to agree.
+ * Open files are the sub-driver's own, so reads and writes never pass
+ * through here. Versions are mixed with the mount's source, so that pages
+ * of two sources never share a key even when paths and versions happen to
+ * agree; a file carries its source's seed for the answers of calls on it.
+ *
+ * Changes go to the mount holding the path, when it takes writes (its
+ * source can, and its section is not ro; else EROFS). A rename or a hard
+ * link between two mounts is EXDEV, as between two file systems (mv then
+ * copies); the directories above mount points, and mount points
+ * themselves, cannot be made, removed or renamed (EROFS, EBUSY).
  */
 #include "config.h"
 #include "ufs/ufs.h"
@@ -15,6 +22,7 @@
 #include "core/util.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,6 +38,7 @@ struct mnt {
 	const struct ufs_ops *ops;
 	struct ufs *u;
 	uint64_t seed;
+	bool read_only;             /* ro in its section, or a source that cannot change */
 };
 
 /* Set by ufs_mtab_init, then read-only: any thread reads it without a lock. */
@@ -71,11 +80,7 @@ static bool above_mount(struct ufs *t, const char *path)
 
 static void mix(const struct mnt *m, struct ufs_stat *st)
 {
-	st->version = mix64(st->version ^ m->seed);
-	st->id = mix64(st->id ^ m->seed);
-	/* One st_dev for the whole mount: two sources' inode numbers must not meet. */
-	if (st->ino)
-		st->ino = mix64(st->ino ^ m->seed);
+	ufs_stat_mix(st, m->seed);
 }
 
 /* A call forwarded to the mount holding its path. */
@@ -114,6 +119,15 @@ static struct fwd *fwd_new(struct ufs_call *c, struct mnt *m, const char *rest,
 	f->sub.path = rest;
 	f->sub.flags = c->flags;
 	f->sub.done = done;
+	/* What a change says (open and create: the access mode, the owner). */
+	f->sub.oflags = c->oflags;
+	f->sub.rflags = c->rflags;
+	f->sub.set = c->set;
+	f->sub.mode = c->mode;
+	f->sub.rdev = c->rdev;
+	f->sub.uid = c->uid;
+	f->sub.gid = c->gid;
+	f->sub.datasync = c->datasync;
 	c->source = m ? (unsigned)(m - f->t->m) + 1 : 0;
 	return f;
 }
@@ -247,6 +261,8 @@ static void open_done(struct ufs_call *sub, int rc)
 
 	ufs_call_err(c, "%s", sub->err);
 	c->file = sub->file;
+	if (c->file)
+		c->file->seed = f->m->seed;
 	c->fetched = sub->fetched;
 	c->ttl_ns = sub->ttl_ns;
 	if (sub->fetched) {
@@ -268,12 +284,112 @@ static void mtab_open(struct ufs_call *c)
 		c->done(c, m ? -EISDIR : -ENOENT);
 		return;
 	}
+	if (m->read_only && ufs_writing(c->oflags)) {
+		c->done(c, -EROFS);
+		return;
+	}
 	if (!(f = fwd_new(c, m, rest, open_done)))
 		return;
 	/* The page identity was mixed on the way up; the sub-driver's reads do not use it. */
 	f->sub.st = c->st;
 	snprintf(f->sub.etag, sizeof(f->sub.etag), "%s", c->etag);
 	m->ops->open(&f->sub);
+}
+
+/* ---- changes ---- */
+
+static void change_done(struct ufs_call *sub, int rc)
+{
+	struct fwd *f = container_of(sub, struct fwd, sub);
+	struct ufs_call *c = f->c;
+
+	ufs_call_err(c, "%s", sub->err);
+	c->asked = sub->asked;
+	c->ttl_ns = sub->ttl_ns;
+	c->link = sub->link;
+	c->file = sub->file;
+	c->fetched = sub->fetched;
+	if (c->file)
+		c->file->seed = f->m->seed;
+	if (!rc) {
+		c->st = sub->st;
+		mix(f->m, &c->st);
+		snprintf(c->etag, sizeof(c->etag), "%s", sub->etag);
+	}
+	free((char *)sub->path2);
+	fwd_free(f);
+	c->done(c, rc);
+}
+
+/* The call `op` (an offset in struct ufs_ops) of the mount holding c->path; two: c->path2 is a path too. */
+static void change(struct ufs_call *c, size_t op, bool two)
+{
+	struct ufs *t = c->u;
+	const char *rest, *rest2 = NULL;
+	struct mnt *m = resolve(t, c->path, &rest), *m2 = NULL;
+	void (*call)(struct ufs_call *);
+	struct fwd *f;
+	int rc = 0;
+
+	if (two)
+		m2 = resolve(t, c->path2, &rest2);
+	if (!m || above_mount(t, c->path) || (two && (!m2 || above_mount(t, c->path2))))
+		rc = -EROFS;   /* the directories the table itself makes */
+	else if ((!*rest && m->len && op != offsetof(struct ufs_ops, setattr)) || (two && !*rest2 && m2->len))
+		rc = -EBUSY;   /* a mount point */
+	else if (two && m2 != m)
+		rc = -EXDEV;
+	else if (m->read_only)
+		rc = -EROFS;
+	if (rc) {
+		c->done(c, rc);
+		return;
+	}
+	call = *(void (**)(struct ufs_call *))((const char *)m->ops + op);
+	if (!call) {
+		c->done(c, -EPERM);   /* what the source cannot hold, as the engine says it */
+		return;
+	}
+	if (!(f = fwd_new(c, m, rest, change_done)))
+		return;
+	/* symlink's path2 is the link's target, as it is; rename's and link's a path in the same mount. */
+	if (c->path2 && !(f->sub.path2 = strdup(two ? rest2 : c->path2))) {
+		fwd_free(f);
+		c->done(c, -ENOMEM);
+		return;
+	}
+	f->sub.st = c->st;
+	call(&f->sub);
+}
+
+#define CHANGE(name, two)                                   \
+	static void mtab_##name(struct ufs_call *c)          \
+	{                                                    \
+		change(c, offsetof(struct ufs_ops, name), two); \
+	}
+CHANGE(mkdir, false)
+CHANGE(mknod, false)
+CHANGE(create, false)
+CHANGE(symlink, false)
+CHANGE(link, true)
+CHANGE(unlink, false)
+CHANGE(rmdir, false)
+CHANGE(rename, true)
+CHANGE(setattr, false)
+#undef CHANGE
+
+static void mtab_readlink(struct ufs_call *c)
+{
+	const char *rest;
+	struct mnt *m = resolve(c->u, c->path, &rest);
+	struct fwd *f;
+
+	if (!m || above_mount(c->u, c->path) || !m->ops->readlink) {
+		c->done(c, -EINVAL);   /* not a symlink */
+		return;
+	}
+	if ((f = fwd_new(c, m, rest, change_done)))
+		m->ops->readlink(&f->sub);
 }
 
 static void statfs_done(struct ufs_call *sub, int rc)
@@ -335,6 +451,21 @@ static void mtab_fini(struct ufs *t)
 	free(t);
 }
 
+bool ufs_mtab_writable(const struct config_file *f, const struct cachefs_config *cfg)
+{
+	struct cachefs_config *mc = malloc(sizeof(*mc));
+	bool writable = false;
+
+	for (unsigned i = 0; mc && i < f->nmounts && !writable; i++) {
+		const struct ufs_ops *ops = ufs_driver_for(f->mounts[i].source);
+		*mc = *cfg;
+		config_mount_apply(&f->mounts[i], mc);
+		writable = ops && ops->create && !mc->src.read_only;
+	}
+	free(mc);
+	return writable;
+}
+
 int ufs_mtab_init(struct ufs **out, const struct config_file *f, const struct cachefs_config *cfg,
 		  char *err, size_t errlen)
 {
@@ -373,6 +504,9 @@ int ufs_mtab_init(struct ufs **out, const struct config_file *f, const struct ca
 		}
 		*mc = *cfg;
 		config_mount_apply(cm, mc);
+		/* A source that cannot change (http) is read-only, and its driver opens it so. */
+		mc->src.read_only |= !m->ops->create;
+		m->read_only = mc->src.read_only;
 		rc = m->ops->init(&m->u, cm->source, &mc->src, why, sizeof(why));
 		if (rc) {
 			m->u = NULL;
@@ -395,8 +529,18 @@ const struct ufs_ops ufs_mtab_ops = {
 	.fini = mtab_fini,
 	.stat = mtab_stat,
 	.list = mtab_list,
-	.open = mtab_open,   /* files are the sub-driver's: no .release, no .read */
+	.open = mtab_open,   /* files are the sub-driver's: no .release, .read, .write, .commit */
 	.statfs = mtab_statfs,
+	.mkdir = mtab_mkdir,
+	.mknod = mtab_mknod,
+	.create = mtab_create,
+	.symlink = mtab_symlink,
+	.link = mtab_link,
+	.unlink = mtab_unlink,
+	.rmdir = mtab_rmdir,
+	.rename = mtab_rename,
+	.setattr = mtab_setattr,
+	.readlink = mtab_readlink,
 	.start = mtab_start,
 	.shard_stop = mtab_shard_stop,
 	.counters = mtab_counters,

@@ -51,6 +51,9 @@ struct ufs_file {
 	atomic_uint refs;
 	char *name;               /* for messages; driver-owned */
 	bool readable;            /* reads work through it (not a file opened O_WRONLY) */
+	/* A mount table's source: what calls on the file answer in ufs_call.st
+	 * is mixed with it (ufs_stat_mix), as the table's own answers are. */
+	uint64_t seed;
 };
 
 /* One asynchronous read; the driver owns it until done() runs. */
@@ -243,6 +246,8 @@ extern const struct ufs_ops ufs_http_ops;
  * with cfg plus the section's options. err names the failing section.
  */
 extern const struct ufs_ops ufs_mtab_ops;
+/* Whether some section of f's mount table takes writes (its source can, and it is not ro). */
+bool ufs_mtab_writable(const struct config_file *f, const struct cachefs_config *cfg);
 int ufs_mtab_init(struct ufs **out, const struct config_file *f, const struct cachefs_config *cfg,
 		  char *err, size_t errlen);
 
@@ -251,6 +256,12 @@ int ufs_mtab_init(struct ufs **out, const struct config_file *f, const struct ca
 
 /* The driver for `source` ("/dir" and "file:///dir" are local, "s3://", "http(s)://"), or NULL. */
 const struct ufs_ops *ufs_driver_for(const char *source);
+
+/*
+ * A mount table's answer about a file of the source with this seed: page
+ * identities and inode numbers of two sources never meet.
+ */
+void ufs_stat_mix(struct ufs_stat *st, uint64_t seed);
 
 /* Writes the one-line reason of a failed call into c->err (cut to fit). */
 __attribute__((format(printf, 2, 3)))

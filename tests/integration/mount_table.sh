@@ -1,7 +1,9 @@
 #!/bin/bash
 # A config file joining sources under one root: s3://, a local directory and
 # an http:// source at a nested mount point, a root mount with a mount point
-# inside it, per-mount options, -o over the file's options, `-o config=`, and
+# inside it, per-mount options, -o over the file's options, `-o config=`,
+# writes through the table (each to its own source; EXDEV between two,
+# EROFS where a source or section cannot change, EBUSY on mount points), and
 # --check-config naming the file, line and option of every mistake.
 . "$(dirname "$0")/../lib.sh"
 
@@ -21,6 +23,7 @@ ram_cache = 256M
 shards = 2
 endpoint = $S3_EP
 passwd_file = $T/s3.passwd
+staging_dir = $T/staging
 
 [mount /training-data]
 source = s3://data/train
@@ -77,6 +80,62 @@ MOUNTS+=("$T/mnt2")
 [ ! -e "$T/mnt2/extra/shadowed" ] || fail "the root source's extra/ shows through the mount point"
 unmount_cachefs "$T/mnt2"
 pass "a mount point inside a root mount hides the source's own entry"
+
+# Writes through a table: each goes to its own source.
+mkdir -p "$T/wa" "$T/wb" "$T/wro"
+echo kept >"$T/wro/kept"
+cat > "$T/rw.conf" <<CONF
+endpoint = $S3_EP
+passwd_file = $T/s3.passwd
+staging_dir = $T/staging
+[mount /a]
+source = $T/wa
+[mount /b]
+source = $T/wb
+[mount /s3]
+source = s3://data/written
+[mount /web]
+source = $S3_EP/data/
+manifest = $T/manifest
+[mount /frozen]
+source = $T/wro
+ro = on
+CONF
+mount_logged "$T/rw.conf" "$T/mnt3" "$T/log3"
+m=$T/mnt3
+echo one >"$m/a/f1"
+mkdir "$m/b/d"
+echo two >"$m/b/d/f2"
+mv "$m/b/d/f2" "$m/b/f2"
+[ "$(cat "$T/wa/f1")" = one ] && [ "$(cat "$T/wb/f2")" = two ] || fail "writes did not reach their sources"
+cp "$T/img/big" "$m/s3/big"
+$S3TOOL "$S3_EP" get data written/big "$T/big.back"
+cmp "$T/img/big" "$T/big.back" || fail "the S3 mount of the table did not get its object"
+$PY3 - "$m" <<'EOF'
+import errno, os, sys
+m = sys.argv[1]
+def refused(what, want, fn, *args):
+    try:
+        fn(*args)
+    except OSError as e:
+        if e.errno != want:
+            sys.exit(f"{what}: {os.strerror(e.errno)}, not {os.strerror(want)}")
+        return
+    sys.exit(f"{what}: succeeded")
+refused("rename between two mounts", errno.EXDEV, os.rename, m + "/a/f1", m + "/b/f1")
+refused("link between two mounts", errno.EXDEV, os.link, m + "/a/f1", m + "/b/f1")
+refused("create in an http mount", errno.EROFS, open, m + "/web/new", "w")
+refused("create in a ro section", errno.EROFS, open, m + "/frozen/new", "w")
+refused("write to a ro section's file", errno.EROFS, open, m + "/frozen/kept", "a")
+refused("mkdir above the mount points", errno.EROFS, os.mkdir, m + "/newtop")
+refused("rmdir of a mount point", errno.EBUSY, os.rmdir, m + "/b")
+refused("rename of a mount point", errno.EBUSY, os.rename, m + "/a", m + "/b/a")
+EOF
+mv "$m/a/f1" "$m/b/f1"   # mv copies across mounts, as across file systems
+[ ! -e "$T/wa/f1" ] && [ "$(cat "$T/wb/f1")" = one ] || fail "mv across two mounts did not copy"
+[ "$(cat "$T/wro/kept")" = kept ] || fail "the ro section's file changed"
+unmount_cachefs "$T/mnt3"
+pass "writes through a table reach their own sources; EXDEV between two, EROFS for http and ro, EBUSY on mount points"
 
 # Mistakes: each named with file, line and option; nothing mounts.
 check_bad() {
