@@ -83,6 +83,7 @@ static const struct opt_def opt_table[] = {
 	{ "staging_max", OPT_SIZE, F(src.staging_max), "0 (until the disk is full)", "object stores: most bytes of written files kept at once; a write past it gets ENOSPC", 0, 0, true },
 	{ "write_part_size", OPT_SIZE, F(src.write_part_size), "8M", "object stores: files larger than this are uploaded in parts of this size (5M to 5G)", 0, 0, true },
 	{ "write_buffer", OPT_SIZE, F(src.write_buffer), "256M", "object stores: memory for parts being uploaded, across all files; an upload over it waits for a part to finish", 0, 0, true },
+	{ "copy_max", OPT_SIZE, F(src.copy_max), "5G", "object stores: largest object a rename or chmod copies on the server (CopyObject); a larger one is copied through the daemon, ranged GETs into a multipart upload", 0, 0, true },
 	{ "kernel_cache", OPT_BOOL, F(fuse.kernel_cache), "off", "keep file pages in the kernel page cache across opens", 0, 0, false },
 	{ "auto_cache", OPT_BOOL, F(fuse.auto_cache), "off", "like kernel_cache, but drop them when size or mtime changed", 0, 0, false },
 	{ "no_open", OPT_TRISTATE, F(fuse.no_open), "auto: on with kernel_cache on a read-only mount", "the kernel opens and closes files without asking the daemon (one ENOSYS to its first OPEN): a small file in the kernel's cache then costs no round trip. Readers of a file share one handle (one version; read-ahead per stream). Needs kernel_cache and ro (the kernel would not tell the daemon when a written file is closed)", 0, 0, false },
@@ -143,6 +144,7 @@ void config_defaults(struct cachefs_config *c)
 	c->src.umask = 022;
 	c->src.write_part_size = 8 << 20;
 	c->src.write_buffer = 256 << 20;
+	c->src.copy_max = 5ULL << 30;
 	c->src.timeout = 30;
 	c->src.dir_cache_ttl = 60;
 	c->meta.stale_if_error = 86400;
@@ -459,6 +461,11 @@ int config_finish(struct cachefs_config *c, uint64_t mem_total, uint64_t mem_ava
 	if (c->src.write_part_size < (5 << 20) || c->src.write_part_size > (5ULL << 30)) {
 		snprintf(err, errlen, "write_part_size=%s must be from 5M to 5G (the S3 limits of a part)",
 			 fmt_size(c->src.write_part_size, a, sizeof(a)));
+		return -EINVAL;
+	}
+	if (c->src.copy_max > (5ULL << 30)) {
+		snprintf(err, errlen, "copy_max=%s is over the 5G S3 lets one CopyObject copy",
+			 fmt_size(c->src.copy_max, a, sizeof(a)));
 		return -EINVAL;
 	}
 	if (c->src.write_buffer < c->src.write_part_size) {

@@ -90,6 +90,7 @@ struct source_opts {
 	uint64_t staging_max;       /* bytes of staged writes; 0: until the disk is full */
 	uint64_t write_part_size;   /* multipart part size */
 	uint64_t write_buffer;      /* part buffers in flight, whole mount */
+	uint64_t copy_max;          /* largest server-side copy; larger ones are streamed */
 };
 
 /* The namespace and its metadata cache (engine/). */

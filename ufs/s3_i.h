@@ -38,7 +38,7 @@ struct ufs {
 	char *own_dir;            /* stage_dir/d-PID-TIME: this daemon's staged files and their records */
 	int lock_fd;              /* own_dir/lock, flock()ed for the daemon's life */
 	char *recovery_dir;       /* stage_dir/recovery: uploads that failed */
-	uint64_t part_size, staging_max;
+	uint64_t part_size, staging_max, copy_max;
 	pthread_mutex_t buf_lock;   /* part buffers: at most buf_max in use */
 	pthread_cond_t buf_free;
 	unsigned buf_used, buf_max;

@@ -50,8 +50,6 @@
 /* S3's limits: parts of an upload, and the longest key. */
 #define MAX_PARTS 10000
 #define MAX_KEY 1024
-/* The largest object CopyObject copies in one request. */
-#define MAX_COPY (5ULL << 30)
 
 /* Bumped when a record's fields change meaning: an older daemon's records are then kept, not guessed at. */
 #define RECORD_VERSION 2
@@ -309,7 +307,9 @@ static void buf_give(struct ufs *u, char *b)
  */
 struct mp {
 	struct ufs *u;
-	int fd;
+	int fd;                   /* the staged bytes; -1 for a copy */
+	const char *from;         /* a copy: the object (of version from_etag) the parts are read from */
+	char from_etag[UFS_ETAG_MAX];
 	char *key;
 	char id[1024];            /* the UploadId; "" until it is created */
 	mode_t mode;              /* the attributes it was created with */
@@ -444,6 +444,47 @@ static void mp_more_workers(struct mp *m)
 		m->workers--;
 }
 
+/*
+ * Bytes [off, off + len) of object key (objsize bytes, version etag:
+ * checked when the answer names one) into buf: 0, or -errno with a reason.
+ */
+static int get_range(struct ufs *u, const char *key, const char *etag, uint64_t objsize, char *buf, uint64_t len,
+		     uint64_t off, char *err, size_t errlen)
+{
+	uint64_t ask = len;
+	struct http_resp r = { 0 };
+	struct rq q;
+	int rc;
+
+	rq_init(&q, u, "GET", key);
+	/* s3rver answers "bytes=N-N" with the whole object: ask for two bytes, or the tail. */
+	if (len == 1 && off + 2 <= objsize)
+		ask = 2;
+	if (len == 1 && ask == 1)
+		snprintf(q.range, sizeof(q.range), "bytes=%llu-", (unsigned long long)off);
+	else
+		snprintf(q.range, sizeof(q.range), "bytes=%llu-%llu", (unsigned long long)off,
+			 (unsigned long long)(off + ask - 1));
+	if ((rc = rq_do(&q, UFS_REQ_GET, NULL, 0, ask + 1, &r, false, err, errlen)))
+		return rc;
+	if (r.len == ask)
+		r.len = len;
+	/* One version of the object, or a copy that mixes two. */
+	if (*etag && r.etag[0] && !http_etag_eq(etag, r.etag)) {
+		snprintf(err, errlen, "GET %s%s: changed while it was being read (ETag %s, then %s)", u->root, key,
+			 etag, r.etag);
+		rc = -EIO;
+	} else if (r.len != len) {
+		snprintf(err, errlen, "GET %s%s: %zu bytes at %llu, expected %llu", u->root, key, r.len,
+			 (unsigned long long)off, (unsigned long long)len);
+		rc = -EIO;
+	} else {
+		memcpy(buf, r.body, len);
+	}
+	free(r.body);
+	return rc;
+}
+
 /* Sends part i (0-based) of m: 0, or -errno with a reason. */
 static int mp_send_part(struct mp *m, uint64_t i, uint64_t len, char *etag, char *err, size_t errlen)
 {
@@ -457,8 +498,11 @@ static int mp_send_part(struct mp *m, uint64_t i, uint64_t len, char *etag, char
 		snprintf(err, errlen, "no buffer for a part of %s%s", u->root, m->key);
 		return u->streams_stop ? -ECANCELED : -ENOMEM;
 	}
-	if ((rc = pread_all(m->fd, buf, len, i * u->part_size))) {
+	if (m->from)
+		rc = get_range(u, m->from, m->from_etag, m->size, buf, len, i * u->part_size, err, errlen);
+	else if ((rc = pread_all(m->fd, buf, len, i * u->part_size)))
 		snprintf(err, errlen, "reading the staged bytes of %s%s: %s", u->root, m->key, strerror(-rc));
+	if (rc) {
 		buf_give(u, buf);
 		return rc;
 	}
@@ -615,31 +659,42 @@ static void mp_abort(struct mp *m)
 	m->ended = true;
 }
 
-/* The whole staged file in parts, all ready at once; this thread is one of the workers. */
+/*
+ * All of m's `size` bytes in parts, ready at once; this thread is one of
+ * the workers. 0 with etag, or -errno with a reason (the upload aborted).
+ */
+static int mp_upload_all(struct mp *m, uint64_t size, char *etag, char *err, size_t errlen)
+{
+	uint64_t t0 = now_ns();
+	int rc;
+
+	if ((rc = mp_create(m))) {
+		snprintf(err, errlen, "%s", m->err);
+		return rc;
+	}
+	m->size = size;
+	m->nparts = m->ready = (size + m->u->part_size - 1) / m->u->part_size;
+	m->workers = 1;
+	mp_work(m);
+	if (!(rc = mp_finish(m, size, err, errlen)))
+		log_debug("%s%s: %llu parts sent in %.3f s", m->u->root, m->key, (unsigned long long)m->nparts,
+			  (double)(now_ns() - t0) / 1e9);
+	if (!rc)
+		rc = mp_complete(m, etag, err, errlen);
+	if (rc)
+		mp_abort(m);
+	return rc;
+}
+
+/* The whole staged file in parts. */
 static int put_multipart(struct put *p, char *err, size_t errlen)
 {
 	struct mp *m = mp_new(p->u, p->fd, p->key, p->mode, p->uid, p->gid, p->mtime_ns);
-	uint64_t t0 = now_ns();
 	int rc;
 
 	if (!m)
 		return -ENOMEM;
-	if ((rc = mp_create(m))) {
-		snprintf(err, errlen, "%s", m->err);
-		goto out;
-	}
-	m->size = p->size;
-	m->nparts = m->ready = (p->size + p->u->part_size - 1) / p->u->part_size;
-	m->workers = 1;
-	mp_work(m);
-	if (!(rc = mp_finish(m, p->size, err, errlen)))
-		log_debug("%s%s: %llu parts sent in %.3f s", p->u->root, p->key, (unsigned long long)m->nparts,
-			  (double)(now_ns() - t0) / 1e9);
-	if (!rc)
-		rc = mp_complete(m, p->etag, err, errlen);
-	if (rc)
-		mp_abort(m);
-out:
+	rc = mp_upload_all(m, p->size, p->etag, err, errlen);
 	mp_free(m);
 	return rc;
 }
@@ -949,49 +1004,23 @@ static bool writes(const struct s3_wfile *wf, const char *key)
 static int download(struct ufs *u, const char *key, const char *etag, uint64_t size, uint64_t objsize, int fd,
 		    char *err, size_t errlen)
 {
-	uint64_t chunk = u->part_size;
+	uint64_t chunk = MIN(u->part_size, size);
+	char *buf = malloc(MAX(chunk, 1));
+	int rc = 0;
 
-	for (uint64_t off = 0; off < size; off += chunk) {
-		uint64_t len = MIN(chunk, size - off), ask = len;
-		struct http_resp r = { 0 };
-		struct rq q;
-		int rc;
-
-		rq_init(&q, u, "GET", key);
-		/* s3rver answers "bytes=N-N" with the whole object: ask for two bytes, or the tail. */
-		if (len == 1 && off + 2 <= objsize)
-			ask = 2;
-		if (len == 1 && ask == 1)
-			snprintf(q.range, sizeof(q.range), "bytes=%llu-", (unsigned long long)off);
-		else
-			snprintf(q.range, sizeof(q.range), "bytes=%llu-%llu", (unsigned long long)off,
-				 (unsigned long long)(off + ask - 1));
-		if ((rc = rq_do(&q, UFS_REQ_GET, NULL, 0, ask + 1, &r, false, err, errlen)))
-			return rc;
-		/* One version of the object, or a staged copy that mixes two. */
-		if (*etag && r.etag[0] && !http_etag_eq(etag, r.etag)) {
-			snprintf(err, errlen, "GET %s%s: changed while it was being staged (ETag %s, then %s)", u->root,
-				 key, etag, r.etag);
-			free(r.body);
-			return -EIO;
-		}
-		if (r.len == ask)
-			r.len = len;
-		if (r.len != len) {
-			snprintf(err, errlen, "GET %s%s: %zu bytes at %llu, expected %llu", u->root, key, r.len,
-				 (unsigned long long)off, (unsigned long long)len);
-			free(r.body);
-			return -EIO;
-		}
-		if (pwrite(fd, r.body, len, (off_t)off) != (ssize_t)len) {
+	if (!buf)
+		return -ENOMEM;
+	for (uint64_t off = 0; off < size && !rc; off += chunk) {
+		uint64_t len = MIN(chunk, size - off);
+		if ((rc = get_range(u, key, etag, objsize, buf, len, off, err, errlen)))
+			break;
+		if (pwrite(fd, buf, len, (off_t)off) != (ssize_t)len) {
 			rc = errno ? -errno : -EIO;
 			snprintf(err, errlen, "staging %s%s: %s", u->root, key, strerror(-rc));
-			free(r.body);
-			return rc;
 		}
-		free(r.body);
 	}
-	return 0;
+	free(buf);
+	return rc;
 }
 
 /* A staged file for j->key: empty (create, O_TRUNC) or a copy of the object as opened. */
@@ -1607,17 +1636,55 @@ void s3_rmdir(struct ufs_call *c)
 }
 
 /*
- * CopyObject src -> dst, attributes kept (or replaced with those of meta):
- * 0 with the copy's ETag in etag, or -errno with a reason.
+ * An object over copy_max, copied through the daemon: ranged GETs of the
+ * version a HEAD saw into a multipart upload, with its attributes (or
+ * meta's). 0 with the new etag, or -errno with a reason.
  */
-static int copy_key(struct ufs *u, const char *src, const char *dst, const struct ufs_stat *meta, char *etag,
-		    char *err, size_t errlen)
+static int copy_streamed(struct ufs *u, const char *src, const char *dst, const struct ufs_stat *meta,
+			 char *etag, char *err, size_t errlen)
+{
+	struct ufs_stat st;
+	char from_etag[UFS_ETAG_MAX];
+	struct mp *m;
+	int rc;
+
+	if ((rc = head(u, src, &st, from_etag, err, errlen)))
+		return rc;
+	if (st.size > u->part_size * MAX_PARTS) {
+		snprintf(err, errlen, "copying %s%s: over the %d parts of write_part_size a multipart upload takes",
+			 u->root, src, MAX_PARTS);
+		return -EFBIG;
+	}
+	if (meta) {
+		st.mode = meta->mode;
+		st.uid = meta->uid;
+		st.gid = meta->gid;
+		st.mtime_ns = meta->mtime_ns;
+	}
+	if (!(m = mp_new(u, -1, dst, st.mode, st.uid, st.gid, st.mtime_ns)))
+		return -ENOMEM;
+	m->from = src;
+	snprintf(m->from_etag, sizeof(m->from_etag), "%s", from_etag);
+	rc = mp_upload_all(m, st.size, etag, err, errlen);
+	mp_free(m);
+	return rc;
+}
+
+/*
+ * Object src (size bytes) copied to dst, with meta's attributes or its
+ * own: CopyObject on the server, or through the daemon over copy_max. 0
+ * with the copy's ETag in etag, or -errno with a reason.
+ */
+static int copy_key(struct ufs *u, const char *src, const char *dst, uint64_t size, const struct ufs_stat *meta,
+		    char *etag, char *err, size_t errlen)
 {
 	struct http_resp r = { 0 };
 	char enc[3 * MAX_KEY + 8];
 	struct rq q;
 	int rc;
 
+	if (size > u->copy_max)
+		return copy_streamed(u, src, dst, meta, etag, err, errlen);
 	if (sigv4_uri_encode(enc, sizeof(enc), src, 1) < 0)
 		return -ENAMETOOLONG;
 	rq_init(&q, u, "PUT", dst);
@@ -1664,12 +1731,7 @@ static int move_key(struct ufs *u, const char *src, const char *dst, uint64_t si
 	bool writing = false;
 	int rc;
 
-	if (size > MAX_COPY) {
-		snprintf(err, errlen, "rename of %s%s: over the %llu GiB a CopyObject takes", u->root, src,
-			 (unsigned long long)(MAX_COPY >> 30));
-		return -EFBIG;
-	}
-	rc = copy_key(u, src, dst, NULL, etag, err, errlen);
+	rc = copy_key(u, src, dst, size, NULL, etag, err, errlen);
 	pthread_mutex_lock(&u->wlock);
 	for (struct s3_wfile *wf = u->writers; wf && !writing; wf = wf->next)
 		writing = writes(wf, src);
@@ -1853,13 +1915,7 @@ static void s3_setattr_object(struct job *j, struct ufs_stat *st_in, char *etag)
 		}
 		return;
 	}
-	if (st.size > MAX_COPY) {
-		snprintf(j->err, sizeof(j->err), "changing the attributes of %s%s: over what a CopyObject takes",
-			 u->root, j->key);
-		j->rc = -EFBIG;
-		return;
-	}
-	if ((j->rc = copy_key(u, j->key, j->key, &st, etag, j->err, sizeof(j->err))))
+	if ((j->rc = copy_key(u, j->key, j->key, st.size, &st, etag, j->err, sizeof(j->err))))
 		return;
 	written_stat(u, &j->st, j->key, st.size, st.mode, st.uid, st.gid, st.mtime_ns, etag);
 	snprintf(j->etag, sizeof(j->etag), "%s", etag);
@@ -2038,6 +2094,7 @@ int s3_write_init(struct ufs *u, const struct source_opts *o, char *err, size_t 
 
 	u->lock_fd = -1;
 	u->part_size = o->write_part_size;
+	u->copy_max = o->copy_max;
 	u->staging_max = o->staging_max;
 	u->buf_max = (unsigned)MAX(o->write_buffer / o->write_part_size, 1);
 	if (o->read_only)

@@ -23,6 +23,8 @@ HOME=$T/home AWS_PROFILE= AWS_ACCESS_KEY_ID= AWS_SECRET_ACCESS_KEY= \
 must_refuse "endpoint that does not answer" "cannot reach the object store" s3://data \
 	-o "endpoint=http://127.0.0.1:$(free_port),passwd_file=$T/s3.passwd,timeout=2"
 must_refuse "endpoint that is not a URL" "invalid endpoint" s3://data -o "endpoint=127.0.0.1,passwd_file=$T/s3.passwd"
+must_refuse "write_part_size under S3's 5M" "write_part_size=4M must be from 5M to 5G" s3://data -o "$S3_OPTS,write_part_size=4M"
+must_refuse "copy_max over CopyObject's 5G" "copy_max=6G is over the 5G" s3://data -o "$S3_OPTS,copy_max=6G"
 pass "bad input is refused at mount with a clear message"
 
 # Credentials from ~/.aws/credentials, and a secret on the command line that

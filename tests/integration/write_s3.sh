@@ -126,6 +126,19 @@ grep -q "s3://bkt/s-seq: 5 parts, [1-9] of them taken before the commit" "$T/log
 pass "parts sent while a file is written in order; out of order, truncated, renamed or fsynced while streamed: byte-exact"
 unmount_cachefs "$T/ms"
 
+# ---- objects over copy_max: rename and chmod copy them through the daemon ----
+mount_logged s3://bkt "$T/mc" "$T/logc" -o "$OPTS,copy_max=5M,log_level=debug"
+cp "$T/stream" "$T/mc/big-tmp"
+mv "$T/mc/big-tmp" "$T/mc/big-final"
+chmod 600 "$T/mc/big-final"
+server "$T/stream" big-final
+$S3T head bkt big-tmp >/dev/null 2>&1 && fail "big-tmp is still in the bucket after its rename"
+$S3T head bkt big-final | grep -q '"mode": "33152"' || fail "mode of big-final: $($S3T head bkt big-final)"
+unmount_cachefs "$T/mc"
+[ "$(grep -c "s3://bkt/big-final: 5 parts sent in" "$T/logc")" = 2 ] ||
+	fail "rename and chmod did not copy through the daemon: $(grep big- "$T/logc")"
+pass "an object over copy_max: rename and chmod copy it by ranged GETs into a multipart upload, byte-exact"
+
 # ---- kill -9 with a written file open: the next mount finishes the upload ----
 # ... and one written out of order (staged, uploaded whole) and closed just before.
 head -c $((9 << 20)) /dev/urandom >"$T/rw"
