@@ -77,11 +77,11 @@ echo "  8 lookups and 2 listings of unknown names: EIO after $ms ms"
 curl -sf "http://127.0.0.1:$port/metrics" >"$T/after"
 # Turns during the stall only (the cold read before it copied 256 MiB).
 over5=$(($(long_turns "$T/after" 0.005) - $(long_turns "$T/before" 0.005)))
-# 10 ms; 100 ms for a sanitizer build, which CI runs beside other tests on
-# two vCPUs (a fresh-clone run once saw two turns over 10 ms there). A turn
-# that waited on the stopped server would take the whole timeout, 8 s.
-limit=0.01
-sanitized && limit=0.1
+# 100 ms (the histogram's bound after 10 ms). A turn that waited on the
+# stopped server would take the whole timeout, 8 s; a turn on two vCPUs can
+# lose the CPU for over 10 ms (seen under ASan, and once in a release
+# build's distcheck), which says nothing about what the loop waited on.
+limit=0.1
 over=$(($(long_turns "$T/after" $limit) - $(long_turns "$T/before" $limit)))
 [ "$over" = 0 ] || fail "$over shard loop turns took over $limit s during the stall"
 echo "  shard loop turns during the stall: $over5 over 5 ms, none over $limit s"
