@@ -462,9 +462,6 @@ static void finish(struct change *ch, int rc)
 	/* The source did not answer a change: say why once here (commits: the drivers say where the bytes are). */
 	if (rc && !commit && ufs_unavailable(rc))
 		log_warn("%s", ch->call.err[0] ? ch->call.err : strerror(-rc));
-	/* A call on an open file went to its source's driver: answered as the mount table answers. */
-	if (!rc && ch->wf && ch->wf->file->seed)
-		ufs_stat_mix(&ch->call.st, ch->wf->file->seed);
 	ns_lock(e->ns);
 	if (rc == 0)
 		rc = apply(e, ch, now_ns());

@@ -5,10 +5,11 @@
  * on their own ("/" lists the top-level mount points). A mount point hides
  * a same-named entry of the source it sits in.
  *
- * Open files are the sub-driver's own, so reads and writes never pass
- * through here. Versions are mixed with the mount's source, so that pages
- * of two sources never share a key even when paths and versions happen to
- * agree; a file carries its source's seed for the answers of calls on it.
+ * Files opened for reading are the sub-driver's own, so reads never pass
+ * through here; files opened for writing are wrapped (struct tfile), so
+ * that calls on them reach their source with its own struct ufs. Versions
+ * are mixed with the mount's source, so that pages of two sources never
+ * share a key even when paths and versions happen to agree.
  *
  * Changes go to the mount holding the path, when it takes writes (its
  * source can, and its section is not ro; else EROFS). A rename or a hard
@@ -22,7 +23,6 @@
 #include "core/util.h"
 
 #include <errno.h>
-#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -80,7 +80,11 @@ static bool above_mount(struct ufs *t, const char *path)
 
 static void mix(const struct mnt *m, struct ufs_stat *st)
 {
-	ufs_stat_mix(st, m->seed);
+	st->version = mix64(st->version ^ m->seed);
+	st->id = mix64(st->id ^ m->seed);
+	/* One st_dev for the whole mount: two sources' inode numbers must not meet. */
+	if (st->ino)
+		st->ino = mix64(st->ino ^ m->seed);
 }
 
 /* A call forwarded to the mount holding its path. */
@@ -127,7 +131,7 @@ static struct fwd *fwd_new(struct ufs_call *c, struct mnt *m, const char *rest,
 	f->sub.rdev = c->rdev;
 	f->sub.uid = c->uid;
 	f->sub.gid = c->gid;
-	f->sub.datasync = c->datasync;
+	f->sub.datasync = c->datasync;   /* fsync of a file opened for writing */
 	c->source = m ? (unsigned)(m - f->t->m) + 1 : 0;
 	return f;
 }
@@ -254,23 +258,147 @@ static void mtab_list(struct ufs_call *c)
 	c->done(c, rc > 0 ? 0 : rc);
 }
 
-static void open_done(struct ufs_call *sub, int rc)
+/* What the forwarded call answered, as the table answers it: attributes mixed with the mount's. */
+static void answer(struct fwd *f, int rc)
 {
-	struct fwd *f = container_of(sub, struct fwd, sub);
-	struct ufs_call *c = f->c;
+	struct ufs_call *sub = &f->sub, *c = f->c;
 
 	ufs_call_err(c, "%s", sub->err);
-	c->file = sub->file;
-	if (c->file)
-		c->file->seed = f->m->seed;
-	c->fetched = sub->fetched;
+	c->asked = sub->asked;
 	c->ttl_ns = sub->ttl_ns;
-	if (sub->fetched) {
+	c->fetched = sub->fetched;
+	/* Calls that describe what they made or changed (not unlink, rename, readlink). */
+	if (!rc && sub->st.mode) {
 		c->st = sub->st;
 		mix(f->m, &c->st);
+		snprintf(c->etag, sizeof(c->etag), "%s", sub->etag);
 	}
 	fwd_free(f);
 	c->done(c, rc);
+}
+
+/* ---- files open for writing: the table's, around the source's ---- */
+
+/*
+ * Calls on a file the table opened for writing (writes, close, fsync,
+ * setattr) go to its source's driver with that source's struct ufs, and
+ * their answers are mixed as the table's own are. Files opened for
+ * reading are the source's own: reads never pass through here.
+ */
+struct tfile {
+	struct ufs_file f;        /* f.name: the source file's */
+	struct ufs_file *in;      /* held */
+	struct mnt *m;
+};
+
+static const struct ufs_ops tfile_ops;
+
+static struct tfile *tfile_of(struct ufs_file *f)
+{
+	return container_of(f, struct tfile, f);
+}
+
+/* sub->file, wrapped when it was opened for writing; rc, or -ENOMEM (the file is let go). */
+static int hand_out(struct fwd *f, int oflags, int rc)
+{
+	struct ufs_file *in = f->sub.file;
+	struct tfile *t;
+
+	f->c->file = in;
+	if (rc || !in || !ufs_writing(oflags))
+		return rc;
+	if (!(t = calloc(1, sizeof(*t)))) {
+		ufs_file_put(in);
+		f->c->file = NULL;
+		return -ENOMEM;
+	}
+	t->f.ops = &tfile_ops;
+	t->f.name = in->name;
+	t->f.readable = in->readable;
+	atomic_init(&t->f.refs, 1);
+	t->in = in;
+	t->m = f->m;
+	f->c->file = &t->f;
+	return 0;
+}
+
+static void tfile_release(struct ufs_file *file)
+{
+	struct tfile *t = tfile_of(file);
+
+	ufs_file_put(t->in);
+	free(t);
+}
+
+/* Reads and writes are the source's: its file in their place, for the call's length. */
+static int tfile_read(struct ufs_read *r)
+{
+	r->file = tfile_of(r->file)->in;
+	return r->file->ops->read(r);
+}
+
+static int tfile_write(struct ufs_write *w)
+{
+	w->file = tfile_of(w->file)->in;
+	return w->file->ops->write(w);
+}
+
+static void file_call_done(struct ufs_call *sub, int rc)
+{
+	answer(container_of(sub, struct fwd, sub), rc);
+}
+
+/* The forwarded call of c, a call on the table's file: the same call on the source's. */
+static struct fwd *file_call(struct ufs_call *c)
+{
+	struct tfile *t = tfile_of(c->file);
+	const char *rest = NULL;
+	struct fwd *f;
+
+	if (c->path)
+		resolve(c->u, c->path, &rest);
+	if (!(f = fwd_new(c, t->m, rest, file_call_done)))
+		return NULL;
+	f->sub.file = t->in;
+	f->sub.st = c->st;   /* setattr: the values to set */
+	return f;
+}
+
+#define FILE_CALL(name)                                              \
+	static void tfile_##name(struct ufs_call *c)                 \
+	{                                                            \
+		struct fwd *f = file_call(c);                        \
+		if (f && f->sub.file->ops->name)                     \
+			f->sub.file->ops->name(&f->sub);             \
+		else if (f)                                          \
+			answer(f, -EPERM);                           \
+	}
+FILE_CALL(commit)
+FILE_CALL(fsync)
+FILE_CALL(setattr)
+#undef FILE_CALL
+
+static const struct ufs_ops tfile_ops = {
+	.name = "mtab",
+	.release = tfile_release,
+	.read = tfile_read,
+	.write = tfile_write,
+	.commit = tfile_commit,
+	.fsync = tfile_fsync,
+	.setattr = tfile_setattr,
+};
+
+/* ---- open ---- */
+
+static void open_done(struct ufs_call *sub, int rc)
+{
+	struct fwd *f = container_of(sub, struct fwd, sub);
+
+	rc = hand_out(f, f->c->oflags, rc);
+	/* The attributes the caller passed in come back only when the open read them itself. */
+	if (!sub->fetched)
+		sub->st.mode = 0;
+	answer(f, rc);
 }
 
 static void mtab_open(struct ufs_call *c)
@@ -301,81 +429,67 @@ static void mtab_open(struct ufs_call *c)
 static void change_done(struct ufs_call *sub, int rc)
 {
 	struct fwd *f = container_of(sub, struct fwd, sub);
-	struct ufs_call *c = f->c;
 
-	ufs_call_err(c, "%s", sub->err);
-	c->asked = sub->asked;
-	c->ttl_ns = sub->ttl_ns;
-	c->link = sub->link;
-	c->file = sub->file;
-	c->fetched = sub->fetched;
-	if (c->file)
-		c->file->seed = f->m->seed;
-	if (!rc) {
-		c->st = sub->st;
-		mix(f->m, &c->st);
-		snprintf(c->etag, sizeof(c->etag), "%s", sub->etag);
-	}
-	free((char *)sub->path2);
-	fwd_free(f);
-	c->done(c, rc);
+	f->c->link = sub->link;
+	/* create opens the file it made for writing. */
+	answer(f, hand_out(f, O_WRONLY, rc));
 }
 
-/* The call `op` (an offset in struct ufs_ops) of the mount holding c->path; two: c->path2 is a path too. */
-static void change(struct ufs_call *c, size_t op, bool two)
+/*
+ * The forwarded call of a change of c->path, or NULL when it is answered
+ * here: EROFS above the mount points and in a read-only mount, EBUSY on a
+ * mount point (but for setattr, on_mount_point), EXDEV between two mounts
+ * (two: c->path2 is a path too; symlink's is its target, as it is).
+ */
+static struct fwd *change(struct ufs_call *c, bool two, bool on_mount_point)
 {
 	struct ufs *t = c->u;
 	const char *rest, *rest2 = NULL;
 	struct mnt *m = resolve(t, c->path, &rest), *m2 = NULL;
-	void (*call)(struct ufs_call *);
 	struct fwd *f;
 	int rc = 0;
 
 	if (two)
 		m2 = resolve(t, c->path2, &rest2);
-	if (!m || above_mount(t, c->path) || (two && (!m2 || above_mount(t, c->path2))))
-		rc = -EROFS;   /* the directories the table itself makes */
-	else if ((!*rest && m->len && op != offsetof(struct ufs_ops, setattr)) || (two && !*rest2 && m2->len))
+	if ((m && !*rest && m->len && !on_mount_point) || (m2 && !*rest2 && m2->len))
 		rc = -EBUSY;   /* a mount point */
+	else if (!m || above_mount(t, c->path) || (two && (!m2 || above_mount(t, c->path2))))
+		rc = -EROFS;   /* the directories the table itself makes */
 	else if (two && m2 != m)
 		rc = -EXDEV;
 	else if (m->read_only)
 		rc = -EROFS;
 	if (rc) {
 		c->done(c, rc);
-		return;
-	}
-	call = *(void (**)(struct ufs_call *))((const char *)m->ops + op);
-	if (!call) {
-		c->done(c, -EPERM);   /* what the source cannot hold, as the engine says it */
-		return;
+		return NULL;
 	}
 	if (!(f = fwd_new(c, m, rest, change_done)))
-		return;
-	/* symlink's path2 is the link's target, as it is; rename's and link's a path in the same mount. */
-	if (c->path2 && !(f->sub.path2 = strdup(two ? rest2 : c->path2))) {
-		fwd_free(f);
-		c->done(c, -ENOMEM);
-		return;
-	}
-	f->sub.st = c->st;
-	call(&f->sub);
+		return NULL;
+	/* Both point into the caller's paths, which outlive the call. */
+	f->sub.path2 = two ? rest2 : c->path2;
+	f->sub.st = c->st;   /* setattr: the values to set */
+	return f;
 }
 
-#define CHANGE(name, two)                                   \
-	static void mtab_##name(struct ufs_call *c)          \
-	{                                                    \
-		change(c, offsetof(struct ufs_ops, name), two); \
+/* What the source cannot hold (links in a bucket): EPERM, as the engine says it. */
+#define CHANGE(name, two, on_mount_point)                            \
+	static void mtab_##name(struct ufs_call *c)                  \
+	{                                                            \
+		struct fwd *f = change(c, two, on_mount_point);      \
+		if (f && f->m->ops->name)                            \
+			f->m->ops->name(&f->sub);                    \
+		else if (f)                                          \
+			answer(f, -EPERM);                           \
 	}
-CHANGE(mkdir, false)
-CHANGE(mknod, false)
-CHANGE(create, false)
-CHANGE(symlink, false)
-CHANGE(link, true)
-CHANGE(unlink, false)
-CHANGE(rmdir, false)
-CHANGE(rename, true)
-CHANGE(setattr, false)
+CHANGE(mkdir, false, false)
+CHANGE(mknod, false, false)
+CHANGE(create, false, false)
+CHANGE(symlink, false, false)
+CHANGE(link, true, false)
+CHANGE(unlink, false, false)
+CHANGE(rmdir, false, false)
+CHANGE(rename, true, false)
+CHANGE(setattr, false, true)
 #undef CHANGE
 
 static void mtab_readlink(struct ufs_call *c)
@@ -451,16 +565,26 @@ static void mtab_fini(struct ufs *t)
 	free(t);
 }
 
+/*
+ * *mc: cfg with section cm's options; a source that cannot change (http,
+ * ops->create NULL) is read-only, and its driver opens it so.
+ */
+static void section_opts(const struct config_mount *cm, const struct ufs_ops *ops, const struct cachefs_config *cfg,
+			 struct cachefs_config *mc)
+{
+	*mc = *cfg;
+	config_mount_apply(cm, mc);
+	mc->src.read_only |= !ops || !ops->create;
+}
+
 bool ufs_mtab_writable(const struct config_file *f, const struct cachefs_config *cfg)
 {
 	struct cachefs_config *mc = malloc(sizeof(*mc));
-	bool writable = false;
+	bool writable = !mc;   /* out of memory: the sections say it at init */
 
 	for (unsigned i = 0; mc && i < f->nmounts && !writable; i++) {
-		const struct ufs_ops *ops = ufs_driver_for(f->mounts[i].source);
-		*mc = *cfg;
-		config_mount_apply(&f->mounts[i], mc);
-		writable = ops && ops->create && !mc->src.read_only;
+		section_opts(&f->mounts[i], ufs_driver_for(f->mounts[i].source), cfg, mc);
+		writable = !mc->src.read_only;
 	}
 	free(mc);
 	return writable;
@@ -502,10 +626,7 @@ int ufs_mtab_init(struct ufs **out, const struct config_file *f, const struct ca
 			rc = -EINVAL;
 			break;
 		}
-		*mc = *cfg;
-		config_mount_apply(cm, mc);
-		/* A source that cannot change (http) is read-only, and its driver opens it so. */
-		mc->src.read_only |= !m->ops->create;
+		section_opts(cm, m->ops, cfg, mc);
 		m->read_only = mc->src.read_only;
 		rc = m->ops->init(&m->u, cm->source, &mc->src, why, sizeof(why));
 		if (rc) {

@@ -19,15 +19,6 @@ const struct ufs_ops *ufs_driver_for(const char *source)
 	return NULL;
 }
 
-void ufs_stat_mix(struct ufs_stat *st, uint64_t seed)
-{
-	st->version = mix64(st->version ^ seed);
-	st->id = mix64(st->id ^ seed);
-	/* One st_dev for the whole mount: two sources' inode numbers must not meet. */
-	if (st->ino)
-		st->ino = mix64(st->ino ^ seed);
-}
-
 void ufs_call_err(struct ufs_call *c, const char *fmt, ...)
 {
 	va_list ap;

@@ -51,9 +51,6 @@ struct ufs_file {
 	atomic_uint refs;
 	char *name;               /* for messages; driver-owned */
 	bool readable;            /* reads work through it (not a file opened O_WRONLY) */
-	/* A mount table's source: what calls on the file answer in ufs_call.st
-	 * is mixed with it (ufs_stat_mix), as the table's own answers are. */
-	uint64_t seed;
 };
 
 /* One asynchronous read; the driver owns it until done() runs. */
@@ -256,12 +253,6 @@ int ufs_mtab_init(struct ufs **out, const struct config_file *f, const struct ca
 
 /* The driver for `source` ("/dir" and "file:///dir" are local, "s3://", "http(s)://"), or NULL. */
 const struct ufs_ops *ufs_driver_for(const char *source);
-
-/*
- * A mount table's answer about a file of the source with this seed: page
- * identities and inode numbers of two sources never meet.
- */
-void ufs_stat_mix(struct ufs_stat *st, uint64_t seed);
 
 /* Writes the one-line reason of a failed call into c->err (cut to fit). */
 __attribute__((format(printf, 2, 3)))

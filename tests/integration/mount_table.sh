@@ -100,6 +100,8 @@ manifest = $T/manifest
 [mount /frozen]
 source = $T/wro
 ro = on
+[mount /deep/er]
+source = $T/wb
 CONF
 mount_logged "$T/rw.conf" "$T/mnt3" "$T/log3"
 m=$T/mnt3
@@ -129,8 +131,21 @@ refused("create in a ro section", errno.EROFS, open, m + "/frozen/new", "w")
 refused("write to a ro section's file", errno.EROFS, open, m + "/frozen/kept", "a")
 refused("mkdir above the mount points", errno.EROFS, os.mkdir, m + "/newtop")
 refused("rmdir of a mount point", errno.EBUSY, os.rmdir, m + "/b")
-refused("rename of a mount point", errno.EBUSY, os.rename, m + "/a", m + "/b/a")
+refused("rename of a mount point", errno.EBUSY, os.rename, m + "/a", m + "/c")
+refused("mkdir beside a nested mount point", errno.EROFS, os.mkdir, m + "/deep/new")
+# Calls on a file open for writing (ftruncate, fsync, close) reach its source.
+with open(m + "/a/t", "wb") as f:
+    f.write(b"0123456789")
+    f.flush()
+    os.ftruncate(f.fileno(), 4)
+    os.fsync(f.fileno())
 EOF
+[ "$(cat "$T/wa/t")" = 0123 ] || fail "ftruncate through a table's file: $(cat "$T/wa/t")"
+printf '[mount /x]\nsource = %s\nro = on\n[mount /web]\nsource = %s/data/\nmanifest = %s\n' \
+	"$T/wro" "$S3_EP" "$T/manifest" >"$T/ro.conf"
+mount_logged "$T/ro.conf" "$T/mnt4" "$T/log4"
+grep -q " $T/mnt4 fuse.cachefs ro," /proc/mounts || fail "a table of read-only sections is not a ro mount: $(grep "$T/mnt4" /proc/mounts)"
+unmount_cachefs "$T/mnt4"
 mv "$m/a/f1" "$m/b/f1"   # mv copies across mounts, as across file systems
 [ ! -e "$T/wa/f1" ] && [ "$(cat "$T/wb/f1")" = one ] || fail "mv across two mounts did not copy"
 [ "$(cat "$T/wro/kept")" = kept ] || fail "the ro section's file changed"
