@@ -20,6 +20,7 @@
 
 struct ufs {
 	int root;          /* O_PATH descriptor of the source directory */
+	dev_t dev;         /* its device */
 	char *path;
 	bool on_shards;    /* metadata calls run on the calling shard */
 	bool network;      /* a network file system (NFS): a commit flushes to the server */
@@ -47,7 +48,8 @@ static uint64_t ts_ns(const struct timespec *ts)
 	return (uint64_t)ts->tv_sec * 1000000000ULL + (uint64_t)ts->tv_nsec;
 }
 
-static void fill_stat(struct ufs_stat *o, const struct stat *st)
+/* dev: the source directory's device, whose inode numbers show as they are. */
+static void fill_stat(struct ufs_stat *o, const struct stat *st, dev_t dev)
 {
 	o->size = (uint64_t)st->st_size;
 	o->mtime_ns = ts_ns(&st->st_mtim);
@@ -61,7 +63,7 @@ static void fill_stat(struct ufs_stat *o, const struct stat *st)
 	/* The same inode under any name: a rename keeps its cached pages. */
 	o->id = mix64(o->version ^ mix64((uint64_t)st->st_dev + 0x9e3779b97f4a7c15ULL));
 	/* One st_dev for the whole mount: a file system mounted inside the source must not collide. */
-	o->ino = st->st_ino ^ mix64(st->st_dev);
+	o->ino = st->st_dev == dev ? st->st_ino : st->st_ino ^ mix64(st->st_dev);
 	o->rdev = st->st_rdev;
 }
 
@@ -125,6 +127,7 @@ static int local_init(struct ufs **out, const char *source, const struct source_
 		free(u);
 		return rc;
 	}
+	u->dev = st.st_dev;
 	u->path = strdup(source);
 	{
 		struct statfs sfs;
@@ -168,12 +171,14 @@ struct local_job {
 	struct pool_job job;
 	struct ufs_call *c;        /* touched on the shard only */
 	int root;
+	dev_t dev;
 	bool follow, network;
 	char *path;
 	int rc;
 	/* changes: copies of the call's inputs */
 	char *path2;
-	int oflags, fd;            /* fd: the open file of a setattr or commit, or -1 */
+	int oflags, fd;            /* fd: that of `held`, or -1 */
+	struct ufs_file *held;     /* the open file of a setattr, fsync or commit: a reference */
 	unsigned rflags, set;
 	mode_t mode;
 	dev_t rdev;
@@ -222,8 +227,8 @@ static void job_done(struct pool_job *j)
 	free(lj->path);
 	free(lj->path2);
 	free(lj->link);
-	if (lj->fd >= 0)
-		close(lj->fd);
+	if (lj->held)
+		ufs_file_put(lj->held);
 	free(lj);
 	c->done(c, rc);
 }
@@ -243,6 +248,7 @@ static void submit_job(struct ufs_call *c, void (*fn)(struct pool_job *j), bool 
 	}
 	lj->c = c;
 	lj->root = c->u->root;
+	lj->dev = c->u->dev;
 	lj->follow = c->u->follow;
 	lj->network = c->u->network;
 	/* Calls on an open file need no path: its name is for messages. */
@@ -256,10 +262,18 @@ static void submit_job(struct ufs_call *c, void (*fn)(struct pool_job *j), bool 
 	lj->uid = c->uid;
 	lj->gid = c->gid;
 	lj->in = c->st;
-	/* Its own descriptor: a job left behind on a hung NFS server must not use a reused one. */
-	lj->fd = c->file ? fcntl(container_of(c->file, struct local_file, f)->fd, F_DUPFD_CLOEXEC, 0) : -1;
+	/*
+	 * A reference, not a copy of the descriptor: a job left behind on a
+	 * hung NFS server keeps it open (it is never put), and no close(2) of
+	 * a copy runs here, which on NFS would flush the file on the shard.
+	 */
+	lj->fd = -1;
+	if ((lj->held = c->file)) {
+		ufs_file_get(lj->held);
+		lj->fd = container_of(lj->held, struct local_file, f)->fd;
+	}
 	/* What a job completed unrun reports. */
-	lj->rc = lj->path && (lj->path2 || !c->path2) && (lj->fd >= 0 || !c->file) ? -ECANCELED : -ENOMEM;
+	lj->rc = lj->path && (lj->path2 || !c->path2) ? -ECANCELED : -ENOMEM;
 	lj->job.run = fn;
 	lj->job.done = job_done;
 	if (lj->rc == -ENOMEM) {
@@ -291,7 +305,7 @@ static void stat_run(struct pool_job *j)
 		lj->rc = -errno;
 		return;
 	}
-	fill_stat(&lj->st, &st);
+	fill_stat(&lj->st, &st, lj->dev);
 	lj->rc = 0;
 }
 
@@ -313,7 +327,7 @@ static int add_ent(struct local_job *lj, const char *name, const struct stat *st
 	lj->ents[lj->n].name = strdup(name);
 	if (!lj->ents[lj->n].name)
 		return -ENOMEM;
-	fill_stat(&lj->ents[lj->n].st, st);
+	fill_stat(&lj->ents[lj->n].st, st, lj->dev);
 	lj->n++;
 	return 0;
 }
@@ -385,7 +399,7 @@ static void adopt(struct local_job *lj, int fd, bool direct)
 	lf->f.ops = &ufs_local_ops;
 	lf->f.readable = (lj->oflags & O_ACCMODE) != O_WRONLY;
 	atomic_init(&lf->f.refs, 1);
-	fill_stat(&lj->st, &st);
+	fill_stat(&lj->st, &st, lj->dev);
 	lj->file = lf;
 }
 
@@ -494,7 +508,7 @@ static void stat_made(struct local_job *lj, const char *path)
 		lj->rc = -errno;
 		return;
 	}
-	fill_stat(&lj->st, &st);
+	fill_stat(&lj->st, &st, lj->dev);
 	lj->rc = 0;
 }
 
@@ -645,7 +659,7 @@ static void setattr_run(struct pool_job *j)
 			lj->rc = -errno;
 			return;
 		}
-		fill_stat(&lj->st, &st);
+		fill_stat(&lj->st, &st, lj->dev);
 		return;
 	}
 	stat_made(lj, lj->path);
@@ -654,14 +668,14 @@ static void setattr_run(struct pool_job *j)
 static void readlink_run(struct pool_job *j)
 {
 	struct local_job *lj = container_of(j, struct local_job, job);
-	char buf[PATH_MAX];
-	ssize_t n = readlinkat(lj->root, lj->path, buf, sizeof(buf) - 1);
+	char buf[PATH_MAX + 1];   /* a target up to PATH_MAX - 1 bytes, and room to see a longer one */
+	ssize_t n = readlinkat(lj->root, lj->path, buf, sizeof(buf));
 
 	if (n < 0) {
 		lj->rc = -errno;
 		return;
 	}
-	if ((size_t)n == sizeof(buf) - 1) {
+	if ((size_t)n >= PATH_MAX) {
 		lj->rc = -ENAMETOOLONG;   /* maybe cut short: not answered half */
 		return;
 	}
@@ -690,7 +704,7 @@ static void commit_run(struct pool_job *j)
 		lj->rc = -errno;
 		return;
 	}
-	fill_stat(&lj->st, &st);
+	fill_stat(&lj->st, &st, lj->dev);
 	lj->rc = 0;
 }
 

@@ -19,14 +19,15 @@ for where in shards threads; do
 	mount_logged "$T/$where/src" "$T/$where/m" "$T/$where/log" -o kernel_cache,shards=2,local_meta=$where
 	cat "$T/$where/m/ckpt.pt" >/dev/null   # cached first: the overwrite must not be answered from them
 	$PY3 "$top_srcdir/tests/ckpt_patterns.py" "$T/$where/m" "$T/$where/want" "$T/$where/other"
-	(cd "$T/$where/want" && find . -type f) | while read -r f; do
-		cmp -s "$T/$where/want/$f" "$T/$where/src/$f" || fail "$where: $f in the source is not what was written"
-	done
+	# Byte-exact, and nothing else left in the source (.metadata.tmp, mkstemp's files).
+	same_tree "$T/$where/want" "$T/$where/src"
+	[ "$(stat -c %i "$T/$where/m/ckpt.pt")" = "$(stat -c %i "$T/$where/src/ckpt.pt")" ] ||
+		fail "$where: st_ino of ckpt.pt is not the source's"
 	[ "$(stat -c %a "$T/$where/src/model/model.safetensors")" = 640 ] || fail "$where: mode of model.safetensors"
 	[ "$(stat -c '%a %Y' "$T/$where/src/last.ckpt")" = "600 1600000000" ] || fail "$where: mode and mtime of last.ckpt"
 	[ -z "$(ls -A "$T/$where/other")" ] || fail "$where: shutil.move left its source"
 	unmount_cachefs "$T/$where/m"
-	pass "the patterns with local_meta=$where: every file byte-exact in the source, modes and times kept"
+	pass "the patterns with local_meta=$where: every file byte-exact in the source, no other, modes and times kept, the source's st_ino"
 done
 mkdir -p "$T/src"
 mount_logged "$T/src" "$T/m" "$T/log" -o kernel_cache,shards=2
