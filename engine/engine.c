@@ -21,7 +21,7 @@ int engine_create(struct engine **out, const struct cache_opts *cfg, const struc
 		  const struct ufs_ops *ops, struct ufs *ufs)
 {
 	struct engine *e = calloc(1, sizeof(*e));
-	uint64_t now = (uint64_t)time(NULL) * 1000000000ULL;
+	uint64_t now = realtime_ns();
 	/* The root's attributes until the source first gives them. */
 	struct ufs_stat root = { .mode = S_IFDIR | 0755, .nlink = 2, .uid = getuid(), .gid = getgid(),
 				 .mtime_ns = now, .ctime_ns = now, .atime_ns = now, .version = 1 };

@@ -132,11 +132,8 @@ static int head_result(struct ufs *u, const char *key, int rc, const struct http
 		return resp->status >= 500 || resp->status == 429 ? -EHOSTDOWN :
 		       resp->status == 401 || resp->status == 403 ? -EACCES : -EIO;
 	}
-	if (obj_head_stat(&u->src, st, key, resp)) {
-		msgf(err, errlen, "http stat %s%s: the server gave no Content-Length, so the size is "
-			 "unknown", u->root, key);
-		return -EIO;
-	}
+	if ((rc = obj_head_stat(&u->src, st, key, resp, err, errlen)))
+		return rc;
 	snprintf(etag, UFS_ETAG_MAX, "%s", resp->etag);
 	return 0;
 }
@@ -509,7 +506,7 @@ static int http_init(struct ufs **out, const char *source, const struct source_o
 	if (!u)
 		return -ENOMEM;
 	u->ttl_ns = secs_to_ns(o->dir_cache_ttl);
-	u->mount_ns = (uint64_t)time(NULL) * 1000000000ULL;
+	u->mount_ns = realtime_ns();
 	u->nbuckets = 1024;
 	u->dirs = calloc(u->nbuckets, sizeof(*u->dirs));
 	u->src = (struct obj_source){ .ops = &ufs_http_ops, .prepare = object_prepare };

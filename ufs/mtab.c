@@ -27,7 +27,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 #include <xxhash.h>
 
@@ -595,7 +594,7 @@ int ufs_mtab_init(struct ufs **out, const struct config_file *f, const struct ca
 {
 	struct ufs *t = calloc(1, sizeof(*t));
 	struct cachefs_config *mc = malloc(sizeof(*mc));
-	uint64_t now = (uint64_t)time(NULL) * 1000000000ULL;
+	uint64_t now = realtime_ns();
 	int rc = 0;
 
 	if (!t || !mc || !(t->m = calloc(f->nmounts, sizeof(*t->m)))) {

@@ -88,14 +88,18 @@ void obj_apply_meta(struct ufs_stat *st, const struct http_resp *r)
 }
 
 int obj_head_stat(const struct obj_source *src, struct ufs_stat *st, const char *name,
-		  const struct http_resp *r)
+		  const struct http_resp *r, char *err, size_t errlen)
 {
-	if (!r->has_length)
+	if (!r->has_length) {
+		msgf(err, errlen, "HEAD %s%s: the server gave no Content-Length, so the size is unknown", src->root,
+		     name);
 		return -EIO;
+	}
 	/* Without an ETag (plain servers), Last-Modified versions the pages. */
 	obj_file_stat(src, st, name, r->length, (uint64_t)MAX(curl_getdate(r->last_modified, NULL), 0) * 1000000000ULL,
 		      r->etag[0] ? r->etag : r->last_modified);
-	obj_apply_meta(st, r);
+	if (src->amz_meta)
+		obj_apply_meta(st, r);
 	return 0;
 }
 

@@ -19,6 +19,7 @@ struct obj_source {
 	uid_t uid;
 	gid_t gid;
 	mode_t file_mode, dir_mode;   /* permission bits of what has no x-amz-meta-mode */
+	bool amz_meta;            /* x-amz-meta-* are the objects' attributes (S3; not a web server's headers) */
 };
 
 /* The owner and modes objects without metadata show: -o uid=,gid=,umask=, and read_only. */
@@ -30,11 +31,12 @@ void obj_source_owner(struct obj_source *src, const struct source_opts *o, bool 
 void obj_apply_meta(struct ufs_stat *st, const struct http_resp *r);
 /*
  * The attributes of object `name` from a 200 answer to its HEAD: size,
- * Last-Modified, the ETag (or Last-Modified) as version, x-amz-meta-*.
- * -EIO when the answer has no Content-Length (the size is unknown).
+ * Last-Modified, the ETag (or Last-Modified) as version, x-amz-meta-*
+ * where src->amz_meta. -EIO with the reason in err when the answer has no
+ * Content-Length (the size is unknown).
  */
 int obj_head_stat(const struct obj_source *src, struct ufs_stat *st, const char *name,
-		  const struct http_resp *r);
+		  const struct http_resp *r, char *err, size_t errlen);
 
 /* An open object. */
 struct obj_file {

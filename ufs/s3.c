@@ -305,8 +305,8 @@ static int s3_init(struct ufs **out, const char *source, const struct source_opt
 	}
 	u->list_max_keys = o->s3_list_max_keys;
 	u->ttl_ns = secs_to_ns(o->dir_cache_ttl);
-	u->mount_ns = (uint64_t)time(NULL) * 1000000000ULL;
-	u->src = (struct obj_source){ .ops = &ufs_s3_ops, .prepare = object_prepare };
+	u->mount_ns = realtime_ns();
+	u->src = (struct obj_source){ .ops = &ufs_s3_ops, .prepare = object_prepare, .amz_meta = true };
 	obj_source_owner(&u->src, o, o->read_only);
 	rc = parse_source(u, source, err, errlen);
 	if (!rc) {
@@ -376,14 +376,11 @@ static void stat_finish(struct stat_op *op)
 		ufs_call_err(c, "s3 stat %s%s: %s", u->root, op->key,
 			 op->head.err[0] ? op->head.err : strerror(-op->head_rc));
 		rc = op->head_rc;
-	} else if (r->status == 200 && obj_head_stat(&u->src, &c->st, op->key, r)) {
-		ufs_call_err(c, "s3 stat %s%s: the server gave no Content-Length, so the "
-			 "size is unknown", u->root, op->key);
-		log_warn("%s", c->err);
-		rc = -EIO;
 	} else if (r->status == 200) {
-		snprintf(c->etag, sizeof(c->etag), "%s", r->etag);
-		rc = 0;
+		if (!(rc = obj_head_stat(&u->src, &c->st, op->key, r, c->err, sizeof(c->err))))
+			snprintf(c->etag, sizeof(c->etag), "%s", r->etag);
+		else
+			log_warn("%s", c->err);
 	} else if (r->status == 404) {
 		/* Unless the probe could not tell whether it is a directory. */
 		rc = op->probe_rc > 0 || !op->probe_rc ? -ENOENT : op->probe_rc;

@@ -50,11 +50,47 @@ static const struct {
 	{ "Error/Region", F_REGION },
 };
 
-struct parser {
-	struct s3_page *p;
+/* Where an expat parse is: the path of the element it is in. */
+struct xml_path {
 	char path[PATH_MAX_XML];  /* "ListBucketResult/Contents/Key" */
 	size_t plen;
 	unsigned skipped_depth;   /* elements below a path too long to follow */
+};
+
+/* An element starts: false when it is below a path too long to follow (not ours). */
+static bool xml_path_push(struct xml_path *x, const char *name)
+{
+	size_t n = strlen(name);
+
+	if (x->skipped_depth || x->plen + n + 2 > sizeof(x->path)) {
+		x->skipped_depth++;
+		return false;
+	}
+	if (x->plen)
+		x->path[x->plen++] = '/';
+	memcpy(x->path + x->plen, name, n + 1);
+	x->plen += n;
+	return true;
+}
+
+/* An element ends: false for one push skipped (its path was never taken). */
+static bool xml_path_pop(struct xml_path *x)
+{
+	char *slash;
+
+	if (x->skipped_depth) {
+		x->skipped_depth--;
+		return false;
+	}
+	slash = strrchr(x->path, '/');
+	x->plen = slash ? (size_t)(slash - x->path) : 0;
+	x->path[x->plen] = '\0';
+	return true;
+}
+
+struct parser {
+	struct s3_page *p;
+	struct xml_path at;
 	char *text;               /* the current element's text */
 	size_t tlen, tcap;
 	struct s3_obj cur;        /* the Contents being read */
@@ -74,24 +110,16 @@ static uint64_t iso_ns(const char *s)
 static void XMLCALL x_start(void *arg, const XML_Char *name, const XML_Char **attrs)
 {
 	struct parser *x = arg;
-	size_t n = strlen(name);
 
 	x->tlen = 0;
-	if (x->skipped_depth || x->plen + n + 2 > sizeof(x->path)) {
-		x->skipped_depth++;
-		return;
-	}
-	if (x->plen)
-		x->path[x->plen++] = '/';
-	memcpy(x->path + x->plen, name, n + 1);
-	x->plen += n;
+	xml_path_push(&x->at, name);
 }
 
 static void XMLCALL x_text(void *arg, const XML_Char *s, int len)
 {
 	struct parser *x = arg;
 
-	if (x->skipped_depth || x->err)
+	if (x->at.skipped_depth || x->err)
 		return;
 	if (x->tlen + (size_t)len + 1 > x->tcap) {
 		size_t cap = MAX(x->tcap * 2, x->tlen + (size_t)len + 256);
@@ -206,21 +234,18 @@ static void got(struct parser *x, enum field f)
 static void XMLCALL x_end(void *arg, const XML_Char *name)
 {
 	struct parser *x = arg;
-	char *slash;
 
-	if (x->skipped_depth) {
-		x->skipped_depth--;
+	if (x->at.skipped_depth) {
+		xml_path_pop(&x->at);
 		return;
 	}
 	if (!x->err)
 		for (unsigned i = 0; i < ARRAY_SIZE(elements); i++)
-			if (!strcmp(x->path, elements[i].path)) {
+			if (!strcmp(x->at.path, elements[i].path)) {
 				got(x, elements[i].f);
 				break;
 			}
-	slash = strrchr(x->path, '/');
-	x->plen = slash ? (size_t)(slash - x->path) : 0;
-	x->path[x->plen] = '\0';
+	xml_path_pop(&x->at);
 	x->tlen = 0;
 }
 
@@ -717,9 +742,7 @@ void s3_list(struct ufs_call *c)
 
 struct text_parser {
 	const char *want;         /* "Root/Child" */
-	char path[PATH_MAX_XML];
-	size_t plen;
-	unsigned skipped_depth;   /* elements below a path too long to follow */
+	struct xml_path at;
 	char *out;
 	size_t cap, len;
 	bool in, found;
@@ -728,17 +751,9 @@ struct text_parser {
 static void XMLCALL t_start(void *arg, const XML_Char *name, const XML_Char **attrs)
 {
 	struct text_parser *t = arg;
-	size_t l = strlen(name);
 
-	if (t->skipped_depth || t->plen + l + 2 >= sizeof(t->path)) {
-		t->skipped_depth++;   /* too deep: not ours */
-		return;
-	}
-	if (t->plen)
-		t->path[t->plen++] = '/';
-	memcpy(t->path + t->plen, name, l + 1);
-	t->plen += l;
-	t->in = !t->found && !strcmp(t->path, t->want);
+	/* The wanted element's own text: not that of an element inside it. */
+	t->in = xml_path_push(&t->at, name) && !t->found && !strcmp(t->at.path, t->want);
 }
 
 static void XMLCALL t_text(void *arg, const XML_Char *s, int len)
@@ -757,18 +772,12 @@ static void XMLCALL t_text(void *arg, const XML_Char *s, int len)
 static void XMLCALL t_end(void *arg, const XML_Char *name)
 {
 	struct text_parser *t = arg;
-	char *slash;
+	bool was = !t->at.skipped_depth && !strcmp(t->at.path, t->want);
 
-	if (t->skipped_depth) {
-		t->skipped_depth--;
-		return;
-	}
-	if (t->in)
-		t->found = true;
-	t->in = false;
-	slash = strrchr(t->path, '/');
-	t->plen = slash ? (size_t)(slash - t->path) : 0;
-	t->path[t->plen] = '\0';
+	xml_path_pop(&t->at);
+	t->found |= was;
+	/* Back in the wanted element after one inside it: its text goes on. */
+	t->in = !t->found && !t->at.skipped_depth && !strcmp(t->at.path, t->want);
 }
 
 int s3_xml_text(const char *body, size_t len, const char *path, char *out, size_t cap)

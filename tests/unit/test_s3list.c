@@ -255,6 +255,26 @@ static void test_error_body(void **state)
 	assert_string_equal(text, "HTTP 301");
 }
 
+/* One element's text (s3_xml_text): its own, not that of an element too deep to follow inside it. */
+static void test_xml_text(void **state)
+{
+	char deep[1024] = "", xml[2048], out[64];
+
+	(void)state;
+	for (int i = 0; i < 40; i++)
+		strcat(deep, "<LongElementName>");
+	snprintf(xml, sizeof(xml), "<CompleteMultipartUploadResult><ETag>\"e\"</ETag></CompleteMultipartUploadResult>");
+	assert_int_equal(s3_xml_text(xml, strlen(xml), "CompleteMultipartUploadResult/ETag", out, sizeof(out)), 0);
+	assert_string_equal(out, "\"e\"");
+	snprintf(xml, sizeof(xml), "<Error><Code>Slow%sX", deep);
+	for (int i = 0; i < 40; i++)
+		strcat(xml, "</LongElementName>");
+	strcat(xml, "</Code></Error>");
+	assert_int_equal(s3_xml_text(xml, strlen(xml), "Error/Code", out, sizeof(out)), 0);
+	assert_string_equal(out, "Slow");   /* and not the X inside the deep element */
+	assert_int_not_equal(s3_xml_text(xml, strlen(xml), "Error/Message", out, sizeof(out)), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -266,6 +286,7 @@ int main(void)
 		cmocka_unit_test(test_left_out),
 		cmocka_unit_test(test_bad_xml),
 		cmocka_unit_test(test_error_body),
+		cmocka_unit_test(test_xml_text),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
