@@ -9,6 +9,9 @@
 #include <string.h>
 #include <unistd.h>
 
+/* S3's largest part, and the largest object one CopyObject copies. */
+#define S3_5G (5ULL << 30)
+
 enum opt_type {
 	OPT_BOOL,     /* "name" or name=0|1|yes|no|true|false */
 	OPT_UINT,
@@ -144,7 +147,7 @@ void config_defaults(struct cachefs_config *c)
 	c->src.umask = 022;
 	c->src.write_part_size = 8 << 20;
 	c->src.write_buffer = 256 << 20;
-	c->src.copy_max = 5ULL << 30;
+	c->src.copy_max = S3_5G;
 	c->src.timeout = 30;
 	c->src.dir_cache_ttl = 60;
 	c->meta.stale_if_error = 86400;
@@ -458,12 +461,12 @@ int config_finish(struct cachefs_config *c, uint64_t mem_total, uint64_t mem_ava
 			 "the file's cached pages, which only kernel_cache promises");
 		return -EINVAL;
 	}
-	if (c->src.write_part_size < (5 << 20) || c->src.write_part_size > (5ULL << 30)) {
+	if (c->src.write_part_size < (5 << 20) || c->src.write_part_size > S3_5G) {
 		snprintf(err, errlen, "write_part_size=%s must be from 5M to 5G (the S3 limits of a part)",
 			 fmt_size(c->src.write_part_size, a, sizeof(a)));
 		return -EINVAL;
 	}
-	if (c->src.copy_max > (5ULL << 30)) {
+	if (c->src.copy_max > S3_5G) {
 		snprintf(err, errlen, "copy_max=%s is over the 5G S3 lets one CopyObject copy",
 			 fmt_size(c->src.copy_max, a, sizeof(a)));
 		return -EINVAL;

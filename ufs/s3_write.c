@@ -92,6 +92,8 @@ struct s3_wfile {
 	atomic_bool stream_off;   /* opened non-empty, a write out of order or short, a setattr, a commit */
 	_Atomic(struct mp *) stream;
 	atomic_bool stream_taken; /* by the commit that completes or aborts it, or by the last release */
+	struct pool_job release;  /* after the last reference: closing it, on a metadata thread */
+	bool closed;              /* by release.run; release.done then frees it */
 };
 
 struct mp;
@@ -639,17 +641,21 @@ static int mp_complete(struct mp *m, char *etag, char *err, size_t errlen)
 	return rc;
 }
 
-/* Best effort: a store keeps the parts of an upload nobody completes until it is aborted. */
-static void abort_upload(struct ufs *u, const char *key, const char *id)
+/* A store keeps the parts of an upload nobody completes until it is aborted: 0, or -errno (logged). */
+static int abort_upload(struct ufs *u, const char *key, const char *id)
 {
 	struct http_resp r = { 0 };
-	char ignored[256];
+	char err[1024];
 	struct rq q;
+	int rc;
 
 	rq_init(&q, u, "DELETE", key);
 	q.q[q.nq++] = (struct sigv4_param){ "uploadId", id };
-	if (!rq_run(&q, UFS_REQ_DELETE, NULL, 0, 0, &r, ignored, sizeof(ignored)))
-		free(r.body);
+	if ((rc = rq_do(&q, UFS_REQ_DELETE, NULL, 0, 0, &r, false, err, sizeof(err))))
+		log_warn("%s%s: the multipart upload %s was not aborted (%s); its parts stay in the store "
+			 "until a lifecycle rule removes them", u->root, key, id, err);
+	free(r.body);
+	return rc;
 }
 
 static void mp_abort(struct mp *m)
@@ -975,10 +981,8 @@ static int head(struct ufs *u, const char *key, struct ufs_stat *st, char *etag,
 		return -ENOENT;
 	if ((rc = judge(&q, &r, false, err, errlen)))
 		return rc;
-	if (obj_head_stat(&u->src, st, key, &r)) {
-		snprintf(err, errlen, "HEAD %s%s: no Content-Length, so the size is unknown", u->root, key);
-		return -EIO;
-	}
+	if ((rc = obj_head_stat(&u->src, st, key, &r, err, errlen)))
+		return rc;
 	if (etag)
 		snprintf(etag, UFS_ETAG_MAX, "%s", r.etag);
 	return 0;
@@ -1437,8 +1441,11 @@ static void wfile_setattr(struct ufs_call *c)
 	submit(c, wfile_of(c->file), wfile_setattr_run);
 }
 
-/* The last reference, off the shards: the staged files go, unless their bytes are not in the bucket. */
-static void wfile_free(struct s3_wfile *wf)
+/*
+ * After the last reference, off the shards: its stream stops, and the
+ * staged files go, unless their bytes are not in the bucket.
+ */
+static void wfile_close(struct s3_wfile *wf)
 {
 	struct ufs *u = wf->u;
 	bool keep;
@@ -1460,6 +1467,11 @@ static void wfile_free(struct s3_wfile *wf)
 	}
 	atomic_fetch_sub(&u->staged, atomic_load(&wf->size));
 	close(wf->fd);
+	wf->closed = true;
+}
+
+static void wfile_destroy(struct s3_wfile *wf)
+{
 	free(wf->data);
 	free(wf->record);
 	free(wf->key);
@@ -1469,40 +1481,33 @@ static void wfile_free(struct s3_wfile *wf)
 	free(wf);
 }
 
-struct release_job {
-	struct pool_job job;
-	struct s3_wfile *wf;
-};
-
 static void release_run(struct pool_job *pj)
 {
-	struct release_job *rj = container_of(pj, struct release_job, job);
-
-	wfile_free(rj->wf);
-	rj->wf = NULL;
+	wfile_close(container_of(pj, struct s3_wfile, release));
 }
 
 static void release_done(struct pool_job *pj)
 {
-	struct release_job *rj = container_of(pj, struct release_job, job);
+	struct s3_wfile *wf = container_of(pj, struct s3_wfile, release);
 
 	/* Completed unrun (the daemon stops): the files stay for the next mount. */
-	free(rj);
+	if (wf->closed)
+		wfile_destroy(wf);
 }
 
-/* Whichever thread drops the last reference; a shard hands the file calls over. */
+/* Whichever thread drops the last reference; a shard hands the closing over (no allocation). */
 static void wfile_release(struct ufs_file *f)
 {
-	struct release_job *rj;
+	struct s3_wfile *wf = wfile_of(f);
 
-	if (!shard_self() || !(rj = calloc(1, sizeof(*rj)))) {
-		wfile_free(wfile_of(f));
+	if (!shard_self()) {
+		wfile_close(wf);
+		wfile_destroy(wf);
 		return;
 	}
-	rj->wf = wfile_of(f);
-	rj->job.run = release_run;
-	rj->job.done = release_done;
-	pool_submit(&rj->job);
+	wf->release.run = release_run;
+	wf->release.done = release_done;
+	pool_submit(&wf->release);
 }
 
 static const struct ufs_ops s3_wfile_ops = {
@@ -1869,7 +1874,11 @@ static void setattr_run(struct job *j)
 	if (S_ISDIR(st.mode)) {
 		/* A directory's attributes live on its marker. */
 		j->rc = put_marker(u, j->key, st.mode, st.uid, st.gid, st.mtime_ns, j->err, sizeof(j->err));
-		j->st = st;
+		/* What a stat of it answers from now on (not the caller's attributes passed back). */
+		obj_dir_stat(&u->src, &j->st, st.mtime_ns);
+		j->st.mode = S_IFDIR | (st.mode & 07777);
+		j->st.uid = st.uid;
+		j->st.gid = st.gid;
 		return;
 	}
 	pthread_mutex_lock(&u->wlock);
@@ -1964,10 +1973,8 @@ static bool finish_left(struct ufs *u, const char *data, const char *record)
 		goto out;
 	}
 	/* The parts a stream had sent: the staged file holds them all, and goes whole. */
-	if (upload_id) {
-		abort_upload(u, key, upload_id);
+	if (upload_id && !abort_upload(u, key, upload_id))
 		log_info("%s%s: aborted the multipart upload a stopped daemon had begun", u->root, key);
-	}
 	/* Uploaded again when the bucket still holds what it was staged over: idempotent. */
 	if (rc == -ENOENT ? base[0] != '\0' : !http_etag_eq(etag, base)) {
 		moved = keep_for_recovery(u, data, key, "changed in the bucket since a write staged before the "
@@ -2131,7 +2138,8 @@ int s3_write_init(struct ufs *u, const struct source_opts *o, char *err, size_t 
 void s3_write_start(struct ufs *u)
 {
 	if (u->own_dir && !upload_thread_start(u, finish_thread, u))
-		finish_all_left(u);
+		log_warn("%s: no thread to finish what stopped daemons left in %s; the next mount tries",
+			 u->root, u->stage_dir);
 }
 
 /* The entries of dir but "." and "..", or -1. */
