@@ -58,6 +58,25 @@ wait_dead() {
 	fail "the mount at $1 still answers after its daemon died"
 }
 
+# logged LOG PATTERN: waits (up to 3 minutes) until LOG has a line matching PATTERN.
+logged() {
+	for _ in $(seq 1800); do grep -q "$2" "$1" && return 0; sleep 0.1; done
+	fail "not logged: $2: $(cat "$1")"
+}
+
+# wait_file FILE: waits (up to 20 s) until FILE exists (a background writer's flag).
+wait_file() {
+	for _ in $(seq 200); do [ -e "$1" ] && return 0; sleep 0.1; done
+	fail "$1 never appeared"
+}
+
+# kill_daemon MNT: kill -9 of the daemon serving MNT; its dead mount is cleared.
+kill_daemon() {
+	kill -9 "$(daemon_pid "$1")"
+	wait_dead "$1"
+	fusermount3 -u -z "$1"
+}
+
 # sanitized: the cachefs under test is an ASan/UBSan build, slower and with
 # allocator pauses of its own (timing limits widen for it).
 sanitized() { ldd "$CACHEFS" 2>/dev/null | grep -q 'libasan\|libubsan'; }

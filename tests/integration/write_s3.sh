@@ -21,11 +21,11 @@ server() {
 	cmp -s "$1" "$T/got" || fail "$2 in the bucket differs from $1"
 }
 
-# logged LOG PATTERN: waits until the daemon logs PATTERN (what a stopped
-# daemon left is finished after the mount, in the background).
-logged() {
-	for _ in $(seq 1800); do grep -q "$2" "$1" && return 0; sleep 0.1; done
-	fail "not logged: $2: $(cat "$1")"
+# absent KEY: the bucket has no KEY (HEAD said 404, not some other failure).
+absent() {
+	local rc=0
+	$S3T head bkt "$1" >/dev/null 2>&1 || rc=$?
+	[ "$rc" = 2 ] || fail "$1 is in the bucket (or HEAD failed: $rc)"
 }
 
 # ---- checkpoint patterns (tests/ckpt_patterns.py), checked on the server ----
@@ -120,9 +120,15 @@ with open(mnt + "/s-fsync", "wb") as f:
     chunks(f, 12 * M, len(data))
 EOF
 for k in s-seq s-rand s-trunc s-new s-fsync; do server "$T/stream" $k; done
-$S3T head bkt s-old >/dev/null 2>&1 && fail "s-old, renamed while written, is in the bucket"
+absent s-old
 grep -q "s3://bkt/s-seq: 5 parts, [1-9] of them taken before the commit" "$T/logs" ||
 	fail "no part of s-seq went before its close: $(grep s-seq "$T/logs")"
+# Each of the others streamed, then went whole (after its stream was aborted).
+for k in s-rand s-trunc s-new s-fsync; do
+	grep -q "s3://bkt/$k: 5 parts sent in" "$T/logs" || fail "$k was not uploaded whole: $(grep "$k" "$T/logs")"
+done
+grep -q "s3://bkt/s-fsync: 3 parts, .* taken before the commit" "$T/logs" ||
+	fail "the fsync of s-fsync did not complete its stream: $(grep s-fsync "$T/logs")"
 pass "parts sent while a file is written in order; out of order, truncated, renamed or fsynced while streamed: byte-exact"
 unmount_cachefs "$T/ms"
 
@@ -132,7 +138,7 @@ cp "$T/stream" "$T/mc/big-tmp"
 mv "$T/mc/big-tmp" "$T/mc/big-final"
 chmod 600 "$T/mc/big-final"
 server "$T/stream" big-final
-$S3T head bkt big-tmp >/dev/null 2>&1 && fail "big-tmp is still in the bucket after its rename"
+absent big-tmp
 $S3T head bkt big-final | grep -q '"mode": "33152"' || fail "mode of big-final: $($S3T head bkt big-final)"
 unmount_cachefs "$T/mc"
 [ "$(grep -c "s3://bkt/big-final: 5 parts sent in" "$T/logc")" = 2 ] ||
@@ -162,23 +168,20 @@ open(flag, "w").close()
 time.sleep(120)
 EOF
 writer=$!
-for _ in $(seq 200); do [ -e "$T/flag" ] && break; sleep 0.1; done
-[ -e "$T/flag" ] || fail "the writer did not write"
-rc=0
-$S3T head bkt killed.bin >/dev/null || rc=$?
-[ "$rc" = 2 ] || fail "killed.bin was in the bucket before its close (or HEAD failed: $rc)"
-kill -9 "$(daemon_pid "$T/m")"
-wait_dead "$T/m"
+wait_file "$T/flag"
+absent killed.bin   # not before its close
+kill_daemon "$T/m"
 kill "$writer" 2>/dev/null || true
 wait "$writer" 2>/dev/null || true
-fusermount3 -u -z "$T/m"
 mount_logged s3://bkt "$T/m" "$T/log3" -o "$OPTS"
 logged "$T/log3" "killed.bin: finished the upload of 536870912 bytes"
-grep -q "killed.bin: aborted the multipart upload a stopped daemon had begun" "$T/log3" ||
-	fail "the parts streamed before the kill were not aborted: $(cat "$T/log3")"
+# The record held the stream's upload: the next mount asks the store to
+# abort it (s3rver answers AbortMultipartUpload with 405, which is logged).
+grep -q "killed.bin: \(aborted the multipart upload a stopped daemon had begun\|the multipart upload .* was not aborted\)" \
+	"$T/log3" || fail "the stream begun before the kill was not aborted: $(cat "$T/log3")"
 server "$T/killed" killed.bin
 server "$T/rw" rw.bin
-pass "kill -9 with 512 MiB written and not closed: the next mount aborted its stream and uploaded it, byte-exact; a random-write file closed before it is whole"
+pass "kill -9 with 512 MiB written and not closed: the next mount asked to abort its stream and uploaded it, byte-exact; a random-write file closed before it is whole"
 
 # ---- the same, but the object changed meanwhile: kept, not overwritten ----
 echo "old" >"$T/m/changed.txt"
@@ -191,12 +194,9 @@ open(sys.argv[2], "w").close()
 time.sleep(120)
 EOF
 writer=$!
-for _ in $(seq 200); do [ -e "$T/flag2" ] && break; sleep 0.1; done
-[ -e "$T/flag2" ] || fail "the appending writer did not write"
-kill -9 "$(daemon_pid "$T/m")"
-wait_dead "$T/m"
+wait_file "$T/flag2"
+kill_daemon "$T/m"
 kill "$writer" 2>/dev/null || true
-fusermount3 -u -z "$T/m"
 echo "someone else's" >"$T/other"
 $S3T put bkt changed.txt "$T/other"
 mount_logged s3://bkt "$T/m" "$T/log4" -o "$OPTS"
@@ -206,7 +206,7 @@ kept=$(ls "$T"/staging/*/recovery/changed.txt.* 2>/dev/null | head -n1) || true
 [ -n "$kept" ] && [ "$(cat "$kept")" = "$(printf 'old\nappended by the writer')" ] || fail "the staged bytes were not kept: $kept"
 pass "an object changed while the daemon was down: the bucket keeps the new one, recovery/ the staged one"
 
-# ---- the server stops during the write: close says EIO, the bytes are kept ----
+# ---- the server stops answering during the write: close says EIO after timeout, the bytes are kept ----
 unmount_cachefs "$T/m"
 mount_logged s3://bkt "$T/m" "$T/log5" -o "$OPTS,timeout=3,retries=1,ctl_socket=$T/ctl.sock"
 head -c 100000 /dev/urandom >"$T/unsent"
@@ -228,24 +228,23 @@ except OSError as e:
 open(closed, "w").write("%s %.1f" % (r, time.time() - start))
 EOF
 writer=$!
-for _ in $(seq 200); do [ -e "$T/flag3" ] && break; sleep 0.1; done
-s3_stop
+wait_file "$T/flag3"
+kill -STOP "$S3_PID"   # it takes connections and never answers
 touch "$T/go"
 wait "$writer"
 read -r what secs <<<"$(sed 's/Input\/output error/EIO/' "$T/closed")"
-[ "$what" = EIO ] || fail "close with the server down: $(cat "$T/closed")"
-[ "${secs%.*}" -le 12 ] || fail "close took $secs s with timeout=3"
+[ "$what" = EIO ] || fail "close with the server stopped: $(cat "$T/closed")"
+[ "${secs%.*}" -ge 2 ] && [ "${secs%.*}" -le 12 ] || fail "close took $secs s with timeout=3"
 kept=$(ls "$T"/staging/*/recovery/unsent.bin.* 2>/dev/null | head -n1) || true
 [ -n "$kept" ] && cmp -s "$kept" "$T/unsent" || fail "the bytes of the failed upload are not in recovery/"
 grep -q "unsent.bin: .*kept in" "$T/log5" || fail "no log line of the kept bytes"
 # The last close tries the commit once more; the file still counts as one failure.
-for _ in $(seq 150); do grep -q "closing .*unsent.bin: .*may not be in the source" "$T/log5" && break; sleep 0.1; done
-grep -q "closing .*unsent.bin: .*may not be in the source" "$T/log5" || fail "the last close did not retry: $(cat "$T/log5")"
+logged "$T/log5" "closing .*unsent.bin: .*may not be in the source"
 "$CTL" -s "$T/ctl.sock" status >"$T/st"
 grep -q "1 failed (their bytes are kept" "$T/st" || fail "cachefsctl status: $(grep writes "$T/st")"
 [ "$(ls "$T"/staging/*/recovery/unsent.bin.* | wc -l)" = 1 ] || fail "the bytes were kept twice"
-s3_start bkt
-pass "server down during a write: close() gave EIO after $secs s (timeout=3), the bytes are in recovery/"
+kill -CONT "$S3_PID"
+pass "server stopped during a write: close() gave EIO after $secs s (timeout=3), the bytes are in recovery/"
 
 # ---- staging_max ----
 unmount_cachefs "$T/m"
@@ -279,25 +278,30 @@ pass "a file read back (O_DIRECT) right after it was written: from the tiers, no
 # ---- as a daemon (it forks after init): a streamed write, then the daemon exits at unmount ----
 # What a killed daemon left is being finished as the daemon forks: its thread is the child's.
 mount_logged s3://bkt "$T/m4" "$T/log8" -o "$OPTS"
-$PY3 - "$T/m4/left.bin" "$T/flag4" <<'EOF' &
-import os, sys, time
-f = open(sys.argv[1], "wb")
-f.write(os.urandom(64 << 20))
-open(sys.argv[2], "w").close()
+head -c $((64 << 20)) /dev/urandom >"$T/left"
+$PY3 - "$T/m4/left.bin" "$T/left" "$T/flag4" <<'EOF' &
+import sys, time
+dst, src, flag = sys.argv[1:]
+f = open(dst, "wb")
+f.write(open(src, "rb").read())
+open(flag, "w").close()
 time.sleep(120)
 EOF
 writer=$!
-for _ in $(seq 200); do [ -e "$T/flag4" ] && break; sleep 0.1; done
-kill -9 "$(daemon_pid "$T/m4")"
-wait_dead "$T/m4"
+wait_file "$T/flag4"
+kill_daemon "$T/m4"
 kill "$writer" 2>/dev/null || true
-fusermount3 -u -z "$T/m4"
 mount_cachefs s3://bkt "$T/m4" -o "$OPTS"
 head -c $((12 << 20)) /dev/urandom >"$T/daemon"
 cp "$T/daemon" "$T/m4/daemon.bin"
+$S3T wait bkt left.bin 1 $((64 << 20)) 120 || fail "the forked daemon did not finish left.bin"
 unmount_cachefs "$T/m4"
 server "$T/daemon" daemon.bin
-pass "a forked daemon streams a write and exits at unmount"
+server "$T/left" left.bin
+pass "a forked daemon finishes what a killed one left, streams a write, and exits at unmount"
 
+# Every daemon gone, so that their exit reports (LeakSanitizer) are in the logs.
+unmount_cachefs "$T/m"
+unmount_cachefs "$T/m2"
 grep -i "runtime error\|AddressSanitizer" "$T"/log* && fail "sanitizer reports"
 true
