@@ -299,7 +299,7 @@ struct engine_stats {
 	uint64_t stale_answers;   /* metadata answered from the cache while the source failed */
 	uint64_t bytes_written;   /* through files open for writing */
 	uint64_t commits;          /* closes and fsyncs the source took */
-	uint64_t commit_failures;  /* files whose commit failed (once until one succeeds) */
+	uint64_t commit_failures;  /* open files whose commit failed (each once until one succeeds) */
 	uint64_t nodes;           /* names in the namespace */
 	bool has_source_counters; /* a network source: */
 	struct http_counters source;

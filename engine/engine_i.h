@@ -80,6 +80,7 @@ struct ewfile {
 	struct ufs_file *file;
 	struct node *node;           /* held */
 	unsigned owner;
+	bool staged;                 /* its writes reach the source at commit only (ufs_call.staged) */
 	atomic_bool dirty;           /* changed since the last commit */
 	atomic_bool failing;         /* its last commit failed: counted once until one succeeds */
 	/*
@@ -97,6 +98,10 @@ struct ewfile {
 
 /* The size a stat of n answers while files are open for writing on it (under the ns lock). */
 uint64_t engine_written_size(const struct node *n);
+/* Under the ns lock: n is open for writing with staged writes: the source has older attributes. */
+bool engine_written_ahead(const struct node *n);
+/* Under the ns lock (which it drops): m (begun, EM_GETATTR) for node n, as engine_getattr does. */
+void engine_stat_node(struct engine *e, struct emeta *m, struct node *n);
 /* For an open for writing: n (held through m->node) is fresh; open it at the source. */
 void engine_open_write_node(struct emeta *m);
 /* Opens node n (locked) for m, EM_OPEN or EM_OPEN_WRITE: at once, or after a stat when stale. */
@@ -109,8 +114,6 @@ uint64_t valid_for(const struct node *n, uint64_t now, bool stale);
 int dir_usable(const struct ns *ns, const struct node *dir);
 /* Starts a metadata call: m's results cleared, its kind set. */
 void emeta_begin(struct engine *e, struct emeta *m, enum emeta_kind kind);
-/* A shard to run a source call on, from a thread that is not one. */
-struct shard *engine_any_shard(const void *key);
 /* Runs fn(m) on the calling shard at once, or on some shard when the caller is not one. */
 void engine_run_any(struct shard_msg *m, void (*fn)(struct shard_msg *m));
 /* What a caller sees of a failed source call: EIO when the source did not answer. */

@@ -51,17 +51,18 @@ struct edir {
 	char *names;              /* every entry's name, one block */
 };
 
+/* A shard to run a source call on, from a thread that is not one. */
+static struct shard *any_shard(const void *key)
+{
+	return shard_get((unsigned)(mix64((uintptr_t)key) % shard_count()));
+}
+
 void engine_run_any(struct shard_msg *m, void (*fn)(struct shard_msg *m))
 {
 	if (shard_self())
 		fn(m);
 	else
-		shard_send(engine_any_shard(m), m, fn);
-}
-
-struct shard *engine_any_shard(const void *key)
-{
-	return shard_get((unsigned)(mix64((uintptr_t)key) % shard_count()));
+		shard_send(any_shard(m), m, fn);
 }
 
 /* ---- outages ---- */
@@ -194,7 +195,7 @@ static void answer(struct engine *e, struct emeta *m, struct node *n, uint64_t n
 	}
 	m->ino = n->ino;
 	m->st = n->st;
-	if (n->writers)
+	if (n->wfiles)
 		m->st.size = engine_written_size(n);
 	switch (m->kind) {
 	case EM_LOOKUP:
@@ -259,7 +260,6 @@ static struct meta_op *op_new(struct engine *e, struct node *n, bool list)
 	return op;
 }
 
-
 static void op_start_msg(struct shard_msg *msg)
 {
 	struct meta_op *op = container_of(msg, struct meta_op, msg);
@@ -296,8 +296,8 @@ static bool route(struct engine *e, struct emeta *m, struct node *n, bool list, 
 	struct meta_op *op = list ? n->list_op : n->stat_op;
 
 	*start = NULL;
-	/* Being written through this mount: what it knows is newer than the source (which may not have it yet). */
-	if (now < until || (!list && n->writers && n->st.mode)) {
+	/* Being written through this mount, staged: what it knows is newer than the source's. */
+	if (now < until || (!list && n->st.mode && engine_written_ahead(n))) {
 		answer(e, m, n, now, false);
 		return true;
 	}
@@ -384,7 +384,7 @@ static void list_complete(struct engine *e, struct meta_op *op, uint64_t now, ui
 	for (k = dir->kids; k; k = next) {
 		next = k->sib_next;
 		/* Not listed, and not confirmed by a stat since the listing began, nor being written. */
-		if (k->list_gen != op->gen && !k->stat_op && k->st_ns < op->start_ns && !k->writers)
+		if (k->list_gen != op->gen && !k->stat_op && k->st_ns < op->start_ns && !k->wfiles)
 			ns_detach(e->ns, k);
 	}
 	dir->list_ns = now;
@@ -588,6 +588,11 @@ void engine_getattr(struct engine *e, uint64_t ino, struct emeta *m)
 		run(e, m, n, false, now_ns());   /* node_of holds the lock: now is after it */
 }
 
+void engine_stat_node(struct engine *e, struct emeta *m, struct node *n)
+{
+	run(e, m, n, false, now_ns());
+}
+
 void engine_opendir(struct engine *e, uint64_t ino, struct emeta *m)
 {
 	struct node *n;
@@ -723,7 +728,6 @@ static void open_done(struct ufs_call *c, int rc)
 		fail(m, rc);
 	m->done(m);
 }
-
 
 static void open_msg(struct shard_msg *msg)
 {
@@ -867,7 +871,6 @@ static void statfs_done(struct ufs_call *c, int rc)
 	free(sc);
 	m->done(m);
 }
-
 
 static void statfs_msg(struct shard_msg *msg)
 {

@@ -43,8 +43,7 @@ struct node {
 	uint64_t nlookup;         /* kernel references */
 	uint32_t nopen;           /* engine holds: open files, directory snapshots, calls */
 	uint32_t nkids;
-	uint32_t writers;         /* files open for writing: the source may not have it yet */
-	struct ewfile *wfiles;    /* those files, linked by wnext (engine/write.c) */
+	struct ewfile *wfiles;    /* files open for writing, linked by wnext (engine/write.c) */
 	uint32_t list_gen;        /* the listing of the parent that last saw this name */
 	uint16_t src;             /* the source that answered last (ufs_call.source) */
 	bool alias;               /* the name is an alias of srcname (UFS_OBJECT) */

@@ -58,7 +58,7 @@ static void ewfile_put(struct ewfile *wf)
 			*p = wf->wnext;
 			break;
 		}
-	if (!--n->writers && (uint64_t)atomic_load(&wf->end) > n->st.size)
+	if (!n->wfiles && (uint64_t)atomic_load(&wf->end) > n->st.size)
 		n->st.size = atomic_load(&wf->end);   /* what the last writer left, until the source says */
 	ns_unhold(e->ns, n);
 	ns_trim(e->ns);
@@ -75,6 +75,14 @@ uint64_t engine_written_size(const struct node *n)
 	for (const struct ewfile *wf = n->wfiles; wf; wf = wf->wnext)
 		size = MAX(size, (uint64_t)atomic_load_explicit(&wf->end, memory_order_relaxed));
 	return size;
+}
+
+bool engine_written_ahead(const struct node *n)
+{
+	for (const struct ewfile *wf = n->wfiles; wf; wf = wf->wnext)
+		if (wf->staged)
+			return true;
+	return false;
 }
 
 /* Under the ns lock: n's size is `size` now (a truncate); its writers' ends follow. */
@@ -345,7 +353,7 @@ static struct node *made(struct engine *e, struct change *ch, struct node *dir, 
 }
 
 /* Under the lock: a handle open for writing on n (which it holds), its writes run on this shard. */
-static struct ewfile *ewfile_new(struct engine *e, struct ufs_file *file, struct node *n)
+static struct ewfile *ewfile_new(struct engine *e, struct ufs_file *file, bool staged, struct node *n)
 {
 	struct ewfile *wf = calloc(1, sizeof(*wf));
 
@@ -354,11 +362,11 @@ static struct ewfile *ewfile_new(struct engine *e, struct ufs_file *file, struct
 	wf->e = e;
 	atomic_init(&wf->refs, 1);
 	wf->file = file;
+	wf->staged = staged;
 	wf->node = n;
 	wf->owner = shard_id(shard_self());   /* apply() runs on a shard */
 	atomic_init(&wf->end, n->st.size);
 	ns_hold(e->ns, n);
-	n->writers++;
 	wf->wnext = n->wfiles;
 	n->wfiles = wf;
 	atomic_fetch_add_explicit(&e->open_files, 1, memory_order_relaxed);
@@ -389,7 +397,7 @@ static int apply(struct engine *e, struct change *ch, uint64_t now)
 	case EM_CREATE:
 		if (!(k = made(e, ch, ch->dir, ch->name, now)))
 			return -ENOMEM;
-		if (!(m->wfile = ewfile_new(e, c->file, k))) {
+		if (!(m->wfile = ewfile_new(e, c->file, c->staged, k))) {
 			ns_forget(e->ns, k, 1);
 			return -ENOMEM;
 		}
@@ -402,7 +410,7 @@ static int apply(struct engine *e, struct change *ch, uint64_t now)
 			describe(ch->node, c, now);
 		m->ino = ch->node->ino;
 		m->st = c->st;
-		if (!(m->wfile = ewfile_new(e, c->file, ch->node)))
+		if (!(m->wfile = ewfile_new(e, c->file, c->staged, ch->node)))
 			return -ENOMEM;
 		if (c->oflags & O_TRUNC) {
 			truncated(ch->node, 0);
@@ -432,7 +440,7 @@ static int apply(struct engine *e, struct change *ch, uint64_t now)
 		if (c->set & UFS_SET_SIZE)
 			truncated(ch->node, c->st.size);
 		/* Changed by name while open for writing: each handle's close commits it. */
-		if (c->set)
+		if (c->set & UFS_SET_KEPT)
 			for (struct ewfile *wf = ch->node->wfiles; wf; wf = wf->wnext)
 				atomic_store(&wf->dirty, true);
 		m->ino = ch->node->ino;
@@ -440,9 +448,13 @@ static int apply(struct engine *e, struct change *ch, uint64_t now)
 		m->valid_ns = valid_for(ch->node, now, false);
 		return 0;
 	case EM_FLUSH:
-		describe(ch->wf->node, c, now);
-		m->ino = ch->wf->node->ino;
-		m->st = c->st;
+	case EM_FSYNC:
+		/* A commit that says what the source holds now (an object store's fsync is one too). */
+		if (c->st.mode) {
+			describe(ch->wf->node, c, now);
+			m->ino = ch->wf->node->ino;
+			m->st = c->st;
+		}
 		return 0;
 	case EM_READLINK:
 		m->link = c->link;
@@ -460,8 +472,10 @@ static void finish(struct change *ch, int rc)
 	bool commit = m->kind == EM_FLUSH || m->kind == EM_FSYNC;
 
 	/* The source did not answer a change: say why once here (commits: the drivers say where the bytes are). */
-	if (rc && !commit && ufs_unavailable(rc))
-		log_warn("%s", ch->call.err[0] ? ch->call.err : strerror(-rc));
+	if (rc && !commit && ufs_unavailable(rc) && ch->call.err[0])
+		log_warn("%s", ch->call.err);
+	else if (rc && !commit && ufs_unavailable(rc))
+		log_warn("changing %s: %s", ch->path ? ch->path : "a file", strerror(-rc));
 	ns_lock(e->ns);
 	if (rc == 0)
 		rc = apply(e, ch, now_ns());
@@ -482,7 +496,7 @@ static void finish(struct change *ch, int rc)
 		if (rc)
 			atomic_store(&ch->wf->dirty, true);
 	}
-	if (m->kind == EM_FLUSH && !rc) {
+	if (commit && !rc && ch->call.st.mode) {
 		/* Loaded into the tiers at the last close, when no more writes can come. */
 		ch->wf->committed_st = ch->call.st;
 		atomic_store_explicit(&ch->wf->committed, true, memory_order_release);
@@ -607,8 +621,6 @@ void engine_setattr(struct engine *e, uint64_t ino, unsigned set, const struct u
 	if (wf) {
 		ewfile_get(wf);
 		ch->wf = wf;
-		/* A size or attributes changed through the file: its close commits them. */
-		atomic_store(&wf->dirty, true);
 	}
 	if (at_node(e, ch, ino))
 		return;
@@ -633,9 +645,14 @@ void engine_fgetattr(struct engine *e, struct ewfile *wf, struct emeta *m)
 {
 	struct node *n = wf->node;
 
-	/* The node, held by the handle: it answers while the file is open (even unlinked). */
 	emeta_begin(e, m, EM_GETATTR);
 	ns_lock(e->ns);
+	/* A file written in place (local, NFS): the source has its times, as a stat of the node asks. */
+	if (!wf->staged) {
+		engine_stat_node(e, m, n);
+		return;
+	}
+	/* Staged: the node, held by the handle, answers while the file is open (even unlinked). */
 	m->ino = n->ino;
 	m->st = n->st;
 	m->st.size = engine_written_size(n);

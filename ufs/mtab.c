@@ -266,6 +266,7 @@ static void answer(struct fwd *f, int rc)
 	c->asked = sub->asked;
 	c->ttl_ns = sub->ttl_ns;
 	c->fetched = sub->fetched;
+	c->staged = sub->staged;
 	/* Calls that describe what they made or changed (not unlink, rename, readlink). */
 	if (!rc && sub->st.mode) {
 		c->st = sub->st;

@@ -914,6 +914,7 @@ static void job_done(struct pool_job *pj)
 		if (j->file) {
 			c->file = j->file;
 			c->fetched = true;
+			c->staged = true;   /* open_run's files are staged */
 		}
 	} else {
 		ufs_call_err(c, "%s", j->err[0] ? j->err : strerror(-j->rc));
@@ -1394,7 +1395,7 @@ static void setattr_staged(struct job *j, struct s3_wfile *wf)
 	struct ufs *u = wf->u;
 
 	/* The stream's upload carries the size and attributes it began with. */
-	if (c->set)
+	if (c->set & UFS_SET_KEPT)
 		atomic_store(&wf->stream_off, true);
 	if (c->set & UFS_SET_SIZE) {
 		if (stage_resize(wf, c->st.size)) {
@@ -1420,7 +1421,7 @@ static void setattr_staged(struct job *j, struct s3_wfile *wf)
 		wf->mtime_ns = c->st.mtime_ns;
 	if (c->set & UFS_SET_MTIME_NOW)
 		wf->mtime_ns = realtime_ns();
-	if (c->set) {
+	if (c->set & UFS_SET_KEPT) {
 		atomic_fetch_add(&wf->gen, 1);
 		record_write(wf);
 	}

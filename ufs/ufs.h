@@ -89,6 +89,8 @@ struct ufs_write {
 #define UFS_SET_MTIME 0x20u
 #define UFS_SET_ATIME_NOW 0x40u
 #define UFS_SET_MTIME_NOW 0x80u
+/* What a file's source keeps: all but its access time (no object store holds one). */
+#define UFS_SET_KEPT (~(UFS_SET_ATIME | UFS_SET_ATIME_NOW))
 
 /* Request counters of a network source, for metrics. */
 enum ufs_req_kind { UFS_REQ_GET, UFS_REQ_HEAD, UFS_REQ_LIST, UFS_REQ_PUT, UFS_REQ_DELETE, UFS_REQ_COPY,
@@ -133,6 +135,10 @@ struct ufs_call {
 	 * itself (local: fstat of the opened file), not passed through */
 	struct ufs_file *file;
 	bool fetched;
+	/* open, create for writing (out): the file's writes reach the source at
+	 * its commit only (an object store), so until then the source's stat
+	 * of it is older than what the engine knows */
+	bool staged;
 	/* statfs (out) */
 	struct statvfs vfs;
 	/* out, set before the first entry of a listing and for -ENOENT too:

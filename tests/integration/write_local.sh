@@ -32,6 +32,23 @@ done
 mkdir -p "$T/src"
 mount_logged "$T/src" "$T/m" "$T/log" -o kernel_cache,shards=2
 
+# ---- a file open for writing shows the source's times, not those it had at open ----
+$PY3 - "$T/m/timed" "$T/src/timed" <<'EOF'
+import os, sys, time
+mnt, src = sys.argv[1:]
+with open(mnt, "wb") as f:
+    f.write(b"a")
+    f.flush()
+    time.sleep(1.1)
+    f.write(b"b")
+    f.flush()
+    want = os.stat(src).st_mtime_ns
+    for what, got in (("fstat", os.fstat(f.fileno()).st_mtime_ns), ("stat", os.stat(mnt).st_mtime_ns)):
+        if got != want:
+            sys.exit(f"{what} through the mount says mtime {got}, the source {want}")
+EOF
+pass "stat and fstat of a file open for writing show the source's mtime"
+
 # ---- namespace calls ----
 cd "$T/m"
 mkdir -p a/b/c
