@@ -138,10 +138,13 @@ uint64_t realtime_ns(void)
 
 int mkdir_p(const char *path, unsigned mode)
 {
-	char *p = strdup(path);
+	char *p;
+	struct stat st;
 	int rc = 0;
 
-	if (!p)
+	if (!*path)
+		return -EINVAL;
+	if (!(p = strdup(path)))
 		return -ENOMEM;
 	for (char *s = p + 1; *s && !rc; s++) {
 		if (*s != '/')
@@ -151,8 +154,8 @@ int mkdir_p(const char *path, unsigned mode)
 			rc = -errno;
 		*s = '/';
 	}
-	if (!rc && mkdir(p, mode) < 0 && errno != EEXIST)
-		rc = -errno;
+	if (!rc && mkdir(p, mode) < 0)
+		rc = errno != EEXIST ? -errno : stat(p, &st) < 0 ? -errno : S_ISDIR(st.st_mode) ? 0 : -ENOTDIR;
 	free(p);
 	return rc;
 }

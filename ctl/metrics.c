@@ -166,7 +166,7 @@ void metrics_render(struct metrics_buf *b, struct engine *e, metrics_render_fn e
 	put(b, "cachefs_written_bytes_total %llu\n", (unsigned long long)es.bytes_written);
 	family(b, "cachefs_commits_total", "counter",
 	       "Closes and fsyncs of written files: the source took the bytes (ok), or not (failed, once "
-	       "per file until a later commit of it succeeds: the log names where they are kept).");
+	       "per open file until a later commit through it succeeds: the log names where they are kept).");
 	put(b, "cachefs_commits_total{result=\"ok\"} %llu\n", (unsigned long long)es.commits);
 	put(b, "cachefs_commits_total{result=\"failed\"} %llu\n", (unsigned long long)es.commit_failures);
 	family(b, "cachefs_evictions_total", "counter", "Pages evicted to make room, by tier.");

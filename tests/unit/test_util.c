@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include "core/log.h"
 #include "core/util.h"
@@ -125,6 +126,30 @@ static void test_path_clean(void **state)
 	assert_string_equal(f, "..x/y.");
 }
 
+/* mkdir_p: every missing folder made; an empty path and a file in the way refused. */
+static void test_mkdir_p(void **state)
+{
+	char dir[] = "/tmp/test_util.XXXXXX", path[128];
+	struct stat st;
+	int fd;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/a/b/c", dir);
+	assert_int_equal(mkdir_p(path, 0700), 0);
+	assert_int_equal(stat(path, &st), 0);
+	assert_true(S_ISDIR(st.st_mode));
+	assert_int_equal(mkdir_p(path, 0700), 0);   /* there already */
+	assert_int_equal(mkdir_p("", 0700), -EINVAL);
+	snprintf(path, sizeof(path), "%s/file", dir);
+	assert_true((fd = open(path, O_CREAT | O_WRONLY, 0600)) >= 0);
+	close(fd);
+	assert_int_equal(mkdir_p(path, 0700), -ENOTDIR);
+	unlink(path);
+	snprintf(path, sizeof(path), "rm -r %s", dir);
+	assert_int_equal(system(path), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -134,6 +159,7 @@ int main(void)
 		cmocka_unit_test(test_parse_uint),
 		cmocka_unit_test(test_fmt_size),
 		cmocka_unit_test(test_seconds_and_pow2),
+		cmocka_unit_test(test_mkdir_p),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
