@@ -293,7 +293,6 @@ static void submit(struct ufs_call *c, void (*fn)(struct pool_job *j))
 	submit_job(c, fn, false);
 }
 
-
 static void stat_run(struct pool_job *j)
 {
 	struct local_job *lj = container_of(j, struct local_job, job);
