@@ -245,7 +245,21 @@ pjdfstest_build() {
 		fail "building pjdfstest: $(tail -5 "$T/build.log")"
 }
 
-# pjd_failures DIR TEST: the numbers of TEST's failing cases when run in DIR, one a line.
+# pjd_failures DIR TEST: TEST's failing cases when run in DIR, one a line:
+# those that said "not ok", those its plan names that never ran (it was
+# cut short), or "no-plan" when it never started. The plan's count goes to
+# $T/pjd.plan. A mount at DIR must still answer afterwards.
 pjd_failures() {
-	(cd "$1" && timeout 300 prove -v "$2" 2>&1 || true) | sed -n 's/^not ok \([0-9]*\).*/\1/p'
+	local out
+	out=$(cd "$1" && timeout 300 prove -v "$2" 2>&1) || true   # prove says no when a case fails
+	! mountpoint -q "$1" || answers "$1" || fail "the mount at $1 stopped answering in $2"
+	awk -v plan="$T/pjd.plan" '
+		/^1\.\.[0-9]+/ { n = substr($1, 4) + 0 }
+		/^ok [0-9]+/ { seen[$2] = 1 }
+		/^not ok [0-9]+/ { seen[$3] = 1; print $3 }
+		END {
+			print n + 0 > plan
+			if (!n) print "no-plan"
+			for (i = 1; i <= n; i++) if (!(i in seen)) print i
+		}' <<<"$out"
 }
