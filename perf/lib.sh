@@ -2,8 +2,16 @@
 # Markdown table the README takes. Source it after setting `runs`.
 
 median() { printf '%s\n' "$@" | sort -g | sed -n "$(( ($# + 1) / 2 ))p"; }
-# med CMD...: the median of `runs` runs of CMD, each printing one number.
-med() { local a=(); for _ in $(seq "$runs"); do a+=("$("$@")"); done; median "${a[@]}"; }
+# med CMD...: the median of `runs` runs of CMD, each printing one number;
+# a run that fails or prints nothing fails it (not left out of the median).
+med() {
+	local a=() r
+	for _ in $(seq "$runs"); do
+		r=$("$@") && [ -n "$r" ] || { echo "perf: $*: a run failed or gave no figure" >&2; return 1; }
+		a+=("$r")
+	done
+	median "${a[@]}"
+}
 # json EXPR: evaluates EXPR on the JSON object `d` read from stdin, rounded.
 json() { python3 -c "import json,sys; d=json.load(sys.stdin); print(round($1))"; }
 drop_caches() { sync; echo 3 > /proc/sys/vm/drop_caches; }

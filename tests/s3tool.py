@@ -11,7 +11,7 @@ can compare cachefs's signatures with it.
   s3tool.py ENDPOINT head BUCKET KEY                   JSON: size, etag, metadata; exit 2 when missing
   s3tool.py ENDPOINT keys BUCKET PREFIX                every key below PREFIX, one a line
   s3tool.py ENDPOINT ls BUCKET PREFIX                  the same, with each one's size: KEY<TAB>SIZE
-  s3tool.py ENDPOINT wait BUCKET PREFIX N SIZE SECS    until N keys below PREFIX have SIZE bytes; exit 1 at SECS
+  s3tool.py ENDPOINT wait BUCKET PREFIX N SIZE SECS [EVERY]    until N keys below PREFIX have SIZE bytes (listed every EVERY s, 0.05); exit 1 at SECS
   s3tool.py ENDPOINT delete-prefix BUCKET PREFIX       every key below PREFIX
   s3tool.py - compare-sign REQUESTS SIGNED             botocore vs tests/sigv4-sign output
 """
@@ -158,6 +158,7 @@ def main():
     elif cmd == "wait":
         import time
         c, n, size, until = client(endpoint), int(args[2]), int(args[3]), time.monotonic() + float(args[4])
+        every = float(args[5]) if len(args) > 5 else 0.05
         while True:   # once at least, even with SECS 0
             got = sum(1 for page in c.get_paginator("list_objects_v2").paginate(Bucket=args[0], Prefix=args[1])
                       for o in page.get("Contents", []) if o["Size"] == size)
@@ -165,7 +166,7 @@ def main():
                 sys.exit(0)
             if time.monotonic() >= until:
                 sys.exit(1)
-            time.sleep(0.05)
+            time.sleep(every)
     elif cmd == "delete-prefix":
         c = client(endpoint)
         for page in c.get_paginator("list_objects_v2").paginate(Bucket=args[0], Prefix=args[1]):
