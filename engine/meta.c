@@ -354,7 +354,11 @@ static int list_entry(struct ufs_call *c, const struct ufs_dirent *d)
 	if (!k || ns_set_etag(k, d->etag) || ns_set_srcname(k, d->srcname)) {
 		rc = -ENOMEM;
 	} else {
-		k->st = d->st;
+		/* A bare listing of the version the node describes keeps the mode,
+		 * owner and times a stat or our own write told, not the defaults. */
+		if (!d->bare || !k->st.mode || (k->st.mode & S_IFMT) != (d->st.mode & S_IFMT) ||
+		    k->st.id != d->st.id)
+			k->st = d->st;
 		k->alias = d->srcname && !S_ISDIR(d->st.mode);
 		k->st_ns = now;
 		k->fresh_until = add_sat(now, c->ttl_ns);

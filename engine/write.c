@@ -433,6 +433,9 @@ static int apply(struct engine *e, struct change *ch, uint64_t now)
 				ns_detach(e->ns, k);
 			if ((k = ns_child(e->ns, ch->newdir, ch->newname)))
 				ns_detach(e->ns, k);
+		} else if (c->fetched && (k = ns_child(e->ns, ch->newdir, ch->newname))) {
+			/* An object store's copy: another version, under another key. */
+			describe(k, c, now);
 		}
 		return 0;
 	case EM_SETATTR:

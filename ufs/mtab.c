@@ -267,7 +267,7 @@ static void answer(struct fwd *f, int rc)
 	c->ttl_ns = sub->ttl_ns;
 	c->fetched = sub->fetched;
 	c->staged = sub->staged;
-	/* Calls that describe what they made or changed (not unlink, rename, readlink). */
+	/* Calls that describe what they made or changed (not unlink, readlink; rename with fetched). */
 	if (!rc && sub->st.mode) {
 		c->st = sub->st;
 		mix(f->m, &c->st);

@@ -666,7 +666,7 @@ static void list_finish(struct list_op *op, int rc)
 	c->ttl_ns = u->ttl_ns;
 	for (size_t i = 0; !rc && i < op->l.n; i++) {
 		struct s3_entry *e = &op->l.ents[i];
-		struct ufs_dirent d = { .name = e->name, .srcname = e->srcname, .etag = e->obj.etag };
+		struct ufs_dirent d = { .name = e->name, .srcname = e->srcname, .etag = e->obj.etag, .bare = true };
 		if (e->dir)
 			obj_dir_stat(&u->src, &d.st, u->mount_ns);
 		else

@@ -889,6 +889,7 @@ struct job {
 	char err[1024];
 	struct ufs_stat st;
 	char etag[UFS_ETAG_MAX];
+	bool fetched;             /* st and etag: what the bucket holds now (rename) */
 	struct ufs_file *file;
 	void (*run)(struct job *j);
 };
@@ -911,6 +912,7 @@ static void job_done(struct pool_job *pj)
 	if (!j->rc) {
 		c->st = j->st;
 		snprintf(c->etag, sizeof(c->etag), "%s", j->etag);
+		c->fetched = j->fetched;
 		if (j->file) {
 			c->file = j->file;
 			c->fetched = true;
@@ -1730,13 +1732,18 @@ static void rekey(struct ufs *u, const char *from, const char *to, bool prefix, 
 	}
 }
 
-/* A key moves: its copy, then the original's delete; its writers follow. */
-static int move_key(struct ufs *u, const char *src, const char *dst, uint64_t size, char *err, size_t errlen)
+/*
+ * A key moves: its copy, then the original's delete; its writers follow.
+ * etag: the copy's, or "" when the server did not say or the key is being
+ * written (its writers' commit makes the version the file shows).
+ */
+static int move_key(struct ufs *u, const char *src, const char *dst, uint64_t size, char *etag, char *err,
+		    size_t errlen)
 {
-	char etag[UFS_ETAG_MAX] = "";
 	bool writing = false;
 	int rc;
 
+	etag[0] = '\0';
 	rc = copy_key(u, src, dst, size, NULL, etag, err, errlen);
 	pthread_mutex_lock(&u->wlock);
 	for (struct s3_wfile *wf = u->writers; wf && !writing; wf = wf->next)
@@ -1744,6 +1751,8 @@ static int move_key(struct ufs *u, const char *src, const char *dst, uint64_t si
 	if (!rc || (rc == -ENOENT && writing))
 		rekey(u, src, dst, false, etag[0] ? etag : NULL);
 	pthread_mutex_unlock(&u->wlock);
+	if (writing)
+		etag[0] = '\0';
 	/* Not in the bucket yet: its writers upload it under the new name. */
 	if (rc == -ENOENT && writing)
 		return 0;
@@ -1753,7 +1762,7 @@ static int move_key(struct ufs *u, const char *src, const char *dst, uint64_t si
 static void rename_dir(struct job *j)
 {
 	struct s3_page pg = { 0 };
-	char *from = NULL, *to = NULL, token[4096] = "";
+	char *from = NULL, *to = NULL, token[4096] = "", etag[UFS_ETAG_MAX];
 	size_t flen;
 
 	if (asprintf(&from, "%s/", j->key) < 0 || asprintf(&to, "%s/", j->key2) < 0) {
@@ -1770,7 +1779,8 @@ static void rename_dir(struct job *j)
 			if (asprintf(&dst, "%s%s", to, pg.objs[i].key + flen) < 0)
 				j->rc = -ENOMEM;
 			else
-				j->rc = move_key(j->u, pg.objs[i].key, dst, pg.objs[i].size, j->err, sizeof(j->err));
+				j->rc = move_key(j->u, pg.objs[i].key, dst, pg.objs[i].size, etag, j->err,
+						 sizeof(j->err));
 			free(dst);
 		}
 		snprintf(token, sizeof(token), "%s", pg.truncated && pg.token ? pg.token : "");
@@ -1804,7 +1814,13 @@ static void rename_run(struct job *j)
 		rename_dir(j);
 		return;
 	}
-	j->rc = move_key(j->u, j->key, j->key2, c->st.size, j->err, sizeof(j->err));
+	j->rc = move_key(j->u, j->key, j->key2, c->st.size, j->etag, j->err, sizeof(j->err));
+	/* The copy is another version (a multipart object's ETag changes): the engine learns it. */
+	if (!j->rc && j->etag[0] && c->st.mode) {
+		written_stat(j->u, &j->st, j->key2, c->st.size, c->st.mode, c->st.uid, c->st.gid, c->st.mtime_ns,
+			     j->etag);
+		j->fetched = true;
+	}
 }
 
 void s3_rename(struct ufs_call *c)

@@ -103,6 +103,10 @@ struct ufs_dirent {
 	const char *srcname;      /* the source's own name when it differs (an alias), else NULL */
 	const char *etag;         /* "" when the source has none */
 	struct ufs_stat st;
+	/* The listing names the bytes' version but carries no metadata (an
+	 * object store's LIST): st's mode, owner and times are the source's
+	 * defaults, and what a stat told of the same version is truer. */
+	bool bare;
 };
 
 /* Flags of a call. */
@@ -132,7 +136,9 @@ struct ufs_call {
 	struct ufs_stat st;
 	char etag[UFS_ETAG_MAX];
 	/* open (out); fetched: c->st was read from the source by the open
-	 * itself (local: fstat of the opened file), not passed through */
+	 * itself (local: fstat of the opened file), not passed through;
+	 * rename (out): c->st and c->etag are the moved file's at its new
+	 * name (an object store's copy is another version) */
 	struct ufs_file *file;
 	bool fetched;
 	/* open, create for writing (out): the file's writes reach the source at
@@ -153,7 +159,7 @@ struct ufs_call {
 	 * path2 the target. setattr: set (UFS_SET_*) with the values in st,
 	 * on c->file when the caller has it open. fsync, commit: c->file.
 	 * Each answers c->st: the attributes of what it made or changed (not
-	 * for unlink, rmdir, rename).
+	 * for unlink, rmdir; for rename only with fetched).
 	 */
 	const char *path2;
 	int oflags;

@@ -1,15 +1,17 @@
 #!/bin/bash
 # Writes through an S3 mount, checked on the server with botocore: the
-# checkpoint patterns (tests/ckpt_patterns.py), a multipart upload, metadata as s3fs keeps it,
-# directories as markers, rename (of a directory too), truncate; a daemon
-# killed with a written file open (the next mount finishes the upload, or
-# keeps the bytes when the object changed meanwhile); parts streamed while a
-# new file is written, and what makes a stream give way to a whole upload; a server that stops
-# (close gets EIO, the bytes are kept); staging_max (ENOSPC, reads go on);
-# names S3 cannot hold and files past its part limit.
+# checkpoint patterns (tests/ckpt_patterns.py), a multipart upload, metadata
+# as s3fs keeps it, directories as markers, rename (of a directory too),
+# truncate; trees copied in with cp -a, tar and rsync; a daemon killed with a
+# written file open (the next mount finishes the upload, or keeps the bytes
+# when the object changed meanwhile); parts streamed while a new file is
+# written, and what makes a stream give way to a whole upload; a server that
+# stops (close gets EIO, the bytes are kept); staging_max (ENOSPC, reads go
+# on); names S3 cannot hold and files past its part limit.
 . "$(dirname "$0")/../lib.sh"
 
 $PY3 -c 'import torch' 2>/dev/null || skip "python3-torch is not installed (tools/install-deps.sh)"
+command -v rsync >/dev/null || skip "rsync is not installed (tools/install-deps.sh)"
 s3_start bkt
 S3T="$S3TOOL $S3_EP"
 OPTS="$S3_OPTS,write_part_size=5M,dir_cache_ttl=1,shards=2"
@@ -74,11 +76,32 @@ pass "mkdir, rmdir ENOTEMPTY, rename of a directory (every key moved), truncate,
 mkdir -p "$T/tree/sub"
 for i in $(seq 40); do head -c $((RANDOM * 4)) /dev/urandom >"$T/tree/sub/f$i"; done
 head -c $((7 << 20)) /dev/urandom >"$T/tree/big"
-cp -r "$T/tree" "$T/m/tree"
+chmod 640 "$T/tree/big"
+touch -d @1400000000 "$T/tree/big"
+(cd "$T/tree" && find . -type f | sed 's|^\./||' | sort) >"$T/files"
+cp -a "$T/tree" "$T/m/cp"
 tar -C "$T/tree" -cf - . | tar -C "$T/m" --one-top-level=tar -xf -
-diff -r "$T/tree" "$T/m/tree" && diff -r "$T/tree" "$T/m/tar" || fail "a copied tree differs through the mount"
-server "$T/tree/big" tar/big
-pass "cp -r and tar x of a tree: diff -r clean"
+rsync -a "$T/tree/" "$T/m/rsync/"
+# Past dir_cache_ttl the listings below come from the bucket, and a listing
+# carries no metadata: it must not hide the mode and mtime the copy set.
+sleep 1.2
+for d in cp tar rsync; do
+	diff -r "$T/tree" "$T/m/$d" || fail "$d: the tree differs through the mount"
+	ls -l "$T/m/$d" >/dev/null
+	[ "$(stat -c '%a %Y' "$T/m/$d/big")" = "640 1400000000" ] ||
+		fail "$d: mode and mtime of big through the mount: $(stat -c '%a %Y' "$T/m/$d/big")"
+	server "$T/tree/big" "$d/big"
+	$S3T head bkt "$d/big" >"$T/head"
+	grep -q '"mode": "33184"' "$T/head" && grep -q '"mtime": "1400000000"' "$T/head" ||
+		fail "$d: mode and mtime of big in the bucket: $(cat "$T/head")"
+	# Exactly the tree's files: no temporary (rsync's .big.XXXXXX) left.
+	$S3T keys bkt "$d/" | grep -v '/$' | sed "s|^$d/||" | sort | diff "$T/files" - ||
+		fail "$d: the keys in the bucket are not the tree's files"
+done
+# Sizes and mtimes are the source's: a second rsync sends no file again.
+rsync -ai "$T/tree/" "$T/m/rsync/" >"$T/again"
+! grep '^[<>]f' "$T/again" || fail "a second rsync -a sent files again"
+pass "cp -a, tar x and rsync -a of a tree: diff -r clean, the keys are the files, mode and mtime in the bucket; a second rsync sends nothing"
 
 # ---- a second mount sees the new objects ----
 mount_logged s3://bkt "$T/m2" "$T/log2" -o "$S3_OPTS,ro"
