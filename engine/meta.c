@@ -336,6 +336,28 @@ static bool name_ok(const char *name)
 	return l && l <= 255 && strcmp(name, ".") && strcmp(name, "..") && !strchr(name, '/');
 }
 
+/*
+ * The attributes node k takes from listing entry d. A bare entry (no
+ * metadata) of the bytes k describes (the same version: a key moved by a
+ * copy keeps it too) keeps the mode, owner and times a stat or our own
+ * write told, not the source's defaults.
+ */
+static struct ufs_stat listed_stat(const struct node *k, const struct ufs_dirent *d)
+{
+	struct ufs_stat st = d->st;
+
+	if (d->bare && k->st.mode && (k->st.mode & S_IFMT) == (d->st.mode & S_IFMT) &&
+	    k->st.version == d->st.version) {
+		st.mode = k->st.mode;
+		st.uid = k->st.uid;
+		st.gid = k->st.gid;
+		st.mtime_ns = k->st.mtime_ns;
+		st.ctime_ns = k->st.ctime_ns;
+		st.atime_ns = k->st.atime_ns;
+	}
+	return st;
+}
+
 static int list_entry(struct ufs_call *c, const struct ufs_dirent *d)
 {
 	struct meta_op *op = container_of(c, struct meta_op, call);
@@ -354,11 +376,7 @@ static int list_entry(struct ufs_call *c, const struct ufs_dirent *d)
 	if (!k || ns_set_etag(k, d->etag) || ns_set_srcname(k, d->srcname)) {
 		rc = -ENOMEM;
 	} else {
-		/* A bare listing of the version the node describes keeps the mode,
-		 * owner and times a stat or our own write told, not the defaults. */
-		if (!d->bare || !k->st.mode || (k->st.mode & S_IFMT) != (d->st.mode & S_IFMT) ||
-		    k->st.id != d->st.id)
-			k->st = d->st;
+		k->st = listed_stat(k, d);
 		k->alias = d->srcname && !S_ISDIR(d->st.mode);
 		k->st_ns = now;
 		k->fresh_until = add_sat(now, c->ttl_ns);

@@ -76,8 +76,8 @@ pass "mkdir, rmdir ENOTEMPTY, rename of a directory (every key moved), truncate,
 mkdir -p "$T/tree/sub"
 for i in $(seq 40); do head -c $((RANDOM * 4)) /dev/urandom >"$T/tree/sub/f$i"; done
 head -c $((7 << 20)) /dev/urandom >"$T/tree/big"
-chmod 640 "$T/tree/big"
-touch -d @1400000000 "$T/tree/big"
+chmod 640 "$T/tree/big" "$T/tree/sub/f1"
+touch -d @1400000000 "$T/tree/big" "$T/tree/sub/f1"
 (cd "$T/tree" && find . -type f | sed 's|^\./||' | sort) >"$T/files"
 cp -a "$T/tree" "$T/m/cp"
 tar -C "$T/tree" -cf - . | tar -C "$T/m" --one-top-level=tar -xf -
@@ -101,7 +101,14 @@ done
 # Sizes and mtimes are the source's: a second rsync sends no file again.
 rsync -ai "$T/tree/" "$T/m/rsync/" >"$T/again"
 ! grep '^[<>]f' "$T/again" || fail "a second rsync -a sent files again"
-pass "cp -a, tar x and rsync -a of a tree: diff -r clean, the keys are the files, mode and mtime in the bucket; a second rsync sends nothing"
+# A directory renamed is copied key by key: a copy of one part is the same
+# version, and what the copy kept shows past the TTL too.
+mv "$T/m/cp" "$T/m/moved"
+sleep 1.2
+ls -lR "$T/m/moved" >/dev/null
+[ "$(stat -c '%a %Y' "$T/m/moved/sub/f1")" = "640 1400000000" ] ||
+	fail "mode and mtime of a file in a renamed directory: $(stat -c '%a %Y' "$T/m/moved/sub/f1")"
+pass "cp -a, tar x and rsync -a of a tree: diff -r clean, the keys are the files, mode and mtime in the bucket; a second rsync sends nothing, a renamed directory keeps them"
 
 # ---- a second mount sees the new objects ----
 mount_logged s3://bkt "$T/m2" "$T/log2" -o "$S3_OPTS,ro"
