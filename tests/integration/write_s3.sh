@@ -23,6 +23,21 @@ server() {
 	cmp -s "$1" "$T/got" || fail "$2 in the bucket differs from $1"
 }
 
+# write_held DST SRC FLAG: in the background, SRC's bytes written to DST,
+# which is then held open (not closed) for two minutes; FLAG appears once
+# they are written. $writer is its PID.
+write_held() {
+	$PY3 - "$@" <<'EOF' &
+import sys, time
+dst, src, flag = sys.argv[1:]
+f = open(dst, "wb")
+f.write(open(src, "rb").read())
+open(flag, "w").close()
+time.sleep(120)
+EOF
+	writer=$!
+}
+
 # absent KEY: the bucket has no KEY (HEAD said 404, not some other failure).
 absent() {
 	local rc=0
@@ -191,15 +206,7 @@ for o in offs:
 os.close(fd)
 EOF
 head -c $((512 << 20)) /dev/urandom >"$T/killed"
-$PY3 - "$T/m/killed.bin" "$T/killed" "$T/flag" <<'EOF' &
-import sys, time
-dst, src, flag = sys.argv[1:]
-f = open(dst, "wb")
-f.write(open(src, "rb").read())
-open(flag, "w").close()
-time.sleep(120)
-EOF
-writer=$!
+write_held "$T/m/killed.bin" "$T/killed" "$T/flag"
 wait_file "$T/flag"
 absent killed.bin   # not before its close
 kill_daemon "$T/m"
@@ -317,15 +324,7 @@ pass "files read back (O_DIRECT) right after they were written, closed or fsynce
 # What a killed daemon left is being finished as the daemon forks: its thread is the child's.
 mount_logged s3://bkt "$T/m4" "$T/log8" -o "$OPTS"
 head -c $((64 << 20)) /dev/urandom >"$T/left"
-$PY3 - "$T/m4/left.bin" "$T/left" "$T/flag4" <<'EOF' &
-import sys, time
-dst, src, flag = sys.argv[1:]
-f = open(dst, "wb")
-f.write(open(src, "rb").read())
-open(flag, "w").close()
-time.sleep(120)
-EOF
-writer=$!
+write_held "$T/m4/left.bin" "$T/left" "$T/flag4"
 wait_file "$T/flag4"
 kill_daemon "$T/m4"
 kill "$writer" 2>/dev/null || true
