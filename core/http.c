@@ -221,7 +221,7 @@ static size_t on_header(char *line, size_t size, size_t n, void *arg)
 		const char *sp = memchr(line, ' ', len);
 		r->status = sp ? strtol(sp + 1, NULL, 10) : 0;
 		r->etag[0] = r->region[0] = r->last_modified[0] = '\0';
-		r->meta_mode[0] = r->meta_uid[0] = r->meta_gid[0] = r->meta_mtime[0] = '\0';
+		r->meta_mode[0] = r->meta_uid[0] = r->meta_gid[0] = r->meta_mtime[0] = r->digest[0] = '\0';
 		r->has_length = false;
 		return len;
 	}
@@ -250,6 +250,8 @@ static size_t on_header(char *line, size_t size, size_t n, void *arg)
 		COPY(r->meta_gid);
 	else if (IS("x-amz-meta-mtime"))
 		COPY(r->meta_mtime);
+	else if (IS("x-cachefs-digest"))
+		COPY(r->digest);
 	else if (IS("content-length")) {
 		char num[32];
 		char *end;

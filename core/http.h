@@ -68,6 +68,7 @@ struct http_resp {
 	char region[64];          /* x-amz-bucket-region */
 	/* x-amz-meta-{mode,uid,gid,mtime}: attributes as s3fs keeps them, or "" */
 	char meta_mode[16], meta_uid[16], meta_gid[16], meta_mtime[32];
+	char digest[40];          /* X-Cachefs-Digest: a cachefs page server's checksum of the body */
 	uint64_t length;          /* Content-Length, if has_length */
 	bool has_length;
 	char *body;               /* the body (NUL-terminated), when kept; the caller frees it */

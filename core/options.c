@@ -22,6 +22,7 @@ enum opt_type {
 	OPT_SSD,      /* PATH:SIZE, repeatable */
 	OPT_ADMIT,    /* always|second_touch */
 	OPT_STRING,   /* copied into a char array of `max` bytes */
+	OPT_LIST,     /* a string of comma-separated addresses: in -o, bare HOST:PORT or URL tokens after it continue it */
 	OPT_ADDRESSING, /* auto|path|virtual */
 	OPT_LOCALMETA,  /* auto|threads|shards */
 	OPT_TRISTATE, /* auto, or what OPT_BOOL takes */
@@ -103,6 +104,13 @@ static const struct opt_def opt_table[] = {
 	{ "ctl_socket", STR(ctl.ctl_socket), "/run/cachefs/MOUNT.sock", "Unix socket of cachefsctl; MOUNT is the mount point escaped as systemd-escape --path does (non-root: $XDG_RUNTIME_DIR/cachefs/ or /tmp/cachefs-UID/)", SZ(ctl.ctl_socket), false },
 	{ "ctl_group", STR(ctl.ctl_group), "owner only", "group allowed to use the control socket (mode 0660 instead of 0600)", SZ(ctl.ctl_group), false },
 	{ "metrics", STR(ctl.metrics), "off", "serve Prometheus metrics at http://ADDR:PORT/metrics (127.0.0.1:9464; :PORT listens on every address)", SZ(ctl.metrics), false },
+	{ "serve", STR(cluster.serve), "off", "serve this node's cache to cluster peers and the Python client at http://ADDR:PORT/v1/ (an address the other nodes reach; nothing listens by default); needs cluster_token_file", SZ(cluster.serve), false },
+	{ "cluster_token_file", STR(cluster.token_file), "", "file holding the cluster's shared token (one line, mode 0600 or stricter): page server requests without it get 401", SZ(cluster.token_file), false },
+	{ "etcd", OPT_LIST, F(cluster.etcd), "off", "etcd endpoints URL[,URL...] (http://127.0.0.1:2379) where nodes of `cluster` register and find each other", SZ(cluster.etcd), false },
+	{ "members", OPT_LIST, F(cluster.members), "", "a fixed cluster without etcd: every member's serve address, HOST:PORT[,HOST:PORT...] (this node's included); the same list on every node", SZ(cluster.members), false },
+	{ "cluster", STR(cluster.name), "default", "name of the cluster in etcd: nodes with the same name share their caches", SZ(cluster.name), false },
+	{ "cluster_ttl", OPT_SECONDS, F(cluster.ttl), "5", "seconds a node stays a member after its last keep-alive to etcd (a killed node's stripes move after this)", 0, 0, false },
+	{ "peer_timeout", OPT_SECONDS, F(cluster.peer_timeout), "0.3", "seconds a read waits for the page's owner node before reading from the source itself", 0, 0, false },
 	{ "max_read", OPT_SIZE, F(fuse.max_read), "1M", "largest read request the kernel sends", 0, 0, false },
 	{ "allow_other", OPT_PASS, 0, "off", "let other users access the mount", 0, 0, false },
 	{ "default_permissions", OPT_PASS, 0, "off", "kernel checks permissions from the file modes", 0, 0, false },
@@ -153,6 +161,9 @@ void config_defaults(struct cachefs_config *c)
 	c->meta.stale_if_error = 86400;
 	c->meta.meta_cache = 2000000;
 	c->meta.meta_threads = 4;
+	snprintf(c->cluster.name, sizeof(c->cluster.name), "default");
+	c->cluster.ttl = 5;
+	c->cluster.peer_timeout = 0.3;
 }
 
 static int parse_bool(const char *v, bool *out)
@@ -312,6 +323,7 @@ static int apply(struct cachefs_config *c, const struct opt_def *d, const char *
 	case OPT_SSD:
 		return add_ssd(c, val, err, errlen);
 	case OPT_STRING:
+	case OPT_LIST:
 		if (strlen(val) >= d->max) {
 			snprintf(err, errlen, "value of option '%s' is too long (at most %llu bytes)", d->name,
 				 (unsigned long long)d->max - 1);
@@ -406,6 +418,7 @@ int config_parse_opts(struct cachefs_config *c, const char *opts, char *err, siz
 	if (!copy)
 		return -ENOMEM;
 	bool after_ssd = false;
+	const struct opt_def *list = NULL;
 
 	for (tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
 		char opt[256];
@@ -420,6 +433,20 @@ int config_parse_opts(struct cachefs_config *c, const char *opts, char *err, siz
 			continue;
 		}
 		after_ssd = eq && !strncmp(tok, "ssd_cache=", 10);
+		/* members=a:1,b:2: a bare HOST:PORT or URL after a list is its next item. */
+		if (list && !eq && strchr(tok, ':')) {
+			char *field = (char *)c + list->off;
+			if (strlen(field) + 1 + strlen(tok) >= list->max) {
+				snprintf(err, errlen, "value of option '%s' is too long (at most %llu bytes)", list->name,
+					 (unsigned long long)list->max - 1);
+				rc = -EINVAL;
+				break;
+			}
+			strcat(field, ",");
+			strcat(field, tok);
+			continue;
+		}
+		list = NULL;
 
 		snprintf(opt, sizeof(opt), "%s", tok);
 		if (eq)
@@ -433,6 +460,8 @@ int config_parse_opts(struct cachefs_config *c, const char *opts, char *err, siz
 		rc = apply(c, d, opt, eq ? eq + 1 : NULL, err, errlen);
 		if (rc)
 			break;
+		if (d->type == OPT_LIST)
+			list = d;
 	}
 	free(copy);
 	return rc;
@@ -454,6 +483,33 @@ int config_finish(struct cachefs_config *c, uint64_t mem_total, uint64_t mem_ava
 	if (c->fuse.max_read < 4096 || c->fuse.max_read > (1 << 20)) {
 		snprintf(err, errlen, "max_read=%s must be from 4K to 1M (the kernel's request limit)",
 			 fmt_size(c->fuse.max_read, a, sizeof(a)));
+		return -EINVAL;
+	}
+	if ((c->cluster.serve[0] || c->cluster.etcd[0]) && !c->cluster.token_file[0]) {
+		snprintf(err, errlen, "%s needs cluster_token_file=FILE: peers prove they belong with a shared token",
+			 c->cluster.serve[0] ? "serve" : "etcd");
+		return -EINVAL;
+	}
+	if ((c->cluster.etcd[0] || c->cluster.members[0]) && !c->cluster.serve[0]) {
+		snprintf(err, errlen, "%s needs serve=ADDR:PORT: a member is reached at its page server",
+			 c->cluster.etcd[0] ? "etcd" : "members");
+		return -EINVAL;
+	}
+	if (c->cluster.etcd[0] && c->cluster.members[0]) {
+		snprintf(err, errlen, "etcd and members both name the cluster's members: give one");
+		return -EINVAL;
+	}
+	if (c->cluster.ttl < 1 || c->cluster.ttl > 3600) {
+		snprintf(err, errlen, "cluster_ttl=%g must be from 1 to 3600 seconds", c->cluster.ttl);
+		return -EINVAL;
+	}
+	if (c->cluster.peer_timeout < 0.001 || c->cluster.peer_timeout > 60) {
+		snprintf(err, errlen, "peer_timeout=%g must be from 0.001 to 60 seconds", c->cluster.peer_timeout);
+		return -EINVAL;
+	}
+	if (!c->cluster.name[0] || strspn(c->cluster.name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+					  "0123456789-_.") != strlen(c->cluster.name)) {
+		snprintf(err, errlen, "cluster=%s: use letters, digits, '-', '_' and '.'", c->cluster.name);
 		return -EINVAL;
 	}
 	if (c->fuse.no_open == TRI_ON && !c->fuse.kernel_cache) {
@@ -522,7 +578,7 @@ int config_finish(struct cachefs_config *c, uint64_t mem_total, uint64_t mem_ava
 static const char *const arg_of[] = {
 	[OPT_BOOL] = "", [OPT_PASS] = "", [OPT_UINT] = "=N", [OPT_SIZE] = "=SIZE",
 	[OPT_SECONDS] = "=SECS", [OPT_LOGLEVEL] = "=LEVEL", [OPT_INTAKE] = "=WHO",
-	[OPT_SSD] = "=PATH:SIZE", [OPT_ADMIT] = "=WHEN", [OPT_STRING] = "=VALUE",
+	[OPT_SSD] = "=PATH:SIZE", [OPT_ADMIT] = "=WHEN", [OPT_STRING] = "=VALUE", [OPT_LIST] = "=A[,B...]",
 	[OPT_ADDRESSING] = "=STYLE", [OPT_LOCALMETA] = "=WHERE", [OPT_PASSVAL] = "=NAME",
 	[OPT_TRISTATE] = "[=auto|on|off]", [OPT_PREFAULT] = "=SIZE|all|off", [OPT_NOT] = "",
 	[OPT_ID] = "=N", [OPT_OCTAL] = "=OCTAL",

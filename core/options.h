@@ -108,6 +108,17 @@ struct ctl_opts {
 	char metrics[128];          /* ADDR:PORT of /metrics; "": off */
 };
 
+/* A cluster of nodes sharing one cache (cluster/). */
+struct cluster_opts {
+	char serve[128];            /* ADDR:PORT of the page server; "": none */
+	char token_file[PATH_MAX];  /* the shared token, mode 0600; needed by serve and peers */
+	char etcd[512];             /* URL[,URL...] of etcd; "": no membership */
+	char members[1024];         /* a fixed member list HOST:PORT[,...] instead of etcd */
+	char name[64];              /* cluster=: the members' prefix in etcd */
+	double ttl;                 /* seconds a member's lease outlives its last keep-alive */
+	double peer_timeout;        /* seconds a peer read may take before the source is asked */
+};
+
 /* The FUSE front end (fuse/) and the kernel mount. */
 struct front_opts {
 	bool kernel_cache, auto_cache, splice;
@@ -129,6 +140,7 @@ struct cachefs_config {
 	struct source_opts src;
 	struct meta_opts meta;
 	struct ctl_opts ctl;
+	struct cluster_opts cluster;
 	struct front_opts fuse;
 	char config[PATH_MAX];      /* the INI file of -o config= */
 };

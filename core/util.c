@@ -12,6 +12,8 @@
 #include <math.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -187,4 +189,29 @@ void msgf(char *buf, size_t len, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(buf, len, fmt, ap);
 	va_end(ap);
+}
+
+int parse_sockaddr(const char *spec, struct sockaddr_storage *ss, unsigned *len)
+{
+	char host[128];
+	const char *colon = strrchr(spec, ':');
+	uint64_t port;
+
+	if (!colon || (size_t)(colon - spec) >= sizeof(host) || parse_uint(colon + 1, 1, 65535, &port))
+		return -EINVAL;
+	snprintf(host, sizeof(host), "%.*s", (int)(colon - spec), spec);
+	memset(ss, 0, sizeof(*ss));
+	if (host[0] == '[' && host[strlen(host) - 1] == ']') {
+		struct sockaddr_in6 *a = (struct sockaddr_in6 *)ss;
+		host[strlen(host) - 1] = '\0';
+		a->sin6_family = AF_INET6;
+		a->sin6_port = htons((uint16_t)port);
+		*len = sizeof(*a);
+		return inet_pton(AF_INET6, host + 1, &a->sin6_addr) == 1 ? 0 : -EINVAL;
+	}
+	struct sockaddr_in *a = (struct sockaddr_in *)ss;
+	a->sin_family = AF_INET;
+	a->sin_port = htons((uint16_t)port);
+	*len = sizeof(*a);
+	return !host[0] || inet_pton(AF_INET, host, &a->sin_addr) == 1 ? 0 : -EINVAL;
 }

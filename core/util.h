@@ -66,7 +66,12 @@ int parse_uint(const char *s, uint64_t min, uint64_t max, uint64_t *out);
  */
 int path_clean(char *p, bool *dir);
 
-
+struct sockaddr_storage;
+/*
+ * "HOST:PORT" (IPv4 numbers), "[V6]:PORT", or ":PORT" (every address) into
+ * *ss; its length in *len. -EINVAL when it is none of those.
+ */
+int parse_sockaddr(const char *spec, struct sockaddr_storage *ss, unsigned *len);
 
 /* snprintf into a message buffer, cut to fit: for messages, where a cut is fine. */
 __attribute__((format(printf, 3, 4)))

@@ -265,37 +265,12 @@ static void *web_main(void *arg)
 
 /* ---- life ---- */
 
-/* "HOST:PORT", "[V6]:PORT" or ":PORT" into a socket address. */
 static int parse_addr(const char *spec, struct sockaddr_storage *ss, char *err, size_t errlen)
 {
-	char host[128];
-	const char *colon = strrchr(spec, ':');
-	char *end;
-	long port;
+	unsigned len;
 
-	if (!colon || (size_t)(colon - spec) >= sizeof(host))
-		goto bad;
-	port = strtol(colon + 1, &end, 10);
-	if (*end || port < 1 || port > 65535)
-		goto bad;
-	snprintf(host, sizeof(host), "%.*s", (int)(colon - spec), spec);
-	memset(ss, 0, sizeof(*ss));
-	if (host[0] == '[' && host[strlen(host) - 1] == ']') {
-		struct sockaddr_in6 *a = (struct sockaddr_in6 *)ss;
-		host[strlen(host) - 1] = '\0';
-		a->sin6_family = AF_INET6;
-		a->sin6_port = htons((uint16_t)port);
-		if (inet_pton(AF_INET6, host + 1, &a->sin6_addr) != 1)
-			goto bad;
-	} else {
-		struct sockaddr_in *a = (struct sockaddr_in *)ss;
-		a->sin_family = AF_INET;
-		a->sin_port = htons((uint16_t)port);
-		if (host[0] && inet_pton(AF_INET, host, &a->sin_addr) != 1)
-			goto bad;
-	}
-	return 0;
-bad:
+	if (!parse_sockaddr(spec, ss, &len))
+		return 0;
 	snprintf(err, errlen, "metrics=%s: want ADDR:PORT, such as 127.0.0.1:9464 (or :PORT for every address)",
 		 spec);
 	return -EINVAL;
