@@ -155,6 +155,8 @@ void engine_destroy(struct engine *e)
 		if (f->file)
 			ufs_file_put(f->file);
 		ra_fini(&f->ra);
+		free(f->path);
+		free(f->etag);
 		free(f);
 	}
 	pthread_mutex_destroy(&e->files_lock);
@@ -216,11 +218,35 @@ void efile_put(struct efile *f)
 	if (f->file)
 		ufs_file_put(f->file);
 	ra_fini(&f->ra);
+	free(f->path);
+	free(f->etag);
 	atomic_fetch_sub_explicit(f->shared ? &e->shared_files : &e->open_files, 1, memory_order_relaxed);
 	free(f);
 }
 
 uint64_t efile_size(const struct efile *f) { return f->size; }
+
+void efile_set_source(struct efile *f, const char *path, const char *etag)
+{
+	/* Without them the file is read from the source only: no harm done. */
+	f->path = path ? strdup(path) : NULL;
+	f->etag = etag ? strdup(etag) : NULL;
+}
+
+void efile_set_local_only(struct efile *f) { f->local_only = true; }
+
+const char *efile_path(const struct efile *f) { return f->path; }
+
+void efile_identity(const struct efile *f, uint64_t *fid, uint64_t *version)
+{
+	*fid = f->fid;
+	*version = f->version;
+}
+
+void engine_set_peers(struct engine *e, const struct engine_peers *p)
+{
+	e->peers = *p;
+}
 
 bool engine_read_only(const struct engine *e) { return e->meta.read_only; }
 
@@ -255,6 +281,8 @@ void engine_stats(struct engine *e, struct engine_stats *o)
 	o->ra_bytes_in_flight = atomic_load(&e->ra_budget.used);
 	o->ra_budget = e->ra_budget.limit;
 	o->stale_answers = atomic_load_explicit(&e->stale_answers, memory_order_relaxed);
+	o->peer_pages = atomic_load_explicit(&e->peer_pages, memory_order_relaxed);
+	o->peer_fallbacks = atomic_load_explicit(&e->peer_fallbacks, memory_order_relaxed);
 	o->bytes_written = atomic_load_explicit(&e->bytes_written, memory_order_relaxed);
 	o->commits = atomic_load_explicit(&e->commits, memory_order_relaxed);
 	o->commit_failures = atomic_load_explicit(&e->commit_failures, memory_order_relaxed);
@@ -405,5 +433,6 @@ int engine_src_open(struct engine *e, const char *path, const struct ufs_stat *s
 		ufs_file_put(s.call.file);
 		return -ENOMEM;
 	}
+	efile_set_source(*out, path, s.call.fetched ? s.call.etag : etag);
 	return 0;
 }

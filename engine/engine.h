@@ -166,6 +166,13 @@ void engine_prefetch(struct efile *f, uint64_t first, uint32_t n);
 
 /* An open file's size. */
 uint64_t efile_size(const struct efile *f);
+/* Its name at the source from the mount's root, when known (else NULL). */
+const char *efile_path(const struct efile *f);
+/* Its page keys' file (struct pgkey.file) and its version. */
+void efile_identity(const struct efile *f, uint64_t *fid, uint64_t *version);
+/* Pages of f missing here come from the source, never from a peer: what a
+ * peer asked for (the asker already found that this node owns it). */
+void efile_set_local_only(struct efile *f);
 /* References: the opener's is dropped by engine_release (FUSE) or efile_put. */
 void efile_get(struct efile *f);
 void efile_put(struct efile *f);
@@ -277,6 +284,39 @@ void engine_fsync(struct ewfile *wf, bool datasync, struct emeta *m);
 /* The last close: commits what the last flush did not, then lets go. */
 void engine_release_write(struct ewfile *wf);
 
+/* ---- other nodes ---- */
+
+/*
+ * A cache miss asks the stripe's owner node before the source, through a
+ * fetcher the daemon plugs in (cluster/peer.c): the engine knows no
+ * cluster. One page fetch from a peer: the engine fills the first block.
+ */
+struct epeer_fetch {
+	const char *path;         /* the file at the source, from the mount's root */
+	const char *etag;         /* its version tag ("" for none) */
+	uint64_t fid, version, size;
+	uint64_t index;           /* page number */
+	uint64_t off;             /* its first byte */
+	char *buf;                /* up to len bytes, 4 KiB aligned */
+	size_t len;
+	/* Once, on the shard that called fetch(): res = the bytes (short only
+	 * at the end of the file) or a negative errno, after which the engine
+	 * reads the page from the source. */
+	void (*done)(struct epeer_fetch *pf, int res);
+	void *fetcher;            /* the fetcher's */
+};
+struct engine_peers {
+	/*
+	 * Starts pf on the calling shard: 0 when started (done will run),
+	 * -ENOENT when this node owns the page's stripe or no peer is known,
+	 * another negative errno when it could not start: the source is read.
+	 */
+	int (*fetch)(void *arg, struct epeer_fetch *pf);
+	void *arg;
+};
+/* Before the mount serves; p is copied. */
+void engine_set_peers(struct engine *e, const struct engine_peers *p);
+
 /* ---- what status, metrics and jobs read ---- */
 
 /* Source calls timed for metrics, and their histogram's upper bounds in seconds. */
@@ -301,6 +341,8 @@ struct engine_stats {
 	uint64_t commits;          /* closes and fsyncs the source took */
 	uint64_t commit_failures;  /* open files whose commit failed (each once until one succeeds) */
 	uint64_t nodes;           /* names in the namespace */
+	uint64_t peer_pages;      /* pages a peer sent */
+	uint64_t peer_fallbacks;  /* pages a peer was asked for and the source sent */
 	bool has_source_counters; /* a network source: */
 	struct http_counters source;
 };

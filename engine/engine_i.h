@@ -47,6 +47,9 @@ struct engine {
 	atomic_ullong ra_window_pages;
 	atomic_ullong stale_answers;
 	atomic_ullong bytes_written, commits, commit_failures;
+	/* Other nodes' caches, asked before the source (set before the mount serves). */
+	struct engine_peers peers;
+	atomic_ullong peer_pages, peer_fallbacks;
 };
 
 /* An open file. Handles are shared by the kernel's threads: fields are set
@@ -59,6 +62,10 @@ struct efile {
 	uint64_t fid, size, version;
 	struct ra_state ra;
 	bool shared;                 /* an inode's shared handle: counted in shared_files */
+	/* What a peer needs to read the same object: the name at the source
+	 * (from the mount's root) and its ETag; NULL when not known. */
+	char *path, *etag;
+	bool local_only;             /* a peer asked: fetch from the source, never from another peer */
 	/*
 	 * The last page whose fetch failed, and until when a read of it on
 	 * this handle gets the same error: the kernel re-reads a page whose
@@ -122,6 +129,8 @@ int engine_error(int rc);
 void engine_count_latency(struct engine *e, enum engine_src_op op, uint64_t start_ns);
 /* An efile over an open source file (NULL: cached pages only), with one reference. */
 struct efile *efile_new(struct engine *e, struct ufs_file *file, const struct ufs_stat *st);
+/* Where f came from, for peers (copied; either may be NULL). */
+void efile_set_source(struct efile *f, const char *path, const char *etag);
 /* Starts read-ahead after a read of [off, off + len) (read.c). */
 void engine_readahead(struct efile *f, uint64_t off, size_t len);
 /* pgcache_fetch.start: reads a page of the source file `ctx` on the owner shard. */

@@ -714,6 +714,9 @@ static void open_done(struct ufs_call *c, int rc)
 		if (!m->file) {
 			ufs_file_put(c->file);
 			rc = -ENOMEM;
+		} else if (!c->flags) {
+			/* (An alias's object is opened by flags a peer would not know.) */
+			efile_set_source(m->file, oc->path, c->etag);
 		}
 	} else if (ufs_unavailable(rc) && n->st.mode && n->st_ns && now - n->st_ns < e->stale_ns) {
 		/* The cached pages can still be read. */

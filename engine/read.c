@@ -20,6 +20,7 @@
 
 struct fetch_io {
 	struct ufs_read r;
+	struct epeer_fetch pf;
 	struct page *pg;
 	struct efile *f;
 	uint64_t start_ns;
@@ -36,11 +37,51 @@ static void fetch_done(struct ufs_read *r, int res)
 	free(io);
 }
 
+/* From the source itself: 0, or an errno and nothing will call fetch_done. */
+static int source_start(struct fetch_io *io)
+{
+	struct efile *f = io->f;
+
+	if (!f->file)
+		return -EIO;    /* opened while the source failed: cached pages only */
+	io->r.file = f->file;
+	io->r.done = fetch_done;
+	io->start_ns = now_ns();
+	return f->file->ops->read(&io->r);
+}
+
+/* A peer answered, or failed: in the second case the source has it. */
+static void peer_done(struct epeer_fetch *pf, int res)
+{
+	struct fetch_io *io = container_of(pf, struct fetch_io, pf);
+	struct engine *e = io->f->e;
+	int rc;
+
+	if (res >= 0) {
+		atomic_fetch_add_explicit(&e->peer_pages, 1, memory_order_relaxed);
+		pgcache_fetch_done(io->pg, res);
+		efile_put(io->f);
+		free(io);
+		return;
+	}
+	/* The peer logged why (rate-limited); the reader must not notice. */
+	atomic_fetch_add_explicit(&e->peer_fallbacks, 1, memory_order_relaxed);
+	rc = source_start(io);
+	if (rc) {
+		pgcache_fetch_done(io->pg, rc == -ESTALE ? rc : -EIO);
+		efile_put(io->f);
+		free(io);
+	}
+}
+
+/* The stripe's owner node, when the daemon plugged peers in; else or then the source. */
 int engine_fetch_start(void *ctx, const struct pgkey *key, uint64_t off, void *buf, size_t len,
 		       struct page *pg)
 {
 	struct efile *f = ctx;
+	struct engine *e = f->e;
 	struct fetch_io *io;
+	int rc;
 
 	if (!f->file)
 		return -EIO;    /* opened while the source failed: cached pages only */
@@ -50,13 +91,17 @@ int engine_fetch_start(void *ctx, const struct pgkey *key, uint64_t off, void *b
 	efile_get(f);
 	io->pg = pg;
 	io->f = f;
-	io->r.file = f->file;
 	io->r.buf = buf;
 	io->r.off = off;
 	io->r.len = len;
-	io->r.done = fetch_done;
-	io->start_ns = now_ns();
-	int rc = f->file->ops->read(&io->r);
+	if (e->peers.fetch && f->path && !f->local_only) {
+		io->pf = (struct epeer_fetch){ .path = f->path, .etag = f->etag ? f->etag : "", .fid = f->fid,
+					       .version = f->version, .size = f->size, .index = key->index,
+					       .off = off, .buf = buf, .len = len, .done = peer_done };
+		if (e->peers.fetch(e->peers.arg, &io->pf) == 0)
+			return 0;
+	}
+	rc = source_start(io);
 	if (rc) {
 		/* Not started: nothing will call fetch_done. */
 		efile_put(f);
