@@ -81,6 +81,7 @@ void placement_free(struct placement *pl)
 unsigned placement_count(const struct placement *pl) { return pl->n; }
 const char *placement_name(const struct placement *pl, unsigned i) { return pl->m[i].name; }
 int placement_self(const struct placement *pl) { return pl->self; }
+uint64_t placement_hash(const struct placement *pl, unsigned i) { return pl->m[i].hash; }
 
 bool placement_same(const struct placement *a, const struct placement *b)
 {

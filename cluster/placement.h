@@ -37,6 +37,7 @@ void placement_free(struct placement *pl);
 
 unsigned placement_count(const struct placement *pl);
 const char *placement_name(const struct placement *pl, unsigned i);
+uint64_t placement_hash(const struct placement *pl, unsigned i);
 /* This node's index, or -1 when it is not a member. */
 int placement_self(const struct placement *pl);
 /* Whether two lists name the same members. */

@@ -5,6 +5,7 @@
 #include "core/service.h"
 #include "core/shard.h"
 #include "core/util.h"
+#include "cluster/cluster.h"
 #include "ctl/metrics.h"
 #include "ctl/proto.h"
 #include "ctl/server.h"
@@ -306,6 +307,7 @@ static void fuse_metrics(struct metrics_buf *b, void *arg)
 	metrics_family(b, "cachefs_fuse_requests_total", "counter", "FUSE requests served, by operation.");
 	for (unsigned i = 0; i < FS_OP_COUNT; i++)
 		metrics_put(b, "cachefs_fuse_requests_total{op=\"%s\"} %llu\n", names[i], (unsigned long long)n[i]);
+	cluster_metrics(b);
 }
 
 /* ---- the startup steps: each returns 0 or an exit status ---- */
@@ -513,6 +515,18 @@ static int check_metrics_address(struct daemon *d)
 	return 0;
 }
 
+static int check_cluster(struct daemon *d)
+{
+	char err[768];
+	int rc = cluster_check(&d->cfg.cluster, d->cfg.cache.page_size, err, sizeof(err));
+
+	if (rc) {
+		fprintf(stderr, "cachefs: %s\n", err);
+		return EXIT_USAGE;
+	}
+	return 0;
+}
+
 static int create_engine(struct daemon *d)
 {
 	int rc = engine_create(&d->e, &d->cfg.cache, &d->cfg.meta, d->ops, d->ufs);
@@ -679,6 +693,22 @@ static void free_intake(struct daemon *d)
 	intake_free(d->intake);
 }
 
+static int create_cluster(struct daemon *d)
+{
+	char err[512];
+
+	if (cluster_create(d->cfg.src.timeout, err, sizeof(err))) {
+		log_err("%s", err);
+		return 1;
+	}
+	return 0;
+}
+
+static void destroy_cluster(struct daemon *d)
+{
+	cluster_destroy();
+}
+
 static int start_shards(struct daemon *d)
 {
 	struct shards_opts so = { .count = d->cfg.run.shards, .pin = true, .spin_us = d->cfg.run.spin_us,
@@ -717,6 +747,22 @@ static int start_metrics(struct daemon *d)
 static void stop_metrics(struct daemon *d)
 {
 	web_stop();
+}
+
+static int start_cluster(struct daemon *d)
+{
+	char err[768];
+
+	if (cluster_start(d->e, err, sizeof(err))) {
+		log_err("%s", err);
+		return 1;
+	}
+	return 0;
+}
+
+static void stop_cluster(struct daemon *d)
+{
+	cluster_stop();
 }
 
 static int start_serving(struct daemon *d)
@@ -770,6 +816,7 @@ static const struct step {
 	{ check_mount_point, NULL },
 	{ bind_control_socket, stop_control },
 	{ check_metrics_address, NULL },
+	{ check_cluster, NULL },
 	{ create_engine, destroy_engine },
 	{ open_store, NULL },
 	{ create_front_end, destroy_front_end },
@@ -779,10 +826,12 @@ static const struct step {
 	{ daemonize, NULL },
 	{ answer_init, NULL },
 	{ prepare_intake, free_intake },
+	{ create_cluster, destroy_cluster },
 	{ start_shards, stop_shards },
 	{ start_engine, stop_engine },
 	{ start_control, stop_control },
 	{ start_metrics, stop_metrics },
+	{ start_cluster, stop_cluster },
 	{ start_serving, stop_serving },
 	{ serve, NULL },
 };

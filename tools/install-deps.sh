@@ -10,7 +10,7 @@ pkgs="build-essential autoconf automake libtool pkg-config
       libexpat1-dev libinih-dev libsystemd-dev libjansson-dev libmicrohttpd-dev
       python3-botocore python3-boto3 python3-torch
       prometheus curl fio python3 procps util-linux mount e2fsprogs kmod bc
-      s3fs rclone chromium gnuplot-nox nginx-light rsync perl"
+      s3fs rclone chromium gnuplot-nox nginx-light etcd-server rsync perl"
 # Node runs the S3 test server; keep a Node that is already there (its npm
 # may come with it, and Debian's npm package would conflict).
 command -v npm >/dev/null 2>&1 || pkgs="$pkgs nodejs npm"
@@ -21,8 +21,9 @@ for p in $pkgs; do
 done
 if [ -n "$missing" ]; then
 	apt-get update -q
-	# nginx is only a benchmark's server, started on loopback by perf/http.sh:
-	# keep its package from starting (and enabling) a system-wide one on :80.
+	# nginx is only a benchmark's server, started on loopback by perf/http.sh,
+	# and etcd a test's (tests/integration/cluster.sh): keep their packages
+	# from starting (and enabling) system-wide ones on :80 and :2379.
 	policy=""
 	if [ ! -e /usr/sbin/policy-rc.d ]; then
 		printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
@@ -34,6 +35,9 @@ if [ -n "$missing" ]; then
 	[ -z "$policy" ] || rm -f /usr/sbin/policy-rc.d
 	case " $missing " in
 	*" nginx-light "*) command -v systemctl >/dev/null && systemctl disable nginx >/dev/null 2>&1 || true ;;
+	esac
+	case " $missing " in
+	*" etcd-server "*) command -v systemctl >/dev/null && systemctl disable etcd >/dev/null 2>&1 || true ;;
 	esac
 fi
 

@@ -1,0 +1,246 @@
+/*
+ * The cluster's life and what its parts share: the token, the member
+ * list, the counters on /metrics.
+ */
+#include "config.h"
+#include "cluster/cluster_i.h"
+#include "core/log.h"
+#include "core/shard.h"
+#include "core/util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+struct cluster cluster;
+
+/* Lists replaced while the shards may still read them: freed at the end. */
+static struct retired {
+	struct placement *pl;
+	struct retired *next;
+} *retired;
+static pthread_mutex_t retired_lock = PTHREAD_MUTEX_INITIALIZER;
+static bool on, created;
+
+void placement_set(struct placement *pl)
+{
+	struct placement *old = atomic_exchange(&cluster.pl, pl);
+	struct retired *r;
+
+	peers_forget_failures();
+	if (!old)
+		return;
+	if (!(r = malloc(sizeof(*r)))) {
+		/* Leaked rather than freed under a reader. */
+		return;
+	}
+	pthread_mutex_lock(&retired_lock);
+	r->pl = old;
+	r->next = retired;
+	retired = r;
+	pthread_mutex_unlock(&retired_lock);
+}
+
+struct placement *placement_get(void)
+{
+	return atomic_load_explicit(&cluster.pl, memory_order_acquire);
+}
+
+const char *cluster_token(void)
+{
+	return cluster.token;
+}
+
+/* The shared token: a file only its owner reads, one line. */
+static int load_token(const char *path, char *err, size_t errlen)
+{
+	struct stat st;
+	ssize_t n;
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW), rc = 0;
+
+	if (fd < 0) {
+		rc = -errno;
+		snprintf(err, errlen, "cluster_token_file=%s: %s", path, strerror(-rc));
+		return rc;
+	}
+	if (fstat(fd, &st) || !S_ISREG(st.st_mode)) {
+		snprintf(err, errlen, "cluster_token_file=%s: not a regular file", path);
+		rc = -EINVAL;
+	} else if (st.st_mode & 077) {
+		snprintf(err, errlen, "cluster_token_file=%s is readable by others (mode %04o): chmod 600 %s", path,
+			 (unsigned)(st.st_mode & 07777), path);
+		rc = -EPERM;
+	} else if ((n = read(fd, cluster.token, sizeof(cluster.token))) < 0) {
+		rc = -errno;
+		snprintf(err, errlen, "cluster_token_file=%s: %s", path, strerror(-rc));
+	} else if ((size_t)n == sizeof(cluster.token)) {
+		snprintf(err, errlen, "cluster_token_file=%s: longer than %zu bytes", path, sizeof(cluster.token) - 1);
+		rc = -EINVAL;
+	} else {
+		cluster.token[n] = '\0';
+		cluster.token[strcspn(cluster.token, "\r\n")] = '\0';
+		/* Printable, no spaces: it travels in an HTTP header. */
+		for (char *c = cluster.token; *c && !rc; c++)
+			if (*c <= ' ' || *c > '~')
+				rc = -EINVAL;
+		if (rc || strlen(cluster.token) < 16) {
+			snprintf(err, errlen, "cluster_token_file=%s: want one line of at least 16 printable characters "
+				 "without spaces (such as: openssl rand -hex 32)", path);
+			rc = -EINVAL;
+		}
+	}
+	close(fd);
+	return rc;
+}
+
+/* Whether the page server's address can be bound. */
+static int check_serve(const char *spec, char *err, size_t errlen)
+{
+	struct sockaddr_storage ss;
+	unsigned len;
+	int fd, one = 1, rc;
+
+	if (parse_sockaddr(spec, &ss, &len) || (ss.ss_family == AF_INET &&
+	    !((struct sockaddr_in *)&ss)->sin_addr.s_addr)) {
+		snprintf(err, errlen, "serve=%s: want ADDR:PORT, an address the other nodes reach it at "
+			 "(such as 10.0.0.5:9470)", spec);
+		return -EINVAL;
+	}
+	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		rc = -errno;
+		snprintf(err, errlen, "serve=%s: socket: %s", spec, strerror(-rc));
+		return rc;
+	}
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	rc = bind(fd, (struct sockaddr *)&ss, len) < 0 ? -errno : 0;
+	close(fd);
+	if (rc)
+		snprintf(err, errlen, "serve=%s: cannot listen there: %s", spec, strerror(-rc));
+	return rc;
+}
+
+int cluster_check(const struct cluster_opts *o, uint64_t page_size, char *err, size_t errlen)
+{
+	int rc;
+
+	if (!o->serve[0])
+		return 0;
+	cluster.o = *o;
+	cluster.page_size = page_size;
+	if (strlen(o->serve) >= sizeof(cluster.self)) {
+		snprintf(err, errlen, "serve=%s: too long", o->serve);
+		return -EINVAL;
+	}
+	snprintf(cluster.self, sizeof(cluster.self), "%s", o->serve);
+	if ((rc = load_token(o->token_file, err, errlen)) || (rc = check_serve(o->serve, err, errlen)) ||
+	    (rc = members_check(err, errlen)))
+		return rc;
+	on = true;
+	return 0;
+}
+
+int cluster_create(double source_timeout, char *err, size_t errlen)
+{
+	int rc;
+
+	if (!on || !(cluster.o.etcd[0] || cluster.o.members[0]))
+		return 0;
+	if ((rc = peers_create(secs_to_ns(source_timeout), err, errlen)))
+		return rc;
+	created = true;
+	return 0;
+}
+
+int cluster_start(struct engine *e, char *err, size_t errlen)
+{
+	int rc;
+
+	if (!on)
+		return 0;
+	cluster.e = e;
+	if ((rc = members_start(err, errlen)))
+		return rc;
+	if ((rc = pserve_start(err, errlen))) {
+		members_stop();
+		return rc;
+	}
+	if (created)
+		engine_set_peers(e, &peers_fetcher);
+	return 0;
+}
+
+void cluster_stop(void)
+{
+	if (!on)
+		return;
+	if (created)
+		for (unsigned i = 0; i < shard_count(); i++)
+			shard_call(shard_get(i), peers_shard_stop, NULL);
+	pserve_stop();
+	members_stop();
+}
+
+void cluster_destroy(void)
+{
+	struct placement *pl = atomic_exchange(&cluster.pl, NULL);
+
+	if (created)
+		peers_destroy();
+	created = false;
+	placement_free(pl);
+	pthread_mutex_lock(&retired_lock);
+	while (retired) {
+		struct retired *r = retired;
+		retired = r->next;
+		placement_free(r->pl);
+		free(r);
+	}
+	pthread_mutex_unlock(&retired_lock);
+	on = false;
+}
+
+void cluster_metrics(struct metrics_buf *b)
+{
+	struct placement *pl = placement_get();
+	struct engine_stats s;
+
+	if (!on)
+		return;
+	metrics_family(b, "cachefs_cluster_members", "gauge", "Live members of this node's cluster, itself included.");
+	metrics_put(b, "cachefs_cluster_members %u\n", pl ? placement_count(pl) : 0);
+	metrics_family(b, "cachefs_peer_requests_served_total", "counter",
+		       "Requests this node's page server answered (other nodes and clients).");
+	metrics_put(b, "cachefs_peer_requests_served_total %llu\n",
+		    (unsigned long long)atomic_load(&cluster.served_requests));
+	metrics_family(b, "cachefs_peer_bytes_served_total", "counter", "File bytes the page server sent.");
+	metrics_put(b, "cachefs_peer_bytes_served_total %llu\n", (unsigned long long)atomic_load(&cluster.served_bytes));
+	metrics_family(b, "cachefs_peer_unauthorized_total", "counter", "Page server requests refused for a missing or wrong token.");
+	metrics_put(b, "cachefs_peer_unauthorized_total %llu\n", (unsigned long long)atomic_load(&cluster.unauthorized));
+	metrics_family(b, "cachefs_peer_requests_sent_total", "counter", "Pages this node asked their owner node for.");
+	metrics_put(b, "cachefs_peer_requests_sent_total %llu\n", (unsigned long long)atomic_load(&cluster.sent_requests));
+	metrics_family(b, "cachefs_peer_bytes_received_total", "counter", "Page bytes owner nodes sent this node.");
+	metrics_put(b, "cachefs_peer_bytes_received_total %llu\n", (unsigned long long)atomic_load(&cluster.sent_bytes));
+	metrics_family(b, "cachefs_peer_failures_total", "counter",
+		       "Pages an owner node did not send in time or whole (read from the source instead), by cause.");
+	metrics_put(b, "cachefs_peer_failures_total{cause=\"failed\"} %llu\n",
+		    (unsigned long long)(atomic_load(&cluster.peer_failures) - atomic_load(&cluster.peer_corrupt)));
+	metrics_put(b, "cachefs_peer_failures_total{cause=\"corrupt\"} %llu\n",
+		    (unsigned long long)atomic_load(&cluster.peer_corrupt));
+	metrics_put(b, "cachefs_peer_failures_total{cause=\"skipped\"} %llu\n",
+		    (unsigned long long)atomic_load(&cluster.peer_skipped));
+	if (cluster.e) {
+		engine_stats(cluster.e, &s);
+		metrics_family(b, "cachefs_peer_pages_total", "counter", "Missing pages by where they came from: "
+			       "an owner node (peer) or the source after the owner failed (fallback).");
+		metrics_put(b, "cachefs_peer_pages_total{from=\"peer\"} %llu\n", (unsigned long long)s.peer_pages);
+		metrics_put(b, "cachefs_peer_pages_total{from=\"fallback\"} %llu\n", (unsigned long long)s.peer_fallbacks);
+	}
+}

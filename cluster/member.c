@@ -1,0 +1,560 @@
+/*
+ * Who is in the cluster: a fixed list (-o members=) or etcd (-o etcd=).
+ *
+ * With etcd, one thread of ours (never a shard) talks to etcd's v3 JSON
+ * gateway with blocking libcurl calls: it registers this node under
+ * cachefs/CLUSTER/members/NAME with a lease of cluster_ttl seconds, keeps
+ * the lease alive every third of it, and reads the prefix every
+ * MEMBER_POLL_NS to publish the live members (placement_set). Reading the
+ * prefix rather than holding a watch stream keeps the thread a plain loop;
+ * a member that joins or dies shows within MEMBER_POLL_NS of etcd knowing.
+ *
+ * When etcd does not answer, the last list stays in force (logged once)
+ * and the node keeps serving; when it answers again the node registers
+ * anew if its lease expired meanwhile. A member record that is not ours
+ * (garbage, another protocol or page size) is left out, logged once.
+ */
+#include "config.h"
+#include "cluster/cluster_i.h"
+#include "core/log.h"
+#include "core/util.h"
+
+#include <curl/curl.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <openssl/evp.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define MEMBER_POLL_NS 500000000ULL
+#define ETCD_CALL_TIMEOUT_MS 2000
+#define ETCD_BODY_MAX (4u << 20)
+#define MEMBERS_MAX 4096
+#define LOGGED_MAX 64
+
+static struct {
+	pthread_t thread;
+	bool running;
+	pthread_mutex_t lock;
+	pthread_cond_t cv;
+	bool stop;                   /* under lock */
+	char *urls[16];
+	unsigned nurls, cur;         /* the endpoint that answered last */
+	char prefix[160], key[320];
+	int64_t lease;               /* 0: not registered */
+	uint64_t next_keepalive;     /* the first round's, for the thread */
+	bool down;                   /* etcd did not answer (logged) */
+	uint64_t logged[LOGGED_MAX]; /* hashes of member records already complained about */
+	unsigned nlogged;
+	CURL *curl;
+} m = { .lock = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER };
+
+/* ---- the fixed list ---- */
+
+static int static_members(char *err, size_t errlen)
+{
+	char *list = strdup(cluster.o.members), *save = NULL;
+	const char *names[MEMBERS_MAX];
+	struct placement *pl;
+	unsigned n = 0;
+	bool self = false;
+	int rc;
+
+	if (!list)
+		return -ENOMEM;
+	for (char *t = strtok_r(list, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+		if (n == MEMBERS_MAX) {
+			snprintf(err, errlen, "members: more than %u", MEMBERS_MAX);
+			free(list);
+			return -EINVAL;
+		}
+		self |= !strcmp(t, cluster.self);
+		names[n++] = t;
+	}
+	if (!self) {
+		snprintf(err, errlen, "members=%s does not name this node (serve=%s): every node needs the same list, "
+			 "itself included", cluster.o.members, cluster.self);
+		free(list);
+		return -EINVAL;
+	}
+	rc = placement_create(&pl, names, n, cluster.self);
+	free(list);
+	if (rc) {
+		snprintf(err, errlen, "members=%s: %s", cluster.o.members, rc == -EINVAL ? "a name is empty or too long" :
+			 strerror(-rc));
+		return rc;
+	}
+	placement_set(pl);
+	log_info("cluster %s: %u members (fixed list)", cluster.o.name, placement_count(pl));
+	return 0;
+}
+
+/* ---- etcd calls ---- */
+
+static char *b64(const char *s, size_t len)
+{
+	char *out = malloc(4 * ((len + 2) / 3) + 1);
+
+	if (out)
+		EVP_EncodeBlock((unsigned char *)out, (const unsigned char *)s, (int)len);
+	return out;
+}
+
+/* Decoded into a NUL-terminated string, or NULL. */
+static char *unb64(const char *s)
+{
+	size_t len = strlen(s);
+	char *out = len % 4 ? NULL : malloc(len / 4 * 3 + 1);
+	int n;
+
+	if (!out)
+		return NULL;
+	n = EVP_DecodeBlock((unsigned char *)out, (const unsigned char *)s, (int)len);
+	if (n < 0) {
+		free(out);
+		return NULL;
+	}
+	/* EVP_DecodeBlock counts the padding's zero bytes. */
+	while (len && s[len - 1] == '=') {
+		len--;
+		n--;
+	}
+	out[n] = '\0';
+	return out;
+}
+
+struct body {
+	char *p;
+	size_t len;
+};
+
+static size_t on_data(char *data, size_t size, size_t n, void *arg)
+{
+	struct body *b = arg;
+	size_t len = size * n;
+	char *p;
+
+	if (b->len + len > ETCD_BODY_MAX || !(p = realloc(b->p, b->len + len + 1)))
+		return 0;
+	memcpy(p + b->len, data, len);
+	b->p = p;
+	b->len += len;
+	p[b->len] = '\0';
+	return len;
+}
+
+/*
+ * POSTs `req` to `api` on an endpoint that answers (the last one first):
+ * the parsed answer, or NULL when none did (why in err).
+ */
+static json_t *etcd_call(const char *api, json_t *req, char *err, size_t errlen)
+{
+	char *body = json_dumps(req, JSON_COMPACT);
+	json_t *ans = NULL;
+
+	json_decref(req);
+	if (!body) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	for (unsigned k = 0; k < m.nurls && !ans; k++) {
+		unsigned i = (m.cur + k) % m.nurls;
+		struct body b = { 0 };
+		char url[600];
+		long status = 0;
+		CURLcode cc;
+
+		snprintf(url, sizeof(url), "%s%s", m.urls[i], api);
+		curl_easy_reset(m.curl);
+		curl_easy_setopt(m.curl, CURLOPT_URL, url);
+		curl_easy_setopt(m.curl, CURLOPT_POSTFIELDS, body);
+		curl_easy_setopt(m.curl, CURLOPT_WRITEFUNCTION, on_data);
+		curl_easy_setopt(m.curl, CURLOPT_WRITEDATA, &b);
+		curl_easy_setopt(m.curl, CURLOPT_TIMEOUT_MS, (long)ETCD_CALL_TIMEOUT_MS);
+		curl_easy_setopt(m.curl, CURLOPT_NOSIGNAL, 1L);
+		cc = curl_easy_perform(m.curl);
+		curl_easy_getinfo(m.curl, CURLINFO_RESPONSE_CODE, &status);
+		if (cc != CURLE_OK) {
+			msgf(err, errlen, "%s: %s", url, curl_easy_strerror(cc));
+		} else if (status != 200) {
+			msgf(err, errlen, "%s: HTTP %ld: %.200s", url, status, b.p ? b.p : "");
+		} else if (!(ans = json_loads(b.p ? b.p : "", 0, NULL))) {
+			msgf(err, errlen, "%s: an answer that is not JSON", url);
+		} else {
+			m.cur = i;
+		}
+		free(b.p);
+	}
+	free(body);
+	return ans;
+}
+
+/* etcd's 64-bit numbers come as JSON strings. */
+static int64_t json_num(json_t *v)
+{
+	return json_is_string(v) ? strtoll(json_string_value(v), NULL, 10) : json_is_integer(v) ?
+	       (int64_t)json_integer_value(v) : 0;
+}
+
+static char *record(void)
+{
+	json_t *o = json_pack("{s:s, s:i, s:I, s:I}", "node", cluster.self, "proto", CLUSTER_PROTO,
+			      "page_size", (json_int_t)cluster.page_size, "started",
+			      (json_int_t)(realtime_ns() / 1000000000ULL));
+	char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
+
+	json_decref(o);
+	return s;
+}
+
+/* A lease and our key under it. */
+static int etcd_register(char *err, size_t errlen)
+{
+	char *val = record(), *k = b64(m.key, strlen(m.key)), *v = val ? b64(val, strlen(val)) : NULL;
+	json_t *a;
+	int64_t id;
+	int rc = -EIO;
+
+	if (!k || !v)
+		goto out;
+	a = etcd_call("/v3/lease/grant", json_pack("{s:I}", "TTL", (json_int_t)cluster.o.ttl), err, errlen);
+	id = a ? json_num(json_object_get(a, "ID")) : 0;
+	json_decref(a);
+	if (!id)
+		goto out;
+	a = etcd_call("/v3/kv/put", json_pack("{s:s, s:s, s:I}", "key", k, "value", v, "lease", (json_int_t)id),
+		      err, errlen);
+	if (a) {
+		m.lease = id;
+		rc = 0;
+	}
+	json_decref(a);
+out:
+	free(val);
+	free(k);
+	free(v);
+	return rc;
+}
+
+/* 0 while the lease lives; -ENOENT when it expired (register again); -EIO when etcd did not answer. */
+static int etcd_keepalive(char *err, size_t errlen)
+{
+	json_t *a = etcd_call("/v3/lease/keepalive", json_pack("{s:I}", "ID", (json_int_t)m.lease), err, errlen);
+	json_t *res = a ? json_object_get(a, "result") : NULL;
+	int rc = !a ? -EIO : res && json_num(json_object_get(res, "TTL")) > 0 ? 0 : -ENOENT;
+
+	json_decref(a);
+	return rc;
+}
+
+static bool logged_once(uint64_t h)
+{
+	for (unsigned i = 0; i < m.nlogged; i++)
+		if (m.logged[i] == h)
+			return true;
+	if (m.nlogged < LOGGED_MAX)
+		m.logged[m.nlogged++] = h;
+	return false;
+}
+
+/*
+ * Whether a member record is one of ours; why not in why. A record from
+ * another protocol or page size would read pages cut another way.
+ */
+static bool member_ok(const char *key, const char *val, char *name, char *why, size_t whylen)
+{
+	json_t *o = val ? json_loads(val, 0, NULL) : NULL;
+	const char *node = o ? json_string_value(json_object_get(o, "node")) : NULL;
+	int64_t proto = o ? json_num(json_object_get(o, "proto")) : 0;
+	uint64_t ps = o ? (uint64_t)json_num(json_object_get(o, "page_size")) : 0;
+	bool ok = false;
+
+	if (!node || !*node || strlen(node) >= PL_NAME_MAX || strcmp(key + strlen(m.prefix), node))
+		snprintf(why, whylen, "not a cachefs member record");
+	else if (proto != CLUSTER_PROTO)
+		snprintf(why, whylen, "protocol %" PRId64 ", this node speaks %d", proto, CLUSTER_PROTO);
+	else if (ps != cluster.page_size)
+		snprintf(why, whylen, "page_size=%" PRIu64 "K, this node's is %" PRIu64 "K", ps >> 10,
+			 cluster.page_size >> 10);
+	else {
+		snprintf(name, PL_NAME_MAX, "%s", node);
+		ok = true;
+	}
+	json_decref(o);
+	return ok;
+}
+
+/*
+ * The members etcd lists now, or -EIO when it did not answer. A record
+ * that differs from this node is left out; `refuse` says whether one did
+ * (its line is in err).
+ */
+static int etcd_members(struct placement **out, bool *refused, char *err, size_t errlen)
+{
+	char end[sizeof(m.prefix)];
+	char *k, *e;
+	json_t *a, *kvs;
+	const char **names = NULL;
+	char (*buf)[PL_NAME_MAX] = NULL;
+	size_t n = 0, cap;
+	int rc = -ENOMEM;
+
+	*refused = false;
+	snprintf(end, sizeof(end), "%s", m.prefix);
+	end[strlen(end) - 1]++;                  /* the prefix's range end: "...members/" -> "...members0" */
+	k = b64(m.prefix, strlen(m.prefix));
+	e = b64(end, strlen(end));
+	if (!k || !e) {
+		free(k);
+		free(e);
+		return -ENOMEM;
+	}
+	a = etcd_call("/v3/kv/range", json_pack("{s:s, s:s}", "key", k, "range_end", e), err, errlen);
+	free(k);
+	free(e);
+	if (!a)
+		return -EIO;
+	kvs = json_object_get(a, "kvs");
+	cap = MIN(json_array_size(kvs), (size_t)MEMBERS_MAX);
+	names = calloc(cap + 1, sizeof(*names));
+	buf = calloc(cap + 1, sizeof(*buf));
+	if (!names || !buf)
+		goto out;
+	for (size_t i = 0; i < cap; i++) {
+		json_t *kv = json_array_get(kvs, i);
+		const char *kb = json_string_value(json_object_get(kv, "key"));
+		const char *vb = json_string_value(json_object_get(kv, "value"));
+		char *key = kb ? unb64(kb) : NULL, *val = vb ? unb64(vb) : NULL, why[160];
+		if (key && member_ok(key, val, buf[n], why, sizeof(why))) {
+			names[n] = buf[n];
+			n++;
+		} else {
+			uint64_t h = mix64(strlen(kb ? kb : "") * 31 + (vb ? strlen(vb) : 0)) ^
+				     (kb ? placement_node_hash(kb) : 0);
+			if (strstr(why, "this node")) {
+				*refused = true;
+				snprintf(err, errlen, "etcd member %s: %s", key ? key + strlen(m.prefix) : "?", why);
+			}
+			if (!logged_once(h))
+				log_warn("cluster %s: etcd key %s left out: %s", cluster.o.name,
+					 key ? key : "(not base64)", why);
+		}
+		free(key);
+		free(val);
+	}
+	rc = placement_create(out, names, (unsigned)n, cluster.self);
+out:
+	free(names);
+	free(buf);
+	json_decref(a);
+	return rc;
+}
+
+/* ---- the thread ---- */
+
+static void publish(struct placement *pl)
+{
+	struct placement *cur = placement_get();
+
+	if (cur && placement_same(cur, pl)) {
+		placement_free(pl);
+		return;
+	}
+	log_info("cluster %s: %u members%s", cluster.o.name, placement_count(pl),
+		 placement_self(pl) < 0 ? " (this node not yet among them)" : "");
+	placement_set(pl);
+}
+
+/* One round: the lease kept or renewed, the members read. */
+static void round_trip(uint64_t now, uint64_t *next_keepalive)
+{
+	struct placement *pl;
+	char err[512] = "";
+	bool refused;
+	int rc = 0;
+
+	if (now >= *next_keepalive) {
+		rc = m.lease ? etcd_keepalive(err, sizeof(err)) : -ENOENT;
+		if (rc == -ENOENT) {
+			if (m.lease && !m.down)
+				log_warn("cluster %s: this node's lease in etcd expired; registering again",
+					 cluster.o.name);
+			rc = etcd_register(err, sizeof(err));
+		}
+		*next_keepalive = now + secs_to_ns(cluster.o.ttl) / 3;
+	}
+	if (!rc)
+		rc = etcd_members(&pl, &refused, err, sizeof(err));
+	if (rc) {
+		if (!m.down) {
+			struct placement *cur = placement_get();
+			log_warn("cluster %s: etcd does not answer (%s); keeping the last %u members and serving on",
+				 cluster.o.name, err, cur ? placement_count(cur) : 0);
+			m.down = true;
+		}
+		*next_keepalive = 0;   /* try the lease first when it answers */
+		return;
+	}
+	if (m.down) {
+		log_info("cluster %s: etcd answers again", cluster.o.name);
+		m.down = false;
+	}
+	publish(pl);
+}
+
+static void *member_main(void *arg)
+{
+	uint64_t next_keepalive = m.next_keepalive;
+
+	pthread_mutex_lock(&m.lock);
+	while (!m.stop) {
+		struct timespec ts;
+		pthread_mutex_unlock(&m.lock);
+		round_trip(now_ns(), &next_keepalive);
+		pthread_mutex_lock(&m.lock);
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += (long)MEMBER_POLL_NS;
+		ts.tv_sec += ts.tv_nsec / 1000000000L;
+		ts.tv_nsec %= 1000000000L;
+		if (!m.stop)
+			pthread_cond_timedwait(&m.cv, &m.lock, &ts);
+	}
+	pthread_mutex_unlock(&m.lock);
+	return NULL;
+}
+
+static int parse_urls(char *err, size_t errlen)
+{
+	char *list = strdup(cluster.o.etcd), *save = NULL;
+
+	if (!list)
+		return -ENOMEM;
+	m.nurls = 0;
+	for (char *t = strtok_r(list, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+		size_t l = strlen(t);
+		if (m.nurls == ARRAY_SIZE(m.urls) || (strncmp(t, "http://", 7) && strncmp(t, "https://", 8)) ||
+		    l > 500) {
+			snprintf(err, errlen, "etcd=%s: want http(s)://HOST:PORT[,...] (at most %zu)", cluster.o.etcd,
+				 ARRAY_SIZE(m.urls));
+			free(list);
+			return -EINVAL;
+		}
+		while (l && t[l - 1] == '/')
+			t[--l] = '\0';
+		if (!(m.urls[m.nurls] = strdup(t))) {
+			free(list);
+			return -ENOMEM;
+		}
+		m.nurls++;
+	}
+	free(list);
+	if (!m.nurls) {
+		snprintf(err, errlen, "etcd=: no URL");
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static void free_urls(void)
+{
+	for (unsigned i = 0; i < m.nurls; i++)
+		free(m.urls[i]);
+	m.nurls = 0;
+}
+
+/*
+ * Before daemonizing: etcd's URLs, and whether the cluster as etcd lists
+ * it now is cut the same way (protocol, page size): if not, this node is
+ * refused here, in one line. etcd not answering is no reason to refuse.
+ */
+int members_check(char *err, size_t errlen)
+{
+	struct placement *pl;
+	bool refused;
+	char why[512] = "";
+	int rc;
+
+	if (!cluster.o.etcd[0])
+		return 0;
+	if ((rc = parse_urls(err, errlen)))
+		return rc;
+	snprintf(m.prefix, sizeof(m.prefix), "cachefs/%s/members/", cluster.o.name);
+	snprintf(m.key, sizeof(m.key), "%s%s", m.prefix, cluster.self);
+	if (!(m.curl = curl_easy_init())) {
+		free_urls();
+		return -ENOMEM;
+	}
+	rc = etcd_members(&pl, &refused, why, sizeof(why));
+	curl_easy_cleanup(m.curl);
+	m.curl = NULL;
+	free_urls();
+	if (rc)
+		return 0;
+	placement_free(pl);
+	if (refused) {
+		snprintf(err, errlen, "cluster %s: not joining: %s", cluster.o.name, why);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+int members_start(char *err, size_t errlen)
+{
+	int rc;
+
+	if (cluster.o.members[0])
+		return static_members(err, errlen);
+	if (!cluster.o.etcd[0])
+		return 0;
+	if ((rc = parse_urls(err, errlen)))
+		return rc;
+	m.lease = 0;
+	m.down = false;
+	m.stop = false;
+	m.nlogged = 0;
+	if (!(m.curl = curl_easy_init())) {
+		free_urls();
+		return -ENOMEM;
+	}
+	/* The first registration and list before the mount serves, so the first reads find the owners. */
+	uint64_t next_keepalive = 0;
+	round_trip(now_ns(), &next_keepalive);
+	m.next_keepalive = next_keepalive;
+	if ((rc = pthread_create(&m.thread, NULL, member_main, NULL))) {
+		snprintf(err, errlen, "cluster %s: cannot start the membership thread: %s", cluster.o.name,
+			 strerror(rc));
+		curl_easy_cleanup(m.curl);
+		m.curl = NULL;
+		free_urls();
+		return -rc;
+	}
+	m.running = true;
+	return 0;
+}
+
+void members_stop(void)
+{
+	char err[256];
+
+	if (!m.running)
+		return;
+	pthread_mutex_lock(&m.lock);
+	m.stop = true;
+	pthread_cond_signal(&m.cv);
+	pthread_mutex_unlock(&m.lock);
+	pthread_join(m.thread, NULL);
+	m.running = false;
+	/* Leave at once rather than when the lease runs out: the others move our stripes now. */
+	if (m.lease && !m.down) {
+		json_decref(etcd_call("/v3/lease/revoke", json_pack("{s:I}", "ID", (json_int_t)m.lease), err,
+				      sizeof(err)));
+	}
+	m.lease = 0;
+	curl_easy_cleanup(m.curl);
+	m.curl = NULL;
+	free_urls();
+}

@@ -1,0 +1,662 @@
+/*
+ * The page server on -o serve=ADDR:PORT: other nodes read the pages this
+ * node owns from it, and the Python client reads files, stats and lists
+ * through it. Every request needs `Authorization: Bearer TOKEN` (the
+ * cluster's shared token) or gets 401 and no data.
+ *
+ *   GET /v1/info                    {"node", "proto", "page_size", "stripe"}
+ *   GET /v1/stat?path=P             the source's attributes of P (JSON)
+ *   GET /v1/list?path=P             its entries (JSON)
+ *   GET /v1/read?path=P[&id=&version=&size=&etag=][&peer=1]   bytes, Range honoured
+ *
+ * A read names its file by path; with id, version, size and etag (what a
+ * peer knows from its own open) no source call is made before the pages
+ * are looked up. peer=1 marks a peer's request: missing pages come from
+ * the source, never from yet another node. soon=1 asks for an answer
+ * within half of peer_timeout: 202 when the pages are still being
+ * fetched, so that the asker tells a live owner from a hung one quickly
+ * and then waits for the fetch (single-flight for the whole cluster). A read's answer carries
+ * X-Cachefs-Digest (xxh3 of the body), which the asking node checks.
+ *
+ * libmicrohttpd runs a thread per connection (at most SERVE_MAX_CONNS):
+ * a request waits for the engine, and a stat or a listing for the
+ * source, without holding up the others. A read of up to SERVE_IOV_MAX
+ * bytes is answered from the pinned pages themselves (an iovec response,
+ * no copy); a longer one is streamed through a bounce buffer.
+ */
+#include "config.h"
+#include "cluster/cluster_i.h"
+#include "core/log.h"
+#include "core/util.h"
+#include "iostore/pgkey.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <stdarg.h>
+#include <microhttpd.h>
+#include <openssl/crypto.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <xxhash.h>
+
+#define SERVE_MAX_CONNS 512
+#define SERVE_IDLE_S 30
+#define SERVE_IOV_MAX (16u << 20)        /* larger reads are streamed in chunks of this */
+
+static struct MHD_Daemon *mhd;
+
+/* ---- answers ---- */
+
+static enum MHD_Result send_buf(struct MHD_Connection *c, unsigned status, const char *type, char *body,
+				size_t len)
+{
+	struct MHD_Response *r = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
+	enum MHD_Result rc;
+
+	if (!r) {
+		free(body);
+		return MHD_NO;
+	}
+	MHD_add_response_header(r, "Content-Type", type);
+	if (status == MHD_HTTP_UNAUTHORIZED)
+		MHD_add_response_header(r, "WWW-Authenticate", "Bearer realm=\"cachefs\"");
+	if (status == MHD_HTTP_METHOD_NOT_ALLOWED)
+		MHD_add_response_header(r, "Allow", "GET, HEAD");
+	rc = MHD_queue_response(c, status, r);
+	MHD_destroy_response(r);
+	return rc;
+}
+
+/* {"error": msg} with an HTTP status. */
+static enum MHD_Result fail(struct MHD_Connection *c, unsigned status, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static enum MHD_Result fail(struct MHD_Connection *c, unsigned status, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+	json_t *o;
+	char *s;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	o = json_pack("{s:s}", "error", msg);
+	s = o ? json_dumps(o, JSON_COMPACT) : NULL;
+	json_decref(o);
+	return s ? send_buf(c, status, "application/json", s, strlen(s)) : MHD_NO;
+}
+
+static enum MHD_Result send_json(struct MHD_Connection *c, json_t *o)
+{
+	char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
+
+	json_decref(o);
+	return s ? send_buf(c, MHD_HTTP_OK, "application/json", s, strlen(s)) : MHD_NO;
+}
+
+static unsigned errno_status(int err)
+{
+	switch (err) {
+	case -ENOENT: case -ENOTDIR: return MHD_HTTP_NOT_FOUND;
+	case -EISDIR: case -EINVAL: return MHD_HTTP_BAD_REQUEST;
+	case -EACCES: case -EPERM: return MHD_HTTP_FORBIDDEN;
+	case -ESTALE: return MHD_HTTP_CONFLICT;       /* the object changed: stat it again */
+	default: return MHD_HTTP_BAD_GATEWAY;         /* the source failed */
+	}
+}
+
+/* ---- requests ---- */
+
+/* Constant time: a guess of the token learns nothing from the answer's timing. */
+static bool authorized(struct MHD_Connection *c)
+{
+	const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+	size_t tl = strlen(cluster.token);
+
+	if (!h || strncmp(h, "Bearer ", 7))
+		return false;
+	h += 7;
+	return strlen(h) == tl && !CRYPTO_memcmp(h, cluster.token, tl);
+}
+
+/* The path argument, cleaned ("" is the root); NULL when missing or not a plain path. */
+static char *arg_path(struct MHD_Connection *c)
+{
+	const char *p = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "path");
+	char *rel;
+	bool dir;
+
+	if (!p || !(rel = strdup(p)))
+		return NULL;
+	if (path_clean(rel, &dir)) {
+		free(rel);
+		return NULL;
+	}
+	return rel;
+}
+
+static bool arg_u64(struct MHD_Connection *c, const char *name, int base, uint64_t *out)
+{
+	const char *v = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, name);
+	char *end;
+
+	if (!v || !*v)
+		return false;
+	errno = 0;
+	*out = strtoull(v, &end, base);
+	return !errno && !*end;
+}
+
+static const char *type_name(mode_t m)
+{
+	return S_ISDIR(m) ? "directory" : S_ISREG(m) ? "file" : S_ISLNK(m) ? "link" : "other";
+}
+
+static json_t *stat_json(const char *name, const struct ufs_stat *st, const char *etag)
+{
+	char id[20], ver[20];
+
+	snprintf(id, sizeof(id), "%016" PRIx64, st->id);
+	snprintf(ver, sizeof(ver), "%016" PRIx64, st->version);
+	return json_pack("{s:s, s:s, s:I, s:I, s:i, s:s, s:s, s:s}", "name", name, "type", type_name(st->mode),
+			 "size", (json_int_t)st->size, "mtime_ns", (json_int_t)st->mtime_ns,
+			 "mode", (int)(st->mode & 07777), "etag", etag ? etag : "", "id", id, "version", ver);
+}
+
+static enum MHD_Result do_info(struct MHD_Connection *c)
+{
+	return send_json(c, json_pack("{s:s, s:i, s:I, s:I}", "node", cluster.self, "proto", CLUSTER_PROTO,
+				      "page_size", (json_int_t)engine_page_size(cluster.e),
+				      "stripe", (json_int_t)PAGE_STRIPE_BYTES));
+}
+
+static enum MHD_Result do_stat(struct MHD_Connection *c)
+{
+	char *path = arg_path(c), etag[UFS_ETAG_MAX];
+	struct ufs_stat st;
+	int rc;
+
+	if (!path)
+		return fail(c, MHD_HTTP_BAD_REQUEST, "want path=P, a plain path from the mount's root");
+	rc = engine_src_stat(cluster.e, path, &st, etag);
+	if (rc) {
+		enum MHD_Result r = fail(c, errno_status(rc), "%s: %s", path, strerror(-rc));
+		free(path);
+		return r;
+	}
+	json_t *o = stat_json(path, &st, etag);
+	free(path);
+	return send_json(c, o);
+}
+
+static int list_one(void *arg, const char *name, const struct ufs_stat *st, const char *etag)
+{
+	return json_array_append_new(arg, stat_json(name, st, etag)) ? -ENOMEM : 0;
+}
+
+static enum MHD_Result do_list(struct MHD_Connection *c)
+{
+	char *path = arg_path(c);
+	json_t *a = json_array();
+	int rc;
+
+	if (!path || !a) {
+		free(path);
+		json_decref(a);
+		return fail(c, MHD_HTTP_BAD_REQUEST, "want path=P, a plain path from the mount's root");
+	}
+	rc = engine_src_list(cluster.e, path, list_one, a);
+	if (rc) {
+		enum MHD_Result r = fail(c, errno_status(rc), "%s: %s", path, strerror(-rc));
+		free(path);
+		json_decref(a);
+		return r;
+	}
+	free(path);
+	return send_json(c, json_pack("{s:o}", "entries", a));
+}
+
+/* ---- reads ---- */
+
+/*
+ * One engine read, waited for by this connection's thread, for at most
+ * a while when the asker wants to know soon: a waiter that gives up
+ * leaves the read to finish (its fetches fill the cache) and be released
+ * by its callback.
+ */
+struct wait_read {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	struct eread *r;
+	bool abandoned;
+	unsigned refs;            /* the waiter's and the callback's, under mu */
+};
+
+static void wait_unref(struct wait_read *w)
+{
+	bool last;
+
+	pthread_mutex_lock(&w->mu);
+	last = --w->refs == 0;
+	pthread_mutex_unlock(&w->mu);
+	if (last) {
+		pthread_mutex_destroy(&w->mu);
+		pthread_cond_destroy(&w->cv);
+		free(w);
+	}
+}
+
+static void read_done(struct eread *r)
+{
+	struct wait_read *w = r->arg;
+	bool abandoned;
+
+	pthread_mutex_lock(&w->mu);
+	w->r = r;
+	abandoned = w->abandoned;
+	pthread_cond_signal(&w->cv);
+	pthread_mutex_unlock(&w->mu);
+	if (abandoned)
+		eread_release(r);
+	wait_unref(w);
+}
+
+/*
+ * The read of [off, off + len) of f: its eread (pages pinned), or NULL
+ * with *err; -EAGAIN when `patience_ns` (0: no limit) ran out first.
+ */
+static struct eread *read_wait(struct efile *f, uint64_t off, size_t len, uint64_t patience_ns, int *err)
+{
+	struct wait_read *w = calloc(1, sizeof(*w));
+	struct eread *r;
+	struct timespec ts;
+	int rc;
+
+	if (!w) {
+		*err = -ENOMEM;
+		return NULL;
+	}
+	pthread_mutex_init(&w->mu, NULL);
+	pthread_cond_init(&w->cv, NULL);
+	w->refs = 2;
+	if ((rc = engine_read(cluster.e, f, off, len, read_done, w))) {
+		w->refs = 1;
+		wait_unref(w);
+		*err = rc;
+		return NULL;
+	}
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += (time_t)(patience_ns / 1000000000ULL);
+	ts.tv_nsec += (long)(patience_ns % 1000000000ULL);
+	if (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&w->mu);
+	while (!w->r) {
+		if (!patience_ns)
+			pthread_cond_wait(&w->cv, &w->mu);
+		else if (pthread_cond_timedwait(&w->cv, &w->mu, &ts) == ETIMEDOUT && !w->r) {
+			w->abandoned = true;
+			break;
+		}
+	}
+	r = w->r;
+	pthread_mutex_unlock(&w->mu);
+	wait_unref(w);
+	if (!r) {
+		*err = -EAGAIN;
+		return NULL;
+	}
+	if (r->err) {
+		*err = r->err;
+		eread_release(r);
+		return NULL;
+	}
+	return r;
+}
+
+struct held_read {
+	struct eread *r;
+	struct efile *f;
+};
+
+static void held_free(void *cls)
+{
+	struct held_read *h = cls;
+
+	eread_release(h->r);
+	efile_put(h->f);
+	free(h);
+}
+
+/* A streamed answer: chunks read one after another, copied into libmicrohttpd's buffer. */
+struct stream {
+	struct efile *f;
+	uint64_t off, end;
+	struct eread *r;        /* the chunk in hand */
+	uint64_t r_off, r_len;
+};
+
+static void stream_free(void *cls)
+{
+	struct stream *s = cls;
+
+	if (s->r)
+		eread_release(s->r);
+	efile_put(s->f);
+	free(s);
+}
+
+static ssize_t stream_fill(void *cls, uint64_t pos, char *buf, size_t max)
+{
+	struct stream *s = cls;
+	uint64_t at = s->off + pos;
+	size_t done = 0;
+	int err;
+
+	if (at >= s->end)
+		return MHD_CONTENT_READER_END_OF_STREAM;
+	if (!s->r || at < s->r_off || at >= s->r_off + s->r_len) {
+		if (s->r)
+			eread_release(s->r);
+		s->r_off = at;
+		s->r_len = MIN((uint64_t)SERVE_IOV_MAX, s->end - at);
+		if (!(s->r = read_wait(s->f, s->r_off, s->r_len, 0, &err)))
+			return MHD_CONTENT_READER_END_WITH_ERROR;
+	}
+	/* Copy from the chunk's iovec, skipping what was sent. */
+	uint64_t skip = at - s->r_off;
+	for (unsigned i = 0; i < s->r->niov && done < max; i++) {
+		size_t l = s->r->iov[i].iov_len;
+		if (skip >= l) {
+			skip -= l;
+			continue;
+		}
+		size_t n = MIN(l - skip, max - done);
+		memcpy(buf + done, (char *)s->r->iov[i].iov_base + skip, n);
+		done += n;
+		skip = 0;
+	}
+	if (!done)
+		return MHD_CONTENT_READER_END_WITH_ERROR;   /* the file ended early: the source shrank it */
+	return (ssize_t)done;
+}
+
+/* "bytes=A-B" or "bytes=A-" against a file of `size` bytes. 0, -ERANGE (416) or -EINVAL (ignored). */
+static int parse_range(const char *h, uint64_t size, uint64_t *off, uint64_t *end)
+{
+	char *p;
+	uint64_t a, b;
+
+	if (strncmp(h, "bytes=", 6) || !(h[6] >= '0' && h[6] <= '9'))
+		return -EINVAL;    /* suffix and other forms: the whole file, as RFC 9110 allows */
+	a = strtoull(h + 6, &p, 10);
+	if (*p != '-')
+		return -EINVAL;
+	if (p[1] == '\0') {
+		b = size ? size - 1 : 0;
+	} else {
+		b = strtoull(p + 1, &p, 10);
+		if (*p || b < a)
+			return -EINVAL;
+	}
+	if (a >= size)
+		return -ERANGE;
+	*off = a;
+	*end = MIN(b + 1, size);
+	return 0;
+}
+
+/*
+ * A peer asking for a page of a stripe this node owns asks for the
+ * stripe's other pages too (its read-ahead sent them all), one request
+ * each, in whatever order its connections deliver them. The first of them
+ * fetches the whole stripe, so the cluster pays one source GET per stripe
+ * instead of one per page; the others join that fetch. A random reader
+ * costs the owner up to a stripe (4 MiB) per page it asks for.
+ */
+static void prefetch_stripe(struct efile *f, const char *range, uint64_t size)
+{
+	uint64_t ps = engine_page_size(cluster.e), off, end, first, last;
+
+	if (!range || parse_range(range, size, &off, &end))
+		return;
+	first = off / PAGE_STRIPE_BYTES * PAGE_STRIPE_BYTES / ps;
+	last = (MIN((off / PAGE_STRIPE_BYTES + 1) * PAGE_STRIPE_BYTES, size) + ps - 1) / ps;
+	engine_prefetch(f, first, (uint32_t)(last - first));
+}
+
+/* The file a read names: from what the asker knows, or from a stat of the source. */
+static int open_file(struct MHD_Connection *c, const char *path, struct efile **out, char *etag)
+{
+	struct ufs_stat st = { 0 };
+	const char *et = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "etag");
+	int rc;
+
+	if (arg_u64(c, "id", 16, &st.id) && arg_u64(c, "version", 16, &st.version) &&
+	    arg_u64(c, "size", 10, &st.size) && et) {
+		st.mode = S_IFREG | 0444;
+		snprintf(etag, UFS_ETAG_MAX, "%s", et);
+	} else if ((rc = engine_src_stat(cluster.e, path, &st, etag))) {
+		return rc;
+	} else if (!S_ISREG(st.mode)) {
+		return S_ISDIR(st.mode) ? -EISDIR : -EINVAL;
+	}
+	return engine_src_open(cluster.e, path, &st, etag, out);
+}
+
+static void add_file_headers(struct MHD_Response *r, const struct efile *f, const char *etag)
+{
+	uint64_t fid, version;
+	char v[24];
+
+	efile_identity(f, &fid, &version);
+	if (etag[0])
+		MHD_add_response_header(r, MHD_HTTP_HEADER_ETAG, etag);
+	snprintf(v, sizeof(v), "%016" PRIx64, fid);
+	MHD_add_response_header(r, "X-Cachefs-Id", v);
+	snprintf(v, sizeof(v), "%016" PRIx64, version);
+	MHD_add_response_header(r, "X-Cachefs-Version", v);
+	MHD_add_response_header(r, MHD_HTTP_HEADER_ACCEPT_RANGES, "bytes");
+	MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "application/octet-stream");
+}
+
+static enum MHD_Result do_read(struct MHD_Connection *c)
+{
+	const char *range = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_RANGE);
+	const char *peer = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "peer");
+	const char *soon = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "soon");
+	/* soon=1: answer within half the peer timeout, with 202 when the pages are still coming. */
+	uint64_t patience = soon && !strcmp(soon, "1") ? MAX(secs_to_ns(cluster.o.peer_timeout) / 2, 1) : 0;
+	char *path = arg_path(c), etag[UFS_ETAG_MAX] = "", v[96];
+	struct MHD_Response *resp = NULL;
+	struct efile *f = NULL;
+	uint64_t size, off = 0, end;
+	unsigned status = MHD_HTTP_OK;
+	enum MHD_Result ret;
+	int rc;
+
+	if (!path || !path[0])
+		return free(path), fail(c, MHD_HTTP_BAD_REQUEST, "want path=P, a file from the mount's root");
+	rc = open_file(c, path, &f, etag);
+	if (rc) {
+		ret = fail(c, errno_status(rc), "%s: %s", path, strerror(-rc));
+		free(path);
+		return ret;
+	}
+	size = efile_size(f);
+	if (peer && !strcmp(peer, "1")) {
+		efile_set_local_only(f);
+		prefetch_stripe(f, range, size);
+	}
+	end = size;
+	if (range && (rc = parse_range(range, size, &off, &end)) == 0) {
+		status = MHD_HTTP_PARTIAL_CONTENT;
+	} else if (range && rc == -ERANGE) {
+		snprintf(v, sizeof(v), "bytes */%" PRIu64, size);
+		efile_put(f);
+		free(path);
+		resp = MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
+		if (!resp)
+			return MHD_NO;
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_RANGE, v);
+		ret = MHD_queue_response(c, MHD_HTTP_RANGE_NOT_SATISFIABLE, resp);
+		MHD_destroy_response(resp);
+		return ret;
+	}
+	if (end == off) {
+		resp = MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
+		if (!resp)
+			goto no_memory;
+		add_file_headers(resp, f, etag);
+		snprintf(v, sizeof(v), "xxh3:%016llx", (unsigned long long)XXH3_64bits("", 0));
+		MHD_add_response_header(resp, "X-Cachefs-Digest", v);
+		efile_put(f);
+	} else if (end - off <= SERVE_IOV_MAX) {
+		struct held_read *h = calloc(1, sizeof(*h));
+		struct MHD_IoVec iov[SERVE_IOV_MAX / 4096 + 2];
+		XXH3_state_t *xs = XXH3_createState();
+		size_t got = 0;
+		unsigned n;
+		if (!h || !xs || !(h->r = read_wait(f, off, end - off, patience, &rc))) {
+			if (!h || !xs)
+				rc = -ENOMEM;
+			free(h);
+			XXH3_freeState(xs);
+			if (rc == -EAGAIN) {
+				/* Being fetched: the asker comes back for it with more patience. */
+				efile_put(f);
+				free(path);
+				return fail(c, MHD_HTTP_ACCEPTED, "the pages are being fetched; ask again");
+			}
+			goto failed;
+		}
+		h->f = f;
+		XXH3_64bits_reset(xs);
+		n = MIN(h->r->niov, (unsigned)ARRAY_SIZE(iov));
+		for (unsigned i = 0; i < n; i++) {
+			iov[i].iov_base = h->r->iov[i].iov_base;
+			iov[i].iov_len = h->r->iov[i].iov_len;
+			XXH3_64bits_update(xs, iov[i].iov_base, iov[i].iov_len);
+			got += iov[i].iov_len;
+		}
+		snprintf(v, sizeof(v), "xxh3:%016llx", (unsigned long long)XXH3_64bits_digest(xs));
+		XXH3_freeState(xs);
+		if (got != end - off) {
+			/* The source's object is shorter than its listing said. */
+			eread_release(h->r);
+			free(h);
+			rc = -EIO;
+			goto failed;
+		}
+		if (!(resp = MHD_create_response_from_iovec(iov, n, held_free, h))) {
+			held_free(h);
+			free(path);
+			return MHD_NO;
+		}
+		add_file_headers(resp, f, etag);
+		MHD_add_response_header(resp, "X-Cachefs-Digest", v);
+	} else {
+		struct stream *s = calloc(1, sizeof(*s));
+		if (!s)
+			goto no_memory;
+		s->f = f;
+		s->off = off;
+		s->end = end;
+		if (!(resp = MHD_create_response_from_callback(end - off, 256 << 10, stream_fill, s, stream_free))) {
+			stream_free(s);
+			free(path);
+			return MHD_NO;
+		}
+		add_file_headers(resp, f, etag);
+	}
+	f = NULL;   /* the response holds it */
+	if (status == MHD_HTTP_PARTIAL_CONTENT) {
+		snprintf(v, sizeof(v), "bytes %" PRIu64 "-%" PRIu64 "/%" PRIu64, off, end - 1, size);
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_RANGE, v);
+	}
+	atomic_fetch_add_explicit(&cluster.served_bytes, end - off, memory_order_relaxed);
+	ret = MHD_queue_response(c, status, resp);
+	MHD_destroy_response(resp);
+	free(path);
+	return ret;
+no_memory:
+	rc = -ENOMEM;
+failed:
+	ret = fail(c, errno_status(rc), "%s: %s", path, strerror(-rc));
+	if (f)
+		efile_put(f);
+	free(path);
+	return ret;
+}
+
+static enum MHD_Result answer(void *cls, struct MHD_Connection *c, const char *url, const char *method,
+			      const char *version, const char *upload, size_t *upload_len, void **state)
+{
+	if (!*state) {
+		/* The headers are in; a body, if any, is not read. */
+		*state = c;
+		if (*upload_len)
+			return fail(c, MHD_HTTP_BAD_REQUEST, "no request here takes a body");
+	}
+	if (*upload_len)
+		return MHD_NO;
+	atomic_fetch_add_explicit(&cluster.served_requests, 1, memory_order_relaxed);
+	if (!authorized(c)) {
+		atomic_fetch_add_explicit(&cluster.unauthorized, 1, memory_order_relaxed);
+		return fail(c, MHD_HTTP_UNAUTHORIZED, "this page server wants the cluster's token "
+			    "(Authorization: Bearer TOKEN)");
+	}
+	if (strcmp(method, "GET") && strcmp(method, "HEAD"))
+		return fail(c, MHD_HTTP_METHOD_NOT_ALLOWED, "GET and HEAD only");
+	if (!strcmp(url, "/v1/read"))
+		return do_read(c);
+	if (!strcmp(url, "/v1/stat"))
+		return do_stat(c);
+	if (!strcmp(url, "/v1/list"))
+		return do_list(c);
+	if (!strcmp(url, "/v1/info"))
+		return do_info(c);
+	return fail(c, MHD_HTTP_NOT_FOUND, "this page server answers /v1/info, /v1/stat, /v1/list and /v1/read");
+}
+
+/* ---- life ---- */
+
+int pserve_start(char *err, size_t errlen)
+{
+	struct sockaddr_storage ss;
+	unsigned len;
+
+	if (parse_sockaddr(cluster.o.serve, &ss, &len)) {
+		snprintf(err, errlen, "serve=%s: want ADDR:PORT", cluster.o.serve);
+		return -EINVAL;
+	}
+	mhd = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
+			       MHD_USE_POLL | MHD_USE_ERROR_LOG | (ss.ss_family == AF_INET6 ? MHD_USE_IPv6 : 0),
+			       0, NULL, NULL, answer, NULL,
+			       MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
+			       MHD_OPTION_CONNECTION_LIMIT, (unsigned)SERVE_MAX_CONNS,
+			       MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)SERVE_IDLE_S,
+			       MHD_OPTION_THREAD_STACK_SIZE, (size_t)(512 << 10),
+			       MHD_OPTION_END);
+	if (!mhd) {
+		snprintf(err, errlen, "serve=%s: cannot listen there (in use?)", cluster.o.serve);
+		return -EADDRINUSE;
+	}
+	log_info("page server on http://%s/v1/ (cluster %s)", cluster.o.serve, cluster.o.name);
+	return 0;
+}
+
+void pserve_stop(void)
+{
+	if (mhd)
+		MHD_stop_daemon(mhd);
+	mhd = NULL;
+}
