@@ -33,11 +33,11 @@ static struct http_pool *pool;
 static atomic_bool stopping;
 /* When each member (by its name's hash) may be asked again; 0: now. */
 static _Atomic uint64_t down_until[PEER_HEALTH];
-/* Failures logged: the first in a second, the rest counted. */
-static _Atomic uint64_t logged_ns;
+static struct log_limit failures_logged;
 /* How long an owner that said it is fetching is waited for: the source's timeout. */
 static uint64_t fetch_timeout_ns;
 
+/* One page asked of its owner; the submitting shard's until finish(). */
 struct peer_io {
 	struct http_req req;
 	struct epeer_fetch *pf;
@@ -50,17 +50,17 @@ struct peer_io {
 __attribute__((format(printf, 2, 3)))
 static void peer_log(const struct peer_io *io, const char *fmt, ...)
 {
-	uint64_t now = now_ns(), last = atomic_load(&logged_ns);
+	uint64_t n;
 	char why[512];
 	va_list ap;
 
-	if (now - last < 1000000000ULL || !atomic_compare_exchange_strong(&logged_ns, &last, now))
+	if (!log_limit_pass(&failures_logged, &n))
 		return;
 	va_start(ap, fmt);
 	vsnprintf(why, sizeof(why), fmt, ap);
 	va_end(ap);
-	log_warn("peer %s: page %" PRIu64 " of %s: %s; read from the source instead", io->member,
-		 io->pf->index, io->pf->path, why);
+	log_warn("peer %s: page %" PRIu64 " of %s: %s; read from the source instead%s", io->member,
+		 io->pf->index, io->pf->path, why, n ? " (and other pages since the last message)" : "");
 }
 
 static int prepare(void *ctx, const char *method, const char *range, char **url, struct curl_slist **hdrs)
@@ -110,7 +110,7 @@ static void finish(struct peer_io *io, int res)
 	} else {
 		atomic_fetch_add_explicit(&cluster.sent_bytes, (uint64_t)res, memory_order_relaxed);
 	}
-	free(io->req.resp.body);
+	free(io->req.resp.body);   /* an error body, if any */
 	free(io);
 	pf->done(pf, res);
 }
@@ -128,15 +128,14 @@ static void answered(struct http_req *r, int rc)
 	}
 	if (a->status == 202 && !io->patient) {
 		/* Alive and fetching from the source for the cluster: wait for it as for the source. */
-		free(r->resp.body);
-		memset(&r->resp, 0, sizeof(r->resp));
+		free(r->resp.body);        /* http_submit starts a new answer */
 		io->patient = true;
 		r->deadline_ns = now_ns() + fetch_timeout_ns;
 		http_submit(pool, r);
 		return;
 	}
 	if (a->status != 206 && a->status != 200) {
-		peer_log(io, "HTTP %ld%s%.200s", a->status, a->len ? ": " : "", a->len ? a->body : "");
+		peer_log(io, "HTTP %ld%s%.200s", a->status, a->body ? ": " : "", a->body ? a->body : "");
 		finish(io, -EIO);
 		return;
 	}
@@ -145,7 +144,7 @@ static void answered(struct http_req *r, int rc)
 		finish(io, -EIO);
 		return;
 	}
-	snprintf(want, sizeof(want), "xxh3:%016llx", (unsigned long long)XXH3_64bits(a->body, a->len));
+	snprintf(want, sizeof(want), "xxh3:%016llx", (unsigned long long)XXH3_64bits(io->pf->buf, a->len));
 	if (strcmp(want, a->digest)) {
 		/* Wrong bytes, or no proof: never served. */
 		atomic_fetch_add_explicit(&cluster.peer_corrupt, 1, memory_order_relaxed);
@@ -154,7 +153,6 @@ static void answered(struct http_req *r, int rc)
 		finish(io, -EIO);
 		return;
 	}
-	memcpy(io->pf->buf, a->body, a->len);
 	finish(io, (int)a->len);
 }
 
@@ -187,7 +185,9 @@ static int fetch(void *arg, struct epeer_fetch *pf)
 	io->req.prepare = prepare;
 	io->req.ctx = io;
 	io->req.kind = 0;
-	io->req.body_max = io->want;
+	/* Into the page itself: no buffer to grow, no copy after. On a failure the source overwrites it. */
+	io->req.sink = pf->buf;
+	io->req.sink_len = io->want;
 	io->req.done = answered;
 	io->req.deadline_ns = now_ns() + secs_to_ns(cluster.o.peer_timeout);
 	atomic_fetch_add_explicit(&cluster.sent_requests, 1, memory_order_relaxed);

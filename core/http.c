@@ -40,7 +40,7 @@ struct http_pool {
 	/* Counters, any thread. */
 	atomic_ulong requests[HTTP_KINDS], retried[HTTP_RETRY_CAUSES], failed;
 	/* Read failures: the first in a second is logged, the rest counted. */
-	_Atomic uint64_t fail_logged_ns, fail_suppressed;
+	struct log_limit read_failures;
 	atomic_bool warned_norange;
 };
 
@@ -629,6 +629,15 @@ static size_t on_req_data(char *data, size_t size, size_t n, void *arg)
 	bool error = x->resp->status >= 300;
 	size_t max = error ? MAX(x->req->body_max, (size_t)ERROR_BODY_MAX) : x->req->body_max;
 
+	if (x->req->sink && !error) {
+		if (x->resp->len + len > x->req->sink_len) {
+			x->fail = -EFBIG;
+			return 0;
+		}
+		memcpy(x->req->sink + x->resp->len, data, len);
+		x->resp->len += len;
+		return len;
+	}
 	if (!max)
 		return len;
 	if (error && x->resp->len + len > max)
@@ -775,13 +784,10 @@ static void reap_done(struct http_shard *hs)
 static void log_read_failure(struct http_xfer *x, const char *why)
 {
 	struct http_pool *p = x->hs->pool;
-	uint64_t now = now_ns(), last = atomic_load(&p->fail_logged_ns), n;
+	uint64_t n;
 
-	if (now - last < 1000000000ULL || !atomic_compare_exchange_strong(&p->fail_logged_ns, &last, now)) {
-		atomic_fetch_add(&p->fail_suppressed, 1);
+	if (!log_limit_pass(&p->read_failures, &n))
 		return;
-	}
-	n = atomic_exchange(&p->fail_suppressed, 0);
 	log_warn("%s read %s %s: %s (%u attempts); the reader gets EIO%s", p->name, x->obj->name,
 		 x->range, why, x->attempt + 1,
 		 n ? " (and other reads failed since the last message)" : "");

@@ -101,6 +101,10 @@ struct http_req {
 	const void *body;         /* request body, or NULL */
 	size_t body_len;
 	size_t body_max;          /* keep the response body up to this size; 0: drop it */
+	/* Or, when set, a 2xx body goes straight here (resp.len bytes of it, at
+	 * most sink_len; more is -EFBIG) and only an error body is kept. */
+	char *sink;
+	size_t sink_len;
 	void (*done)(struct http_req *r, int rc);
 	/* results */
 	struct http_resp resp;

@@ -1,5 +1,6 @@
 #include "config.h"
 #include "core/log.h"
+#include "core/util.h"
 
 #include <pthread.h>
 #include <stdarg.h>
@@ -113,4 +114,16 @@ void log_msg(enum log_level lvl, const char *fmt, ...)
 	snprintf(last_line, sizeof(last_line), "%s", line);
 	emit(lvl, line);
 	pthread_mutex_unlock(&log_lock);
+}
+
+bool log_limit_pass(struct log_limit *l, uint64_t *suppressed)
+{
+	uint64_t now = now_ns(), last = atomic_load(&l->last_ns);
+
+	if (now - last < 1000000000ULL || !atomic_compare_exchange_strong(&l->last_ns, &last, now)) {
+		atomic_fetch_add(&l->suppressed, 1);
+		return false;
+	}
+	*suppressed = atomic_exchange(&l->suppressed, 0);
+	return true;
 }

@@ -2,7 +2,9 @@
 #ifndef CACHEFS_LOG_H
 #define CACHEFS_LOG_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
+#include <stdint.h>
 
 enum log_level { LOG_LVL_ERR, LOG_LVL_WARN, LOG_LVL_INFO, LOG_LVL_DEBUG };
 
@@ -22,6 +24,16 @@ void log_msg(enum log_level lvl, const char *fmt, ...)
  * second old (call it every so often; force: now, e.g. at exit).
  */
 void log_tick(bool force);
+
+/*
+ * One line a second at most for one kind of failure that may come at
+ * every page (a read, a peer): the others are counted, not printed.
+ */
+struct log_limit {
+	_Atomic uint64_t last_ns, suppressed;
+};
+/* Whether a line may be written now; *suppressed: lines held back since the last one. */
+bool log_limit_pass(struct log_limit *l, uint64_t *suppressed);
 
 #define log_err(...)   log_msg(LOG_LVL_ERR, __VA_ARGS__)
 #define log_warn(...)  log_msg(LOG_LVL_WARN, __VA_ARGS__)
