@@ -228,14 +228,20 @@ uint64_t efile_size(const struct efile *f) { return f->size; }
 
 void efile_set_source(struct efile *f, const char *path, const char *etag)
 {
-	/* Without them the file is read from the source only: no harm done. */
-	f->path = path ? strdup(path) : NULL;
-	f->etag = etag ? strdup(etag) : NULL;
+	/* Only peers read them: a mount without a cluster allocates nothing per open. */
+	if (!f->e->peers.fetch)
+		return;
+	f->path = strdup(path);
+	f->etag = strdup(etag);
+	if (!f->path || !f->etag) {
+		/* Both or neither: without them the file is read from the source only. */
+		free(f->path);
+		free(f->etag);
+		f->path = f->etag = NULL;
+	}
 }
 
 void efile_set_local_only(struct efile *f) { f->local_only = true; }
-
-const char *efile_path(const struct efile *f) { return f->path; }
 
 void efile_identity(const struct efile *f, uint64_t *fid, uint64_t *version)
 {

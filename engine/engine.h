@@ -166,8 +166,6 @@ void engine_prefetch(struct efile *f, uint64_t first, uint32_t n);
 
 /* An open file's size. */
 uint64_t efile_size(const struct efile *f);
-/* Its name at the source from the mount's root, when known (else NULL). */
-const char *efile_path(const struct efile *f);
 /* Its page keys' file (struct pgkey.file) and its version. */
 void efile_identity(const struct efile *f, uint64_t *fid, uint64_t *version);
 /* Pages of f missing here come from the source, never from a peer: what a
@@ -303,7 +301,6 @@ struct epeer_fetch {
 	 * at the end of the file) or a negative errno, after which the engine
 	 * reads the page from the source. */
 	void (*done)(struct epeer_fetch *pf, int res);
-	void *fetcher;            /* the fetcher's */
 };
 struct engine_peers {
 	/*
@@ -314,7 +311,7 @@ struct engine_peers {
 	int (*fetch)(void *arg, struct epeer_fetch *pf);
 	void *arg;
 };
-/* Before the mount serves; p is copied. */
+/* Before the mount serves (files opened before do not ask peers); p is copied. */
 void engine_set_peers(struct engine *e, const struct engine_peers *p);
 
 /* ---- what status, metrics and jobs read ---- */

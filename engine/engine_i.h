@@ -129,7 +129,7 @@ int engine_error(int rc);
 void engine_count_latency(struct engine *e, enum engine_src_op op, uint64_t start_ns);
 /* An efile over an open source file (NULL: cached pages only), with one reference. */
 struct efile *efile_new(struct engine *e, struct ufs_file *file, const struct ufs_stat *st);
-/* Where f came from, for peers (copied; either may be NULL). */
+/* Where f came from, for peers (copied, when peers are plugged in). */
 void efile_set_source(struct efile *f, const char *path, const char *etag);
 /* Starts read-ahead after a read of [off, off + len) (read.c). */
 void engine_readahead(struct efile *f, uint64_t off, size_t len);

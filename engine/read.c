@@ -37,13 +37,11 @@ static void fetch_done(struct ufs_read *r, int res)
 	free(io);
 }
 
-/* From the source itself: 0, or an errno and nothing will call fetch_done. */
+/* From the source itself (f->file is set): 0, or an errno and nothing will call fetch_done. */
 static int source_start(struct fetch_io *io)
 {
 	struct efile *f = io->f;
 
-	if (!f->file)
-		return -EIO;    /* opened while the source failed: cached pages only */
 	io->r.file = f->file;
 	io->r.done = fetch_done;
 	io->start_ns = now_ns();
@@ -95,7 +93,7 @@ int engine_fetch_start(void *ctx, const struct pgkey *key, uint64_t off, void *b
 	io->r.off = off;
 	io->r.len = len;
 	if (e->peers.fetch && f->path && !f->local_only) {
-		io->pf = (struct epeer_fetch){ .path = f->path, .etag = f->etag ? f->etag : "", .fid = f->fid,
+		io->pf = (struct epeer_fetch){ .path = f->path, .etag = f->etag, .fid = f->fid,
 					       .version = f->version, .size = f->size, .index = key->index,
 					       .off = off, .buf = buf, .len = len, .done = peer_done };
 		if (e->peers.fetch(e->peers.arg, &io->pf) == 0)
