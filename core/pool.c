@@ -117,13 +117,7 @@ void pool_stop(unsigned wait_ms)
 	struct pool_job *queued;
 	bool stuck;
 
-	clock_gettime(CLOCK_REALTIME, &until);
-	until.tv_sec += wait_ms / 1000;
-	until.tv_nsec += (long)(wait_ms % 1000) * 1000000L;
-	if (until.tv_nsec >= 1000000000L) {
-		until.tv_sec++;
-		until.tv_nsec -= 1000000000L;
-	}
+	realtime_after(&until, (uint64_t)wait_ms * 1000000ULL);
 	pthread_mutex_lock(&pool.lock);
 	pool.stopping = true;
 	queued = pool.head;

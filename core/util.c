@@ -215,3 +215,26 @@ int parse_sockaddr(const char *spec, struct sockaddr_storage *ss, unsigned *len)
 	*len = sizeof(*a);
 	return !host[0] || inet_pton(AF_INET, host, &a->sin_addr) == 1 ? 0 : -EINVAL;
 }
+
+int sockaddr_bindable(const struct sockaddr_storage *ss, unsigned len)
+{
+	int one = 1, rc, fd = socket(ss->ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	if (fd < 0)
+		return -errno;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	rc = bind(fd, (const struct sockaddr *)ss, len) < 0 ? -errno : 0;
+	close(fd);
+	return rc;
+}
+
+void realtime_after(struct timespec *ts, uint64_t ns)
+{
+	clock_gettime(CLOCK_REALTIME, ts);
+	ts->tv_sec += (time_t)(ns / 1000000000ULL);
+	ts->tv_nsec += (long)(ns % 1000000000ULL);
+	if (ts->tv_nsec >= 1000000000L) {
+		ts->tv_sec++;
+		ts->tv_nsec -= 1000000000L;
+	}
+}

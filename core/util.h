@@ -72,6 +72,12 @@ struct sockaddr_storage;
  * *ss; its length in *len. -EINVAL when it is none of those.
  */
 int parse_sockaddr(const char *spec, struct sockaddr_storage *ss, unsigned *len);
+/* Whether a listening socket could be bound at ss (SO_REUSEADDR, as servers do): 0 or -errno. */
+int sockaddr_bindable(const struct sockaddr_storage *ss, unsigned len);
+
+struct timespec;
+/* CLOCK_REALTIME `ns` from now, for pthread_cond_timedwait. */
+void realtime_after(struct timespec *ts, uint64_t ns);
 
 /* snprintf into a message buffer, cut to fit: for messages, where a cut is fine. */
 __attribute__((format(printf, 3, 4)))

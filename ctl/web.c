@@ -265,11 +265,9 @@ static void *web_main(void *arg)
 
 /* ---- life ---- */
 
-static int parse_addr(const char *spec, struct sockaddr_storage *ss, char *err, size_t errlen)
+static int parse_addr(const char *spec, struct sockaddr_storage *ss, unsigned *len, char *err, size_t errlen)
 {
-	unsigned len;
-
-	if (!parse_sockaddr(spec, ss, &len))
+	if (!parse_sockaddr(spec, ss, len))
 		return 0;
 	snprintf(err, errlen, "metrics=%s: want ADDR:PORT, such as 127.0.0.1:9464 (or :PORT for every address)",
 		 spec);
@@ -279,20 +277,10 @@ static int parse_addr(const char *spec, struct sockaddr_storage *ss, char *err, 
 int web_check(const char *spec, char *err, size_t errlen)
 {
 	struct sockaddr_storage ss;
-	int fd, one = 1, rc = parse_addr(spec, &ss, err, errlen);
+	unsigned len;
+	int rc = parse_addr(spec, &ss, &len, err, errlen);
 
-	if (rc)
-		return rc;
-	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0) {
-		snprintf(err, errlen, "metrics=%s: socket: %s", spec, strerror(errno));
-		return -errno;
-	}
-	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	rc = bind(fd, (struct sockaddr *)&ss, ss.ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) :
-		  sizeof(struct sockaddr_in)) < 0 ? -errno : 0;
-	close(fd);
-	if (rc)
+	if (!rc && (rc = sockaddr_bindable(&ss, len)))
 		snprintf(err, errlen, "metrics=%s: cannot listen there: %s", spec, strerror(-rc));
 	return rc;
 }
@@ -316,10 +304,11 @@ static unsigned connection_limit(void)
 int web_start(const char *spec, struct engine *e, struct jobs *jobs, metrics_render_fn extra, void *arg)
 {
 	struct sockaddr_storage ss;
+	unsigned len;
 	char err[256];
 	int rc;
 
-	if (parse_addr(spec, &ss, err, sizeof(err)))
+	if (parse_addr(spec, &ss, &len, err, sizeof(err)))
 		return -EINVAL;
 	web.e = e;
 	web.jobs = jobs;
