@@ -14,19 +14,22 @@
 #include <stdlib.h>
 #include <string.h>
 #include <netinet/in.h>
-#include <pthread.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 struct cluster cluster;
 
-/* Lists replaced while the shards may still read them: freed at the end. */
+/*
+ * Lists replaced while the shards may still read them: freed at the end.
+ * Owner: whoever calls placement_set, one thread at a time (cluster_start's
+ * thread, then the membership thread it starts; cluster_destroy after it
+ * ended).
+ */
 static struct retired {
 	struct placement *pl;
 	struct retired *next;
 } *retired;
-static pthread_mutex_t retired_lock = PTHREAD_MUTEX_INITIALIZER;
 static bool on, created;
 
 void placement_set(struct placement *pl)
@@ -41,11 +44,9 @@ void placement_set(struct placement *pl)
 		/* Leaked rather than freed under a reader. */
 		return;
 	}
-	pthread_mutex_lock(&retired_lock);
 	r->pl = old;
 	r->next = retired;
 	retired = r;
-	pthread_mutex_unlock(&retired_lock);
 }
 
 struct placement *placement_get(void)
@@ -100,12 +101,12 @@ static int load_token(const char *path, char *err, size_t errlen)
 	return rc;
 }
 
-/* Whether the page server's address can be bound. */
+/* An address the other nodes can reach, where a server can listen. */
 static int check_serve(const char *spec, char *err, size_t errlen)
 {
 	struct sockaddr_storage ss;
 	unsigned len;
-	int fd, one = 1, rc;
+	int rc;
 
 	if (parse_sockaddr(spec, &ss, &len) || (ss.ss_family == AF_INET &&
 	    !((struct sockaddr_in *)&ss)->sin_addr.s_addr)) {
@@ -113,16 +114,7 @@ static int check_serve(const char *spec, char *err, size_t errlen)
 			 "(such as 10.0.0.5:9470)", spec);
 		return -EINVAL;
 	}
-	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0) {
-		rc = -errno;
-		snprintf(err, errlen, "serve=%s: socket: %s", spec, strerror(-rc));
-		return rc;
-	}
-	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	rc = bind(fd, (struct sockaddr *)&ss, len) < 0 ? -errno : 0;
-	close(fd);
-	if (rc)
+	if ((rc = sockaddr_bindable(&ss, len)))
 		snprintf(err, errlen, "serve=%s: cannot listen there: %s", spec, strerror(-rc));
 	return rc;
 }
@@ -196,14 +188,12 @@ void cluster_destroy(void)
 		peers_destroy();
 	created = false;
 	placement_free(pl);
-	pthread_mutex_lock(&retired_lock);
 	while (retired) {
 		struct retired *r = retired;
 		retired = r->next;
 		placement_free(r->pl);
 		free(r);
 	}
-	pthread_mutex_unlock(&retired_lock);
 	on = false;
 }
 

@@ -29,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <xxhash.h>
 
 #define MEMBER_POLL_NS 500000000ULL
 #define ETCD_CALL_TIMEOUT_MS 2000
@@ -261,95 +262,92 @@ static bool logged_once(uint64_t h)
 	return false;
 }
 
-/*
- * Whether a member record is one of ours; why not in why. A record from
- * another protocol or page size would read pages cut another way.
- */
-static bool member_ok(const char *key, const char *val, char *name, char *why, size_t whylen)
+enum member_verdict {
+	MEMBER_OK,
+	MEMBER_GARBAGE,      /* not a member record: left out */
+	MEMBER_OTHER_CUT,    /* another protocol or page size: pages cut another way, so this node may not join */
+};
+
+/* A member record (key and value decoded; either may be NULL), and why not in why. */
+static enum member_verdict member_check(const char *key, const char *val, char *why, size_t whylen)
 {
-	json_t *o = val ? json_loads(val, 0, NULL) : NULL;
+	json_t *o = key && val ? json_loads(val, 0, NULL) : NULL;
 	const char *node = o ? json_string_value(json_object_get(o, "node")) : NULL;
 	int64_t proto = o ? json_num(json_object_get(o, "proto")) : 0;
 	uint64_t ps = o ? (uint64_t)json_num(json_object_get(o, "page_size")) : 0;
-	bool ok = false;
+	enum member_verdict v = MEMBER_OTHER_CUT;
 
-	if (!node || !*node || strlen(node) >= PL_NAME_MAX || strcmp(key + strlen(m.prefix), node))
+	if (!node || !*node || strlen(node) >= PL_NAME_MAX || strcmp(key + strlen(m.prefix), node)) {
 		snprintf(why, whylen, "not a cachefs member record");
-	else if (proto != CLUSTER_PROTO)
+		v = MEMBER_GARBAGE;
+	} else if (proto != CLUSTER_PROTO) {
 		snprintf(why, whylen, "protocol %" PRId64 ", this node speaks %d", proto, CLUSTER_PROTO);
-	else if (ps != cluster.page_size)
+	} else if (ps != cluster.page_size) {
 		snprintf(why, whylen, "page_size=%" PRIu64 "K, this node's is %" PRIu64 "K", ps >> 10,
 			 cluster.page_size >> 10);
-	else {
-		snprintf(name, PL_NAME_MAX, "%s", node);
-		ok = true;
+	} else {
+		v = MEMBER_OK;
 	}
 	json_decref(o);
-	return ok;
+	return v;
 }
 
 /*
  * The members etcd lists now, or -EIO when it did not answer. A record
- * that differs from this node is left out; `refuse` says whether one did
- * (its line is in err).
+ * of another cut is left out and sets *refused (its line in err); other
+ * records that are not members' are left out, each logged once.
  */
 static int etcd_members(struct placement **out, bool *refused, char *err, size_t errlen)
 {
-	char end[sizeof(m.prefix)];
-	char *k, *e;
-	json_t *a, *kvs;
+	char end[sizeof(m.prefix)], *k, *e, **keys = NULL;
 	const char **names = NULL;
-	char (*buf)[PL_NAME_MAX] = NULL;
-	size_t n = 0, cap;
+	size_t plen = strlen(m.prefix), n = 0, cap;
+	json_t *a, *kvs;
 	int rc = -ENOMEM;
 
 	*refused = false;
 	snprintf(end, sizeof(end), "%s", m.prefix);
-	end[strlen(end) - 1]++;                  /* the prefix's range end: "...members/" -> "...members0" */
-	k = b64(m.prefix, strlen(m.prefix));
-	e = b64(end, strlen(end));
-	if (!k || !e) {
-		free(k);
-		free(e);
-		return -ENOMEM;
-	}
-	a = etcd_call("/v3/kv/range", json_pack("{s:s, s:s}", "key", k, "range_end", e), err, errlen);
+	end[plen - 1]++;                  /* the prefix's range end: "...members/" -> "...members0" */
+	k = b64(m.prefix, plen);
+	e = b64(end, plen);
+	a = k && e ? etcd_call("/v3/kv/range", json_pack("{s:s, s:s}", "key", k, "range_end", e), err, errlen) :
+		     NULL;
 	free(k);
 	free(e);
 	if (!a)
 		return -EIO;
 	kvs = json_object_get(a, "kvs");
 	cap = MIN(json_array_size(kvs), (size_t)MEMBERS_MAX);
+	keys = calloc(cap + 1, sizeof(*keys));
 	names = calloc(cap + 1, sizeof(*names));
-	buf = calloc(cap + 1, sizeof(*buf));
-	if (!names || !buf)
+	if (!keys || !names)
 		goto out;
 	for (size_t i = 0; i < cap; i++) {
 		json_t *kv = json_array_get(kvs, i);
 		const char *kb = json_string_value(json_object_get(kv, "key"));
 		const char *vb = json_string_value(json_object_get(kv, "value"));
 		char *key = kb ? unb64(kb) : NULL, *val = vb ? unb64(vb) : NULL, why[160];
-		if (key && member_ok(key, val, buf[n], why, sizeof(why))) {
-			names[n] = buf[n];
-			n++;
-		} else {
-			uint64_t h = mix64(strlen(kb ? kb : "") * 31 + (vb ? strlen(vb) : 0)) ^
-				     (kb ? placement_node_hash(kb) : 0);
-			if (strstr(why, "this node")) {
-				*refused = true;
-				snprintf(err, errlen, "etcd member %s: %s", key ? key + strlen(m.prefix) : "?", why);
-			}
-			if (!logged_once(h))
-				log_warn("cluster %s: etcd key %s left out: %s", cluster.o.name,
-					 key ? key : "(not base64)", why);
-		}
-		free(key);
+		enum member_verdict v = member_check(key, val, why, sizeof(why));
 		free(val);
+		if (v == MEMBER_OK) {
+			keys[n] = key;
+			names[n++] = key + plen;    /* the member's name is the rest of its key */
+			continue;
+		}
+		if (v == MEMBER_OTHER_CUT) {
+			*refused = true;
+			snprintf(err, errlen, "etcd member %s: %s", key + plen, why);
+		}
+		if (!logged_once(XXH3_64bits(kb ? kb : "", kb ? strlen(kb) : 0)))
+			log_warn("cluster %s: etcd key %s left out: %s", cluster.o.name, key ? key : "(not base64)", why);
+		free(key);
 	}
 	rc = placement_create(out, names, (unsigned)n, cluster.self);
 out:
+	for (size_t i = 0; i < n; i++)
+		free(keys[i]);
+	free(keys);
 	free(names);
-	free(buf);
 	json_decref(a);
 	return rc;
 }
@@ -416,10 +414,7 @@ static void *member_main(void *arg)
 		pthread_mutex_unlock(&m.lock);
 		round_trip(now_ns(), &next_keepalive);
 		pthread_mutex_lock(&m.lock);
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_nsec += (long)MEMBER_POLL_NS;
-		ts.tv_sec += ts.tv_nsec / 1000000000L;
-		ts.tv_nsec %= 1000000000L;
+		realtime_after(&ts, MEMBER_POLL_NS);
 		if (!m.stop)
 			pthread_cond_timedwait(&m.cv, &m.lock, &ts);
 	}

@@ -169,30 +169,22 @@ static json_t *stat_json(const char *name, const struct ufs_stat *st, const char
 			 "mode", (int)(st->mode & 07777), "etag", etag ? etag : "", "id", id, "version", ver);
 }
 
-static enum MHD_Result do_info(struct MHD_Connection *c)
+static enum MHD_Result do_info(struct MHD_Connection *c, const char *path)
 {
 	return send_json(c, json_pack("{s:s, s:i, s:I, s:I}", "node", cluster.self, "proto", CLUSTER_PROTO,
 				      "page_size", (json_int_t)engine_page_size(cluster.e),
 				      "stripe", (json_int_t)PAGE_STRIPE_BYTES));
 }
 
-static enum MHD_Result do_stat(struct MHD_Connection *c)
+static enum MHD_Result do_stat(struct MHD_Connection *c, const char *path)
 {
-	char *path = arg_path(c), etag[UFS_ETAG_MAX];
+	char etag[UFS_ETAG_MAX];
 	struct ufs_stat st;
-	int rc;
+	int rc = engine_src_stat(cluster.e, path, &st, etag);
 
-	if (!path)
-		return fail(c, MHD_HTTP_BAD_REQUEST, "want path=P, a plain path from the mount's root");
-	rc = engine_src_stat(cluster.e, path, &st, etag);
-	if (rc) {
-		enum MHD_Result r = fail(c, errno_status(rc), "%s: %s", path, strerror(-rc));
-		free(path);
-		return r;
-	}
-	json_t *o = stat_json(path, &st, etag);
-	free(path);
-	return send_json(c, o);
+	if (rc)
+		return fail(c, errno_status(rc), "%s: %s", path, strerror(-rc));
+	return send_json(c, stat_json(path, &st, etag));
 }
 
 static int list_one(void *arg, const char *name, const struct ufs_stat *st, const char *etag)
@@ -200,25 +192,15 @@ static int list_one(void *arg, const char *name, const struct ufs_stat *st, cons
 	return json_array_append_new(arg, stat_json(name, st, etag)) ? -ENOMEM : 0;
 }
 
-static enum MHD_Result do_list(struct MHD_Connection *c)
+static enum MHD_Result do_list(struct MHD_Connection *c, const char *path)
 {
-	char *path = arg_path(c);
 	json_t *a = json_array();
-	int rc;
+	int rc = a ? engine_src_list(cluster.e, path, list_one, a) : -ENOMEM;
 
-	if (!path || !a) {
-		free(path);
-		json_decref(a);
-		return fail(c, MHD_HTTP_BAD_REQUEST, "want path=P, a plain path from the mount's root");
-	}
-	rc = engine_src_list(cluster.e, path, list_one, a);
 	if (rc) {
-		enum MHD_Result r = fail(c, errno_status(rc), "%s: %s", path, strerror(-rc));
-		free(path);
 		json_decref(a);
-		return r;
+		return fail(c, errno_status(rc), "%s: %s", path, strerror(-rc));
 	}
-	free(path);
 	return send_json(c, json_pack("{s:o}", "entries", a));
 }
 
@@ -291,13 +273,7 @@ static struct eread *read_wait(struct efile *f, uint64_t off, size_t len, uint64
 		*err = rc;
 		return NULL;
 	}
-	clock_gettime(CLOCK_REALTIME, &ts);
-	ts.tv_sec += (time_t)(patience_ns / 1000000000ULL);
-	ts.tv_nsec += (long)(patience_ns % 1000000000ULL);
-	if (ts.tv_nsec >= 1000000000L) {
-		ts.tv_sec++;
-		ts.tv_nsec -= 1000000000L;
-	}
+	realtime_after(&ts, patience_ns);
 	pthread_mutex_lock(&w->mu);
 	while (!w->r) {
 		if (!patience_ns)
@@ -331,7 +307,8 @@ static void held_free(void *cls)
 {
 	struct held_read *h = cls;
 
-	eread_release(h->r);
+	if (h->r)
+		eread_release(h->r);
 	efile_put(h->f);
 	free(h);
 }
@@ -468,14 +445,80 @@ static void add_file_headers(struct MHD_Response *r, const struct efile *f, cons
 	MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "application/octet-stream");
 }
 
-static enum MHD_Result do_read(struct MHD_Connection *c)
+/*
+ * The answer for [off, end) of f from its pinned pages, with their digest;
+ * it holds f from then on (its free callback lets go of both). NULL with
+ * *err, f still the caller's; -EAGAIN when patience ran out first.
+ */
+static struct MHD_Response *pinned_answer(struct efile *f, uint64_t off, uint64_t end, uint64_t patience,
+					  int *err)
+{
+	struct held_read *h = calloc(1, sizeof(*h));
+	struct MHD_IoVec iov[SERVE_IOV_MAX / 4096 + 2];
+	XXH3_state_t *xs = XXH3_createState();
+	struct MHD_Response *resp = NULL;
+	uint64_t got = 0;
+	unsigned n = 0;
+	char v[40];
+
+	if (!h || !xs) {
+		*err = -ENOMEM;
+		goto out;
+	}
+	if (end > off && !(h->r = read_wait(f, off, end - off, patience, err)))
+		goto out;
+	XXH3_64bits_reset(xs);
+	for (; h->r && n < h->r->niov && n < ARRAY_SIZE(iov); n++) {
+		iov[n].iov_base = h->r->iov[n].iov_base;
+		iov[n].iov_len = h->r->iov[n].iov_len;
+		XXH3_64bits_update(xs, iov[n].iov_base, iov[n].iov_len);
+		got += iov[n].iov_len;
+	}
+	if (got != end - off) {
+		*err = -EIO;    /* the source's object is shorter than its listing said */
+		goto out;
+	}
+	h->f = f;
+	if (!(resp = MHD_create_response_from_iovec(iov, n, held_free, h))) {
+		h->f = NULL;
+		*err = -ENOMEM;
+		goto out;
+	}
+	snprintf(v, sizeof(v), "xxh3:%016llx", (unsigned long long)XXH3_64bits_digest(xs));
+	MHD_add_response_header(resp, "X-Cachefs-Digest", v);
+	h = NULL;
+out:
+	if (h && h->r)
+		eread_release(h->r);
+	free(h);
+	XXH3_freeState(xs);
+	return resp;
+}
+
+/* The answer for [off, end) of f, read and sent a chunk at a time; it holds f. NULL: out of memory. */
+static struct MHD_Response *streamed_answer(struct efile *f, uint64_t off, uint64_t end)
+{
+	struct stream *s = calloc(1, sizeof(*s));
+	struct MHD_Response *resp;
+
+	if (!s)
+		return NULL;
+	s->f = f;
+	s->off = off;
+	s->end = end;
+	if (!(resp = MHD_create_response_from_callback(end - off, 256 << 10, stream_fill, s, stream_free)))
+		free(s);
+	return resp;
+}
+
+static enum MHD_Result do_read(struct MHD_Connection *c, const char *path)
 {
 	const char *range = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_RANGE);
 	const char *peer = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "peer");
 	const char *soon = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "soon");
 	/* soon=1: answer within half the peer timeout, with 202 when the pages are still coming. */
 	uint64_t patience = soon && !strcmp(soon, "1") ? MAX(secs_to_ns(cluster.o.peer_timeout) / 2, 1) : 0;
-	char *path = arg_path(c), etag[UFS_ETAG_MAX] = "", v[96];
+	char etag[UFS_ETAG_MAX] = "", v[96];
 	struct MHD_Response *resp = NULL;
 	struct efile *f = NULL;
 	uint64_t size, off = 0, end;
@@ -483,14 +526,10 @@ static enum MHD_Result do_read(struct MHD_Connection *c)
 	enum MHD_Result ret;
 	int rc;
 
-	if (!path || !path[0])
-		return free(path), fail(c, MHD_HTTP_BAD_REQUEST, "want path=P, a file from the mount's root");
-	rc = open_file(c, path, &f, etag);
-	if (rc) {
-		ret = fail(c, errno_status(rc), "%s: %s", path, strerror(-rc));
-		free(path);
-		return ret;
-	}
+	if (!path[0])
+		return fail(c, MHD_HTTP_BAD_REQUEST, "want path=P, a file from the mount's root");
+	if ((rc = open_file(c, path, &f, etag)))
+		return fail(c, errno_status(rc), "%s: %s", path, strerror(-rc));
 	size = efile_size(f);
 	if (peer && !strcmp(peer, "1")) {
 		efile_set_local_only(f);
@@ -502,7 +541,6 @@ static enum MHD_Result do_read(struct MHD_Connection *c)
 	} else if (range && rc == -ERANGE) {
 		snprintf(v, sizeof(v), "bytes */%" PRIu64, size);
 		efile_put(f);
-		free(path);
 		resp = MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
 		if (!resp)
 			return MHD_NO;
@@ -511,73 +549,17 @@ static enum MHD_Result do_read(struct MHD_Connection *c)
 		MHD_destroy_response(resp);
 		return ret;
 	}
-	if (end == off) {
-		resp = MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
-		if (!resp)
-			goto no_memory;
-		add_file_headers(resp, f, etag);
-		snprintf(v, sizeof(v), "xxh3:%016llx", (unsigned long long)XXH3_64bits("", 0));
-		MHD_add_response_header(resp, "X-Cachefs-Digest", v);
+	if (end - off <= SERVE_IOV_MAX)
+		resp = pinned_answer(f, off, end, patience, &rc);
+	else if (!(resp = streamed_answer(f, off, end)))
+		rc = -ENOMEM;
+	if (!resp) {
 		efile_put(f);
-	} else if (end - off <= SERVE_IOV_MAX) {
-		struct held_read *h = calloc(1, sizeof(*h));
-		struct MHD_IoVec iov[SERVE_IOV_MAX / 4096 + 2];
-		XXH3_state_t *xs = XXH3_createState();
-		size_t got = 0;
-		unsigned n;
-		if (!h || !xs || !(h->r = read_wait(f, off, end - off, patience, &rc))) {
-			if (!h || !xs)
-				rc = -ENOMEM;
-			free(h);
-			XXH3_freeState(xs);
-			if (rc == -EAGAIN) {
-				/* Being fetched: the asker comes back for it with more patience. */
-				efile_put(f);
-				free(path);
-				return fail(c, MHD_HTTP_ACCEPTED, "the pages are being fetched; ask again");
-			}
-			goto failed;
-		}
-		h->f = f;
-		XXH3_64bits_reset(xs);
-		n = MIN(h->r->niov, (unsigned)ARRAY_SIZE(iov));
-		for (unsigned i = 0; i < n; i++) {
-			iov[i].iov_base = h->r->iov[i].iov_base;
-			iov[i].iov_len = h->r->iov[i].iov_len;
-			XXH3_64bits_update(xs, iov[i].iov_base, iov[i].iov_len);
-			got += iov[i].iov_len;
-		}
-		snprintf(v, sizeof(v), "xxh3:%016llx", (unsigned long long)XXH3_64bits_digest(xs));
-		XXH3_freeState(xs);
-		if (got != end - off) {
-			/* The source's object is shorter than its listing said. */
-			eread_release(h->r);
-			free(h);
-			rc = -EIO;
-			goto failed;
-		}
-		if (!(resp = MHD_create_response_from_iovec(iov, n, held_free, h))) {
-			held_free(h);
-			free(path);
-			return MHD_NO;
-		}
-		add_file_headers(resp, f, etag);
-		MHD_add_response_header(resp, "X-Cachefs-Digest", v);
-	} else {
-		struct stream *s = calloc(1, sizeof(*s));
-		if (!s)
-			goto no_memory;
-		s->f = f;
-		s->off = off;
-		s->end = end;
-		if (!(resp = MHD_create_response_from_callback(end - off, 256 << 10, stream_fill, s, stream_free))) {
-			stream_free(s);
-			free(path);
-			return MHD_NO;
-		}
-		add_file_headers(resp, f, etag);
+		if (rc == -EAGAIN)   /* being fetched: the asker comes back with more patience */
+			return fail(c, MHD_HTTP_ACCEPTED, "the pages are being fetched; ask again");
+		return fail(c, errno_status(rc), "%s: %s", path, strerror(-rc));
 	}
-	f = NULL;   /* the response holds it */
+	add_file_headers(resp, f, etag);   /* f lives as long as the response */
 	if (status == MHD_HTTP_PARTIAL_CONTENT) {
 		snprintf(v, sizeof(v), "bytes %" PRIu64 "-%" PRIu64 "/%" PRIu64, off, end - 1, size);
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_RANGE, v);
@@ -585,17 +567,19 @@ static enum MHD_Result do_read(struct MHD_Connection *c)
 	atomic_fetch_add_explicit(&cluster.served_bytes, end - off, memory_order_relaxed);
 	ret = MHD_queue_response(c, status, resp);
 	MHD_destroy_response(resp);
-	free(path);
-	return ret;
-no_memory:
-	rc = -ENOMEM;
-failed:
-	ret = fail(c, errno_status(rc), "%s: %s", path, strerror(-rc));
-	if (f)
-		efile_put(f);
-	free(path);
 	return ret;
 }
+
+static const struct route {
+	const char *url;
+	enum MHD_Result (*run)(struct MHD_Connection *c, const char *path);
+	bool path;               /* takes path=P, cleaned */
+} routes[] = {
+	{ "/v1/read", do_read, true },
+	{ "/v1/stat", do_stat, true },
+	{ "/v1/list", do_list, true },
+	{ "/v1/info", do_info, false },
+};
 
 static enum MHD_Result answer(void *cls, struct MHD_Connection *c, const char *url, const char *method,
 			      const char *version, const char *upload, size_t *upload_len, void **state)
@@ -616,14 +600,19 @@ static enum MHD_Result answer(void *cls, struct MHD_Connection *c, const char *u
 	}
 	if (strcmp(method, "GET") && strcmp(method, "HEAD"))
 		return fail(c, MHD_HTTP_METHOD_NOT_ALLOWED, "GET and HEAD only");
-	if (!strcmp(url, "/v1/read"))
-		return do_read(c);
-	if (!strcmp(url, "/v1/stat"))
-		return do_stat(c);
-	if (!strcmp(url, "/v1/list"))
-		return do_list(c);
-	if (!strcmp(url, "/v1/info"))
-		return do_info(c);
+	for (unsigned i = 0; i < ARRAY_SIZE(routes); i++) {
+		char *path;
+		enum MHD_Result rc;
+		if (strcmp(url, routes[i].url))
+			continue;
+		if (!routes[i].path)
+			return routes[i].run(c, NULL);
+		if (!(path = arg_path(c)))
+			return fail(c, MHD_HTTP_BAD_REQUEST, "want path=P, a plain path from the mount's root");
+		rc = routes[i].run(c, path);
+		free(path);
+		return rc;
+	}
 	return fail(c, MHD_HTTP_NOT_FOUND, "this page server answers /v1/info, /v1/stat, /v1/list and /v1/read");
 }
 

@@ -13,6 +13,8 @@ s3_start data
 for f in big big2 big3 big4; do head -c 48000000 /dev/urandom > "$T/$f"; done
 STRIPES=12    # 48000000 bytes in 4 MiB stripes
 for f in big big2 big3 big4; do $S3TOOL "$S3_EP" put data $f.bin "$T/$f"; done
+: > "$T/empty"
+$S3TOOL "$S3_EP" put data empty.bin "$T/empty"
 openssl rand -hex 32 > "$T/token"
 chmod 600 "$T/token"
 
@@ -59,7 +61,13 @@ code=$(curl -s -o "$T/body" -w '%{http_code}' -H "Authorization: Bearer $(rev "$
 code=$(curl -s -o "$T/body" -w '%{http_code}' -H "Authorization: Bearer $(cat "$T/token")" \
 	-H 'Range: bytes=1000-1999' "http://127.0.0.1:${P[0]}/v1/read?path=big.bin")
 [ "$code" = 206 ] && cmp "$T/body" <(tail -c +1001 "$T/big" | head -c 1000) || fail "a ranged read: HTTP $code"
-pass "a request without the token, or with a wrong one, gets 401 and no data; with it, the bytes"
+code=$(curl -s -o "$T/body" -w '%{http_code}' -H "Authorization: Bearer $(cat "$T/token")" \
+	"http://127.0.0.1:${P[0]}/v1/read?path=empty.bin")
+[ "$code" = 200 ] && [ ! -s "$T/body" ] || fail "an empty file: HTTP $code, $(stat -c %s "$T/body") bytes"
+code=$(curl -s -o "$T/body" -w '%{http_code}' -H "Authorization: Bearer $(cat "$T/token")" \
+	"http://127.0.0.1:${P[0]}/v1/read?path=../etc/passwd")
+[ "$code" = 400 ] || fail "a path out of the mount: HTTP $code"
+pass "a request without the token, or with a wrong one, gets 401 and no data; with it, the bytes (none of an empty file; 400 out of the mount)"
 
 one_copy big 0 1 2
 [ "$(metric 1 'cachefs_peer_pages_total{from="fallback"}')" = 0 ] || fail "node 1 fell back to the source"
@@ -79,6 +87,8 @@ for _ in $(seq 100); do
 	curl -s -o /dev/null -X POST -d '{}' "http://127.0.0.1:$EP/v3/maintenance/status" && break
 	sleep 0.1
 done
+curl -s -o /dev/null -X POST -d '{}' "http://127.0.0.1:$EP/v3/maintenance/status" ||
+	fail "etcd did not start: $(tail -n 5 "$T/etcd.log")"
 members_are() {   # members_are N NODES...: each node's member count reaches N within 15 s
 	local want=$1 n
 	shift
