@@ -219,6 +219,13 @@ static int add_ssd(struct cachefs_config *c, const char *val, char *err, size_t 
 	return 0;
 }
 
+static int too_long(const struct opt_def *d, char *err, size_t errlen)
+{
+	snprintf(err, errlen, "value of option '%s' is too long (at most %llu bytes)", d->name,
+		 (unsigned long long)d->max - 1);
+	return -EINVAL;
+}
+
 static int apply(struct cachefs_config *c, const struct opt_def *d, const char *opt,
 		 const char *val, char *err, size_t errlen)
 {
@@ -324,11 +331,8 @@ static int apply(struct cachefs_config *c, const struct opt_def *d, const char *
 		return add_ssd(c, val, err, errlen);
 	case OPT_STRING:
 	case OPT_LIST:
-		if (strlen(val) >= d->max) {
-			snprintf(err, errlen, "value of option '%s' is too long (at most %llu bytes)", d->name,
-				 (unsigned long long)d->max - 1);
-			return -EINVAL;
-		}
+		if (strlen(val) >= d->max)
+			return too_long(d, err, errlen);
 		strcpy(field, val);
 		break;
 	case OPT_ADDRESSING:
@@ -437,9 +441,7 @@ int config_parse_opts(struct cachefs_config *c, const char *opts, char *err, siz
 		if (list && !eq && strchr(tok, ':')) {
 			char *field = (char *)c + list->off;
 			if (strlen(field) + 1 + strlen(tok) >= list->max) {
-				snprintf(err, errlen, "value of option '%s' is too long (at most %llu bytes)", list->name,
-					 (unsigned long long)list->max - 1);
-				rc = -EINVAL;
+				rc = too_long(list, err, errlen);
 				break;
 			}
 			strcat(field, ",");

@@ -297,8 +297,8 @@ static void on_sighup(int sig)
 	ctl_request_reload();
 }
 
-/* FUSE request counts on /metrics. */
-static void fuse_metrics(struct metrics_buf *b, void *arg)
+/* The front end's families on /metrics: FUSE request counts, the cluster's. */
+static void front_metrics(struct metrics_buf *b, void *arg)
 {
 	static const char *const names[] = FS_OP_NAMES;
 	uint64_t n[FS_OP_COUNT];
@@ -740,7 +740,7 @@ static int start_control(struct daemon *d)
 static int start_metrics(struct daemon *d)
 {
 	if (d->cfg.ctl.metrics[0])
-		web_start(d->cfg.ctl.metrics, d->e, ctl_jobs(), fuse_metrics, d->ff);
+		web_start(d->cfg.ctl.metrics, d->e, ctl_jobs(), front_metrics, d->ff);
 	return 0;
 }
 

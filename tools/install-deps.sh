@@ -33,12 +33,11 @@ if [ -n "$missing" ]; then
 	# shellcheck disable=SC2086
 	apt-get install -y -q --no-install-recommends $missing || { [ -z "$policy" ] || rm -f /usr/sbin/policy-rc.d; exit 1; }
 	[ -z "$policy" ] || rm -f /usr/sbin/policy-rc.d
-	case " $missing " in
-	*" nginx-light "*) command -v systemctl >/dev/null && systemctl disable nginx >/dev/null 2>&1 || true ;;
-	esac
-	case " $missing " in
-	*" etcd-server "*) command -v systemctl >/dev/null && systemctl disable etcd >/dev/null 2>&1 || true ;;
-	esac
+	for pkg_svc in nginx-light:nginx etcd-server:etcd; do
+		case " $missing " in
+		*" ${pkg_svc%%:*} "*) command -v systemctl >/dev/null && systemctl disable "${pkg_svc#*:}" >/dev/null 2>&1 || true ;;
+		esac
+	done
 fi
 
 # The S3 server the tests start (s3rver, version pinned in package-lock.json).
