@@ -54,7 +54,9 @@ void peers_destroy(void);
 extern const struct engine_peers peers_fetcher;
 
 /* member.c: etcd, or the static list of -o members. */
+/* Before daemonizing: takes a fixed list, or checks etcd's (a node cut another way is refused). */
 int members_check(char *err, size_t errlen);
+/* With etcd: registers, reads the members, and starts the thread that keeps both up to date. */
 int members_start(char *err, size_t errlen);
 void members_stop(void);
 

@@ -37,6 +37,10 @@
 #define MEMBERS_MAX 4096
 #define LOGGED_MAX 64
 
+/*
+ * Owner: the membership thread; before it runs, the thread that checks and
+ * starts the cluster, and members_stop after it ended. `stop` is under lock.
+ */
 static struct {
 	pthread_t thread;
 	bool running;
@@ -462,9 +466,11 @@ static void free_urls(void)
 }
 
 /*
- * Before daemonizing: etcd's URLs, and whether the cluster as etcd lists
- * it now is cut the same way (protocol, page size): if not, this node is
- * refused here, in one line. etcd not answering is no reason to refuse.
+ * Before daemonizing, so that a mistake reaches the terminal: a fixed list
+ * is taken (it must name this node); with etcd, its URLs, and whether the
+ * cluster as etcd lists it now is cut the same way (protocol, page size):
+ * if not, this node is refused here, in one line. etcd not answering is no
+ * reason to refuse.
  */
 int members_check(char *err, size_t errlen)
 {
@@ -473,6 +479,8 @@ int members_check(char *err, size_t errlen)
 	char why[512] = "";
 	int rc;
 
+	if (cluster.o.members[0])
+		return static_members(err, errlen);
 	if (!cluster.o.etcd[0])
 		return 0;
 	if ((rc = parse_urls(err, errlen)))
@@ -501,10 +509,8 @@ int members_start(char *err, size_t errlen)
 {
 	int rc;
 
-	if (cluster.o.members[0])
-		return static_members(err, errlen);
 	if (!cluster.o.etcd[0])
-		return 0;
+		return 0;      /* no list, or the fixed one members_check took */
 	if ((rc = parse_urls(err, errlen)))
 		return rc;
 	m.lease = 0;

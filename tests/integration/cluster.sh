@@ -71,7 +71,9 @@ pass "a request without the token, or with a wrong one, gets 401 and no data; wi
 
 one_copy big 0 1 2
 [ "$(metric 1 'cachefs_peer_pages_total{from="fallback"}')" = 0 ] || fail "node 1 fell back to the source"
-pass "fixed members: one copy of the file from the source, the rest from the owners"
+must_refuse "a list without this node" "does not name this node" "s3://data" \
+	-o "$S3_OPTS,serve=127.0.0.1:$(free_port),cluster_token_file=$T/token,members=127.0.0.1:${P[0]}"
+pass "fixed members: one copy of the file from the source, the rest from the owners; a list must name the node"
 for n in 0 1 2; do unmount_cachefs "$T/m$n"; done
 
 # ---- etcd ----
