@@ -518,8 +518,9 @@ static void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	if (ff_of(req)->o.no_open == TRI_ON) {
 		/*
 		 * The kernel takes ENOSYS as "opens need no daemon" for the rest
-		 * of the mount: no OPEN, FLUSH or RELEASE again, and it keeps the
-		 * file's pages (FOPEN_KEEP_CACHE). Reads come with no handle.
+		 * of the mount: no OPEN or RELEASE again (FLUSH stops at its own
+		 * ENOSYS, fs_flush), and it keeps the file's pages
+		 * (FOPEN_KEEP_CACHE). Reads come with no handle.
 		 */
 		fuse_reply_err(req, ENOSYS);
 		return;
@@ -584,6 +585,17 @@ static void sync_fs(fuse_req_t req, struct fuse_file_info *fi, bool fsync, int d
 
 static void fs_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
+	if (ff_of(req)->o.no_open == TRI_ON) {
+		/*
+		 * A kernel that opens without asking still sends FLUSH at each
+		 * close, until FLUSH says ENOSYS once: a small file would cost a
+		 * round trip after all. no_open mounts are read-only, so no file
+		 * open for writing waits for a commit at close.
+		 */
+		count_op(req, FS_OP_FLUSH);
+		fuse_reply_err(req, ENOSYS);
+		return;
+	}
 	sync_fs(req, fi, false, 0);
 }
 

@@ -20,6 +20,7 @@ metric() { curl -sf "http://127.0.0.1:$port/metrics" | awk -v k="$1" '$1 == k { 
 same_tree "$T/src/d" "$T/m/d" >/dev/null
 [ "$(reqs open)" = 1 ] || fail "$(reqs open) OPEN requests for 200 files: want only the first (answered ENOSYS)"
 [ "$(reqs release)" = 0 ] || fail "$(reqs release) RELEASE requests under no_open"
+[ "$(reqs flush)" -le 1 ] || fail "$(reqs flush) FLUSH requests for 200 files: want at most the first (answered ENOSYS)"
 # Tests run in parallel and some drop the kernel's caches: a pass that sent
 # READs is tried again; with the cache kept, one of three sends none.
 for try in 1 2 3; do
@@ -33,7 +34,8 @@ done
 [ "$(reqs open)" = 1 ] || fail "the second pass sent OPEN requests"
 [ "$(metric cachefs_open_files)" = 0 ] || fail "$(metric cachefs_open_files) open files with none open"
 [ "$(metric cachefs_shared_handles)" -ge 100 ] || fail "only $(metric cachefs_shared_handles) shared handles after 200 files"
-pass "200 files read twice byte-exact: 1 OPEN in all, no RELEASE, no READ the second time, $(metric cachefs_shared_handles) shared handles"
+[ "$(reqs flush)" -le 1 ] || fail "the second pass sent FLUSH requests"
+pass "200 files read twice byte-exact: 1 OPEN and at most 1 FLUSH in all, no RELEASE, no READ the second time, $(metric cachefs_shared_handles) shared handles"
 
 cat "$T/m/changes" >/dev/null
 echo "version two, longer" >"$T/src/changes"
