@@ -59,6 +59,71 @@ const char *cluster_token(void)
 	return cluster.token;
 }
 
+#define CALL_BODY_MAX (4u << 20)
+
+struct body {
+	char *p;
+	size_t len;
+};
+
+static size_t on_data(char *data, size_t size, size_t n, void *arg)
+{
+	struct body *b = arg;
+	size_t len = size * n;
+	char *p;
+
+	if (b->len + len > CALL_BODY_MAX || !(p = realloc(b->p, b->len + len + 1)))
+		return 0;
+	memcpy(p + b->len, data, len);
+	b->p = p;
+	b->len += len;
+	p[b->len] = '\0';
+	return len;
+}
+
+json_t *cluster_call(CURL *c, const char *url, const char *body, bool auth, long timeout_ms, char *err,
+		     size_t errlen)
+{
+	struct curl_slist *hdr = NULL;
+	struct body b = { 0 };
+	json_t *ans = NULL;
+	char h[CLUSTER_TOKEN_MAX + 32];
+	long status = 0;
+	CURLcode cc;
+
+	curl_easy_reset(c);
+	curl_easy_setopt(c, CURLOPT_URL, url);
+	if (body)
+		curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+	if (auth) {
+		snprintf(h, sizeof(h), "Authorization: Bearer %s", cluster.token);
+		hdr = curl_slist_append(NULL, h);
+		curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdr);
+	}
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
+	curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
+	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, timeout_ms);
+	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+	cc = curl_easy_perform(c);
+	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+	curl_slist_free_all(hdr);
+	if (cc != CURLE_OK)
+		msgf(err, errlen, "%s: %s", url, curl_easy_strerror(cc));
+	else if (status < 200 || status > 299)
+		msgf(err, errlen, "%s: HTTP %ld: %.200s", url, status, b.p ? b.p : "");
+	else if (!(ans = json_loads(b.p ? b.p : "", 0, NULL)))
+		msgf(err, errlen, "%s: an answer that is not JSON", url);
+	free(b.p);
+	return ans;
+}
+
+bool member_url(char *buf, size_t len, const char *name, const char *api, const char *query)
+{
+	int n = snprintf(buf, len, "http://%s/v1/%s%s%s", name, api, query ? "?" : "", query ? query : "");
+
+	return n > 0 && (size_t)n < len;
+}
+
 /* The shared token: a file only its owner reads, one line. */
 static int load_token(const char *path, char *err, size_t errlen)
 {
@@ -195,6 +260,48 @@ void cluster_destroy(void)
 		free(r);
 	}
 	on = false;
+}
+
+#define INFO_CALL_MS 2000
+
+json_t *cluster_members_json(void)
+{
+	struct placement *pl = placement_get();
+	json_t *a = json_array();
+	CURL *c;
+
+	if (!on || !(c = curl_easy_init())) {
+		json_decref(a);
+		return NULL;
+	}
+	for (unsigned i = 0; pl && i < placement_count(pl); i++) {
+		const char *name = placement_name(pl, i);
+		char url[PL_NAME_MAX + 32], err[512];
+		json_t *info = NULL;
+
+		if (member_url(url, sizeof(url), name, "info", NULL))
+			info = cluster_call(c, url, NULL, true, INFO_CALL_MS, err, sizeof(err));
+		json_array_append_new(a, info ? info : json_pack("{s:s, s:s}", "node", name, "error", err));
+	}
+	curl_easy_cleanup(c);
+	return json_pack("{s:s, s:s, s:o}", "cluster", cluster.o.name, "self", cluster.self, "members", a);
+}
+
+json_t *cluster_peer_json(void)
+{
+	struct engine_stats s = { 0 };
+
+	if (cluster.e)
+		engine_stats(cluster.e, &s);
+	return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}",
+			 "requests_served", (json_int_t)atomic_load(&cluster.served_requests),
+			 "bytes_served", (json_int_t)atomic_load(&cluster.served_bytes),
+			 "requests_sent", (json_int_t)atomic_load(&cluster.sent_requests),
+			 "bytes_received", (json_int_t)atomic_load(&cluster.sent_bytes),
+			 "failures", (json_int_t)atomic_load(&cluster.peer_failures),
+			 "corrupt", (json_int_t)atomic_load(&cluster.peer_corrupt),
+			 "pages_from_peers", (json_int_t)s.peer_pages,
+			 "fallbacks", (json_int_t)s.peer_fallbacks);
 }
 
 void cluster_metrics(struct metrics_buf *b)

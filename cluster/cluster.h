@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "core/options.h"
+#include "ctl/jobs.h"
 #include "ctl/metrics.h"
 #include "engine/engine.h"
 
@@ -37,6 +38,16 @@ int cluster_start(struct engine *e, char *err, size_t errlen);
 void cluster_stop(void);
 /* After the shards stopped. */
 void cluster_destroy(void);
+/* Loads split among the members by owner (ctl/jobs.h): plug into the jobs table once the cluster started. */
+const struct jobs_cluster *cluster_load_ops(void);
+/*
+ * `cachefsctl cluster`: every member's /v1/info, or why it did not
+ * answer, as {"cluster", "self", "members": [...]}; blocks up to a few
+ * seconds for each member that hangs. NULL outside a cluster.
+ */
+json_t *cluster_members_json(void);
+/* This node's cluster numbers (peer traffic) as /v1/info shows them. */
+json_t *cluster_peer_json(void);
 /* The cluster's families on /metrics (nothing when it is off). */
 void cluster_metrics(struct metrics_buf *b);
 

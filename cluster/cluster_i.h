@@ -2,6 +2,8 @@
 #ifndef CACHEFS_CLUSTER_I_H
 #define CACHEFS_CLUSTER_I_H
 
+#include <curl/curl.h>
+#include <jansson.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -38,6 +40,16 @@ struct placement *placement_get(void);
 
 /* cluster.c: the token, for peers' requests. */
 const char *cluster_token(void);
+/*
+ * A blocking HTTP call of the cluster's own threads (membership, loads,
+ * `cachefsctl cluster`), never of a shard: `body` is POSTed when not NULL,
+ * the cluster's token sent with `auth`. The parsed JSON answer of a 2xx,
+ * or NULL with a one-line reason in err.
+ */
+json_t *cluster_call(CURL *c, const char *url, const char *body, bool auth, long timeout_ms, char *err,
+		     size_t errlen);
+/* http://NAME/v1/API?QUERY for member NAME into buf; false when it does not fit. */
+bool member_url(char *buf, size_t len, const char *name, const char *api, const char *query);
 
 /* server.c */
 int pserve_start(char *err, size_t errlen);

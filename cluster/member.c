@@ -33,7 +33,6 @@
 
 #define MEMBER_POLL_NS 500000000ULL
 #define ETCD_CALL_TIMEOUT_MS 2000
-#define ETCD_BODY_MAX (4u << 20)
 #define MEMBERS_MAX 4096
 #define LOGGED_MAX 64
 
@@ -132,26 +131,6 @@ static char *unb64(const char *s)
 	return out;
 }
 
-struct body {
-	char *p;
-	size_t len;
-};
-
-static size_t on_data(char *data, size_t size, size_t n, void *arg)
-{
-	struct body *b = arg;
-	size_t len = size * n;
-	char *p;
-
-	if (b->len + len > ETCD_BODY_MAX || !(p = realloc(b->p, b->len + len + 1)))
-		return 0;
-	memcpy(p + b->len, data, len);
-	b->p = p;
-	b->len += len;
-	p[b->len] = '\0';
-	return len;
-}
-
 /*
  * POSTs `req` to `api` on an endpoint that answers (the last one first):
  * the parsed answer, or NULL when none did (why in err).
@@ -168,31 +147,11 @@ static json_t *etcd_call(const char *api, json_t *req, char *err, size_t errlen)
 	}
 	for (unsigned k = 0; k < m.nurls && !ans; k++) {
 		unsigned i = (m.cur + k) % m.nurls;
-		struct body b = { 0 };
 		char url[600];
-		long status = 0;
-		CURLcode cc;
 
 		snprintf(url, sizeof(url), "%s%s", m.urls[i], api);
-		curl_easy_reset(m.curl);
-		curl_easy_setopt(m.curl, CURLOPT_URL, url);
-		curl_easy_setopt(m.curl, CURLOPT_POSTFIELDS, body);
-		curl_easy_setopt(m.curl, CURLOPT_WRITEFUNCTION, on_data);
-		curl_easy_setopt(m.curl, CURLOPT_WRITEDATA, &b);
-		curl_easy_setopt(m.curl, CURLOPT_TIMEOUT_MS, (long)ETCD_CALL_TIMEOUT_MS);
-		curl_easy_setopt(m.curl, CURLOPT_NOSIGNAL, 1L);
-		cc = curl_easy_perform(m.curl);
-		curl_easy_getinfo(m.curl, CURLINFO_RESPONSE_CODE, &status);
-		if (cc != CURLE_OK) {
-			msgf(err, errlen, "%s: %s", url, curl_easy_strerror(cc));
-		} else if (status != 200) {
-			msgf(err, errlen, "%s: HTTP %ld: %.200s", url, status, b.p ? b.p : "");
-		} else if (!(ans = json_loads(b.p ? b.p : "", 0, NULL))) {
-			msgf(err, errlen, "%s: an answer that is not JSON", url);
-		} else {
+		if ((ans = cluster_call(m.curl, url, body, false, ETCD_CALL_TIMEOUT_MS, err, errlen)))
 			m.cur = i;
-		}
-		free(b.p);
 	}
 	free(body);
 	return ans;

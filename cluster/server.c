@@ -4,10 +4,15 @@
  * through it. Every request needs `Authorization: Bearer TOKEN` (the
  * cluster's shared token) or gets 401 and no data.
  *
- *   GET /v1/info                    {"node", "proto", "page_size", "stripe"}
+ *   GET /v1/info                    {"node", "proto", "page_size", "stripe", "cluster",
+ *                                   "members", "peer": traffic, "status": as cachefsctl status}
  *   GET /v1/stat?path=P             the source's attributes of P (JSON)
  *   GET /v1/list?path=P             its entries (JSON)
  *   GET /v1/read?path=P[&id=&version=&size=&etag=][&peer=1]   bytes, Range honoured
+ *   GET /v1/page?file=HEX&index=N   a page by its key (pgkey), if this node has it cached: 404 if not
+ *   POST /v1/load?path=P[&path=Q...][&scope=cluster|owned|here][&parallel=N]   {"job": ID, "node"}
+ *   GET /v1/load?job=ID             its progress, as cachefsctl shows it (a cluster load: every node's)
+ *   POST /v1/load/cancel?job=ID     cancels it; its progress
  *
  * A read names its file by path; with id, version, size and etag (what a
  * peer knows from its own open) no source call is made before the pages
@@ -28,6 +33,9 @@
 #include "cluster/cluster_i.h"
 #include "core/log.h"
 #include "core/util.h"
+#include "ctl/server.h"
+#include "ctl/status.h"
+#include "iostore/pgcache.h"
 #include "iostore/pgkey.h"
 
 #include <errno.h>
@@ -66,8 +74,6 @@ static enum MHD_Result send_buf(struct MHD_Connection *c, unsigned status, const
 	MHD_add_response_header(r, "Content-Type", type);
 	if (status == MHD_HTTP_UNAUTHORIZED)
 		MHD_add_response_header(r, "WWW-Authenticate", "Bearer realm=\"cachefs\"");
-	if (status == MHD_HTTP_METHOD_NOT_ALLOWED)
-		MHD_add_response_header(r, "Allow", "GET, HEAD");
 	rc = MHD_queue_response(c, status, r);
 	MHD_destroy_response(r);
 	return rc;
@@ -171,9 +177,13 @@ static json_t *stat_json(const char *name, const struct ufs_stat *st, const char
 
 static enum MHD_Result do_info(struct MHD_Connection *c, const char *path)
 {
-	return send_json(c, json_pack("{s:s, s:i, s:I, s:I}", "node", cluster.self, "proto", CLUSTER_PROTO,
-				      "page_size", (json_int_t)engine_page_size(cluster.e),
-				      "stripe", (json_int_t)PAGE_STRIPE_BYTES));
+	struct placement *pl = placement_get();
+
+	return send_json(c, json_pack("{s:s, s:i, s:I, s:I, s:s, s:i, s:o, s:o}", "node", cluster.self,
+				      "proto", CLUSTER_PROTO, "page_size", (json_int_t)engine_page_size(cluster.e),
+				      "stripe", (json_int_t)PAGE_STRIPE_BYTES, "cluster", cluster.o.name,
+				      "members", pl ? (int)placement_count(pl) : 1, "peer", cluster_peer_json(),
+				      "status", status_json(cluster.e, ctl_jobs())));
 }
 
 static enum MHD_Result do_stat(struct MHD_Connection *c, const char *path)
@@ -570,15 +580,204 @@ static enum MHD_Result do_read(struct MHD_Connection *c, const char *path)
 	return ret;
 }
 
+/* ---- a page by its key ---- */
+
+struct page_wait {
+	struct page_op op;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	bool done;
+};
+
+static void page_got(struct page_op *op)
+{
+	struct page_wait *w = container_of(op, struct page_wait, op);
+
+	pthread_mutex_lock(&w->mu);
+	w->done = true;
+	pthread_cond_signal(&w->cv);
+	pthread_mutex_unlock(&w->mu);
+}
+
+static void page_wait_free(void *cls)
+{
+	struct page_wait *w = cls;
+
+	page_op_release(&w->op);
+	pthread_mutex_destroy(&w->mu);
+	pthread_cond_destroy(&w->cv);
+	free(w);
+}
+
+/* From the RAM tier or the SSD store, never the source (no file is named to fetch it from). */
+static enum MHD_Result do_page(struct MHD_Connection *c, const char *path)
+{
+	struct page_wait *w;
+	struct pgkey k;
+	struct MHD_Response *resp;
+	struct MHD_IoVec iov;
+	enum MHD_Result ret;
+	char v[40];
+
+	if (!arg_u64(c, "file", 16, &k.file) || !arg_u64(c, "index", 10, &k.index))
+		return fail(c, MHD_HTTP_BAD_REQUEST, "want file=HEX (a page key's file, X-Cachefs-Id) and index=N");
+	if (!(w = calloc(1, sizeof(*w))))
+		return MHD_NO;
+	pthread_mutex_init(&w->mu, NULL);
+	pthread_cond_init(&w->cv, NULL);
+	page_op_init_key(&w->op, cluster.e, PGOP_LOAD, &k, engine_page_size(cluster.e));
+	w->op.done = page_got;
+	page_op_submit(&w->op);
+	pthread_mutex_lock(&w->mu);
+	while (!w->done)
+		pthread_cond_wait(&w->cv, &w->mu);
+	pthread_mutex_unlock(&w->mu);
+	if (w->op.res < 0) {
+		int err = (int)w->op.res;
+		page_wait_free(w);
+		return err == -ENOENT ? fail(c, MHD_HTTP_NOT_FOUND, "page %" PRIx64 "/%" PRIu64 " is not cached here",
+					     k.file, k.index) :
+					fail(c, errno_status(err), "page: %s", strerror(-err));
+	}
+	iov.iov_base = page_data(w->op.pg);
+	iov.iov_len = page_len(w->op.pg);
+	if (!(resp = MHD_create_response_from_iovec(&iov, 1, page_wait_free, w))) {
+		page_wait_free(w);
+		return MHD_NO;
+	}
+	snprintf(v, sizeof(v), "xxh3:%016llx", (unsigned long long)XXH3_64bits(iov.iov_base, iov.iov_len));
+	MHD_add_response_header(resp, "X-Cachefs-Digest", v);
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/octet-stream");
+	atomic_fetch_add_explicit(&cluster.served_bytes, iov.iov_len, memory_order_relaxed);
+	ret = MHD_queue_response(c, MHD_HTTP_OK, resp);
+	MHD_destroy_response(resp);
+	return ret;
+}
+
+/* ---- loads ---- */
+
+#define LOAD_MAX_PATHS 64
+
+struct path_args {
+	char *p[LOAD_MAX_PATHS];
+	unsigned n;
+	bool bad;
+};
+
+static enum MHD_Result collect_path(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+{
+	struct path_args *a = cls;
+	char *rel;
+	bool dir;
+
+	if (strcmp(key, "path"))
+		return MHD_YES;
+	if (a->n == LOAD_MAX_PATHS || !value || !(rel = strdup(value))) {
+		a->bad = true;
+		return MHD_NO;
+	}
+	if (path_clean(rel, &dir)) {
+		free(rel);
+		a->bad = true;
+		return MHD_NO;
+	}
+	a->p[a->n++] = rel;
+	return MHD_YES;
+}
+
+static enum MHD_Result send_job(struct MHD_Connection *c, bool cancel)
+{
+	uint64_t id;
+	json_t *o;
+
+	if (!ctl_jobs())
+		return fail(c, MHD_HTTP_SERVICE_UNAVAILABLE, "this node runs no jobs (no control server)");
+	if (!arg_u64(c, "job", 10, &id) || !id || id > UINT32_MAX)
+		return fail(c, MHD_HTTP_BAD_REQUEST, "want job=ID");
+	if (!(o = jobs_json_of(ctl_jobs(), (unsigned)id, cancel)))
+		return fail(c, MHD_HTTP_NOT_FOUND, "no job %" PRIu64 " here (finished long ago?)", id);
+	return send_json(c, o);
+}
+
+static enum MHD_Result do_load(struct MHD_Connection *c, const char *method)
+{
+	const char *scope = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "scope");
+	struct path_args a = { 0 };
+	struct job_spec s = { .kind = CTL_JOB_LOAD, .source_paths = true, .parallel = 16, .scope = JOB_CLUSTER };
+	uint64_t parallel;
+	struct job *j;
+	char err[256];
+
+	if (!ctl_jobs())
+		return fail(c, MHD_HTTP_SERVICE_UNAVAILABLE, "this node runs no jobs (no control server)");
+	if (strcmp(method, "POST"))
+		return send_job(c, false);
+	if (arg_u64(c, "parallel", 10, &parallel)) {
+		if (!parallel || parallel > CTL_MAX_PARALLEL)
+			return fail(c, MHD_HTTP_BAD_REQUEST, "parallel: 1 to %d", CTL_MAX_PARALLEL);
+		s.parallel = (unsigned)parallel;
+	}
+	if (scope && !strcmp(scope, "owned"))
+		s.scope = JOB_OWNED;
+	else if (scope && !strcmp(scope, "here"))
+		s.scope = JOB_HERE;
+	else if (scope && strcmp(scope, "cluster"))
+		return fail(c, MHD_HTTP_BAD_REQUEST, "scope: cluster, owned or here");
+	MHD_get_connection_values(c, MHD_GET_ARGUMENT_KIND, collect_path, &a);
+	if (a.bad || !a.n) {
+		for (unsigned i = 0; i < a.n; i++)
+			free(a.p[i]);
+		return fail(c, MHD_HTTP_BAD_REQUEST, "want path=P (1 to %d of them), plain paths from the mount's root",
+			    LOAD_MAX_PATHS);
+	}
+	s.paths = (const char *const *)a.p;
+	s.n = a.n;
+	j = jobs_start(ctl_jobs(), &s, err, sizeof(err));
+	for (unsigned i = 0; i < a.n; i++)
+		free(a.p[i]);
+	if (!j)
+		return fail(c, MHD_HTTP_SERVICE_UNAVAILABLE, "%s", err);
+	return send_json(c, json_pack("{s:I, s:s}", "job", (json_int_t)job_id(j), "node", cluster.self));
+}
+
+static enum MHD_Result do_load_cancel(struct MHD_Connection *c, const char *method)
+{
+	return send_job(c, true);
+}
+
+/* 405, with the methods the resource takes (RFC 9110 wants them said). */
+static enum MHD_Result not_allowed(struct MHD_Connection *c, const char *allow)
+{
+	static const char body[] = "{\"error\":\"method not allowed here\"}";
+	struct MHD_Response *r = MHD_create_response_from_buffer(sizeof(body) - 1, (void *)body,
+								 MHD_RESPMEM_PERSISTENT);
+	enum MHD_Result rc;
+
+	if (!r)
+		return MHD_NO;
+	MHD_add_response_header(r, "Content-Type", "application/json");
+	MHD_add_response_header(r, "Allow", allow);
+	rc = MHD_queue_response(c, MHD_HTTP_METHOD_NOT_ALLOWED, r);
+	MHD_destroy_response(r);
+	return rc;
+}
+
+/* Methods a route takes. */
+enum { GET = 1, POST = 2 };
+
 static const struct route {
 	const char *url;
-	enum MHD_Result (*run)(struct MHD_Connection *c, const char *path);
-	bool path;               /* takes path=P, cleaned */
+	enum MHD_Result (*run)(struct MHD_Connection *c, const char *arg);
+	bool path;               /* takes path=P, cleaned, as arg; else arg is the method */
+	unsigned methods;
 } routes[] = {
-	{ "/v1/read", do_read, true },
-	{ "/v1/stat", do_stat, true },
-	{ "/v1/list", do_list, true },
-	{ "/v1/info", do_info, false },
+	{ "/v1/read", do_read, true, GET },
+	{ "/v1/stat", do_stat, true, GET },
+	{ "/v1/list", do_list, true, GET },
+	{ "/v1/info", do_info, false, GET },
+	{ "/v1/page", do_page, false, GET },
+	{ "/v1/load", do_load, false, GET | POST },
+	{ "/v1/load/cancel", do_load_cancel, false, POST },
 };
 
 static enum MHD_Result answer(void *cls, struct MHD_Connection *c, const char *url, const char *method,
@@ -598,22 +797,25 @@ static enum MHD_Result answer(void *cls, struct MHD_Connection *c, const char *u
 		return fail(c, MHD_HTTP_UNAUTHORIZED, "this page server wants the cluster's token "
 			    "(Authorization: Bearer TOKEN)");
 	}
-	if (strcmp(method, "GET") && strcmp(method, "HEAD"))
-		return fail(c, MHD_HTTP_METHOD_NOT_ALLOWED, "GET and HEAD only");
 	for (unsigned i = 0; i < ARRAY_SIZE(routes); i++) {
+		unsigned m = !strcmp(method, "GET") || !strcmp(method, "HEAD") ? GET : !strcmp(method, "POST") ? POST : 0;
 		char *path;
 		enum MHD_Result rc;
 		if (strcmp(url, routes[i].url))
 			continue;
+		if (!(m & routes[i].methods))
+			return not_allowed(c, routes[i].methods == POST ? "POST" : routes[i].methods == GET ?
+					   "GET, HEAD" : "GET, HEAD, POST");
 		if (!routes[i].path)
-			return routes[i].run(c, NULL);
+			return routes[i].run(c, method);
 		if (!(path = arg_path(c)))
 			return fail(c, MHD_HTTP_BAD_REQUEST, "want path=P, a plain path from the mount's root");
 		rc = routes[i].run(c, path);
 		free(path);
 		return rc;
 	}
-	return fail(c, MHD_HTTP_NOT_FOUND, "this page server answers /v1/info, /v1/stat, /v1/list and /v1/read");
+	return fail(c, MHD_HTTP_NOT_FOUND, "this page server answers /v1/info, stat, list, read, page, load and "
+		    "load/cancel");
 }
 
 /* ---- life ---- */

@@ -3,6 +3,7 @@
 #include "core/log.h"
 #include "core/shard.h"
 #include "core/util.h"
+#include "iostore/pgkey.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -42,6 +43,9 @@ struct job {
 	char **paths;
 	unsigned npaths;
 	bool all;                   /* unpin: every held page */
+	bool source_paths;
+	enum job_scope scope;
+	const struct jobs_cluster *cl;  /* set when the load is (a part of) a cluster's */
 	struct engine *e;
 	pthread_t thread;
 	bool joined;                /* control thread's */
@@ -61,6 +65,8 @@ struct job {
 	char *errors[JOB_MAX_ERRORS];
 	unsigned nerrors;           /* all of them; the first JOB_MAX_ERRORS kept */
 	uint64_t t_start, t_end;
+	void *remote;               /* the other members' parts of a cluster load, while they run */
+	json_t *remote_last;        /* their progress when they ended */
 	struct job *next;
 };
 
@@ -71,13 +77,14 @@ struct job_page {
 	struct job_file *file;     /* NULL for unpin --all */
 };
 
-/* Owned by the control thread. */
 /*
- * The control server's thread starts, finds and trims jobs; the status
- * page's thread only lists them. `lock` keeps the list whole for it.
+ * The control server's thread starts, finds and trims jobs; the page
+ * server's threads start and render them (jobs_json_of); the status
+ * page's thread lists them. `lock` guards the list, the ids and cl.
  */
 struct jobs {
 	struct engine *e;
+	const struct jobs_cluster *cl;
 	pthread_mutex_t lock;
 	struct job *list;           /* newest first */
 	unsigned next_id;
@@ -101,6 +108,32 @@ static void job_error(struct job *j, const char *fmt, ...)
 		j->errors[j->nerrors] = strdup(line);
 	j->nerrors++;
 	pthread_mutex_unlock(&j->lock);
+}
+
+/* ---- a cluster's share ---- */
+
+/* Whether j loads only the stripes this node owns. */
+static bool owned_only(const struct job *j)
+{
+	return j->cl && j->scope != JOB_HERE;
+}
+
+static bool page_mine(const struct job *j, uint64_t fid, uint64_t index)
+{
+	return !owned_only(j) || j->cl->owns(fid, index * engine_page_size(j->e) / PAGE_STRIPE_BYTES);
+}
+
+/* The bytes of a file that j loads. */
+static uint64_t bytes_mine(const struct job *j, const struct ufs_stat *st)
+{
+	uint64_t n = 0;
+
+	if (!owned_only(j))
+		return st->size;
+	for (uint64_t s = 0; s * PAGE_STRIPE_BYTES < st->size; s++)
+		if (j->cl->owns(st->id, s))
+			n += MIN((uint64_t)PAGE_STRIPE_BYTES, st->size - s * PAGE_STRIPE_BYTES);
+	return n;
 }
 
 /* ---- the walk ---- */
@@ -127,7 +160,7 @@ static int add_file(struct job *j, const char *path, const struct ufs_stat *st, 
 		rc = -ENOMEM;
 		goto out;
 	}
-	j->bytes_total += st->size;
+	j->bytes_total += j->kind == CTL_JOB_LOAD ? bytes_mine(j, st) : st->size;
 	j->nfiles++;
 out:
 	pthread_mutex_unlock(&j->lock);
@@ -216,12 +249,12 @@ static void walk(struct job *j, const char *path, const char *shown, const struc
 	}
 }
 
-/* A client's absolute path as a path of the source, or NULL (the job has the error). */
+/* A client's absolute path (or a source path) as a clean path of the source, or NULL (the job has the error). */
 static char *source_path(struct job *j, const char *p)
 {
 	const char *mnt = engine_mountpoint(j->e);
 	size_t mlen = strlen(mnt);
-	bool root = !strcmp(mnt, "/");
+	bool root = !strcmp(mnt, "/") || j->source_paths;
 	char *rel;
 	bool dir;
 
@@ -412,14 +445,18 @@ static void run_pages(struct job *j)
 		struct job_file *f = &j->files[i];
 		uint64_t npages = (f->st.size + ps - 1) / ps;
 
+		if (kind == PGOP_LOAD && !bytes_mine(j, &f->st))
+			npages = 0;         /* none of its stripes is this node's */
 		if ((kind == PGOP_LOAD || kind == PGOP_HOLD) && npages && open_file(j, f))
 			npages = 0;
 		pthread_mutex_lock(&j->lock);
 		f->pages_left = 1;   /* this loop's reference, until it sent them all */
 		pthread_mutex_unlock(&j->lock);
 		for (uint64_t p = 0; p < npages && !job_stopped(j); p++) {
-			struct job_page *jp = calloc(1, sizeof(*jp));
-			if (!jp) {
+			struct job_page *jp;
+			if (kind == PGOP_LOAD && !page_mine(j, f->st.id, p))
+				continue;
+			if (!(jp = calloc(1, sizeof(*jp)))) {
 				job_error(j, "%s: %s", f->path, strerror(ENOMEM));
 				break;
 			}
@@ -522,24 +559,77 @@ static void pin_rollback(struct job *j)
 	pthread_mutex_unlock(&j->lock);
 }
 
+/* A cluster load: the other members start on their parts before this node lists its own. */
+static void remote_start(struct job *j, char **rel)
+{
+	const char **live = calloc(j->npaths ? j->npaths : 1, sizeof(*live));
+	unsigned n = 0;
+	void *h;
+
+	if (!live)
+		return;
+	for (unsigned i = 0; i < j->npaths; i++)
+		if (rel[i])
+			live[n++] = rel[i];
+	h = n ? j->cl->start(live, n, j->parallel) : NULL;
+	free(live);
+	pthread_mutex_lock(&j->lock);
+	j->remote = h;
+	pthread_mutex_unlock(&j->lock);
+}
+
+/* Waits for the other members' parts; their errors become the job's. */
+static void remote_finish(struct job *j)
+{
+	json_t *last, *node, *e;
+	size_t i, k;
+
+	if (!j->remote)
+		return;
+	j->cl->wait(j->remote, &j->cancel);
+	pthread_mutex_lock(&j->lock);     /* job_json reads j->remote under it */
+	last = j->cl->progress(j->remote);
+	j->cl->free(j->remote);
+	j->remote = NULL;
+	j->remote_last = last;
+	pthread_mutex_unlock(&j->lock);
+	json_array_foreach(last, i, node) {
+		json_array_foreach(json_object_get(node, "errors"), k, e)
+			job_error(j, "node %s: %s", json_string_value(json_object_get(node, "node")),
+				  json_string_value(e) ? json_string_value(e) : "?");
+	}
+}
+
 static void *job_main(void *arg)
 {
 	struct job *j = arg;
+	char **rel = calloc(j->npaths ? j->npaths : 1, sizeof(*rel));
 
-	for (unsigned i = 0; i < j->npaths && !atomic_load(&j->cancel); i++) {
-		char *rel = source_path(j, j->paths[i]), etag[UFS_ETAG_MAX];
+	bool cluster = rel && j->scope == JOB_CLUSTER && j->cl;
+
+	/* The other members start on their parts first; else each path's errors come in order. */
+	for (unsigned i = 0; cluster && i < j->npaths; i++)
+		rel[i] = source_path(j, j->paths[i]);
+	if (cluster)
+		remote_start(j, rel);
+	for (unsigned i = 0; rel && i < j->npaths && !atomic_load(&j->cancel); i++) {
+		char etag[UFS_ETAG_MAX];
 		struct ufs_stat st;
 		int rc;
 
-		if (!rel)
+		if (!cluster)
+			rel[i] = source_path(j, j->paths[i]);
+		if (!rel[i])
 			continue;
-		rc = engine_src_stat(j->e, rel, &st, etag);
+		rc = engine_src_stat(j->e, rel[i], &st, etag);
 		if (rc)
 			job_error(j, "%s: %s", j->paths[i], strerror(-rc));
 		else
-			walk(j, rel, j->paths[i], &st, etag, 0);
-		free(rel);
+			walk(j, rel[i], j->paths[i], &st, etag, 0);
 	}
+	for (unsigned i = 0; rel && i < j->npaths; i++)
+		free(rel[i]);
+	free(rel);
 	pthread_mutex_lock(&j->lock);
 	j->state = CTL_JOB_RUNNING;
 	pthread_mutex_unlock(&j->lock);
@@ -550,6 +640,7 @@ static void *job_main(void *arg)
 		run_pages(j);
 	if (atomic_load(&j->full))
 		pin_rollback(j);
+	remote_finish(j);
 	pthread_mutex_lock(&j->lock);
 	j->state = refused || atomic_load(&j->full) ? CTL_JOB_FAILED :
 		   atomic_load(&j->cancel) ? CTL_JOB_CANCELLED : CTL_JOB_DONE;
@@ -578,6 +669,7 @@ static void job_free(struct job *j)
 		free(j->paths[i]);
 	free(j->paths);
 	free(j->held);
+	json_decref(j->remote_last);
 	for (unsigned i = 0; i < MIN(j->nerrors, JOB_MAX_ERRORS); i++)
 		free(j->errors[i]);
 	pthread_mutex_destroy(&j->lock);
@@ -594,6 +686,13 @@ struct jobs *jobs_create(struct engine *e)
 		pthread_mutex_init(&t->lock, NULL);
 	}
 	return t;
+}
+
+void jobs_set_cluster(struct jobs *t, const struct jobs_cluster *c)
+{
+	pthread_mutex_lock(&t->lock);
+	t->cl = c;
+	pthread_mutex_unlock(&t->lock);
 }
 
 void jobs_destroy(struct jobs *t)
@@ -646,6 +745,23 @@ struct job *jobs_find(struct jobs *t, unsigned id)
 	return j;
 }
 
+json_t *jobs_json_of(struct jobs *t, unsigned id, bool cancel)
+{
+	json_t *o = NULL;
+
+	pthread_mutex_lock(&t->lock);     /* no trim frees it meanwhile */
+	for (struct job *j = t->list; j; j = j->next) {
+		if (j->id != id)
+			continue;
+		if (cancel)
+			job_cancel(j);
+		o = job_json(j);
+		break;
+	}
+	pthread_mutex_unlock(&t->lock);
+	return o;
+}
+
 unsigned jobs_running(struct jobs *t)
 {
 	unsigned n = 0;
@@ -655,6 +771,40 @@ unsigned jobs_running(struct jobs *t)
 		n += !job_finished(j);
 	pthread_mutex_unlock(&t->lock);
 	return n;
+}
+
+/*
+ * Under j->lock: a cluster load's parts, this node's first, into o's
+ * "nodes"; o's totals become the cluster's (files: the fewest any node
+ * finished, since each walks every file).
+ */
+static void add_nodes(struct job *j, json_t *o)
+{
+	json_t *others = j->remote ? j->cl->progress(j->remote) : json_incref(j->remote_last);
+	json_t *nodes = json_array(), *n;
+	uint64_t files = j->files_done, done = j->bytes_done, total = j->bytes_total;
+	unsigned errors = j->nerrors;
+	size_t i;
+
+	json_array_append_new(nodes, json_pack("{s:s, s:s, s:I, s:I, s:I, s:I}", "node", j->cl->self,
+					       "state", state_names[j->state], "files_done", (json_int_t)j->files_done,
+					       "bytes_done", (json_int_t)j->bytes_done,
+					       "bytes_total", (json_int_t)j->bytes_total, "error_count",
+					       (json_int_t)j->nerrors));
+	json_array_foreach(others, i, n) {
+		files = MIN(files, (uint64_t)json_integer_value(json_object_get(n, "files_done")));
+		done += (uint64_t)json_integer_value(json_object_get(n, "bytes_done"));
+		total += (uint64_t)json_integer_value(json_object_get(n, "bytes_total"));
+		if (!j->remote_last)    /* once they ended, their errors are the job's own */
+			errors += (unsigned)json_integer_value(json_object_get(n, "error_count"));
+		json_array_append(nodes, n);
+	}
+	json_decref(others);
+	json_object_set_new(o, "files_done", json_integer((json_int_t)files));
+	json_object_set_new(o, "bytes_done", json_integer((json_int_t)done));
+	json_object_set_new(o, "bytes_total", json_integer((json_int_t)total));
+	json_object_set_new(o, "error_count", json_integer(errors));
+	json_object_set_new(o, "nodes", nodes);
 }
 
 json_t *job_json(struct job *j)
@@ -676,6 +826,8 @@ json_t *job_json(struct job *j)
 		      "pages_pinned", (json_int_t)j->pages_pinned,
 		      "pages_unpinned", (json_int_t)j->pages_unpinned, "error_count", (json_int_t)j->nerrors,
 		      "seconds", secs, "errors", errs);
+	if (o && j->scope == JOB_CLUSTER && j->cl)
+		add_nodes(j, o);
 	pthread_mutex_unlock(&j->lock);
 	return o;
 }
@@ -691,9 +843,12 @@ json_t *jobs_json(struct jobs *t)
 	return arr;
 }
 
-struct job *jobs_start(struct jobs *t, enum ctl_job_kind kind, const char *const *paths, unsigned n,
-		       bool all, unsigned parallel, char *err, size_t errlen)
+struct job *jobs_start(struct jobs *t, const struct job_spec *s, char *err, size_t errlen)
 {
+	enum ctl_job_kind kind = s->kind;
+	const char *const *paths = s->paths;
+	unsigned n = s->all ? 0 : s->n;
+	bool all = s->all;
 	struct job *j;
 	int rc;
 
@@ -711,14 +866,20 @@ struct job *jobs_start(struct jobs *t, enum ctl_job_kind kind, const char *const
 	for (unsigned i = 0; i < n; i++)
 		if ((j->paths[j->npaths] = strdup(paths[i])))
 			j->npaths++;
-	j->id = ++t->next_id;
 	j->kind = kind;
 	j->all = all;
-	j->parallel = parallel;
+	j->parallel = s->parallel;
+	j->source_paths = s->source_paths;
+	j->scope = kind == CTL_JOB_LOAD ? s->scope : JOB_HERE;
+
 	j->e = t->e;
 	j->t_start = now_ns();
 	pthread_mutex_init(&j->lock, NULL);
 	pthread_cond_init(&j->cond, NULL);
+	pthread_mutex_lock(&t->lock);
+	j->id = ++t->next_id;
+	j->cl = t->cl;
+	pthread_mutex_unlock(&t->lock);
 	rc = pthread_create(&j->thread, NULL, job_main, j);
 	if (rc) {
 		for (unsigned i = 0; i < j->npaths; i++)

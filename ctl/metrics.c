@@ -111,10 +111,13 @@ void metrics_render(struct metrics_buf *b, struct engine *e, metrics_render_fn e
 	if (extra)
 		extra(b, arg);
 	family(b, "cachefs_served_bytes_total", "counter",
-	       "Bytes of pages served, by tier (the kernel page cache is invisible here).");
+	       "Bytes of pages served, by tier: RAM, SSD, an owner node of the cluster (peer), the source "
+	       "(the kernel page cache is invisible here).");
 	put(b, "cachefs_served_bytes_total{tier=\"ram\"} %llu\n", (unsigned long long)t.bytes_hit);
 	put(b, "cachefs_served_bytes_total{tier=\"ssd\"} %llu\n", (unsigned long long)s.bytes_read);
-	put(b, "cachefs_served_bytes_total{tier=\"source\"} %llu\n", (unsigned long long)t.bytes_fetched);
+	put(b, "cachefs_served_bytes_total{tier=\"peer\"} %llu\n", (unsigned long long)es.peer_bytes);
+	put(b, "cachefs_served_bytes_total{tier=\"source\"} %llu\n",
+	    (unsigned long long)(t.bytes_fetched - MIN(t.bytes_fetched, es.peer_bytes)));
 	family(b, "cachefs_page_gets_total", "counter",
 	       "Page lookups in the RAM tier: hit, joined a fetch in flight, or missed.");
 	put(b, "cachefs_page_gets_total{result=\"hit\"} %llu\n", (unsigned long long)t.hits);

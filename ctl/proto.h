@@ -8,6 +8,9 @@
  *
  *   status | stats              the daemon's state (ctl/status.c)
  *   load | pin                  "paths": [ABSOLUTE...], "parallel": N   -> "job": ID
+ *                               (load in a cluster: split among the members by owner;
+ *                               "here": true loads every page onto this node)
+ *   cluster                     -> "members": [each member's /v1/info, or its "error"]
  *   evict | unpin               "paths": [...], or unpin "all": true    -> "job": ID
  *   jobs                        -> "jobs": [job...]
  *   watch | cancel              "job": ID

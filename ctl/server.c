@@ -56,6 +56,7 @@ static struct {
 	void *reload_arg;
 	struct client clients[CTL_MAX_CLIENTS];
 	unsigned nclients;
+	_Atomic(ctl_members_fn) members;   /* set by the daemon in a cluster */
 } ctl = { .lfd = -1, .wake = { -1, -1 } };
 
 /* ---- the connection side ---- */
@@ -122,13 +123,13 @@ static json_t *start_job(json_t *req, enum ctl_job_kind kind, const char *cmd)
 {
 	json_t *paths = json_object_get(req, "paths");
 	json_int_t parallel = 16;
-	int all = 0;
+	int all = 0, here = 0;
 	const char **pv;
 	size_t n = json_array_size(paths);
 	char err[256];
 	struct job *j;
 
-	json_unpack(req, "{s?I, s?b}", "parallel", &parallel, "all", &all);
+	json_unpack(req, "{s?I, s?b, s?b}", "parallel", &parallel, "all", &all, "here", &here);
 	if (all && kind != CTL_JOB_UNPIN)
 		return err_reply("%s: \"all\" is for unpin only", cmd);
 	if (!all && (!json_is_array(paths) || !n))
@@ -143,7 +144,9 @@ static json_t *start_job(json_t *req, enum ctl_job_kind kind, const char *cmd)
 			free(pv);
 			return err_reply("%s: paths must be strings", cmd);
 		}
-	j = jobs_start(ctl.jobs, kind, pv, all ? 0 : (unsigned)n, all, (unsigned)parallel, err, sizeof(err));
+	/* In a cluster, a load is split among the members by owner, unless asked onto this node. */
+	j = jobs_start(ctl.jobs, &(struct job_spec){ .kind = kind, .paths = pv, .n = (unsigned)n, .all = all,
+			.parallel = (unsigned)parallel, .scope = here ? JOB_HERE : JOB_CLUSTER }, err, sizeof(err));
 	free(pv);
 	return j ? json_pack("{s:b, s:I}", "ok", 1, "job", (json_int_t)job_id(j)) : err_reply("%s", err);
 }
@@ -198,13 +201,25 @@ static json_t *do_watch(struct client *c, json_t *req)
 	return NULL;
 }
 
+/* The members' state; this thread waits on the slowest (a few seconds at most for one that hangs). */
+static json_t *do_cluster(struct client *c, json_t *req)
+{
+	ctl_members_fn members = atomic_load(&ctl.members);
+	json_t *o = members ? members() : NULL;
+
+	if (!o)
+		return err_reply("this node is in no cluster (mount it with -o serve= and etcd= or members=)");
+	json_object_set_new(o, "ok", json_true());
+	return o;
+}
+
 static const struct {
 	const char *name;
 	json_t *(*run)(struct client *c, json_t *req);
 } commands[] = {
 	{ "status", do_status }, { "stats", do_status }, { "jobs", do_jobs },
 	{ "load", do_load }, { "pin", do_pin }, { "evict", do_evict }, { "unpin", do_unpin },
-	{ "cancel", do_cancel }, { "watch", do_watch },
+	{ "cancel", do_cancel }, { "watch", do_watch }, { "cluster", do_cluster },
 };
 
 static void handle(struct client *c, const char *line)
@@ -495,4 +510,9 @@ void ctl_stop(void)
 struct jobs *ctl_jobs(void)
 {
 	return ctl.jobs;
+}
+
+void ctl_set_cluster(ctl_members_fn members)
+{
+	atomic_store(&ctl.members, members);
 }

@@ -7,6 +7,7 @@
 #ifndef CACHEFS_CTL_SERVER_H
 #define CACHEFS_CTL_SERVER_H
 
+#include <jansson.h>
 #include <stddef.h>
 
 #include "engine/engine.h"
@@ -35,5 +36,8 @@ void ctl_request_reload(void);
 void ctl_stop(void);
 /* The jobs of the running control server (NULL before ctl_start), for the status page. */
 struct jobs *ctl_jobs(void);
+/* In a cluster: what `cluster` answers (cluster/cluster.h's cluster_members_json). */
+typedef json_t *(*ctl_members_fn)(void);
+void ctl_set_cluster(ctl_members_fn members);
 
 #endif

@@ -288,6 +288,7 @@ void engine_stats(struct engine *e, struct engine_stats *o)
 	o->ra_budget = e->ra_budget.limit;
 	o->stale_answers = atomic_load_explicit(&e->stale_answers, memory_order_relaxed);
 	o->peer_pages = atomic_load_explicit(&e->peer_pages, memory_order_relaxed);
+	o->peer_bytes = atomic_load_explicit(&e->peer_bytes, memory_order_relaxed);
 	o->peer_fallbacks = atomic_load_explicit(&e->peer_fallbacks, memory_order_relaxed);
 	o->bytes_written = atomic_load_explicit(&e->bytes_written, memory_order_relaxed);
 	o->commits = atomic_load_explicit(&e->commits, memory_order_relaxed);

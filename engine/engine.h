@@ -339,6 +339,7 @@ struct engine_stats {
 	uint64_t commit_failures;  /* open files whose commit failed (each once until one succeeds) */
 	uint64_t nodes;           /* names in the namespace */
 	uint64_t peer_pages;      /* pages a peer sent */
+	uint64_t peer_bytes;      /* their bytes (counted in the RAM tier's fetched bytes too) */
 	uint64_t peer_fallbacks;  /* pages a peer was asked for and the source sent */
 	bool has_source_counters; /* a network source: */
 	struct http_counters source;

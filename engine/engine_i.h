@@ -49,7 +49,7 @@ struct engine {
 	atomic_ullong bytes_written, commits, commit_failures;
 	/* Other nodes' caches, asked before the source (set before the mount serves). */
 	struct engine_peers peers;
-	atomic_ullong peer_pages, peer_fallbacks;
+	atomic_ullong peer_pages, peer_bytes, peer_fallbacks;
 };
 
 /* An open file. Handles are shared by the kernel's threads: fields are set

@@ -57,6 +57,7 @@ static void peer_done(struct epeer_fetch *pf, int res)
 
 	if (res >= 0) {
 		atomic_fetch_add_explicit(&e->peer_pages, 1, memory_order_relaxed);
+		atomic_fetch_add_explicit(&e->peer_bytes, (uint64_t)res, memory_order_relaxed);
 		pgcache_fetch_done(io->pg, res);
 		efile_put(io->f);
 		free(io);

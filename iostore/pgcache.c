@@ -439,7 +439,8 @@ static void start_fetch(struct pgcache *c, struct page *pg, const struct pgcache
 	int rc;
 
 	pg->part->stats.fetches++;
-	rc = f->start(f->ctx, &pg->key, pg->key.index * c->page_size, pg->data, pg->cap, pg);
+	/* No start: a lookup by key alone (the page server's /v1/page) gets only what is cached. */
+	rc = !f->start ? -ENOENT : f->start(f->ctx, &pg->key, pg->key.index * c->page_size, pg->data, pg->cap, pg);
 	if (rc < 0)
 		pgcache_fetch_done(pg, rc);
 }

@@ -757,6 +757,10 @@ static int start_cluster(struct daemon *d)
 		log_err("%s", err);
 		return 1;
 	}
+	if (cluster_load_ops()) {
+		jobs_set_cluster(ctl_jobs(), cluster_load_ops());
+		ctl_set_cluster(cluster_members_json);
+	}
 	return 0;
 }
 

@@ -27,10 +27,13 @@ static void usage(FILE *f)
 		"usage: cachefsctl [-m MOUNTPOINT] [-s SOCKET] [-t SECONDS] COMMAND [ARGS]\n"
 		"\n"
 		"  status [--json]            mounts, shards, tier usage and hit ratio, fetches, errors\n"
-		"  load PATH... [-j N] [--background]\n"
+		"  load PATH... [-j N] [--background] [--here]\n"
 		"                             read files or whole trees into the cache, with progress;\n"
 		"                             -j: pages read at once (16); --background: print the job\n"
-		"                             id and return (the load goes on without this client)\n"
+		"                             id and return (the load goes on without this client).\n"
+		"                             In a cluster each stripe is loaded by the node that owns\n"
+		"                             it (one copy in the cluster); --here: every page onto\n"
+		"                             this node\n"
 		"  jobs                       loads, evictions and pins, running and recent\n"
 		"  watch ID                   follow a job's progress\n"
 		"  cancel ID                  stop a job\n"
@@ -41,6 +44,7 @@ static void usage(FILE *f)
 		"                             tier; at most 90%% of it); all or nothing\n"
 		"  unpin PATH... | --all      let pinned files or trees be evicted again\n"
 		"  stats [--watch] [-n N]     throughput by tier; --watch: a line per second (N lines)\n"
+		"  cluster [--json]           the cluster's members: tiers, hit ratios, peer traffic\n"
 		"\n"
 		"The daemon is found from -m, -s, the PATH arguments or the current directory\n"
 		"(whichever cachefs mount holds them), or as the only cachefs mount. Only root,\n"
@@ -311,6 +315,16 @@ static void print_errors(json_t *job)
 			(unsigned long long)num(job, "error_count"));
 }
 
+/* " on N nodes" for a cluster's load. */
+static const char *on_nodes(json_t *j)
+{
+	static char s[32];
+	size_t n = json_array_size(json_object_get(j, "nodes"));
+
+	snprintf(s, sizeof(s), n > 1 ? " on %zu nodes" : "", n);
+	return s;
+}
+
 static void progress_line(json_t *j, bool tty, bool last)
 {
 	uint64_t done = num(j, "bytes_done"), total = num(j, "bytes_total");
@@ -349,23 +363,38 @@ static void progress_line(json_t *j, bool tty, bool last)
 		for (int i = 0; i < 30; i++)
 			bar[i] = i < fill ? '#' : '.';
 		bar[30] = '\0';
-		fprintf(stderr, "\r\033[K[%s] %3.0f%% %llu/%llu files %s/%s %s/s%s%s", bar, 100 * frac,
+		fprintf(stderr, "\r\033[K[%s] %3.0f%% %llu/%llu files %s/%s %s/s%s%s%s", bar, 100 * frac,
 			(unsigned long long)num(j, "files_done"), (unsigned long long)num(j, "files_total"),
 			fmt_size(done, a, sizeof(a)), fmt_size(total, b, sizeof(b)), fmt_size((uint64_t)rate, r, sizeof(r)),
-			eta, last ? "\n" : "");
+			eta, on_nodes(j), last ? "\n" : "");
 		if (last && pin)
 			fprintf(stderr, "job %llu %s: %llu pages pinned\n", (unsigned long long)num(j, "job"),
 				state, (unsigned long long)num(j, "pages_pinned"));
 	} else {
-		printf("job %llu %s: %llu/%llu files, %s/%s, %s/s%s\n", (unsigned long long)num(j, "job"),
+		printf("job %llu %s: %llu/%llu files, %s/%s, %s/s%s%s\n", (unsigned long long)num(j, "job"),
 		       state, (unsigned long long)num(j, "files_done"),
 		       (unsigned long long)num(j, "files_total"), fmt_size(done, a, sizeof(a)),
-		       fmt_size(total, b, sizeof(b)), fmt_size((uint64_t)rate, r, sizeof(r)), eta);
+		       fmt_size(total, b, sizeof(b)), fmt_size((uint64_t)rate, r, sizeof(r)), eta, on_nodes(j));
 		if (last && pin)
 			printf("job %llu %s: %llu pages pinned\n", (unsigned long long)num(j, "job"), state,
 			       (unsigned long long)num(j, "pages_pinned"));
 		fflush(stdout);
 	}
+}
+
+/* A cluster load's parts, a line per node, once it ended. */
+static void node_lines(json_t *j, FILE *f)
+{
+	json_t *nodes = json_object_get(j, "nodes"), *n;
+	char a[32], b[32];
+	size_t i;
+
+	if (json_array_size(nodes) < 2)
+		return;
+	json_array_foreach(nodes, i, n)
+		fprintf(f, "  %-24s %-9s %s/%s%s\n", json_string_value(json_object_get(n, "node")) ?: "?",
+			json_string_value(json_object_get(n, "state")) ?: "?", fmt_size(num(n, "bytes_done"), a, sizeof(a)),
+			fmt_size(num(n, "bytes_total"), b, sizeof(b)), i ? "" : " (this node)");
 }
 
 /* Follows job `id` to its end. Exit status: 0, or 1 if it had errors. */
@@ -387,6 +416,7 @@ static int watch(json_int_t id)
 		}
 		if (last) {
 			int rc = num(j, "error_count") || strcmp(state, "done") ? 1 : 0;
+			node_lines(j, tty ? stderr : stdout);
 			print_errors(j);
 			json_decref(j);
 			return rc;
@@ -396,7 +426,7 @@ static int watch(json_int_t id)
 }
 
 static int cmd_job(const char *cmd, int argc, char **argv, unsigned parallel, bool background,
-		   bool all)
+		   bool all, bool here)
 {
 	json_t *paths = json_array(), *r;
 	json_int_t id;
@@ -410,8 +440,8 @@ static int cmd_job(const char *cmd, int argc, char **argv, unsigned parallel, bo
 		json_array_append_new(paths, js);
 		free(p);
 	}
-	r = call(json_pack("{s:s, s:o, s:I, s:b}", "cmd", cmd, "paths", paths, "parallel",
-			   (json_int_t)parallel, "all", all));
+	r = call(json_pack("{s:s, s:o, s:I, s:b, s:b}", "cmd", cmd, "paths", paths, "parallel",
+			   (json_int_t)parallel, "all", all, "here", here));
 	id = json_integer_value(json_object_get(r, "job"));
 	json_decref(r);
 	if (background) {
@@ -503,6 +533,60 @@ static int cmd_stats(bool watching, long count)
 	return 0;
 }
 
+/* used/capacity of a tier, or "-" without it. */
+static const char *tier(json_t *t, char *buf, size_t len)
+{
+	char a[32], b[32];
+
+	if (!json_is_object(t))
+		return "-";
+	snprintf(buf, len, "%s/%s", fmt_size(num(t, "used"), a, sizeof(a)), fmt_size(num(t, "capacity"), b, sizeof(b)));
+	return buf;
+}
+
+static int cmd_cluster(bool as_json)
+{
+	json_t *r = call(json_pack("{s:s}", "cmd", "cluster")), *m;
+	const char *self = json_string_value(json_object_get(r, "self")) ?: "";
+	size_t i, n = json_array_size(json_object_get(r, "members"));
+	char ram[48], ssd[48], a[32], b[32], c[32];
+	int rc = 0;
+
+	if (as_json) {
+		json_object_del(r, "ok");
+		json_dumpf(r, stdout, JSON_INDENT(2));
+		putchar('\n');
+		json_decref(r);
+		return 0;
+	}
+	printf("cluster %s: %zu member%s\n", json_string_value(json_object_get(r, "cluster")) ?: "?", n,
+	       n == 1 ? "" : "s");
+	printf("%-24s %-19s %-19s %6s %10s %10s %10s %8s\n", "NODE", "RAM", "SSD", "HIT%", "FROM SRC",
+	       "TO PEERS", "FROM PEERS", "FAILURES");
+	json_array_foreach(json_object_get(r, "members"), i, m) {
+		const char *node = json_string_value(json_object_get(m, "node")) ?: "?";
+		json_t *st = json_object_get(m, "status"), *peer = json_object_get(m, "peer");
+		char name[64];
+		snprintf(name, sizeof(name), "%s%s", node, strcmp(node, self) ? "" : " *");
+		if (json_object_get(m, "error")) {
+			printf("%-24s no answer: %s\n", name, json_string_value(json_object_get(m, "error")));
+			rc = 1;
+			continue;
+		}
+		printf("%-24s %-19s %-19s %5.1f%% %10s %10s %10s %8llu\n", name,
+		       tier(json_object_get(st, "ram"), ram, sizeof(ram)), tier(json_object_get(st, "ssd"), ssd, sizeof(ssd)),
+		       100 * json_real_value(json_object_get(st, "hit_ratio")),
+		       fmt_size(num(st, "source_reads.bytes") - MIN(num(st, "source_reads.bytes"), num(peer, "bytes_received")),
+				a, sizeof(a)),
+		       fmt_size(num(peer, "bytes_served"), b, sizeof(b)), fmt_size(num(peer, "bytes_received"), c, sizeof(c)),
+		       (unsigned long long)num(peer, "failures"));
+	}
+	printf("* this node. FROM SRC: bytes read from the source; TO PEERS / FROM PEERS: bytes its page\n"
+	       "server sent (to nodes and clients) / bytes it read from owner nodes.\n");
+	json_decref(r);
+	return rc;
+}
+
 static bool is_job(const char *cmd)
 {
 	return !strcmp(cmd, "load") || !strcmp(cmd, "evict") || !strcmp(cmd, "pin") ||
@@ -517,11 +601,12 @@ int main(int argc, char **argv)
 		{ "background", no_argument, NULL, 'b' },
 		{ "watch", no_argument, NULL, 'w' },
 		{ "all", no_argument, NULL, 'a' },
+		{ "here", no_argument, NULL, 'H' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *mnt = NULL, *cmd;
 	char sock[PATH_MAX], where[PATH_MAX], real[PATH_MAX];
-	bool as_json = false, background = false, watching = false, all = false;
+	bool as_json = false, background = false, watching = false, all = false, here = false;
 	long parallel = 16, count = 0, timeout = reply_timeout;
 	bool timeout_ok = true;
 	char *end;
@@ -552,6 +637,7 @@ int main(int argc, char **argv)
 		case 'b': background = true; break;
 		case 'w': watching = true; break;
 		case 'a': all = true; break;
+		case 'H': here = true; break;
 		case 'h': usage(stdout); free(args); return 0;
 		default: usage(stderr); free(args); return EXIT_USAGE;
 		}
@@ -617,10 +703,11 @@ int main(int argc, char **argv)
 	if (!strcmp(cmd, "status"))
 		rc = cmd_status(as_json);
 	else if (!strcmp(cmd, "unpin") && all && !nargs)
-		rc = cmd_job(cmd, 0, args, (unsigned)parallel, false, true);
+		rc = cmd_job(cmd, 0, args, (unsigned)parallel, false, true, false);
 	else if (is_job(cmd) && !all)
 		rc = nargs ? cmd_job(cmd, nargs, args, (unsigned)parallel,
-				     background && (!strcmp(cmd, "load") || !strcmp(cmd, "pin")), false)
+				     background && (!strcmp(cmd, "load") || !strcmp(cmd, "pin")), false,
+				     here && !strcmp(cmd, "load"))
 			   : (fprintf(stderr, "cachefsctl: %s needs at least one PATH%s\n", cmd,
 				      strcmp(cmd, "unpin") ? "" : " (or --all)"), EXIT_USAGE);
 	else if (!strcmp(cmd, "jobs"))
@@ -631,6 +718,8 @@ int main(int argc, char **argv)
 		rc = cmd_cancel(args[0]);
 	else if (!strcmp(cmd, "stats"))
 		rc = cmd_stats(watching, count);
+	else if (!strcmp(cmd, "cluster") && !nargs)
+		rc = cmd_cluster(as_json);
 	else {
 		fprintf(stderr, "cachefsctl: unknown command or arguments: %s (cachefsctl --help)\n", cmd);
 		rc = EXIT_USAGE;

@@ -15,22 +15,7 @@ STRIPES=12    # 48000000 bytes in 4 MiB stripes
 for f in big big2 big3 big4; do $S3TOOL "$S3_EP" put data $f.bin "$T/$f"; done
 : > "$T/empty"
 $S3TOOL "$S3_EP" put data empty.bin "$T/empty"
-openssl rand -hex 32 > "$T/token"
-chmod 600 "$T/token"
-
-P=() M=()
-for n in 0 1 2; do P[$n]=$(free_port); M[$n]=$(free_port); done
-node() {   # node N [options]: mounts node N on $T/mN with its log in $T/logN
-	local n=$1
-	shift
-	mount_logged "s3://data" "$T/m$n" "$T/log$n" -o "$S3_OPTS,ram_cache=256M,serve=127.0.0.1:${P[$n]}" \
-		-o "cluster_token_file=$T/token,metrics=127.0.0.1:${M[$n]},ssd_cache=$T/store$n:256M" "$@"
-}
-metric() {   # metric N NAME{LABELS}: node N's counter
-	curl -s "http://127.0.0.1:${M[$1]}/metrics" | awk -v k="$2" '$1 == k { print $2; f = 1 } END { if (!f) print 0 }'
-}
-gets() { metric "$1" 'cachefs_source_requests_total{kind="get"}'; }
-all_gets() { echo $(($(gets 0) + $(gets 1) + $(gets 2))); }
+. "$(dirname "$0")/../cluster_lib.sh"
 # one_copy FILE A B C: FILE read through node A costs at most a GET per
 # stripe (one more for the reader's first page), then through B and C
 # nothing more; the bytes are the same everywhere.
@@ -51,7 +36,7 @@ one_copy() {
 }
 
 # ---- a fixed member list, and the token ----
-for n in 0 1 2; do node $n -o "members=127.0.0.1:${P[0]},127.0.0.1:${P[1]},127.0.0.1:${P[2]}"; done
+for n in 0 1 2; do node $n -o "$MEMBERS"; done
 code=$(curl -s -o "$T/body" -w '%{http_code}' "http://127.0.0.1:${P[0]}/v1/read?path=big.bin")
 [ "$code" = 401 ] || fail "no token: HTTP $code"
 code=$(curl -s -o "$T/body" -w '%{http_code}' -H "Authorization: Bearer $(rev "$T/token")" \
@@ -77,29 +62,7 @@ pass "fixed members: one copy of the file from the source, the rest from the own
 for n in 0 1 2; do unmount_cachefs "$T/m$n"; done
 
 # ---- etcd ----
-command -v etcd >/dev/null || skip "etcd is not installed (Debian etcd-server; tools/install-deps.sh)"
-EP=$(free_port) EPP=$(free_port)
-etcd --name t --data-dir "$T/etcd" --listen-client-urls "http://127.0.0.1:$EP" \
-	--advertise-client-urls "http://127.0.0.1:$EP" --listen-peer-urls "http://127.0.0.1:$EPP" \
-	--initial-advertise-peer-urls "http://127.0.0.1:$EPP" --initial-cluster "t=http://127.0.0.1:$EPP" \
-	>>"$T/etcd.log" 2>&1 &
-ETCD_PID=$!
-PIDS+=("$ETCD_PID")
-for _ in $(seq 100); do
-	curl -s -o /dev/null -X POST -d '{}' "http://127.0.0.1:$EP/v3/maintenance/status" && break
-	sleep 0.1
-done
-curl -s -o /dev/null -X POST -d '{}' "http://127.0.0.1:$EP/v3/maintenance/status" ||
-	fail "etcd did not start: $(tail -n 5 "$T/etcd.log")"
-members_are() {   # members_are N NODES...: each node's member count reaches N within 15 s
-	local want=$1 n
-	shift
-	for n in "$@"; do
-		for _ in $(seq 150); do [ "$(metric "$n" cachefs_cluster_members)" = "$want" ] && break; sleep 0.1; done
-		[ "$(metric "$n" cachefs_cluster_members)" = "$want" ] ||
-			fail "node $n sees $(metric "$n" cachefs_cluster_members) members, not $want"
-	done
-}
+etcd_start
 ETCD_OPTS="etcd=http://127.0.0.1:$EP,cluster=t1,cluster_ttl=2"
 for n in 0 1 2; do node $n -o "$ETCD_OPTS"; done
 members_are 3 0 1 2

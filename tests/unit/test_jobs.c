@@ -84,7 +84,8 @@ static uint64_t num(json_t *o, const char *key)
 static json_t *run(enum ctl_job_kind kind, const char *const *paths, unsigned n, bool all)
 {
 	char err[256];
-	struct job *j = jobs_start(jobs, kind, paths, n, all, 4, err, sizeof(err));
+	struct job_spec s = { .kind = kind, .paths = paths, .n = n, .all = all, .parallel = 4 };
+	struct job *j = jobs_start(jobs, &s, err, sizeof(err));
 
 	assert_non_null(j);
 	job_wait_finished(j);
@@ -172,7 +173,8 @@ static void test_table(void **state)
 {
 	const char *const tree[] = { MNT "/dir" };
 	char err[256];
-	struct job *j = jobs_start(jobs, CTL_JOB_LOAD, tree, 1, false, 1, err, sizeof(err));
+	struct job_spec s = { .kind = CTL_JOB_LOAD, .paths = tree, .n = 1, .parallel = 1 };
+	struct job *j = jobs_start(jobs, &s, err, sizeof(err));
 
 	assert_non_null(j);
 	assert_ptr_equal(jobs_find(jobs, job_id(j)), j);
