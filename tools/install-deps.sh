@@ -9,6 +9,7 @@ pkgs="build-essential autoconf automake libtool pkg-config
       libxxhash-dev libcmocka-dev libcurl4-openssl-dev libssl-dev
       libexpat1-dev libinih-dev libsystemd-dev libjansson-dev libmicrohttpd-dev
       python3-botocore python3-boto3 python3-torch
+      python3-fsspec python3-pytest python3-xxhash python3-requests python3-venv python3-pip python3-setuptools python3-wheel python3-pandas
       prometheus curl fio python3 procps util-linux mount e2fsprogs kmod bc
       s3fs rclone chromium gnuplot-nox nginx-light etcd-server rsync perl"
 # Node runs the S3 test server; keep a Node that is already there (its npm

@@ -1,0 +1,368 @@
+"""cachefs as an fsspec file system: reads, stats and listings go to the
+page servers of a cachefs cluster (cluster/server.c), each stripe of a
+file to the member that owns it, as the daemons themselves do."""
+import errno
+import logging
+import os
+import posixpath
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import requests
+import xxhash
+from fsspec.spec import AbstractBufferedFile, AbstractFileSystem
+
+from .members import Members
+from .placement import STRIPE, node_hash
+
+log = logging.getLogger("cachefs_fsspec")
+PROTO = 1            # CLUSTER_PROTO: the page server's API version
+SKIP_S = 2.0         # a node that failed is asked last for this long
+MAX_GAP = 64 << 10   # cat_ranges reads ranges of a file this close together as one
+POLL_S = 0.2         # load()'s progress polling
+FINAL = ("done", "cancelled", "failed")
+
+
+class LoadError(OSError):
+    """A load that ended other than done without errors; `job` is its last state."""
+
+    def __init__(self, path, job):
+        errors = "; ".join(str(e) for e in job.get("errors", [])[:3])
+        super().__init__(errno.EIO, f"cachefs: load of {path!r} {job.get('state')}, "
+                         f"{job.get('error_count', 0)} errors{': ' + errors if errors else ''}")
+        self.job = job
+
+
+class CachefsFileSystem(AbstractFileSystem):
+    """A cachefs cluster, read-only.
+
+    fsspec.filesystem("cachefs", etcd_hosts="HOST:PORT,...", cluster="default", token_file=PATH)
+    fsspec.filesystem("cachefs", workers="HOST:PORT,...", token="...")
+
+    Paths are relative to the bucket's root, with or without "cachefs://".
+    Raises ValueError (one line) when the arguments or the token are wrong,
+    etcd does not answer, or no member answers; PermissionError when the
+    members refuse the token.
+    """
+
+    protocol = "cachefs"
+    root_marker = ""
+
+    def __init__(self, etcd_hosts=None, cluster="default", workers=None, token=None, token_file=None,
+                 connect_timeout=1.0, read_timeout=30.0, threads=16, refresh_s=5.0, **kwargs):
+        super().__init__(**kwargs)
+        if bool(etcd_hosts) == bool(workers):
+            raise ValueError("cachefs: give etcd_hosts= (with cluster=) or workers=, one of them")
+        self._token = _token(token, token_file)
+        self._timeout = (connect_timeout, read_timeout)
+        self._threads = threads
+        self._tls = threading.local()      # each thread's requests.Session
+        self._pool_lock = threading.Lock()
+        self._pool_pid = None               # the process _executor belongs to
+        self._skipped = {}                  # node -> monotonic time until which it is asked last
+        self._jobs = {}                     # path -> the ref of its last submit_load
+        self._members = Members(workers, etcd_hosts, cluster, refresh_s)
+        if not len(self._members.placement()):
+            raise ValueError("cachefs: no live worker: " +
+                             (f"etcd lists no member of cluster {cluster!r}" if etcd_hosts else "workers= names none"))
+        self._check_members()
+
+    def _check_members(self):
+        names = self._members.placement().names
+        try:
+            info = self._ask(self._order(names), "GET", "info").json()
+        except PermissionError:
+            raise
+        except OSError as e:
+            raise ValueError(f"cachefs: no live worker ({e.strerror})") from None
+        if info.get("proto") != PROTO or info.get("stripe") != STRIPE:
+            raise ValueError(f"cachefs: {info.get('node')} speaks protocol {info.get('proto')} with "
+                             f"{info.get('stripe')}-byte stripes; this client speaks {PROTO} with {STRIPE}")
+
+    @classmethod
+    def _strip_protocol(cls, path):
+        if isinstance(path, list):
+            return [cls._strip_protocol(p) for p in path]
+        return super()._strip_protocol(path).lstrip("/")
+
+    # ---- metadata ----
+
+    def info(self, path, **kwargs):
+        path = self._strip_protocol(path)
+        return dict(self._ask(self._meta_nodes(path), "GET", "stat", {"path": path}).json(), name=path)
+
+    def ls(self, path, detail=True, **kwargs):
+        path = self._strip_protocol(path)
+        try:
+            entries = self._ask(self._meta_nodes(path), "GET", "list", {"path": path}).json()["entries"]
+            out = [dict(e, name=posixpath.join(path, e["name"])) for e in entries]
+        except FileNotFoundError:
+            out = [self.info(path)]     # a file lists as itself, as in fsspec's local file system
+            if out[0]["type"] == "directory":
+                raise
+        return out if detail else [e["name"] for e in out]
+
+    def _file_info(self, path):
+        info = self.info(path)
+        if info["type"] == "directory":
+            raise IsADirectoryError(errno.EISDIR, "cachefs: a directory", info["name"])
+        if info["type"] != "file":
+            raise OSError(errno.EINVAL, f"cachefs: a {info['type']}, not a regular file", info["name"])
+        return info
+
+    # ---- reads ----
+
+    def _open(self, path, mode="rb", block_size=None, autocommit=True, cache_options=None, **kwargs):
+        if mode != "rb":
+            raise NotImplementedError("cachefs_fsspec reads only (mode 'rb')")
+        return CachefsFile(self, self._file_info(path), block_size, cache_options=cache_options, **kwargs)
+
+    def cat_file(self, path, start=None, end=None, **kwargs):
+        info = self._file_info(path)
+        return _raised(self._read([(info, *_bounds(start, end, info["size"]))])[0])
+
+    def cat_ranges(self, paths, starts, ends, max_gap=None, on_error="return", **kwargs):
+        """The bytes of each (path, start, end); negative offsets count from
+        the end, None is the start or the end. Ranges of a file less than
+        `max_gap` apart are read as one; all reads go out in parallel. With
+        on_error="return" a range that failed gets its exception in place."""
+        n = len(paths)
+        starts = starts if isinstance(starts, list) else [starts] * n
+        ends = ends if isinstance(ends, list) else [ends] * n
+        if not len(starts) == len(ends) == n:
+            raise ValueError("cachefs: cat_ranges wants as many starts and ends as paths")
+        gap = MAX_GAP if max_gap is None else max_gap
+        by_path = {}
+        for i, p in enumerate(paths):
+            by_path.setdefault(self._strip_protocol(p), []).append(i)
+        infos = dict(zip(by_path, self._pool().map(lambda p: _caught(self._file_info, p), by_path)))
+        out, spans, where = [b""] * n, [], {}    # where: range index -> (span index, [s, e) in the span)
+        for path, mine in by_path.items():
+            info = infos[path]
+            if isinstance(info, OSError):
+                for i in mine:
+                    out[i] = info
+                continue
+            span = None
+            for s, e, i in sorted((*_bounds(starts[i], ends[i], info["size"]), i) for i in mine):
+                if s == e:
+                    continue
+                if span is None or s > span[2] + gap:
+                    span = [info, s, e]
+                    spans.append(span)
+                span[2] = max(span[2], e)
+                where[i] = (len(spans) - 1, s - span[1], e - span[1])
+        data = self._read(spans)
+        for i, (k, s, e) in where.items():
+            out[i] = data[k] if isinstance(data[k], OSError) else data[k][s:e]
+        if on_error == "raise":
+            for r in out:
+                _raised(r)
+        return out
+
+    def _read(self, spans):
+        """The bytes of each [info, start, end) span, or the OSError that
+        stopped it. Spans are cut at stripe boundaries and every piece is
+        read at once, each from its own owner."""
+        pool = self._pool()
+        futures = [[pool.submit(self._read_piece, info, a, b) for a, b in _stripes(s, e)] for info, s, e in spans]
+        out = []
+        for pieces in futures:
+            try:
+                out.append(b"".join(f.result() for f in pieces))
+            except OSError as e:
+                out.append(e)
+        return out
+
+    def _read_piece(self, info, start, end):
+        """[start, end) of a file, within one stripe, from the stripe's owner
+        or, when it fails, the next member in rank order. The stat's identity
+        goes along so that the node does not stat the source again."""
+        params = {"path": info["name"], "id": info["id"], "version": info["version"], "size": info["size"],
+                  "etag": info["etag"]}
+        nodes = self._order(self._members.placement().rank(int(info["id"], 16), start // STRIPE))
+        r = self._ask(nodes, "GET", "read", params, {"Range": f"bytes={start}-{end - 1}"},
+                      check=lambda r: _bad_body(r, end - start))
+        return r.content
+
+    # ---- loads into the cluster's cache ----
+
+    def submit_load(self, path):
+        """Starts loading `path` (a file or a directory) into the cluster's
+        cache, each stripe by its owner. Returns the job's ref
+        {"job", "node", "path"}, which the calls below also take."""
+        path = self._strip_protocol(path)
+        r = self._ask(self._meta_nodes(path), "POST", "load", {"path": path, "scope": "cluster"}).json()
+        ref = {"job": r["job"], "node": r["node"], "path": path}
+        self._jobs[path] = ref
+        return ref
+
+    def load_progress(self, path):
+        """The job dict of `path`'s last submit_load (or of a ref)."""
+        ref = self._job_ref(path)
+        return self._ask([ref["node"]], "GET", "load", {"job": ref["job"]}).json()
+
+    def stop_load(self, path):
+        """Cancels `path`'s last submit_load (or a ref's job); returns its job dict."""
+        ref = self._job_ref(path)
+        return self._ask([ref["node"]], "POST", "load/cancel", {"job": ref["job"]}).json()
+
+    def load(self, path, timeout=None):
+        """Loads `path` into the cluster's cache and waits: returns the final
+        job dict, raises LoadError when it failed, was cancelled or had
+        errors, and TimeoutError (the job cancelled) after `timeout` seconds."""
+        ref = self.submit_load(path)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while (job := self.load_progress(ref))["state"] not in FINAL:
+            if deadline is not None and time.monotonic() >= deadline:
+                self.stop_load(ref)
+                raise TimeoutError(f"cachefs: load of {ref['path']!r} still {job['state']} after {timeout} s; "
+                                   "cancelled")
+            time.sleep(POLL_S)
+        if job["state"] != "done" or job.get("error_count"):
+            raise LoadError(ref["path"], job)
+        return job
+
+    def _job_ref(self, path):
+        if isinstance(path, dict):
+            return path
+        try:
+            return self._jobs[self._strip_protocol(path)]
+        except KeyError:
+            raise ValueError(f"cachefs: no load of {path!r} was submitted through this client") from None
+
+    # ---- talking to the members ----
+
+    def _meta_nodes(self, path):
+        # Each path has a node of its own (and fallbacks), so that stats and listings spread over the cluster.
+        return self._order(self._members.placement().rank(node_hash(path), 0))
+
+    def _order(self, names):
+        """`names` with the nodes that failed lately last, each part in its order."""
+        now = time.monotonic()
+        return sorted(names, key=lambda n: self._skipped.get(n, 0) > now)
+
+    def _ask(self, nodes, method, api, params=None, headers=None, check=None):
+        """The first good answer from `nodes`, asked in order. A node that
+        cannot be reached, times out, answers 5xx or gives an answer that
+        `check` finds wrong (it returns why) is asked last for SKIP_S and the
+        next one is asked; another 4xx is the answer (raised as an OSError)."""
+        failed = []
+        for node in nodes:
+            try:
+                r = self._session().request(method, f"http://{node}/v1/{api}", params=params, headers=headers,
+                                            timeout=self._timeout)
+                why = f"HTTP {r.status_code}" if r.status_code >= 500 else None
+                if why is None and r.status_code < 300 and check:
+                    why = check(r)
+            except requests.RequestException as e:
+                why = type(e).__name__
+            if why is None:
+                if r.status_code >= 400:
+                    raise _http_error(r, node, (params or {}).get("path"))
+                return r
+            if self._skipped.get(node, 0) <= time.monotonic():
+                log.warning("cachefs: node %s failed (%s) on %s; asking it last for %g s", node, why, api, SKIP_S)
+            self._skipped[node] = time.monotonic() + SKIP_S
+            failed.append(f"{node}: {why}")
+        raise OSError(errno.EIO, f"cachefs: no node answered {api}: {'; '.join(failed) or 'no members'}",
+                      (params or {}).get("path"))
+
+    def _session(self):
+        # One per thread, and per process: a forked DataLoader worker must not share its parent's sockets.
+        if getattr(self._tls, "pid", None) != os.getpid():
+            self._tls.session = requests.Session()
+            self._tls.session.headers["Authorization"] = "Bearer " + self._token
+            self._tls.pid = os.getpid()
+        return self._tls.session
+
+    def _pool(self):
+        # A forked child inherits the executor but not its threads: it makes its own.
+        with self._pool_lock:
+            if self._pool_pid != os.getpid():
+                self._executor = ThreadPoolExecutor(self._threads, thread_name_prefix="cachefs")
+                self._pool_pid = os.getpid()
+            return self._executor
+
+
+class CachefsFile(AbstractBufferedFile):
+    """A file open for reading, at random. fsspec's read-ahead cache in front
+    (by default a stripe ahead); what it misses is read from the stripes'
+    owners. The stat taken at open pins the version: when the file changes
+    the reads fail (OSError ESTALE) rather than mix versions."""
+
+    def __init__(self, fs, info, block_size=None, cache_type="readahead", cache_options=None, **kwargs):
+        super().__init__(fs, info["name"], "rb", block_size=block_size or STRIPE, cache_type=cache_type,
+                         cache_options=cache_options, size=info["size"], **kwargs)
+        self.details = info
+
+    def _fetch_range(self, start, end):
+        return _raised(self.fs._read([(self.details, start, min(end, self.size))])[0])
+
+
+def _token(token, token_file):
+    if bool(token) == bool(token_file):
+        raise ValueError("cachefs: give token= or token_file=, one of them")
+    if token_file:
+        try:
+            with open(token_file) as f:
+                token = f.readline()
+        except OSError as e:
+            raise ValueError(f"cachefs: token_file={token_file}: {e.strerror}") from None
+    token = token.strip()
+    if not token:
+        raise ValueError(f"cachefs: token_file={token_file} is empty" if token_file else "cachefs: token= is empty")
+    return token
+
+
+def _bounds(start, end, size):
+    """[start, end) within [0, size) from slice-like offsets (None, negative)."""
+    start = 0 if start is None else max(0, size + start) if start < 0 else min(start, size)
+    end = size if end is None else max(0, size + end) if end < 0 else min(end, size)
+    return start, max(start, end)
+
+
+def _stripes(start, end):
+    while start < end:
+        cut = min(end, (start // STRIPE + 1) * STRIPE)
+        yield start, cut
+        start = cut
+
+
+def _bad_body(r, want):
+    """Why a read's answer is not the bytes asked for, or None."""
+    if len(r.content) != want:
+        return f"{len(r.content)} bytes, not {want}"
+    digest = "xxh3:%016x" % xxhash.xxh3_64_intdigest(r.content)
+    if r.headers.get("X-Cachefs-Digest") != digest:
+        return f"digest {r.headers.get('X-Cachefs-Digest')}, the bytes' is {digest}"
+    return None
+
+
+def _http_error(r, node, path):
+    try:
+        msg = r.json()["error"]
+    except (ValueError, KeyError, TypeError):
+        msg = r.reason
+    msg = f"cachefs node {node}: {msg} (HTTP {r.status_code})"
+    if r.status_code in (401, 403):
+        return PermissionError(errno.EACCES, msg)
+    if r.status_code == 404:
+        return FileNotFoundError(errno.ENOENT, msg, path)
+    if r.status_code in (409, 416):
+        return OSError(errno.ESTALE, msg + "; the file changed: open or stat it again", path)
+    return OSError(errno.EINVAL, msg, path)
+
+
+def _caught(fn, *args):
+    try:
+        return fn(*args)
+    except OSError as e:
+        return e
+
+
+def _raised(result):
+    if isinstance(result, OSError):
+        raise result
+    return result
