@@ -6,9 +6,12 @@
  * anything else, and the engine reads the source. An owner that must
  * fetch the page itself says so within the timeout (202) and is then
  * waited for as long as the source would be, since its fetch is the one
- * the whole cluster shares. A member that failed
- * is skipped for PEER_BACKOFF_NS, so while a node is dead (its lease not
- * yet expired) readers pay its timeout once, not at every page.
+ * the whole cluster shares. A member that cannot be reached, or failed
+ * PEER_DOWN_AFTER times in a row, is skipped for PEER_BACKOFF_NS, so
+ * while a node is dead (its lease not yet expired) readers pay its
+ * timeout a few times, not at every page; one slow answer from a busy
+ * owner costs only its page (read from the source: a second copy of it),
+ * not two seconds of its stripes.
  */
 #include "config.h"
 #include "cluster/cluster_i.h"
@@ -27,12 +30,15 @@
 #include <xxhash.h>
 
 #define PEER_BACKOFF_NS 2000000000ULL
+#define PEER_DOWN_AFTER 3         /* failures in a row that mark a reachable member down */
 #define PEER_HEALTH 256           /* members' health slots, by name hash */
+#define PEER_MAX_CONNS 256        /* per shard: a read-ahead window's pages are in flight at once */
 
 static struct http_pool *pool;
 static atomic_bool stopping;
 /* When each member (by its name's hash) may be asked again; 0: now. */
 static _Atomic uint64_t down_until[PEER_HEALTH];
+static atomic_uint failed_in_a_row[PEER_HEALTH];
 static struct log_limit failures_logged;
 /* How long an owner that said it is fetching is waited for: the source's timeout. */
 static uint64_t fetch_timeout_ns;
@@ -105,9 +111,15 @@ static void finish(struct peer_io *io, int res)
 	struct epeer_fetch *pf = io->pf;
 
 	if (res < 0) {
+		/* Not reachable at all (refused, reset): down now; else after a few in a row. */
+		bool unreachable = res == -ECONNREFUSED || res == -EHOSTDOWN;
 		atomic_fetch_add_explicit(&cluster.peer_failures, 1, memory_order_relaxed);
-		atomic_store(&down_until[io->slot], now_ns() + PEER_BACKOFF_NS);
+		if (atomic_fetch_add(&failed_in_a_row[io->slot], 1) + 1 >= PEER_DOWN_AFTER || unreachable) {
+			atomic_store(&failed_in_a_row[io->slot], 0);
+			atomic_store(&down_until[io->slot], now_ns() + PEER_BACKOFF_NS);
+		}
 	} else {
+		atomic_store_explicit(&failed_in_a_row[io->slot], 0, memory_order_relaxed);
 		atomic_fetch_add_explicit(&cluster.sent_bytes, (uint64_t)res, memory_order_relaxed);
 	}
 	free(io->req.resp.body);   /* an error body, if any */
@@ -199,7 +211,7 @@ const struct engine_peers peers_fetcher = { .fetch = fetch };
 
 int peers_create(uint64_t source_timeout_ns, char *err, size_t errlen)
 {
-	struct http_pool_opts po = { .name = "peer", .max_conns = 64, .retries = 0,
+	struct http_pool_opts po = { .name = "peer", .max_conns = PEER_MAX_CONNS, .retries = 0,
 				     .timeout_ns = secs_to_ns(cluster.o.peer_timeout) };
 	int rc = http_pool_create(&pool, &po);
 
@@ -212,8 +224,10 @@ int peers_create(uint64_t source_timeout_ns, char *err, size_t errlen)
 
 void peers_forget_failures(void)
 {
-	for (unsigned i = 0; i < PEER_HEALTH; i++)
+	for (unsigned i = 0; i < PEER_HEALTH; i++) {
 		atomic_store_explicit(&down_until[i], 0, memory_order_relaxed);
+		atomic_store_explicit(&failed_in_a_row[i], 0, memory_order_relaxed);
+	}
 }
 
 void peers_shard_stop(void *arg)

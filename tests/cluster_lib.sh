@@ -19,6 +19,12 @@ metric() {   # metric N NAME{LABELS}: node N's counter
 }
 gets() { metric "$1" 'cachefs_source_requests_total{kind="get"}'; }
 all_gets() { echo $(($(gets 0) + $(gets 1) + $(gets 2))); }
+# all_source_bytes: bytes the three nodes read from the source (not from each other).
+all_source_bytes() {
+	local s=0 n
+	for n in 0 1 2; do s=$((s + $(metric $n 'cachefs_served_bytes_total{tier="source"}'))); done
+	echo "$s"
+}
 # api N [curl args] PATH?QUERY: node N's page server with the token; the body on stdout.
 api() {
 	local n=$1

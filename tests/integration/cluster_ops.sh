@@ -34,14 +34,15 @@ for m in r["members"]:
 pass "cachefsctl cluster lists the three members with their tiers"
 
 # ---- a load split by owner ----
-before=$(all_gets)
+before=$(all_gets) bytes0=$(all_source_bytes)
 "$CTL" -m "$T/m1" load "$T/m1/tree" > "$T/load.out" 2>&1 || fail "cachefsctl load: $(cat "$T/load.out")"
 cat "$T/load.out" | tail -n 5 | sed 's/^/  /'
 grep -q "done: 34/34 files.* on 3 nodes" "$T/load.out" || fail "no cluster-wide progress: $(cat "$T/load.out")"
 [ "$(grep -c '^  127.0.0.1:.* done ' "$T/load.out")" = 3 ] || fail "not every node's part: $(cat "$T/load.out")"
-loaded=$(($(all_gets) - before))
+loaded=$(($(all_gets) - before)) bytes=$(($(all_source_bytes) - bytes0))
 ram1=$(metric 1 'cachefs_cache_bytes{tier="ram"}')
-echo "  the load cost $loaded source GETs (20 stripes + 30 small files); node 1 holds $ram1 of $TOTAL bytes"
+echo "  the load read $bytes bytes in $loaded source GETs (20 stripes + 30 small files); node 1 holds $ram1 of $TOTAL bytes"
+[ "$bytes" = "$TOTAL" ] || fail "the load read $bytes bytes from the source for $TOTAL"
 [ "$loaded" -le 100 ] || fail "the load cost $loaded source GETs"
 [ "$ram1" -lt $((TOTAL * 3 / 4)) ] || fail "node 1 loaded $ram1 of $TOTAL bytes itself: not split"
 before=$(all_gets)
