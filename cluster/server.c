@@ -784,13 +784,16 @@ static enum MHD_Result answer(void *cls, struct MHD_Connection *c, const char *u
 			      const char *version, const char *upload, size_t *upload_len, void **state)
 {
 	if (!*state) {
-		/* The headers are in; a body, if any, is not read. */
+		/*
+		 * The headers are in. Answer at the next call: a response queued
+		 * at the first one is an early answer to libmicrohttpd, which then
+		 * closes the connection (Connection: close on every answer).
+		 */
 		*state = c;
-		if (*upload_len)
-			return fail(c, MHD_HTTP_BAD_REQUEST, "no request here takes a body");
+		return MHD_YES;
 	}
 	if (*upload_len)
-		return MHD_NO;
+		return fail(c, MHD_HTTP_BAD_REQUEST, "no request here takes a body");
 	atomic_fetch_add_explicit(&cluster.served_requests, 1, memory_order_relaxed);
 	if (!authorized(c)) {
 		atomic_fetch_add_explicit(&cluster.unauthorized, 1, memory_order_relaxed);

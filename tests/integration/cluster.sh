@@ -28,7 +28,8 @@ one_copy() {
 	cmp "$T/$f" "$T/m$4/$f.bin" || fail "node $4 read other bytes of $f"
 	after2=$(all_gets)
 	echo "  $f: $bytes bytes in $((after1 - before)) source GETs through node $2 ($STRIPES stripes; GETs by node now $(gets 0) $(gets 1) $(gets 2)), $((after2 - after1)) more through nodes $3 and $4"
-	[ "$bytes" = "$(stat -c %s "$T/$f")" ] || fail "$f: $bytes bytes from the source for a file of $(stat -c %s "$T/$f")"
+	# At most one copy (big's first stripe came with the Range check above, so it costs a stripe less).
+	[ "$bytes" -le "$(stat -c %s "$T/$f")" ] || fail "$f: $bytes bytes from the source for a file of $(stat -c %s "$T/$f")"
 	# A GET per stripe mostly (8 to 17 measured for 12): owners merge contiguous stripes into one
 	# GET, and a stripe's page requests reach its owner on separate connections, so one that
 	# overtakes the stripe's fetch takes a GET of its own (for other pages: the bytes stay one copy).
