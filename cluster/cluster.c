@@ -4,12 +4,14 @@
  */
 #include "config.h"
 #include "cluster/cluster_i.h"
+#include "core/http.h"
 #include "core/log.h"
 #include "core/shard.h"
 #include "core/util.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -61,59 +63,49 @@ const char *cluster_token(void)
 
 #define CALL_BODY_MAX (4u << 20)
 
-struct body {
-	char *p;
-	size_t len;
+/* The cluster's own blocking calls (membership, loads, `cachefsctl cluster`). */
+static struct http_pool *calls;
+
+struct call {
+	const char *url;
+	bool auth;
 };
 
-static size_t on_data(char *data, size_t size, size_t n, void *arg)
+static int call_prepare(void *ctx, const char *method, const char *range, char **url, struct curl_slist **hdrs)
 {
-	struct body *b = arg;
-	size_t len = size * n;
-	char *p;
+	const struct call *c = ctx;
+	char h[CLUSTER_TOKEN_MAX + 32];
 
-	if (b->len + len > CALL_BODY_MAX || !(p = realloc(b->p, b->len + len + 1)))
-		return 0;
-	memcpy(p + b->len, data, len);
-	b->p = p;
-	b->len += len;
-	p[b->len] = '\0';
-	return len;
+	if (!(*url = strdup(c->url)))
+		return -ENOMEM;
+	if (c->auth) {
+		snprintf(h, sizeof(h), "Authorization: Bearer %s", cluster.token);
+		if (!(*hdrs = curl_slist_append(NULL, h))) {
+			free(*url);
+			*url = NULL;
+			return -ENOMEM;
+		}
+	}
+	return 0;
 }
 
 json_t *cluster_call(CURL *c, const char *url, const char *body, bool auth, long timeout_ms, char *err,
 		     size_t errlen)
 {
-	struct curl_slist *hdr = NULL;
-	struct body b = { 0 };
+	struct call ctx = { .url = url, .auth = auth };
+	struct http_req r = { .method = body ? "POST" : "GET", .prepare = call_prepare, .ctx = &ctx,
+			      .deadline_ns = now_ns() + (uint64_t)timeout_ms * 1000000, .body = body,
+			      .body_len = body ? strlen(body) : 0, .body_max = CALL_BODY_MAX, .easy = c };
 	json_t *ans = NULL;
-	char h[CLUSTER_TOKEN_MAX + 32];
-	long status = 0;
-	CURLcode cc;
+	int rc = http_perform(calls, &r);
 
-	curl_easy_reset(c);
-	curl_easy_setopt(c, CURLOPT_URL, url);
-	if (body)
-		curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
-	if (auth) {
-		snprintf(h, sizeof(h), "Authorization: Bearer %s", cluster.token);
-		hdr = curl_slist_append(NULL, h);
-		curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdr);
-	}
-	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
-	curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
-	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, timeout_ms);
-	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-	cc = curl_easy_perform(c);
-	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
-	curl_slist_free_all(hdr);
-	if (cc != CURLE_OK)
-		msgf(err, errlen, "%s: %s", url, curl_easy_strerror(cc));
-	else if (status < 200 || status > 299)
-		msgf(err, errlen, "%s: HTTP %ld: %.200s", url, status, b.p ? b.p : "");
-	else if (!(ans = json_loads(b.p ? b.p : "", 0, NULL)))
+	if (rc)
+		msgf(err, errlen, "%s: %s", url, r.err[0] ? r.err : strerror(-rc));
+	else if (r.resp.status < 200 || r.resp.status > 299)
+		msgf(err, errlen, "%s: HTTP %ld: %.200s", url, r.resp.status, r.resp.body ? r.resp.body : "");
+	else if (!(ans = json_loads(r.resp.body ? r.resp.body : "", 0, NULL)))
 		msgf(err, errlen, "%s: an answer that is not JSON", url);
-	free(b.p);
+	free(r.resp.body);
 	return ans;
 }
 
@@ -197,6 +189,13 @@ int cluster_check(const struct cluster_opts *o, uint64_t page_size, char *err, s
 		return -EINVAL;
 	}
 	snprintf(cluster.self, sizeof(cluster.self), "%s", o->serve);
+	if (!calls) {
+		struct http_pool_opts po = { .name = "cluster", .max_conns = 1, .retries = 0 };
+		if ((rc = http_pool_create(&calls, &po))) {
+			snprintf(err, errlen, "cluster: %s", strerror(-rc));
+			return rc;
+		}
+	}
 	if ((rc = load_token(o->token_file, err, errlen)) || (rc = check_serve(o->serve, err, errlen)) ||
 	    (rc = members_check(err, errlen)))
 		return rc;
@@ -259,31 +258,63 @@ void cluster_destroy(void)
 		placement_free(r->pl);
 		free(r);
 	}
+	if (calls)
+		http_pool_destroy(calls);
+	calls = NULL;
 	on = false;
 }
 
 #define INFO_CALL_MS 2000
+#define INFO_CALLS_AT_ONCE 32
 
+struct info_call {
+	pthread_t t;
+	bool started;
+	const char *name;
+	json_t *info;
+};
+
+static void *info_main(void *arg)
+{
+	struct info_call *ic = arg;
+	char url[PL_NAME_MAX + 32], err[512] = "the name does not make a URL";
+
+	ic->info = NULL;
+	if (member_url(url, sizeof(url), ic->name, "info", NULL))
+		ic->info = cluster_call(NULL, url, NULL, true, INFO_CALL_MS, err, sizeof(err));
+	if (!ic->info)
+		ic->info = json_pack("{s:s, s:s}", "node", ic->name, "error", err);
+	return NULL;
+}
+
+/* Members are asked INFO_CALLS_AT_ONCE at a time: a member that hangs costs INFO_CALL_MS once, not once each. */
 json_t *cluster_members_json(void)
 {
 	struct placement *pl = placement_get();
-	json_t *a = json_array();
-	CURL *c;
+	unsigned n = pl ? placement_count(pl) : 0;
+	struct info_call *ic;
+	json_t *a;
 
-	if (!on || !(c = curl_easy_init())) {
+	if (!on || !(a = json_array()))
+		return NULL;
+	if (!(ic = calloc(MAX(n, 1u), sizeof(*ic)))) {
 		json_decref(a);
 		return NULL;
 	}
-	for (unsigned i = 0; pl && i < placement_count(pl); i++) {
-		const char *name = placement_name(pl, i);
-		char url[PL_NAME_MAX + 32], err[512];
-		json_t *info = NULL;
-
-		if (member_url(url, sizeof(url), name, "info", NULL))
-			info = cluster_call(c, url, NULL, true, INFO_CALL_MS, err, sizeof(err));
-		json_array_append_new(a, info ? info : json_pack("{s:s, s:s}", "node", name, "error", err));
+	for (unsigned at = 0; at < n; at += INFO_CALLS_AT_ONCE) {
+		unsigned end = MIN(n, at + INFO_CALLS_AT_ONCE);
+		for (unsigned i = at; i < end; i++) {
+			ic[i].name = placement_name(pl, i);
+			if (!(ic[i].started = !pthread_create(&ic[i].t, NULL, info_main, &ic[i])))
+				info_main(&ic[i]);
+		}
+		for (unsigned i = at; i < end; i++)
+			if (ic[i].started)
+				pthread_join(ic[i].t, NULL);
 	}
-	curl_easy_cleanup(c);
+	for (unsigned i = 0; i < n; i++)
+		json_array_append_new(a, ic[i].info);
+	free(ic);
 	return json_pack("{s:s, s:s, s:o}", "cluster", cluster.o.name, "self", cluster.self, "members", a);
 }
 

@@ -42,9 +42,10 @@ struct placement *placement_get(void);
 const char *cluster_token(void);
 /*
  * A blocking HTTP call of the cluster's own threads (membership, loads,
- * `cachefsctl cluster`), never of a shard: `body` is POSTed when not NULL,
- * the cluster's token sent with `auth`. The parsed JSON answer of a 2xx,
- * or NULL with a one-line reason in err.
+ * `cachefsctl cluster`), never of a shard, through http_perform: `body`
+ * is POSTed when not NULL, the cluster's token sent with `auth`, `c` (or
+ * NULL) a handle of the caller's whose connection is kept between calls.
+ * The parsed JSON answer of a 2xx, or NULL with a one-line reason in err.
  */
 json_t *cluster_call(CURL *c, const char *url, const char *body, bool auth, long timeout_ms, char *err,
 		     size_t errlen);

@@ -376,7 +376,7 @@ int http_perform(struct http_pool *p, struct http_req *r)
 {
 	uint64_t deadline = r->deadline_ns ? r->deadline_ns : add_sat(now_ns(), p->timeout_ns);
 	struct sync_sink sink = { .resp = &r->resp, .max = r->body_max };
-	CURL *e = curl_easy_init();
+	CURL *e = r->easy ? r->easy : curl_easy_init();
 	CURLcode cc = CURLE_OK;
 	int rc = 0;
 
@@ -422,7 +422,8 @@ int http_perform(struct http_pool *p, struct http_req *r)
 		struct timespec ts = { (time_t)(wait / 1000000000ULL), (long)(wait % 1000000000ULL) };
 		nanosleep(&ts, NULL);
 	}
-	curl_easy_cleanup(e);
+	if (!r->easy)
+		curl_easy_cleanup(e);
 	if (!rc && cc != CURLE_OK) {
 		if (!r->err[0])
 			snprintf(r->err, sizeof(r->err), "%s", curl_easy_strerror(cc));

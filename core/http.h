@@ -106,6 +106,9 @@ struct http_req {
 	char *sink;
 	size_t sink_len;
 	void (*done)(struct http_req *r, int rc);
+	/* http_perform only: the caller's handle, reused so that its connection
+	 * stays open between calls; NULL: a new one for this call. */
+	CURL *easy;
 	/* results */
 	struct http_resp resp;
 	unsigned attempts;
@@ -118,7 +121,8 @@ struct http_req {
 void http_submit(struct http_pool *p, struct http_req *r);
 /*
  * The same request, blocking the calling thread, which must not be a shard
- * (mount-time checks and manifests, before the shards run). Returns what
+ * (mount-time checks and manifests before the shards run; the cluster's
+ * membership, load and status threads). Retries sleep. Returns what
  * done() would get; done is not called.
  */
 int http_perform(struct http_pool *p, struct http_req *r);
