@@ -4,10 +4,14 @@
  * With etcd, one thread of ours (never a shard) talks to etcd's v3 JSON
  * gateway with blocking libcurl calls: it registers this node under
  * cachefs/CLUSTER/members/NAME with a lease of cluster_ttl seconds, keeps
- * the lease alive every third of it, and reads the prefix every
- * MEMBER_POLL_NS to publish the live members (placement_set). Reading the
- * prefix rather than holding a watch stream keeps the thread a plain loop;
- * a member that joins or dies shows within MEMBER_POLL_NS of etcd knowing.
+ * the lease alive every third of it, and reads the prefix to publish the
+ * live members (placement_set). A second thread holds a watch stream on
+ * the prefix (POST /v3/watch) and wakes the first at every event, so a
+ * member that joins, leaves or whose lease expires shows as soon as etcd
+ * knows; the first thread reads the prefix itself too, every
+ * MEMBER_POLL_NS while the watch is up (a stream can die silently) and
+ * every MEMBER_POLL_FAST_NS while it is not. The watch only says "look
+ * again": the list always comes from a read of the whole prefix.
  *
  * When etcd does not answer, the last list stays in force (logged once)
  * and the node keeps serving; when it answers again the node registers
@@ -31,7 +35,9 @@
 #include <time.h>
 #include <xxhash.h>
 
-#define MEMBER_POLL_NS 500000000ULL
+#define MEMBER_POLL_NS 5000000000ULL
+#define MEMBER_POLL_FAST_NS 500000000ULL
+#define WATCH_RETRY_NS 1000000000ULL
 #define ETCD_CALL_TIMEOUT_MS 2000
 #define MEMBERS_MAX 4096
 #define LOGGED_MAX 64
@@ -41,11 +47,12 @@
  * starts the cluster, and members_stop after it ended. `stop` is under lock.
  */
 static struct {
-	pthread_t thread;
-	bool running;
+	pthread_t thread, watcher;
+	bool running, watched;       /* the threads were started: join them */
 	pthread_mutex_t lock;
 	pthread_cond_t cv;
 	bool stop;                   /* under lock */
+	bool changed, watching;      /* under lock: the watch saw an event; its stream is up */
 	char *urls[16];
 	unsigned nurls, cur;         /* the endpoint that answered last */
 	char prefix[160], key[320];
@@ -374,14 +381,89 @@ static void *member_main(void *arg)
 	pthread_mutex_lock(&m.lock);
 	while (!m.stop) {
 		struct timespec ts;
+		uint64_t now;
+		m.changed = false;
 		pthread_mutex_unlock(&m.lock);
 		round_trip(now_ns(), &next_keepalive);
 		pthread_mutex_lock(&m.lock);
-		realtime_after(&ts, MEMBER_POLL_NS);
+		/* Until the next read of the list, or the lease's keep-alive if sooner. */
+		now = now_ns();
+		realtime_after(&ts, MIN(m.watching ? MEMBER_POLL_NS : MEMBER_POLL_FAST_NS,
+					next_keepalive > now ? next_keepalive - now : 0));
+		if (!m.stop && !m.changed)
+			pthread_cond_timedwait(&m.cv, &m.lock, &ts);
+	}
+	pthread_mutex_unlock(&m.lock);
+	return NULL;
+}
+
+/* ---- the watch ---- */
+
+/* Whatever the stream says (created, events, progress): look again. */
+static size_t watch_data(char *data, size_t size, size_t n, void *arg)
+{
+	pthread_mutex_lock(&m.lock);
+	m.watching = true;
+	m.changed = true;
+	pthread_cond_broadcast(&m.cv);
+	pthread_mutex_unlock(&m.lock);
+	return size * n;
+}
+
+/* Called about once a second while the stream is idle: ends it at stop. */
+static int watch_progress(void *arg, curl_off_t dt, curl_off_t dn, curl_off_t ut, curl_off_t un)
+{
+	bool stop;
+
+	pthread_mutex_lock(&m.lock);
+	stop = m.stop;
+	pthread_mutex_unlock(&m.lock);
+	return stop;
+}
+
+static void *watch_main(void *arg)
+{
+	char end[sizeof(m.prefix)], url[600], *k, *e, *body = NULL;
+	size_t plen = strlen(m.prefix);
+	CURL *c = curl_easy_init();
+	unsigned at = 0;
+	json_t *req;
+
+	snprintf(end, sizeof(end), "%s", m.prefix);
+	end[plen - 1]++;
+	k = b64(m.prefix, plen);
+	e = b64(end, plen);
+	req = k && e ? json_pack("{s:{s:s, s:s}}", "create_request", "key", k, "range_end", e) : NULL;
+	body = req ? json_dumps(req, JSON_COMPACT) : NULL;
+	json_decref(req);
+	pthread_mutex_lock(&m.lock);
+	while (c && body && !m.stop) {
+		struct timespec ts;
+		pthread_mutex_unlock(&m.lock);
+		snprintf(url, sizeof(url), "%s/v3/watch", m.urls[at]);
+		curl_easy_reset(c);
+		curl_easy_setopt(c, CURLOPT_URL, url);
+		curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+		curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, watch_data);
+		curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
+		curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, watch_progress);
+		curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, (long)ETCD_CALL_TIMEOUT_MS);
+		curl_easy_setopt(c, CURLOPT_TCP_KEEPALIVE, 1L);
+		curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+		curl_easy_perform(c);      /* until the stream ends: etcd went away, or stop */
+		at = (at + 1) % m.nurls;
+		pthread_mutex_lock(&m.lock);
+		m.watching = false;
+		realtime_after(&ts, WATCH_RETRY_NS);
 		if (!m.stop)
 			pthread_cond_timedwait(&m.cv, &m.lock, &ts);
 	}
 	pthread_mutex_unlock(&m.lock);
+	if (c)
+		curl_easy_cleanup(c);
+	free(body);
+	free(k);
+	free(e);
 	return NULL;
 }
 
@@ -475,6 +557,7 @@ int members_start(char *err, size_t errlen)
 	m.lease = 0;
 	m.down = false;
 	m.stop = false;
+	m.changed = m.watching = false;
 	m.nlogged = 0;
 	if (!(m.curl = curl_easy_init())) {
 		free_urls();
@@ -493,6 +576,10 @@ int members_start(char *err, size_t errlen)
 		return -rc;
 	}
 	m.running = true;
+	/* Without the watch, the list is read every MEMBER_POLL_FAST_NS. */
+	if ((m.watched = !pthread_create(&m.watcher, NULL, watch_main, NULL)) == false)
+		log_warn("cluster %s: cannot start the etcd watch thread; reading the members every %llu ms",
+			 cluster.o.name, MEMBER_POLL_FAST_NS / 1000000);
 	return 0;
 }
 
@@ -504,10 +591,12 @@ void members_stop(void)
 		return;
 	pthread_mutex_lock(&m.lock);
 	m.stop = true;
-	pthread_cond_signal(&m.cv);
+	pthread_cond_broadcast(&m.cv);
 	pthread_mutex_unlock(&m.lock);
 	pthread_join(m.thread, NULL);
-	m.running = false;
+	if (m.watched)
+		pthread_join(m.watcher, NULL);
+	m.running = m.watched = false;
 	/* Leave at once rather than when the lease runs out: the others move our stripes now. */
 	if (m.lease && !m.down) {
 		json_decref(etcd_call("/v3/lease/revoke", json_pack("{s:I}", "ID", (json_int_t)m.lease), err,
