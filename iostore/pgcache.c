@@ -438,9 +438,13 @@ static void start_fetch(struct pgcache *c, struct page *pg, const struct pgcache
 {
 	int rc;
 
+	/* No start: a lookup by key alone whose stored copy failed its read (see pgcache_get). */
+	if (!f->start) {
+		pgcache_fetch_done(pg, -ENOENT);
+		return;
+	}
 	pg->part->stats.fetches++;
-	/* No start: a lookup by key alone (the page server's /v1/page) gets only what is cached. */
-	rc = !f->start ? -ENOENT : f->start(f->ctx, &pg->key, pg->key.index * c->page_size, pg->data, pg->cap, pg);
+	rc = f->start(f->ctx, &pg->key, pg->key.index * c->page_size, pg->data, pg->cap, pg);
 	if (rc < 0)
 		pgcache_fetch_done(pg, rc);
 }
@@ -541,6 +545,11 @@ void pgcache_get(struct pgcache *c, unsigned part, const struct pgkey *key, uint
 		p->stats.joins++;
 		w->next = pg->waiters;
 		pg->waiters = w;
+		return;
+	}
+	/* A lookup by key alone (the page server's /v1/page) gets only what is cached: a miss takes no page. */
+	if (!f->start && !(c->store && pgstore_has(c->store, part, key))) {
+		w->cb(w, NULL, -ENOENT);
 		return;
 	}
 	p->stats.misses++;

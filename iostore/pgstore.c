@@ -1157,6 +1157,16 @@ static void read_done(struct shard_op *op, int res)
 	io->done(io, (int)sl->len);
 }
 
+bool pgstore_has(struct pgstore *ps, unsigned part, const struct pgkey *key)
+{
+	struct pgstore_part *p = &ps->parts[part];
+	uint32_t s;
+
+	assert_owner(p);
+	s = lookup_key(p, key);
+	return s != NIL && p->slots[s].state == SL_READY && !atomic_load(&p->segs[p->slots[s].seg].f->failed);
+}
+
 int pgstore_read(struct pgstore *ps, unsigned part, const struct pgkey *key, void *buf,
 		 size_t cap, struct pgstore_io *io)
 {

@@ -87,6 +87,9 @@ struct pgstore_io {
 int pgstore_read(struct pgstore *ps, unsigned part, const struct pgkey *key, void *buf,
 		 size_t cap, struct pgstore_io *io);
 
+/* Owner shard. Whether a usable copy of key is stored (pgstore_read would start). */
+bool pgstore_has(struct pgstore *ps, unsigned part, const struct pgkey *key);
+
 /*
  * Owner shard. Offers a page fetched from the UFS. Returns 0 and later calls
  * io->done once the write is over, or a negative errno (not admitted,

@@ -94,7 +94,10 @@ id=$(api 0 -D - -o /dev/null -H 'Range: bytes=0-0' "read?path=tree/big2" | tr -d
 code=$(api 0 -o "$T/page" -w '%{http_code}' "page?file=$id&index=1")
 [ "$code" = 200 ] || fail "page 1 of big2 by its key: HTTP $code: $(head -c 200 "$T/page")"
 cmp "$T/page" <(tail -c +$((1048576 + 1)) "$T/src/tree/big2" | head -c 1048576) || fail "page 1 of big2: other bytes"
+errors=$(metric 0 cachefs_source_read_errors_total)
 code=$(api 0 -o "$T/body" -w '%{http_code}' "page?file=$id&index=9999")
 [ "$code" = 404 ] || fail "a page nobody cached: HTTP $code"
+# A lookup by key is no fetch: a miss is neither a source read error nor a page taken from the RAM tier.
+[ "$(metric 0 cachefs_source_read_errors_total)" = "$errors" ] || fail "a page by key that missed counted as a read error"
 pass "a cached page by its key; 404 for one not cached"
 for n in 0 1 2; do unmount_cachefs "$T/m$n"; done
