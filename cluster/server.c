@@ -411,13 +411,10 @@ static int parse_range(const char *h, uint64_t size, uint64_t *off, uint64_t *en
  */
 static void prefetch_stripe(struct efile *f, const char *range, uint64_t size)
 {
-	uint64_t ps = engine_page_size(cluster.e), off, end, first, last;
+	uint64_t off = 0, end;
 
-	if (!range || parse_range(range, size, &off, &end))
-		return;
-	first = off / PAGE_STRIPE_BYTES * PAGE_STRIPE_BYTES / ps;
-	last = (MIN((off / PAGE_STRIPE_BYTES + 1) * PAGE_STRIPE_BYTES, size) + ps - 1) / ps;
-	engine_prefetch(f, first, (uint32_t)(last - first));
+	if (range && !parse_range(range, size, &off, &end))
+		engine_prefetch_stripe(f, off);
 }
 
 /* The file a read names: from what the asker knows, or from a stat of the source. */

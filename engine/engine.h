@@ -163,6 +163,12 @@ void eread_release(struct eread *r);
 /* Reads pages [first, first + n) of f ahead of a reader, within the
  * read-ahead budget; nothing waits for them. */
 void engine_prefetch(struct efile *f, uint64_t first, uint32_t n);
+/*
+ * Reads the whole 4 MiB stripe holding byte `off` of f ahead, from any
+ * thread: its pages share an owner shard, which starts them in one turn of
+ * its loop, so their source reads merge into one GET.
+ */
+void engine_prefetch_stripe(struct efile *f, uint64_t off);
 
 /* An open file's size. */
 uint64_t efile_size(const struct efile *f);

@@ -19,6 +19,7 @@
 /* ---- fetches from the source ---- */
 
 struct fetch_io {
+	struct shard_msg m;            /* a source read started a turn later (fetch_start) */
 	struct ufs_read r;
 	struct epeer_fetch pf;
 	struct page *pg;
@@ -73,9 +74,28 @@ static void peer_done(struct epeer_fetch *pf, int res)
 	}
 }
 
-/* The stripe's owner node, when the daemon plugged peers in; else or then the source. */
-int engine_fetch_start(void *ctx, const struct pgkey *key, uint64_t off, void *buf, size_t len,
-		       struct page *pg)
+static void stripe_send(struct efile *f, uint64_t off);
+
+static void source_start_later(struct shard_msg *m)
+{
+	struct fetch_io *io = container_of(m, struct fetch_io, m);
+	int rc = source_start(io);
+
+	if (rc) {
+		pgcache_fetch_done(io->pg, rc == -ESTALE ? rc : -EIO);
+		efile_put(io->f);
+		free(io);
+	}
+}
+
+/*
+ * The stripe's owner node, when the daemon plugged peers in; else or then
+ * the source. `together`: when this node owns the stripe, its other pages
+ * are started with this one (a turn later, all in the same turn), so the
+ * source serves the stripe in one GET however the reads came.
+ */
+static int fetch_start(void *ctx, const struct pgkey *key, uint64_t off, void *buf, size_t len,
+		       struct page *pg, bool together)
 {
 	struct efile *f = ctx;
 	struct engine *e = f->e;
@@ -97,8 +117,15 @@ int engine_fetch_start(void *ctx, const struct pgkey *key, uint64_t off, void *b
 		io->pf = (struct epeer_fetch){ .path = f->path, .etag = f->etag, .fid = f->fid,
 					       .version = f->version, .size = f->size, .index = key->index,
 					       .off = off, .buf = buf, .len = len, .done = peer_done };
-		if (e->peers.fetch(e->peers.arg, &io->pf) == 0)
+		rc = e->peers.fetch(e->peers.arg, &io->pf);
+		if (rc == 0)
 			return 0;
+		if (rc == -ENOENT && together) {
+			/* Ours: the stripe's pages go first, then this one's read, in one turn. */
+			stripe_send(f, off);
+			shard_send(shard_self(), &io->m, source_start_later);
+			return 0;
+		}
 	}
 	rc = source_start(io);
 	if (rc) {
@@ -107,6 +134,19 @@ int engine_fetch_start(void *ctx, const struct pgkey *key, uint64_t off, void *b
 		free(io);
 	}
 	return rc;
+}
+
+int engine_fetch_start(void *ctx, const struct pgkey *key, uint64_t off, void *buf, size_t len,
+		       struct page *pg)
+{
+	return fetch_start(ctx, key, off, buf, len, pg, true);
+}
+
+/* For the pages a stripe's prefetch starts: they are the stripe's other pages already. */
+static int fetch_start_alone(void *ctx, const struct pgkey *key, uint64_t off, void *buf, size_t len,
+			     struct page *pg)
+{
+	return fetch_start(ctx, key, off, buf, len, pg, false);
 }
 
 /* ---- page operations ---- */
@@ -278,7 +318,7 @@ static void prefetch_done(struct page_op *op)
 	free(op);
 }
 
-void engine_prefetch(struct efile *f, uint64_t first, uint32_t n)
+static void prefetch(struct efile *f, uint64_t first, uint32_t n, bool alone)
 {
 	struct engine *e = f->e;
 
@@ -292,9 +332,55 @@ void engine_prefetch(struct efile *f, uint64_t first, uint32_t n)
 			return;
 		}
 		page_op_init(op, e, PGOP_LOAD, f, first + i);
+		if (alone)
+			op->fetch.start = fetch_start_alone;
 		op->done = prefetch_done;
 		page_op_submit(op);
 	}
+}
+
+void engine_prefetch(struct efile *f, uint64_t first, uint32_t n)
+{
+	prefetch(f, first, n, false);
+}
+
+struct stripe_msg {
+	struct shard_msg m;
+	struct efile *f;
+	uint64_t first;
+	uint32_t n;
+};
+
+static void stripe_run(struct shard_msg *m)
+{
+	struct stripe_msg *sm = container_of(m, struct stripe_msg, m);
+
+	prefetch(sm->f, sm->first, sm->n, true);
+	efile_put(sm->f);
+	free(sm);
+}
+
+/* Queues the prefetch of the stripe holding byte `off` on the stripe's owner shard. */
+static void stripe_send(struct efile *f, uint64_t off)
+{
+	uint64_t ps = f->e->ra.page_size, start = off / PAGE_STRIPE_BYTES * PAGE_STRIPE_BYTES;
+	uint64_t end = MIN(start + PAGE_STRIPE_BYTES, f->size);
+	struct pgkey k = { .file = f->fid, .index = start / ps };
+	struct stripe_msg *sm;
+
+	if (start >= f->size || !(sm = malloc(sizeof(*sm))))
+		return;
+	efile_get(f);
+	sm->f = f;
+	sm->first = k.index;
+	sm->n = (uint32_t)((end + ps - 1) / ps - k.index);
+	/* Sent even from the owner itself: after what it is doing now, so that the pages start together. */
+	shard_send(shard_get(pgcache_owner(f->e->cache, &k)), &sm->m, stripe_run);
+}
+
+void engine_prefetch_stripe(struct efile *f, uint64_t off)
+{
+	stripe_send(f, off);
 }
 
 void engine_readahead(struct efile *f, uint64_t off, size_t len)
