@@ -35,9 +35,7 @@ s3rver_start bench
 s3tool() { $PY3 "$src/tests/s3tool.py" "$ep" "$@"; }
 
 if [ ! -f "$work/data/.loaded" ]; then
-	head -c $((1 << 30)) /dev/urandom > "$work/big.bin"
-	s3tool put bench big.bin "$work/big.bin"
-	rm -f "$work/big.bin"
+	s3_put_random bench big.bin $((1 << 30))
 	rm -rf "$work/src" && mkdir -p "$work/src"
 	$PY3 - "$work/src/images" <<'PY'
 import os, random, sys
@@ -100,20 +98,15 @@ curl_run() {
 	curl_par "$ep/bench/big.bin" 8 --aws-sigv4 "aws:amz:us-east-1:s3" --user S3RVER:S3RVER \
 		-H "x-amz-content-sha256: UNSIGNED-PAYLOAD" | cut -d' ' -f1
 }
-a=() b=() c=() g=() mb=()
-for _ in $(seq "$runs"); do
-	read -r x y z gg m <<<"$(big_run)"
-	a+=("$x") b+=("$y") c+=("$z") g+=("$gg") mb+=("$m")
-done
-cold=$(median "${a[@]}") peer=$(median "${b[@]}") hit=$(median "${c[@]}")
+read -r cold peer hit g mb <<<"$(medians big_run)"
 single=$(med single_run)
 curl8=$(med curl_run)
 row "1 GiB, node 0 cold, through the owners (MB/s)" "$cold" "$single" "one node alone, cold from the source"
 row "1 GiB, node 0 cold, through the owners (MB/s)" "$cold" "$curl8" "8 parallel ranged curl GETs"
 row "1 GiB, node 1 after node 0: from peers (MB/s)" "$peer" "$single" "one node alone, cold from the source"
 row "1 GiB, node 0 again: local RAM hit (MB/s)" "$hit" "$peer" "a read from peers"
-note "source GETs for 3 nodes reading 1 GiB" "$(median "${g[@]}")" "256 stripes of 4 MiB; one copy is 256"
-note "MB read from the source for 3 nodes reading 1 GiB" "$(median "${mb[@]}")" "one copy is 1074"
+note "source GETs for 3 nodes reading 1 GiB" "$g" "256 stripes of 4 MiB: at most 256"
+note "MB read from the source for 3 nodes reading 1 GiB" "$mb" "one copy is 1074"
 
 # 2. The 5000-file tree. One run: "cold-fps peer-fps gets".
 tree_run() {
@@ -128,15 +121,11 @@ tree_run() {
 	umount_all; sleep 0.5
 }
 single_tree() { mount_single; tree_fps "$work/ms/images"; umount_all; sleep 0.5; }
-a=() b=() g=()
-for _ in $(seq "$runs"); do
-	read -r x y gg <<<"$(tree_run)"
-	a+=("$x") b+=("$y") g+=("$gg")
-done
+read -r tcold tpeer tg <<<"$(medians tree_run)"
 tsingle=$(med single_tree)
-row "5000 files, node 0 cold, through the owners (files/s)" "$(median "${a[@]}")" "$tsingle" "one node alone, cold"
-row "5000 files, node 1 after node 0: from peers (files/s)" "$(median "${b[@]}")" "$tsingle" "one node alone, cold"
-note "source GETs for 3 nodes reading 5000 files" "$(median "${g[@]}")" "one copy is 5000"
+row "5000 files, node 0 cold, through the owners (files/s)" "$tcold" "$tsingle" "one node alone, cold"
+row "5000 files, node 1 after node 0: from peers (files/s)" "$tpeer" "$tsingle" "one node alone, cold"
+note "source GETs for 3 nodes reading 5000 files" "$tg" "one copy is 5000"
 
 # 3. The Python client against node 0's FUSE mount, on a warm cluster.
 mount_all

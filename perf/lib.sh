@@ -12,6 +12,25 @@ med() {
 	done
 	median "${a[@]}"
 }
+# medians CMD...: `runs` runs of CMD, each printing the same columns of
+# numbers; prints each column's median, in order. A failed run fails it.
+medians() {
+	local out=() r i
+	for _ in $(seq "$runs"); do
+		r=$("$@") && [ -n "$r" ] || { echo "perf: $*: a run failed or gave no figure" >&2; return 1; }
+		out+=("$r")
+	done
+	for ((i = 1; i <= $(wc -w <<<"${out[0]}"); i++)); do
+		median $(printf '%s\n' "${out[@]}" | awk -v c=$i '{ print $c }')
+	done | paste -sd' '
+}
+# s3_put_random BUCKET KEY BYTES: an object of random bytes, through the
+# caller's s3tool; $work holds the file meanwhile.
+s3_put_random() {
+	head -c "$3" /dev/urandom > "$work/.put"
+	s3tool put "$1" "$2" "$work/.put"
+	rm -f "$work/.put"
+}
 # json EXPR: evaluates EXPR on the JSON object `d` read from stdin, rounded.
 json() { python3 -c "import json,sys; d=json.load(sys.stdin); print(round($1))"; }
 drop_caches() { sync; echo 3 > /proc/sys/vm/drop_caches; }

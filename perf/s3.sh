@@ -35,9 +35,7 @@ s3tool() { $PY3 "$src/tests/s3tool.py" "$ep" "$@"; }
 
 # Data: reused across runs when the data folder already holds it.
 if [ ! -f "$work/data/.loaded" ]; then
-	head -c $((1 << 30)) /dev/urandom > "$work/big.bin"
-	s3tool put bench big.bin "$work/big.bin"
-	rm -f "$work/big.bin"
+	s3_put_random bench big.bin $((1 << 30))
 	rm -rf "$work/src" && mkdir -p "$work/src/small" "$work/src/tree"
 	$PY3 - "$work/src" <<'PY'
 import os, sys
