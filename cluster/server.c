@@ -6,8 +6,8 @@
  *
  *   GET /v1/info                    {"node", "proto", "page_size", "stripe", "cluster",
  *                                   "members", "peer": traffic, "status": as cachefsctl status}
- *   GET /v1/stat?path=P             the source's attributes of P (JSON)
- *   GET /v1/list?path=P             its entries (JSON)
+ *   GET /v1/stat?path=P             P's attributes (JSON), from the mount's namespace
+ *   GET /v1/list?path=P             its entries (JSON), from the mount's namespace
  *   GET /v1/read?path=P[&id=&version=&size=&etag=][&peer=1]   bytes, Range honoured
  *   GET /v1/page?file=HEX&index=N   a page by its key (pgkey), if this node has it cached: 404 if not
  *   POST /v1/load?path=P[&path=Q...][&scope=cluster|owned|here][&parallel=N]   {"job": ID, "node"}
@@ -23,9 +23,13 @@
  * and then waits for the fetch (single-flight for the whole cluster). A read's answer carries
  * X-Cachefs-Digest (xxh3 of the body), which the asking node checks.
  *
+ * Stats and listings go through the mount's namespace, as the FUSE mount's
+ * lookups do: cached names and attributes are answered without a source
+ * call while they are fresh, and while the source is down (stale_if_error).
+ *
  * libmicrohttpd runs a thread per connection (at most SERVE_MAX_CONNS):
  * a request waits for the engine, and a stat or a listing for the
- * source, without holding up the others. A read of up to SERVE_IOV_MAX
+ * namespace or the source, without holding up the others. A read of up to SERVE_IOV_MAX
  * bytes is answered from the pinned pages themselves (an iovec response,
  * no copy); a longer one is streamed through a bounce buffer.
  */
@@ -186,31 +190,145 @@ static enum MHD_Result do_info(struct MHD_Connection *c, const char *path)
 				      "status", status_json(cluster.e, ctl_jobs())));
 }
 
+/* ---- the namespace ---- */
+
+/* One namespace call, waited for by this connection's thread. */
+struct meta_wait {
+	struct emeta m;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	bool done;
+};
+
+static void meta_done(struct emeta *m)
+{
+	struct meta_wait *w = container_of(m, struct meta_wait, m);
+
+	pthread_mutex_lock(&w->mu);
+	w->done = true;
+	pthread_cond_signal(&w->cv);
+	pthread_mutex_unlock(&w->mu);
+}
+
+static void meta_start(struct meta_wait *w)
+{
+	memset(w, 0, sizeof(*w));
+	pthread_mutex_init(&w->mu, NULL);
+	pthread_cond_init(&w->cv, NULL);
+	w->m.done = meta_done;
+}
+
+/* Waits for the call; its error. */
+static int meta_end(struct meta_wait *w)
+{
+	pthread_mutex_lock(&w->mu);
+	while (!w->done)
+		pthread_cond_wait(&w->cv, &w->mu);
+	pthread_mutex_unlock(&w->mu);
+	pthread_mutex_destroy(&w->mu);
+	pthread_cond_destroy(&w->cv);
+	return w->m.err;
+}
+
+#define ROOT_INO 1
+
+/* Lets go of the lookup reference ns_walk took. */
+static void ns_put(uint64_t ino)
+{
+	if (ino != ROOT_INO)
+		engine_forget(cluster.e, ino, 1);
+}
+
+/*
+ * path's inode (a lookup reference the caller drops with ns_put), its
+ * attributes and tag: a component at a time from the root, as the kernel
+ * walks a path through the FUSE mount.
+ */
+static int ns_walk(const char *path, uint64_t *ino, struct ufs_stat *st, char *etag)
+{
+	char *copy = strdup(path), *save = NULL;
+	struct meta_wait w;
+	uint64_t at = ROOT_INO;
+	int rc;
+
+	if (!copy)
+		return -ENOMEM;
+	if (!*path) {
+		meta_start(&w);
+		engine_getattr(cluster.e, ROOT_INO, &w.m);
+		rc = meta_end(&w);
+		*st = w.m.st;
+	} else {
+		rc = 0;
+	}
+	for (char *name = strtok_r(copy, "/", &save); name && !rc; name = strtok_r(NULL, "/", &save)) {
+		meta_start(&w);
+		engine_lookup(cluster.e, at, name, &w.m);
+		rc = meta_end(&w);
+		ns_put(at);
+		at = rc ? ROOT_INO : w.m.ino;
+		*st = w.m.st;
+	}
+	free(copy);
+	if (rc)
+		return rc;
+	engine_etag(cluster.e, at, etag);
+	*ino = at;
+	return 0;
+}
+
+/* path's attributes and tag from the namespace. */
+static int ns_stat(const char *path, struct ufs_stat *st, char *etag)
+{
+	uint64_t ino;
+	int rc = ns_walk(path, &ino, st, etag);
+
+	if (!rc)
+		ns_put(ino);
+	return rc;
+}
+
 static enum MHD_Result do_stat(struct MHD_Connection *c, const char *path)
 {
 	char etag[UFS_ETAG_MAX];
 	struct ufs_stat st;
-	int rc = engine_src_stat(cluster.e, path, &st, etag);
+	int rc = ns_stat(path, &st, etag);
 
 	if (rc)
 		return fail(c, errno_status(rc), "%s: %s", path, strerror(-rc));
 	return send_json(c, stat_json(path, &st, etag));
 }
 
-static int list_one(void *arg, const char *name, const struct ufs_stat *st, const char *etag)
-{
-	return json_array_append_new(arg, stat_json(name, st, etag)) ? -ENOMEM : 0;
-}
-
 static enum MHD_Result do_list(struct MHD_Connection *c, const char *path)
 {
-	json_t *a = json_array();
-	int rc = a ? engine_src_list(cluster.e, path, list_one, a) : -ENOMEM;
+	char etag[UFS_ETAG_MAX];
+	struct meta_wait w;
+	struct ufs_stat st;
+	uint64_t ino;
+	json_t *a;
+	int rc = ns_walk(path, &ino, &st, etag);
 
-	if (rc) {
-		json_decref(a);
+	if (rc)
 		return fail(c, errno_status(rc), "%s: %s", path, strerror(-rc));
+	meta_start(&w);
+	engine_opendir(cluster.e, ino, &w.m);
+	rc = meta_end(&w);
+	ns_put(ino);
+	if (rc)
+		return fail(c, errno_status(rc), "%s: %s", path, strerror(-rc));
+	if ((a = json_array())) {
+		for (size_t i = 0; i < edir_count(w.m.dir); i++) {
+			const struct edir_ent *ent = edir_get(w.m.dir, i);
+			if (json_array_append_new(a, stat_json(ent->name, &ent->st, ent->etag))) {
+				json_decref(a);
+				a = NULL;
+				break;
+			}
+		}
 	}
+	engine_closedir(cluster.e, w.m.dir);
+	if (!a)
+		return fail(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "%s: %s", path, strerror(ENOMEM));
 	return send_json(c, json_pack("{s:o}", "entries", a));
 }
 
@@ -428,7 +546,7 @@ static int open_file(struct MHD_Connection *c, const char *path, struct efile **
 	    arg_u64(c, "size", 10, &st.size) && et) {
 		st.mode = S_IFREG | 0444;
 		snprintf(etag, UFS_ETAG_MAX, "%s", et);
-	} else if ((rc = engine_src_stat(cluster.e, path, &st, etag))) {
+	} else if ((rc = ns_stat(path, &st, etag))) {
 		return rc;
 	} else if (!S_ISREG(st.mode)) {
 		return S_ISDIR(st.mode) ? -EISDIR : -EINVAL;

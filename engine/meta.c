@@ -135,7 +135,17 @@ static int cmp_ent(const void *a, const void *b)
 	return strcmp(((const struct edir_ent *)a)->name, ((const struct edir_ent *)b)->name);
 }
 
-/* The directory's named, existing children, in one allocation each for entries and names. */
+void engine_etag(struct engine *e, uint64_t ino, char *etag)
+{
+	struct node *n;
+
+	ns_lock(e->ns);
+	n = ns_by_ino(e->ns, ino);
+	snprintf(etag, UFS_ETAG_MAX, "%s", n && n->etag ? n->etag : "");
+	ns_unlock(e->ns);
+}
+
+/* The directory's named, existing children (names and tags), in one allocation each for entries and names. */
 static int snapshot(struct engine *e, struct node *dir, struct edir **out)
 {
 	struct edir *d = calloc(1, sizeof(*d));
@@ -147,7 +157,7 @@ static int snapshot(struct engine *e, struct node *dir, struct edir **out)
 	for (struct node *k = dir->kids; k; k = k->sib_next)
 		if (k->st.mode) {
 			n++;
-			bytes += strlen(k->name) + 1;
+			bytes += strlen(k->name) + 1 + (k->etag ? strlen(k->etag) : 0) + 1;
 		}
 	d->ents = malloc(MAX(n, 1) * sizeof(*d->ents));
 	d->names = malloc(MAX(bytes, 1));
@@ -161,10 +171,11 @@ static int snapshot(struct engine *e, struct node *dir, struct edir **out)
 	for (struct node *k = dir->kids; k; k = k->sib_next) {
 		if (!k->st.mode)
 			continue;
-		size_t l = strlen(k->name) + 1;
+		size_t l = strlen(k->name) + 1, t = (k->etag ? strlen(k->etag) : 0) + 1;
 		memcpy(p, k->name, l);
-		d->ents[d->n++] = (struct edir_ent){ .name = p, .ino = k->ino, .st = k->st };
-		p += l;
+		memcpy(p + l, k->etag ? k->etag : "", t);
+		d->ents[d->n++] = (struct edir_ent){ .name = p, .etag = p + l, .ino = k->ino, .st = k->st };
+		p += l + t;
 	}
 	d->node = dir;
 	ns_hold(e->ns, dir);

@@ -5,7 +5,7 @@
 # source cost, byte-identical); `cachefsctl cluster` lists the members with
 # their tiers and peer traffic; the page server's loads (submit, progress,
 # cancel), a page by its key, 405 with Allow; served bytes by tier count
-# "peer".
+# "peer"; stat and list answered from the namespace while the source is down.
 . "$(dirname "$0")/../lib.sh"
 
 s3_start data
@@ -100,4 +100,19 @@ code=$(api 0 -o "$T/body" -w '%{http_code}' "page?file=$id&index=9999")
 # A lookup by key is no fetch: a miss is neither a source read error nor a page taken from the RAM tier.
 [ "$(metric 0 cachefs_source_read_errors_total)" = "$errors" ] || fail "a page by key that missed counted as a read error"
 pass "a cached page by its key; 404 for one not cached"
+
+# ---- stat and list come from the namespace, and outlive the source ----
+api 0 "list?path=tree/sub" > "$T/list1" || fail "list of tree/sub"
+names() { $PY3 -c 'import json, sys; print(" ".join(sorted(e["name"] for e in json.load(open(sys.argv[1]))["entries"])))' "$1"; }
+[ "$(names "$T/list1" | wc -w)" = 30 ] || fail "list of tree/sub: $(head -c 300 "$T/list1")"
+s3_stop
+code=$(api 0 -o "$T/list2" -w '%{http_code}' "list?path=tree/sub")
+[ "$code" = 200 ] && [ "$(names "$T/list2")" = "$(names "$T/list1")" ] ||
+	fail "a listing while the source is down: HTTP $code: $(head -c 300 "$T/list2")"
+code=$(api 0 -o "$T/stat" -w '%{http_code}' "stat?path=tree/sub/small3")
+[ "$code" = 200 ] && $PY3 -c 'import json, sys; d = json.load(open(sys.argv[1])); assert d["size"] == 3007 and d["etag"], d' "$T/stat" ||
+	fail "a stat while the source is down: HTTP $code: $(head -c 300 "$T/stat")"
+code=$(api 0 -o "$T/stat" -w '%{http_code}' "stat?path=tree/nothing")
+[ "$code" = 404 ] || [ "$code" = 502 ] || fail "a name never seen while the source is down: HTTP $code"
+pass "stat and list answer from the namespace, also while the source is down"
 for n in 0 1 2; do unmount_cachefs "$T/m$n"; done
