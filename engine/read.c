@@ -74,8 +74,6 @@ static void peer_done(struct epeer_fetch *pf, int res)
 	}
 }
 
-static void stripe_send(struct efile *f, uint64_t off);
-
 static void source_start_later(struct shard_msg *m)
 {
 	struct fetch_io *io = container_of(m, struct fetch_io, m);
@@ -122,7 +120,7 @@ static int fetch_start(void *ctx, const struct pgkey *key, uint64_t off, void *b
 			return 0;
 		if (rc == -ENOENT && together) {
 			/* Ours: the stripe's pages go first, then this one's read, in one turn. */
-			stripe_send(f, off);
+			engine_prefetch_stripe(f, off);
 			shard_send(shard_self(), &io->m, source_start_later);
 			return 0;
 		}
@@ -360,8 +358,7 @@ static void stripe_run(struct shard_msg *m)
 	free(sm);
 }
 
-/* Queues the prefetch of the stripe holding byte `off` on the stripe's owner shard. */
-static void stripe_send(struct efile *f, uint64_t off)
+void engine_prefetch_stripe(struct efile *f, uint64_t off)
 {
 	uint64_t ps = f->e->ra.page_size, start = off / PAGE_STRIPE_BYTES * PAGE_STRIPE_BYTES;
 	uint64_t end = MIN(start + PAGE_STRIPE_BYTES, f->size);
@@ -376,11 +373,6 @@ static void stripe_send(struct efile *f, uint64_t off)
 	sm->n = (uint32_t)((end + ps - 1) / ps - k.index);
 	/* Sent even from the owner itself: after what it is doing now, so that the pages start together. */
 	shard_send(shard_get(pgcache_owner(f->e->cache, &k)), &sm->m, stripe_run);
-}
-
-void engine_prefetch_stripe(struct efile *f, uint64_t off)
-{
-	stripe_send(f, off);
 }
 
 void engine_readahead(struct efile *f, uint64_t off, size_t len)
