@@ -386,10 +386,10 @@ static void *member_main(void *arg)
 		pthread_mutex_unlock(&m.lock);
 		round_trip(now_ns(), &next_keepalive);
 		pthread_mutex_lock(&m.lock);
-		/* Until the next read of the list, or the lease's keep-alive if sooner. */
+		/* Until the next read of the list, or the lease's keep-alive if sooner (a failed one: soon). */
 		now = now_ns();
 		realtime_after(&ts, MIN(m.watching ? MEMBER_POLL_NS : MEMBER_POLL_FAST_NS,
-					next_keepalive > now ? next_keepalive - now : 0));
+					next_keepalive > now ? next_keepalive - now : MEMBER_POLL_FAST_NS));
 		if (!m.stop && !m.changed)
 			pthread_cond_timedwait(&m.cv, &m.lock, &ts);
 	}
