@@ -10,15 +10,22 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import requests
+import urllib3
 import xxhash
+from fsspec.caching import BaseCache
 from fsspec.spec import AbstractBufferedFile, AbstractFileSystem
 
-from .members import Members
+from .members import PROTO, Members, renew_locks_at_fork, session
 from .placement import STRIPE, node_hash
 
 log = logging.getLogger("cachefs_fsspec")
-PROTO = 1            # CLUSTER_PROTO: the page server's API version
-SKIP_S = 2.0         # a node that failed is asked last for this long
+# peer.c's policy for a member that fails: down after DOWN_AFTER failures in
+# a row or at once when unreachable, then asked last for BACKOFF_S, doubled
+# (up to BACKOFF_MAX_S) each time it fails again before it answers.
+DOWN_AFTER = 3
+BACKOFF_S = 2.0
+BACKOFF_MAX_S = 30.0
+TRIES = 3            # members asked per request: a fourth would rarely answer where three did not
 MAX_GAP = 64 << 10   # cat_ranges reads ranges of a file this close together as one
 POLL_S = 0.2         # load()'s progress polling
 FINAL = ("done", "cancelled", "failed")
@@ -42,25 +49,31 @@ class CachefsFileSystem(AbstractFileSystem):
 
     Paths are relative to the bucket's root, with or without "cachefs://".
     Raises ValueError (one line) when the arguments or the token are wrong,
-    etcd does not answer, or no member answers; PermissionError when the
-    members refuse the token.
+    etcd does not answer, no member answers, or a workers= name is not the
+    one its daemon serves as; PermissionError when the members refuse the token.
+
+    A read asks the stripe's owner with soon=1 under `peer_timeout` (a live
+    node answers at once, with the bytes or 202 "being fetched") and after
+    a 202 again under `read_timeout`, so a hung node costs `peer_timeout`.
     """
 
     protocol = "cachefs"
     root_marker = ""
 
     def __init__(self, etcd_hosts=None, cluster="default", workers=None, token=None, token_file=None,
-                 connect_timeout=1.0, read_timeout=30.0, threads=16, refresh_s=5.0, **kwargs):
+                 connect_timeout=1.0, read_timeout=30.0, peer_timeout=2.0, threads=16, refresh_s=5.0, **kwargs):
         super().__init__(**kwargs)
         if bool(etcd_hosts) == bool(workers):
             raise ValueError("cachefs: give etcd_hosts= (with cluster=) or workers=, one of them")
         self._token = _token(token, token_file)
-        self._timeout = (connect_timeout, read_timeout)
+        self._connect_timeout, self._read_timeout, self._peer_timeout = connect_timeout, read_timeout, peer_timeout
         self._threads = threads
         self._tls = threading.local()      # each thread's requests.Session
-        self._pool_lock = threading.Lock()
+        self.renew_locks()
+        renew_locks_at_fork(self)
         self._pool_pid = None               # the process _executor belongs to
-        self._skipped = {}                  # node -> monotonic time until which it is asked last
+        self._fails = {}                    # node -> failures in a row (pool threads race: a count may blur)
+        self._skipped = {}                  # node -> (monotonic time until which it is asked last, its backoff)
         self._jobs = {}                     # path -> the ref of its last submit_load
         self._members = Members(workers, etcd_hosts, cluster, refresh_s)
         if not len(self._members.placement()):
@@ -68,17 +81,34 @@ class CachefsFileSystem(AbstractFileSystem):
                              (f"etcd lists no member of cluster {cluster!r}" if etcd_hosts else "workers= names none"))
         self._check_members()
 
+    def renew_locks(self):
+        self._pool_lock = threading.Lock()
+
     def _check_members(self):
+        """Asks each workers= node, or one etcd member, for /v1/info: the
+        protocol and the stripe must be this client's, and a workers= name
+        the one its daemon hashes (serve=). Learns the page size."""
         names = self._members.placement().names
-        try:
-            info = self._ask(self._order(names), "GET", "info").json()
-        except PermissionError:
-            raise
-        except OSError as e:
-            raise ValueError(f"cachefs: no live worker ({e.strerror})") from None
-        if info.get("proto") != PROTO or info.get("stripe") != STRIPE:
-            raise ValueError(f"cachefs: {info.get('node')} speaks protocol {info.get('proto')} with "
-                             f"{info.get('stripe')}-byte stripes; this client speaks {PROTO} with {STRIPE}")
+        asked = [[n] for n in names] if self._members.fixed else [names]
+
+        def info(nodes):
+            return _caught(lambda: self._ask(nodes, "GET", "info", soon=True).json())
+
+        answers = list(self._pool().map(info, asked))
+        for a in answers:
+            if isinstance(a, PermissionError):
+                raise a
+        infos = [(nodes, a) for nodes, a in zip(asked, answers) if not isinstance(a, OSError)]
+        if not infos:
+            raise ValueError(f"cachefs: no live worker ({answers[0].strerror})")
+        for nodes, info in infos:
+            if info.get("proto") != PROTO or info.get("stripe") != STRIPE:
+                raise ValueError(f"cachefs: {info.get('node')} speaks protocol {info.get('proto')} with "
+                                 f"{info.get('stripe')}-byte stripes; this client speaks {PROTO} with {STRIPE}")
+            if self._members.fixed and info.get("node") != nodes[0]:
+                raise ValueError(f"cachefs: worker {nodes[0]} serves as {info.get('node')}: give workers= the "
+                                 "daemons' serve= names, or every stripe's owner is computed wrong")
+        self._members.learn_page_size(infos[0][1].get("page_size"))
 
     @classmethod
     def _strip_protocol(cls, path):
@@ -118,6 +148,11 @@ class CachefsFileSystem(AbstractFileSystem):
             raise NotImplementedError("cachefs_fsspec reads only (mode 'rb')")
         return CachefsFile(self, self._file_info(path), block_size, cache_options=cache_options, **kwargs)
 
+    def _read_only(self, path, *args, **kwargs):
+        raise OSError(errno.EROFS, "cachefs_fsspec reads only: write through a mount", path)
+
+    mkdir = makedirs = rm = rm_file = rmdir = mv = cp_file = touch = pipe_file = _read_only
+
     def cat_file(self, path, start=None, end=None, **kwargs):
         info = self._file_info(path)
         return _raised(self._read([(info, *_bounds(start, end, info["size"]))])[0])
@@ -128,8 +163,8 @@ class CachefsFileSystem(AbstractFileSystem):
         `max_gap` apart are read as one; all reads go out in parallel. With
         on_error="return" a range that failed gets its exception in place."""
         n = len(paths)
-        starts = starts if isinstance(starts, list) else [starts] * n
-        ends = ends if isinstance(ends, list) else [ends] * n
+        starts = [starts] * n if isinstance(starts, (int, type(None))) else list(starts)
+        ends = [ends] * n if isinstance(ends, (int, type(None))) else list(ends)
         if not len(starts) == len(ends) == n:
             raise ValueError("cachefs: cat_ranges wants as many starts and ends as paths")
         gap = MAX_GAP if max_gap is None else max_gap
@@ -181,9 +216,9 @@ class CachefsFileSystem(AbstractFileSystem):
         goes along so that the node does not stat the source again."""
         params = {"path": info["name"], "id": info["id"], "version": info["version"], "size": info["size"],
                   "etag": info["etag"]}
-        nodes = self._order(self._members.placement().rank(int(info["id"], 16), start // STRIPE))
+        nodes = self._members.placement().rank(int(info["id"], 16), start // STRIPE)
         r = self._ask(nodes, "GET", "read", params, {"Range": f"bytes={start}-{end - 1}"},
-                      check=lambda r: _bad_body(r, end - start))
+                      check=lambda r: _bad_body(r, end - start), soon=True)
         return r.content
 
     # ---- loads into the cluster's cache ----
@@ -216,9 +251,13 @@ class CachefsFileSystem(AbstractFileSystem):
         deadline = None if timeout is None else time.monotonic() + timeout
         while (job := self.load_progress(ref))["state"] not in FINAL:
             if deadline is not None and time.monotonic() >= deadline:
-                self.stop_load(ref)
+                try:
+                    self.stop_load(ref)
+                    what = "cancelled"
+                except OSError as e:
+                    what = f"not cancelled: {e.strerror}"
                 raise TimeoutError(f"cachefs: load of {ref['path']!r} still {job['state']} after {timeout} s; "
-                                   "cancelled")
+                                   f"{what}")
             time.sleep(POLL_S)
         if job["state"] != "done" or job.get("error_count"):
             raise LoadError(ref["path"], job)
@@ -236,44 +275,97 @@ class CachefsFileSystem(AbstractFileSystem):
 
     def _meta_nodes(self, path):
         # Each path has a node of its own (and fallbacks), so that stats and listings spread over the cluster.
-        return self._order(self._members.placement().rank(node_hash(path), 0))
+        return self._members.placement().rank(node_hash(path), 0)
 
     def _order(self, names):
-        """`names` with the nodes that failed lately last, each part in its order."""
+        """`names` with the nodes that are down last, each part in its order."""
         now = time.monotonic()
-        return sorted(names, key=lambda n: self._skipped.get(n, 0) > now)
+        return sorted(names, key=lambda n: self._skipped.get(n, (0,))[0] > now)
 
-    def _ask(self, nodes, method, api, params=None, headers=None, check=None):
-        """The first good answer from `nodes`, asked in order. A node that
-        cannot be reached, times out, answers 5xx or gives an answer that
-        `check` finds wrong (it returns why) is asked last for SKIP_S and the
-        next one is asked; another 4xx is the answer (raised as an OSError)."""
+    def _ask(self, nodes, method, api, params=None, headers=None, check=None, soon=False):
+        """The first good answer from the first TRIES of `nodes`, down ones
+        last, within read_timeout in all. A node that cannot be reached,
+        times out, answers 500, 503 or 202 after soon=1 and a patient ask,
+        or gives an answer that `check` finds wrong (it returns why) counts
+        a failure and the next one is asked. Any other status of 400 or more
+        is the answer, raised as an OSError: 502 (the source failed) included,
+        since every node would ask the same source. A POST goes to a second
+        node only when the first could not be connected to, so that a job
+        is never started twice. soon: asked with soon=1 under peer_timeout
+        first, and patiently after a 202: for reads (see the class) and for
+        /v1/info, which a live node answers from memory."""
+        path = (params or {}).get("path")
+        deadline = time.monotonic() + self._read_timeout
         failed = []
-        for node in nodes:
+        for node in self._order(nodes)[:TRIES]:
             try:
-                r = self._session().request(method, f"http://{node}/v1/{api}", params=params, headers=headers,
-                                            timeout=self._timeout)
-                why = f"HTTP {r.status_code}" if r.status_code >= 500 else None
-                if why is None and r.status_code < 300 and check:
-                    why = check(r)
+                r = self._request(node, method, api, params, headers, soon, deadline)
             except requests.RequestException as e:
+                unsent = _unsent(e)
+                if method == "POST" and not unsent:
+                    raise OSError(errno.EIO, f"cachefs node {node}: {api}: {type(e).__name__} after the request "
+                                  "was sent; not asked of another node, which would start it again", path) from None
                 why = type(e).__name__
-            if why is None:
-                if r.status_code >= 400:
-                    raise _http_error(r, node, (params or {}).get("path"))
-                return r
-            if self._skipped.get(node, 0) <= time.monotonic():
-                log.warning("cachefs: node %s failed (%s) on %s; asking it last for %g s", node, why, api, SKIP_S)
-            self._skipped[node] = time.monotonic() + SKIP_S
+                self._failed(node, why, api, unreachable=unsent and not isinstance(e, requests.Timeout))
+            else:
+                why = None
+                if r.status_code in (500, 503, 202) and method == "GET":
+                    why = f"HTTP {r.status_code}: {_error_text(r)}"
+                elif r.status_code < 300 and check:
+                    why = check(r)
+                if why is None:
+                    self._answered(node)
+                    if r.status_code >= 400:
+                        raise _http_error(r, node, path)
+                    return r
+                self._failed(node, why, api)
             failed.append(f"{node}: {why}")
-        raise OSError(errno.EIO, f"cachefs: no node answered {api}: {'; '.join(failed) or 'no members'}",
-                      (params or {}).get("path"))
+            if time.monotonic() >= deadline:
+                break
+        raise OSError(errno.EIO, f"cachefs: no node answered {api}: {'; '.join(failed) or 'no members'}", path)
+
+    def _request(self, node, method, api, params, headers, soon, deadline):
+        url = f"http://{node}/v1/{api}"
+        if soon:
+            t = min(self._peer_timeout, max(deadline - time.monotonic(), 0.001))
+            r = self._session().get(url, params=dict(params or {}, soon=1), headers=headers,
+                                    timeout=(min(self._connect_timeout, t), t))
+            if r.status_code != 202:
+                return r
+        timeout = (self._connect_timeout, max(deadline - time.monotonic(), 0.001))
+        if method == "GET":
+            return self._session().get(url, params=params, headers=headers, timeout=timeout)
+        # A connection of its own: a kept-alive one the node has closed would fail after "sending".
+        with self._new_session() as s:
+            return s.request(method, url, params=params, headers=headers, timeout=timeout)
+
+    def _answered(self, node):
+        if node in self._fails or node in self._skipped:
+            self._fails.pop(node, None)
+            if self._skipped.pop(node, None):
+                log.warning("cachefs: node %s answers again", node)
+
+    def _failed(self, node, why, api, unreachable=False):
+        now = time.monotonic()
+        until, backoff = self._skipped.get(node, (0.0, 0.0))
+        if until > now:
+            return      # down already: the failures of requests sent before do not lengthen it
+        self._fails[node] = fails = self._fails.get(node, 0) + 1
+        if unreachable or fails >= DOWN_AFTER or backoff:
+            backoff = min(2 * backoff, BACKOFF_MAX_S) if backoff else BACKOFF_S
+            self._skipped[node] = (now + backoff, backoff)
+            self._fails[node] = 0
+            log.warning("cachefs: node %s failed (%s) on %s; asking it last for %g s", node, why, api, backoff)
+
+    def _new_session(self):
+        s = session()
+        s.headers["Authorization"] = "Bearer " + self._token
+        return s
 
     def _session(self):
         # One per thread, and per process: a forked DataLoader worker must not share its parent's sockets.
         if getattr(self._tls, "pid", None) != os.getpid():
-            self._tls.session = requests.Session()
-            self._tls.session.headers["Authorization"] = "Bearer " + self._token
+            self._tls.session = self._new_session()
             self._tls.pid = os.getpid()
         return self._tls.session
 
@@ -287,18 +379,48 @@ class CachefsFileSystem(AbstractFileSystem):
 
 
 class CachefsFile(AbstractBufferedFile):
-    """A file open for reading, at random. fsspec's read-ahead cache in front
-    (by default a stripe ahead); what it misses is read from the stripes'
-    owners. The stat taken at open pins the version: when the file changes
-    the reads fail (OSError ESTALE) rather than mix versions."""
+    """A file open for reading, at random. By default a StripeCache in front
+    (cache_type="stripe"), or any of fsspec's caches; what it misses is read
+    from the stripes' owners. The stat taken at open pins the version: when
+    the file changes the reads fail (OSError ESTALE) rather than mix versions."""
 
-    def __init__(self, fs, info, block_size=None, cache_type="readahead", cache_options=None, **kwargs):
-        super().__init__(fs, info["name"], "rb", block_size=block_size or STRIPE, cache_type=cache_type,
-                         cache_options=cache_options, size=info["size"], **kwargs)
+    def __init__(self, fs, info, block_size=None, cache_type="stripe", cache_options=None, **kwargs):
+        stripes = cache_type == "stripe"
+        super().__init__(fs, info["name"], "rb", block_size=block_size or STRIPE,
+                         cache_type="none" if stripes else cache_type, cache_options=cache_options,
+                         size=info["size"], **kwargs)
+        if stripes:
+            self.cache = StripeCache(self.blocksize, self._fetch_range, self.size, **(cache_options or {}))
         self.details = info
 
     def _fetch_range(self, start, end):
-        return _raised(self.fs._read([(self.details, start, min(end, self.size))])[0])
+        return _raised(self.fs._read([(self.details, start, end)])[0])
+
+
+class StripeCache(BaseCache):
+    """The aligned blocks (stripes, by default) that the last miss touched:
+    a miss reads whole blocks, so that each goes to one owner in one request,
+    and keeps those it already holds from the one it starts in on."""
+
+    def __init__(self, blocksize, fetcher, size):
+        super().__init__(blocksize, fetcher, size)
+        self.start = self.end = 0
+        self.cache = b""
+
+    def _fetch(self, start, end):
+        start = start or 0
+        end = self.size if end is None else min(end, self.size)
+        if start >= end:
+            return b""
+        if not self.start <= start < end <= self.end:
+            lo = start // self.blocksize * self.blocksize
+            hi = min(self.size, -(-end // self.blocksize) * self.blocksize)
+            if self.start <= lo < self.end:
+                self.cache = self.cache[lo - self.start:] + self.fetcher(self.end, hi)
+            else:
+                self.cache = self.fetcher(lo, hi)
+            self.start, self.end = lo, hi
+        return self.cache[start - self.start:end - self.start]
 
 
 def _token(token, token_file):
@@ -340,22 +462,37 @@ def _bad_body(r, want):
     return None
 
 
-def _http_error(r, node, path):
+def _unsent(e):
+    """Whether a request failed before the node got it: no connection made."""
+    reason = getattr(e.args[0] if e.args else None, "reason", None)
+    return isinstance(e, requests.ConnectTimeout) or isinstance(reason, urllib3.exceptions.NewConnectionError)
+
+
+def _error_text(r):
+    """The server's {"error": ...} text, else the status' reason."""
     try:
-        msg = r.json()["error"]
+        return r.json()["error"]
     except (ValueError, KeyError, TypeError):
-        msg = r.reason
-    msg = f"cachefs node {node}: {msg} (HTTP {r.status_code})"
+        return r.reason
+
+
+def _http_error(r, node, path):
+    msg = f"cachefs node {node}: {_error_text(r)} (HTTP {r.status_code})"
     if r.status_code in (401, 403):
         return PermissionError(errno.EACCES, msg)
     if r.status_code == 404:
         return FileNotFoundError(errno.ENOENT, msg, path)
-    if r.status_code in (409, 416):
+    if r.status_code == 409:
         return OSError(errno.ESTALE, msg + "; the file changed: open or stat it again", path)
-    return OSError(errno.EINVAL, msg, path)
+    if r.status_code == 416:
+        return OSError(errno.EINVAL, msg + "; a read past the end: a bug in cachefs_fsspec", path)
+    if r.status_code == 502:
+        return OSError(errno.EIO, msg + "; the source failed", path)
+    return OSError(errno.EIO if r.status_code >= 500 else errno.EINVAL, msg, path)
 
 
 def _caught(fn, *args):
+    """fn(*args), or the OSError it raised."""
     try:
         return fn(*args)
     except OSError as e:
