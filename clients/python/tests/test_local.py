@@ -218,6 +218,13 @@ def test_hung_node_costs_peer_timeout(nodes):
     fs._skipped[name] = (0.0, 2.0)           # its backoff ran out, and it fails again: twice as long
     fs.cat_file("f.bin", 0, 10)
     assert fs._skipped[name][1] == 4.0
+    # A stat whose node is the hung one: peer_timeout, then the next node (a 404 here, from a live node).
+    del fs._skipped[name]
+    path = next(p for p in (f"x{i}" for i in range(1000)) if fs._meta_nodes(p)[0] == name)
+    t = time.monotonic()
+    with pytest.raises(FileNotFoundError):
+        fs.info(path)
+    assert time.monotonic() - t < 3
     hung.close()
 
 
@@ -268,16 +275,20 @@ def test_environment_is_ignored(nodes, tmp_path, monkeypatch):
     assert Members(etcd_hosts=nodes[0].name, cluster="c").placement().names == ("a:1",)
 
 
-def test_reads_are_whole_stripes(nodes):
+def test_reads_are_whole_pages(nodes):
     fs = connect(nodes)
+    mib = 1 << 20
     with fs.open("f.bin") as f:
         f.seek(123456)
         assert f.read(512) == FILE[123456:123456 + 512]
         assert f.read(512) == FILE[123456 + 512:123456 + 1024]
-        f.seek(STRIPE - 10)
+        f.seek(STRIPE - 10)                         # a seek: no read-ahead, a page each side of the stripe's end
         assert f.read(20) == FILE[STRIPE - 10:STRIPE + 10]
+        assert f.read(mib) == FILE[STRIPE + 10:STRIPE + 10 + mib]   # follows: a page more ahead
     asked = [r for s in nodes for _, r in s.asked]
-    assert sorted(asked) == [f"bytes=0-{STRIPE - 1}", f"bytes={STRIPE}-{2 * STRIPE - 1}"]
+    assert sorted(asked, key=lambda r: int(r[6:].split("-")[0])) == [
+        f"bytes=0-{mib - 1}", f"bytes={STRIPE - mib}-{STRIPE - 1}", f"bytes={STRIPE}-{STRIPE + mib - 1}",
+        f"bytes={STRIPE + mib}-{STRIPE + 3 * mib - 1}"]
 
 
 def test_read_only(nodes):
