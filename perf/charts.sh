@@ -25,6 +25,7 @@ titles() {
 	meta) echo "Metadata: this build against the build before (perf/meta.sh)" ;;
 	smallfiles) echo "Small-file epochs against the page cache and peers (perf/smallfiles.sh)" ;;
 	http) echo "Cold reads from nginx through the HTTP source (perf/http.sh)" ;;
+	cluster) echo "Three nodes sharing one cache over one s3rver (perf/cluster.sh)" ;;
 	*) echo "$1" ;;
 	esac
 }
