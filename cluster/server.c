@@ -535,7 +535,7 @@ static void prefetch_stripe(struct efile *f, const char *range, uint64_t size)
 		engine_prefetch_stripe(f, off);
 }
 
-/* The file a read names: from what the asker knows, or from a stat of the source. */
+/* The file a read names: from what the asker knows, or from the namespace. */
 static int open_file(struct MHD_Connection *c, const char *path, struct efile **out, char *etag)
 {
 	struct ufs_stat st = { 0 };
