@@ -5,7 +5,8 @@
 # from the stripes' owners, byte-identical, at no source cost. With etcd:
 # a node killed with -9 costs its peers no error and leaves the member
 # list when its lease expires; restarted with its warm store it serves
-# again; with etcd stopped the nodes serve on. A wrong token gets 401 and
+# again; with etcd stopped the nodes serve on. A member's wrong bytes are
+# never served. A wrong token gets 401 and
 # no bytes; a node cut another way (page_size) is refused.
 . "$(dirname "$0")/../lib.sh"
 
@@ -61,6 +62,38 @@ must_refuse "a list without this node" "does not name this node" "s3://data" \
 	-o "$S3_OPTS,serve=127.0.0.1:$(free_port),cluster_token_file=$T/token,members=127.0.0.1:${P[0]}"
 pass "fixed members: one copy of the file from the source, the rest from the owners; a list must name the node"
 for n in 0 1 2; do unmount_cachefs "$T/m$n"; done
+
+# A member that answers wrong bytes (their digest does not match): each such page is read from the
+# source, counted as corrupt, never served.
+head -c 24000000 /dev/urandom > "$T/liar"
+$S3TOOL "$S3_EP" put data liar.bin "$T/liar"
+LIAR=$(free_port)
+$PY3 - "$LIAR" <<'PY' >>"$T/liar.log" 2>&1 &
+import os, sys
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+class Liar(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_GET(self):
+        a, b = map(int, self.headers.get("Range", "bytes=0-0")[6:].split("-"))
+        self.send_response(206)
+        self.send_header("Content-Length", str(b - a + 1))
+        self.send_header("X-Cachefs-Digest", "xxh3:0123456789abcdef")
+        self.end_headers()
+        self.wfile.write(os.urandom(b - a + 1))
+    def log_message(self, *args):
+        pass
+ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Liar).serve_forever()
+PY
+PIDS+=($!)
+node 0 -o "members=127.0.0.1:${P[0]},127.0.0.1:$LIAR"
+cmp "$T/liar" "$T/m0/liar.bin" || fail "node 0 served other bytes than the source's with a lying member"
+corrupt=$(metric 0 'cachefs_peer_failures_total{cause="corrupt"}')
+fallback=$(metric 0 'cachefs_peer_pages_total{from="fallback"}')
+echo "  a lying member: $corrupt answers counted corrupt, $fallback pages read from the source instead"
+[ "$corrupt" -gt 0 ] && [ "$fallback" -ge "$corrupt" ] || fail "corrupt $corrupt, fallback $fallback: $(tail -n 3 "$T/log0")"
+logged "$T/log0" "do not match their digest"
+pass "a member's wrong bytes are counted corrupt and read from the source, never served"
+unmount_cachefs "$T/m0"
 
 # ---- etcd ----
 etcd_start
