@@ -11,6 +11,7 @@
 #include "core/shard.h"
 #include "core/util.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -120,6 +121,7 @@ static int fetch_start(void *ctx, const struct pgkey *key, uint64_t off, void *b
 			return 0;
 		if (rc == -ENOENT && together) {
 			/* Ours: the stripe's pages go first, then this one's read, in one turn. */
+			assert(shard_self());    /* fetches start on the page's owner shard */
 			engine_prefetch_stripe(f, off);
 			shard_send(shard_self(), &io->m, source_start_later);
 			return 0;
@@ -316,12 +318,21 @@ static void prefetch_done(struct page_op *op)
 	free(op);
 }
 
+/*
+ * alone: the pages of a stripe, on its owner shard: those in the RAM tier
+ * or being fetched already are left alone (every page of a stripe that
+ * missed at once asks for the stripe), and the others fetch without asking
+ * for it again.
+ */
 static void prefetch(struct efile *f, uint64_t first, uint32_t n, bool alone)
 {
 	struct engine *e = f->e;
 
 	for (uint32_t i = 0; i < n; i++) {
+		struct pgkey k = { .file = f->fid, .index = first + i };
 		struct page_op *op;
+		if (alone && pgcache_has(e->cache, pgcache_owner(e->cache, &k), &k))
+			continue;
 		if (!ra_budget_take(&e->ra_budget, e->ra.page_size))
 			return;    /* over budget: demand reads still go through */
 		op = malloc(sizeof(*op));

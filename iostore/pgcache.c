@@ -521,6 +521,14 @@ static void store_offer(struct pgcache_part *p, struct page *pg)
 	}
 }
 
+bool pgcache_has(struct pgcache *c, unsigned part, const struct pgkey *key)
+{
+	struct pgcache_part *p = &c->parts[part];
+
+	assert_owner(p);
+	return lookup(p, key) != NULL;
+}
+
 void pgcache_get(struct pgcache *c, unsigned part, const struct pgkey *key, uint64_t want,
 		 const struct pgcache_fetch *f, struct pgcache_waiter *w)
 {

@@ -88,6 +88,8 @@ unsigned pgcache_owner(const struct pgcache *c, const struct pgkey *key);
  */
 void pgcache_get(struct pgcache *c, unsigned part, const struct pgkey *key, uint64_t want,
 		 const struct pgcache_fetch *f, struct pgcache_waiter *w);
+/* On the owner shard of `part`: whether key's page is in the RAM tier, read or being fetched. */
+bool pgcache_has(struct pgcache *c, unsigned part, const struct pgkey *key);
 /* Completes a fetch started through pgcache_fetch.start; owner shard only. */
 void pgcache_fetch_done(struct page *pg, int res);
 /*
