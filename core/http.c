@@ -424,6 +424,8 @@ int http_perform(struct http_pool *p, struct http_req *r)
 	}
 	if (!r->easy)
 		curl_easy_cleanup(e);
+	else
+		curl_easy_reset(e);   /* no pointers into this call's frame; its connection stays open */
 	if (!rc && cc != CURLE_OK) {
 		if (!r->err[0])
 			snprintf(r->err, sizeof(r->err), "%s", curl_easy_strerror(cc));
