@@ -329,8 +329,12 @@ static void *shard_main(void *arg)
 			count_turn(s, start);
 		/* Stop once only the eventfd read and timers are left: the
 		 * ring's teardown cancels those. */
-		if (atomic_load(&s->stopping) && s->inflight <= 1 + s->timers)
+		if (atomic_load(&s->stopping) && s->inflight <= 1 + s->timers) {
+			/* A message the reaped completions sent this shard still runs. */
+			if (drain_msgs(s))
+				continue;
 			break;
+		}
 		/*
 		 * Poll a little before sleeping: a request usually follows soon,
 		 * and while wake_pending stays set its sender makes no syscall
