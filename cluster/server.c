@@ -241,8 +241,8 @@ static void ns_put(uint64_t ino)
 
 /*
  * path's inode (a lookup reference the caller drops with ns_put), its
- * attributes and tag: a component at a time from the root, as the kernel
- * walks a path through the FUSE mount.
+ * attributes and tag (read together): a component at a time from the root,
+ * as the kernel walks a path through the FUSE mount.
  */
 static int ns_walk(const char *path, uint64_t *ino, struct ufs_stat *st, char *etag)
 {
@@ -272,7 +272,7 @@ static int ns_walk(const char *path, uint64_t *ino, struct ufs_stat *st, char *e
 	free(copy);
 	if (rc)
 		return rc;
-	engine_etag(cluster.e, at, etag);
+	engine_attr(cluster.e, at, st, etag);
 	*ino = at;
 	return 0;
 }

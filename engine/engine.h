@@ -107,8 +107,11 @@ void engine_release(struct engine *e, struct efile *f);
 void engine_open_shared(struct engine *e, uint64_t ino, struct emeta *m);
 /* The same when it needs no source call: the handle with a reference, or NULL. */
 struct efile *engine_shared_get(struct engine *e, uint64_t ino);
-/* The source's version tag of an inode the caller holds a reference on, into etag (UFS_ETAG_MAX); "" for none. */
-void engine_etag(struct engine *e, uint64_t ino, char *etag);
+/*
+ * The attributes and the source's version tag (UFS_ETAG_MAX bytes; "" for
+ * none) of an inode the caller holds a reference on, read together.
+ */
+void engine_attr(struct engine *e, uint64_t ino, struct ufs_stat *st, char *etag);
 /* A snapshot of a directory's entries: m->dir until engine_closedir. */
 void engine_opendir(struct engine *e, uint64_t ino, struct emeta *m);
 void engine_closedir(struct engine *e, struct edir *d);

@@ -135,12 +135,14 @@ static int cmp_ent(const void *a, const void *b)
 	return strcmp(((const struct edir_ent *)a)->name, ((const struct edir_ent *)b)->name);
 }
 
-void engine_etag(struct engine *e, uint64_t ino, char *etag)
+void engine_attr(struct engine *e, uint64_t ino, struct ufs_stat *st, char *etag)
 {
 	struct node *n;
 
 	ns_lock(e->ns);
 	n = ns_by_ino(e->ns, ino);
+	if (n)
+		*st = n->st;
 	snprintf(etag, UFS_ETAG_MAX, "%s", n && n->etag ? n->etag : "");
 	ns_unlock(e->ns);
 }
