@@ -197,8 +197,11 @@ int cluster_check(const struct cluster_opts *o, uint64_t page_size, char *err, s
 		}
 	}
 	if ((rc = load_token(o->token_file, err, errlen)) || (rc = check_serve(o->serve, err, errlen)) ||
-	    (rc = members_check(err, errlen)))
+	    (rc = members_check(err, errlen))) {
+		http_pool_destroy(calls);
+		calls = NULL;
 		return rc;
+	}
 	on = true;
 	return 0;
 }
@@ -287,7 +290,7 @@ static void *info_main(void *arg)
 	return NULL;
 }
 
-/* Members are asked INFO_CALLS_AT_ONCE at a time: a member that hangs costs INFO_CALL_MS once, not once each. */
+/* Members are asked INFO_CALLS_AT_ONCE at a time: members that hang cost INFO_CALL_MS per batch, not each. */
 json_t *cluster_members_json(void)
 {
 	struct placement *pl = placement_get();

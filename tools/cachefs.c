@@ -820,7 +820,7 @@ static const struct step {
 	{ check_mount_point, NULL },
 	{ bind_control_socket, stop_control },
 	{ check_metrics_address, NULL },
-	{ check_cluster, NULL },
+	{ check_cluster, destroy_cluster },   /* what check and create made (calls, members, peers) */
 	{ create_engine, destroy_engine },
 	{ open_store, NULL },
 	{ create_front_end, destroy_front_end },
@@ -830,7 +830,7 @@ static const struct step {
 	{ daemonize, NULL },
 	{ answer_init, NULL },
 	{ prepare_intake, free_intake },
-	{ create_cluster, destroy_cluster },
+	{ create_cluster, NULL },
 	{ start_shards, stop_shards },
 	{ start_engine, stop_engine },
 	{ start_control, stop_control },
