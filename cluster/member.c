@@ -399,9 +399,20 @@ static void *member_main(void *arg)
 
 /* ---- the watch ---- */
 
-/* Whatever the stream says (created, events, progress): look again. */
+/* Whatever a watch stream says (created, events, progress): look again. Another answer ends it. */
 static size_t watch_data(char *data, size_t size, size_t n, void *arg)
 {
+	static bool logged;
+	long status = 0;
+
+	curl_easy_getinfo(arg, CURLINFO_RESPONSE_CODE, &status);
+	if (status != 200) {
+		if (!logged)
+			log_warn("cluster %s: etcd's watch answers HTTP %ld; reading the members every %llu ms instead",
+				 cluster.o.name, status, MEMBER_POLL_FAST_NS / 1000000);
+		logged = true;
+		return 0;
+	}
 	pthread_mutex_lock(&m.lock);
 	m.watching = true;
 	m.changed = true;
@@ -445,6 +456,7 @@ static void *watch_main(void *arg)
 		curl_easy_setopt(c, CURLOPT_URL, url);
 		curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
 		curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, watch_data);
+		curl_easy_setopt(c, CURLOPT_WRITEDATA, c);
 		curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
 		curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, watch_progress);
 		curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, (long)ETCD_CALL_TIMEOUT_MS);
