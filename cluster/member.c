@@ -37,6 +37,7 @@
 
 #define MEMBER_POLL_NS 5000000000ULL
 #define MEMBER_POLL_FAST_NS 500000000ULL
+#define MEMBER_GAP_NS 100000000ULL
 #define WATCH_RETRY_NS 1000000000ULL
 #define ETCD_CALL_TIMEOUT_MS 2000
 #define MEMBERS_MAX 4096
@@ -386,6 +387,10 @@ static void *member_main(void *arg)
 		pthread_mutex_unlock(&m.lock);
 		round_trip(now_ns(), &next_keepalive);
 		pthread_mutex_lock(&m.lock);
+		/* Events coalesce: a burst of joins costs a read of the list per MEMBER_GAP_NS, not one each. */
+		realtime_after(&ts, MEMBER_GAP_NS);
+		while (!m.stop && pthread_cond_timedwait(&m.cv, &m.lock, &ts) == 0)
+			;
 		/* Until the next read of the list, or the lease's keep-alive if sooner (a failed one: soon). */
 		now = now_ns();
 		realtime_after(&ts, MIN(m.watching ? MEMBER_POLL_NS : MEMBER_POLL_FAST_NS,
