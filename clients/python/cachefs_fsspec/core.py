@@ -15,7 +15,7 @@ import xxhash
 from fsspec.caching import BaseCache
 from fsspec.spec import AbstractBufferedFile, AbstractFileSystem
 
-from .members import PROTO, Members, renew_locks_at_fork, session
+from .members import PROTO, Members, session
 from .placement import STRIPE, node_hash
 
 log = logging.getLogger("cachefs_fsspec")
@@ -70,9 +70,6 @@ class CachefsFileSystem(AbstractFileSystem):
         self._connect_timeout, self._read_timeout, self._peer_timeout = connect_timeout, read_timeout, peer_timeout
         self._threads = threads
         self._tls = threading.local()      # each thread's requests.Session
-        self.renew_locks()
-        renew_locks_at_fork(self)
-        self._pool_pid = None               # the process _executor belongs to
         self._fails = {}                    # node -> failures in a row (pool threads race: a count may blur)
         self._skipped = {}                  # node -> (monotonic time until which it is asked last, its backoff)
         self._jobs = {}                     # path -> the ref of its last submit_load
@@ -81,9 +78,6 @@ class CachefsFileSystem(AbstractFileSystem):
             raise ValueError("cachefs: no live worker: " +
                              (f"etcd lists no member of cluster {cluster!r}" if etcd_hosts else "workers= names none"))
         self._check_members()
-
-    def renew_locks(self):
-        self._pool_lock = threading.Lock()
 
     def _check_members(self):
         """Asks each workers= node, or one etcd member, for /v1/info: the
@@ -397,12 +391,7 @@ class CachefsFileSystem(AbstractFileSystem):
         return self._tls.session
 
     def _pool(self):
-        # A forked child inherits the executor but not its threads: it makes its own.
-        with self._pool_lock:
-            if self._pool_pid != os.getpid():
-                self._executor = ThreadPoolExecutor(self._threads, thread_name_prefix="cachefs")
-                self._pool_pid = os.getpid()
-            return self._executor
+        return _shared_pool(self._threads)
 
 
 class CachefsFile(AbstractBufferedFile):
@@ -453,6 +442,30 @@ class AlignedCache(BaseCache):
                 self.cache = self.fetcher(lo, hi)
             self.start, self.end = lo, hi
         return self.cache[start - self.start:end - self.start]
+
+
+# The executors of this process, by size. fsspec keeps an instance per
+# thread that asks for one (its cache is keyed by the thread): they share
+# these, or a hundred threads would leave a hundred pools of idle threads.
+_pools = {}
+_pools_lock = threading.Lock()
+
+
+def _shared_pool(threads):
+    with _pools_lock:
+        if threads not in _pools:
+            _pools[threads] = ThreadPoolExecutor(threads, thread_name_prefix="cachefs")
+        return _pools[threads]
+
+
+def _forked():
+    # The child has none of the parent's pool threads, and the lock may have been held at the fork.
+    global _pools_lock
+    _pools_lock = threading.Lock()
+    _pools.clear()
+
+
+os.register_at_fork(after_in_child=_forked)
 
 
 def _token(token, token_file):

@@ -303,3 +303,17 @@ def test_read_only(nodes):
 def test_cat_ranges_takes_tuples(nodes):
     fs = connect(nodes)
     assert fs.cat_ranges(("f.bin", "f.bin"), (0, 10), (5, 20)) == [FILE[:5], FILE[10:20]]
+
+
+def test_threads_share_one_pool(nodes):
+    # fsspec keeps an instance per thread that asks: their reads share one executor.
+    made = []
+    threads = [threading.Thread(target=lambda: made.append(CachefsFileSystem(
+        workers=",".join(s.name for s in nodes), token="tok"))) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len({id(fs) for fs in made}) == 3
+    assert len({id(fs._pool()) for fs in made}) == 1
+    assert made[0].cat_file("f.bin", 0, 10) == FILE[:10]
