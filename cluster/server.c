@@ -190,43 +190,68 @@ static enum MHD_Result do_info(struct MHD_Connection *c, const char *path)
 				      "status", status_json(cluster.e, ctl_jobs())));
 }
 
-/* ---- the namespace ---- */
+/* ---- a connection's thread waiting for one engine callback ---- */
 
-/* One namespace call, waited for by this connection's thread. */
-struct meta_wait {
-	struct emeta m;
+struct once {
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	bool done;
 };
 
+static void once_init(struct once *o)
+{
+	pthread_mutex_init(&o->mu, NULL);
+	pthread_cond_init(&o->cv, NULL);
+	o->done = false;
+}
+
+static void once_done(struct once *o)
+{
+	pthread_mutex_lock(&o->mu);
+	o->done = true;
+	pthread_cond_signal(&o->cv);
+	pthread_mutex_unlock(&o->mu);
+}
+
+static void once_wait(struct once *o)
+{
+	pthread_mutex_lock(&o->mu);
+	while (!o->done)
+		pthread_cond_wait(&o->cv, &o->mu);
+	pthread_mutex_unlock(&o->mu);
+}
+
+static void once_destroy(struct once *o)
+{
+	pthread_mutex_destroy(&o->mu);
+	pthread_cond_destroy(&o->cv);
+}
+
+/* ---- the namespace ---- */
+
+/* One namespace call, waited for by this connection's thread. */
+struct meta_wait {
+	struct emeta m;
+	struct once o;
+};
+
 static void meta_done(struct emeta *m)
 {
-	struct meta_wait *w = container_of(m, struct meta_wait, m);
-
-	pthread_mutex_lock(&w->mu);
-	w->done = true;
-	pthread_cond_signal(&w->cv);
-	pthread_mutex_unlock(&w->mu);
+	once_done(&container_of(m, struct meta_wait, m)->o);
 }
 
 static void meta_start(struct meta_wait *w)
 {
-	memset(w, 0, sizeof(*w));
-	pthread_mutex_init(&w->mu, NULL);
-	pthread_cond_init(&w->cv, NULL);
+	memset(&w->m, 0, sizeof(w->m));
+	once_init(&w->o);
 	w->m.done = meta_done;
 }
 
 /* Waits for the call; its error. */
 static int meta_end(struct meta_wait *w)
 {
-	pthread_mutex_lock(&w->mu);
-	while (!w->done)
-		pthread_cond_wait(&w->cv, &w->mu);
-	pthread_mutex_unlock(&w->mu);
-	pthread_mutex_destroy(&w->mu);
-	pthread_cond_destroy(&w->cv);
+	once_wait(&w->o);
+	once_destroy(&w->o);
 	return w->m.err;
 }
 
@@ -699,19 +724,12 @@ static enum MHD_Result do_read(struct MHD_Connection *c, const char *path)
 
 struct page_wait {
 	struct page_op op;
-	pthread_mutex_t mu;
-	pthread_cond_t cv;
-	bool done;
+	struct once o;
 };
 
 static void page_got(struct page_op *op)
 {
-	struct page_wait *w = container_of(op, struct page_wait, op);
-
-	pthread_mutex_lock(&w->mu);
-	w->done = true;
-	pthread_cond_signal(&w->cv);
-	pthread_mutex_unlock(&w->mu);
+	once_done(&container_of(op, struct page_wait, op)->o);
 }
 
 static void page_wait_free(void *cls)
@@ -719,8 +737,7 @@ static void page_wait_free(void *cls)
 	struct page_wait *w = cls;
 
 	page_op_release(&w->op);
-	pthread_mutex_destroy(&w->mu);
-	pthread_cond_destroy(&w->cv);
+	once_destroy(&w->o);
 	free(w);
 }
 
@@ -738,15 +755,11 @@ static enum MHD_Result do_page(struct MHD_Connection *c, const char *path)
 		return fail(c, MHD_HTTP_BAD_REQUEST, "want file=HEX (a page key's file, X-Cachefs-Id) and index=N");
 	if (!(w = calloc(1, sizeof(*w))))
 		return MHD_NO;
-	pthread_mutex_init(&w->mu, NULL);
-	pthread_cond_init(&w->cv, NULL);
+	once_init(&w->o);
 	page_op_init_key(&w->op, cluster.e, PGOP_LOAD, &k, engine_page_size(cluster.e));
 	w->op.done = page_got;
 	page_op_submit(&w->op);
-	pthread_mutex_lock(&w->mu);
-	while (!w->done)
-		pthread_cond_wait(&w->cv, &w->mu);
-	pthread_mutex_unlock(&w->mu);
+	once_wait(&w->o);
 	if (w->op.res < 0) {
 		int err = (int)w->op.res;
 		page_wait_free(w);
