@@ -56,9 +56,12 @@ struct placement *placement_get(void)
 	return atomic_load_explicit(&cluster.pl, memory_order_acquire);
 }
 
-const char *cluster_token(void)
+struct curl_slist *cluster_auth(struct curl_slist *l)
 {
-	return cluster.token;
+	char h[CLUSTER_TOKEN_MAX + 32];
+
+	snprintf(h, sizeof(h), "Authorization: Bearer %s", cluster.token);
+	return curl_slist_append(l, h);
 }
 
 #define CALL_BODY_MAX (4u << 20)
@@ -74,17 +77,13 @@ struct call {
 static int call_prepare(void *ctx, const char *method, const char *range, char **url, struct curl_slist **hdrs)
 {
 	const struct call *c = ctx;
-	char h[CLUSTER_TOKEN_MAX + 32];
 
 	if (!(*url = strdup(c->url)))
 		return -ENOMEM;
-	if (c->auth) {
-		snprintf(h, sizeof(h), "Authorization: Bearer %s", cluster.token);
-		if (!(*hdrs = curl_slist_append(NULL, h))) {
-			free(*url);
-			*url = NULL;
-			return -ENOMEM;
-		}
+	if (c->auth && !(*hdrs = cluster_auth(NULL))) {
+		free(*url);
+		*url = NULL;
+		return -ENOMEM;
 	}
 	return 0;
 }

@@ -38,8 +38,8 @@ void placement_set(struct placement *pl);
 /* The current list, or NULL: valid until cluster_stop. */
 struct placement *placement_get(void);
 
-/* cluster.c: the token, for peers' requests. */
-const char *cluster_token(void);
+/* cluster.c: l with the token's Authorization header appended, or NULL (out of memory; l unchanged). */
+struct curl_slist *cluster_auth(struct curl_slist *l);
 /*
  * A blocking HTTP call of the cluster's own threads (membership, loads,
  * `cachefsctl cluster`), never of a shard, through http_perform: `body`

@@ -139,6 +139,23 @@ static char *unb64(const char *s)
 	return out;
 }
 
+/* {"key", "range_end"} of every key under the members' prefix, base64 as etcd wants them; NULL: out of memory. */
+static json_t *prefix_range(void)
+{
+	char end[sizeof(m.prefix)], *k, *e;
+	size_t plen = strlen(m.prefix);
+	json_t *o;
+
+	snprintf(end, sizeof(end), "%s", m.prefix);
+	end[plen - 1]++;                  /* "...members/" -> "...members0" */
+	k = b64(m.prefix, plen);
+	e = b64(end, plen);
+	o = k && e ? json_pack("{s:s, s:s}", "key", k, "range_end", e) : NULL;
+	free(k);
+	free(e);
+	return o;
+}
+
 /*
  * POSTs `req` to `api` on an endpoint that answers (the last one first):
  * the parsed answer, or NULL when none did (why in err).
@@ -270,22 +287,14 @@ static enum member_verdict member_check(const char *key, const char *val, char *
  */
 static int etcd_members(struct placement **out, bool *refused, char *err, size_t errlen)
 {
-	char end[sizeof(m.prefix)], *k, *e, **keys = NULL;
+	char **keys = NULL;
 	const char **names = NULL;
 	size_t plen = strlen(m.prefix), n = 0, cap;
 	json_t *a, *kvs;
 	int rc = -ENOMEM;
 
 	*refused = false;
-	snprintf(end, sizeof(end), "%s", m.prefix);
-	end[plen - 1]++;                  /* the prefix's range end: "...members/" -> "...members0" */
-	k = b64(m.prefix, plen);
-	e = b64(end, plen);
-	a = k && e ? etcd_call("/v3/kv/range", json_pack("{s:s, s:s}", "key", k, "range_end", e), err, errlen) :
-		     NULL;
-	free(k);
-	free(e);
-	if (!a)
+	if (!(a = etcd_call("/v3/kv/range", prefix_range(), err, errlen)))
 		return -EIO;
 	kvs = json_object_get(a, "kvs");
 	cap = MIN(json_array_size(kvs), (size_t)MEMBERS_MAX);
@@ -439,17 +448,11 @@ static int watch_progress(void *arg, curl_off_t dt, curl_off_t dn, curl_off_t ut
 
 static void *watch_main(void *arg)
 {
-	char end[sizeof(m.prefix)], url[600], *k, *e, *body = NULL;
-	size_t plen = strlen(m.prefix);
+	char url[600], *body = NULL;
 	CURL *c = curl_easy_init();
 	unsigned at = 0;
-	json_t *req;
+	json_t *req = json_pack("{s:o}", "create_request", prefix_range());
 
-	snprintf(end, sizeof(end), "%s", m.prefix);
-	end[plen - 1]++;
-	k = b64(m.prefix, plen);
-	e = b64(end, plen);
-	req = k && e ? json_pack("{s:{s:s, s:s}}", "create_request", "key", k, "range_end", e) : NULL;
 	body = req ? json_dumps(req, JSON_COMPACT) : NULL;
 	json_decref(req);
 	pthread_mutex_lock(&m.lock);
@@ -479,8 +482,6 @@ static void *watch_main(void *arg)
 	if (c)
 		curl_easy_cleanup(c);
 	free(body);
-	free(k);
-	free(e);
 	return NULL;
 }
 

@@ -74,7 +74,7 @@ static int prepare(void *ctx, const char *method, const char *range, char **url,
 	struct peer_io *io = ctx;
 	struct epeer_fetch *pf = io->pf;
 	char *path = curl_easy_escape(NULL, pf->path, 0), *etag = curl_easy_escape(NULL, pf->etag, 0);
-	char h[CLUSTER_TOKEN_MAX + 32];
+	char h[64];                  /* the Range header */
 	struct curl_slist *l = NULL, *t;
 	int rc = -ENOMEM;
 
@@ -86,8 +86,7 @@ static int prepare(void *ctx, const char *method, const char *range, char **url,
 		*url = NULL;
 		goto out;
 	}
-	snprintf(h, sizeof(h), "Authorization: Bearer %s", cluster_token());
-	if (!(t = curl_slist_append(l, h)))
+	if (!(t = cluster_auth(l)))
 		goto out_url;
 	l = t;
 	snprintf(h, sizeof(h), "Range: bytes=%" PRIu64 "-%" PRIu64, pf->off, pf->off + io->want - 1);
