@@ -1157,14 +1157,22 @@ static void read_done(struct shard_op *op, int res)
 	io->done(io, (int)sl->len);
 }
 
+/* key's slot, if its copy can be read (written whole, its file not failed); else NIL. */
+static uint32_t readable_slot(struct pgstore_part *p, const struct pgkey *key)
+{
+	uint32_t s = lookup_key(p, key);
+
+	if (s == NIL || p->slots[s].state != SL_READY || atomic_load(&p->segs[p->slots[s].seg].f->failed))
+		return NIL;
+	return s;
+}
+
 bool pgstore_has(struct pgstore *ps, unsigned part, const struct pgkey *key)
 {
 	struct pgstore_part *p = &ps->parts[part];
-	uint32_t s;
 
 	assert_owner(p);
-	s = lookup_key(p, key);
-	return s != NIL && p->slots[s].state == SL_READY && !atomic_load(&p->segs[p->slots[s].seg].f->failed);
+	return readable_slot(p, key) != NIL;
 }
 
 int pgstore_read(struct pgstore *ps, unsigned part, const struct pgkey *key, void *buf,
@@ -1176,12 +1184,12 @@ int pgstore_read(struct pgstore *ps, unsigned part, const struct pgkey *key, voi
 	struct sfile *f;
 
 	assert_owner(p);
-	s = lookup_key(p, key);
+	s = readable_slot(p, key);
 	if (s == NIL)
 		return -ENOENT;
 	sl = &p->slots[s];
 	f = p->segs[sl->seg].f;
-	if (sl->state != SL_READY || round_block(sl->len) > cap || atomic_load(&f->failed))
+	if (round_block(sl->len) > cap)
 		return -ENOENT;
 	sl->reading = 1;
 	io->part = p;
