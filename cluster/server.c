@@ -274,25 +274,16 @@ static int ns_walk(const char *path, uint64_t *ino, struct ufs_stat *st, char *e
 	char *copy = strdup(path), *save = NULL;
 	struct meta_wait w;
 	uint64_t at = ROOT_INO;
-	int rc;
+	int rc = 0;
 
 	if (!copy)
 		return -ENOMEM;
-	if (!*path) {
-		meta_start(&w);
-		engine_getattr(cluster.e, ROOT_INO, &w.m);
-		rc = meta_end(&w);
-		*st = w.m.st;
-	} else {
-		rc = 0;
-	}
 	for (char *name = strtok_r(copy, "/", &save); name && !rc; name = strtok_r(NULL, "/", &save)) {
 		meta_start(&w);
 		engine_lookup(cluster.e, at, name, &w.m);
 		rc = meta_end(&w);
 		ns_put(at);
 		at = rc ? ROOT_INO : w.m.ino;
-		*st = w.m.st;
 	}
 	free(copy);
 	if (rc)
