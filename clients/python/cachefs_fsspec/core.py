@@ -298,52 +298,49 @@ class CachefsFileSystem(AbstractFileSystem):
         path = (params or {}).get("path")
         deadline = time.monotonic() + self._read_timeout
         failed, slow = [], []
+
+        def attempt(node, soon, quick):
+            """node's answer, or None with why in `failed` (and the node in
+            `slow` when a quick ask ran out of time)."""
+            try:
+                r = self._request(node, method, api, params, headers, soon, quick, deadline)
+            except requests.Timeout as e:
+                if quick:
+                    slow.append(node)
+                    failed.append(f"{node}: no answer in {self._peer_timeout:g} s")
+                    return None
+                why = type(e).__name__
+                self._failed(node, why, api)
+            except requests.RequestException as e:
+                unsent = _unsent(e)
+                if method == "POST" and not unsent:
+                    raise OSError(errno.EIO, f"cachefs node {node}: {api}: {type(e).__name__} after the request "
+                                  "was sent; not asked of another node, which would start it again", path) from None
+                why = type(e).__name__
+                self._failed(node, why, api, unreachable=unsent)
+            else:
+                why = None
+                if r.status_code in (500, 503, 202) and method == "GET":
+                    why = f"HTTP {r.status_code}: {_error_text(r)}"
+                elif r.status_code < 300 and check:
+                    why = check(r)
+                if why is None:
+                    self._answered(node)
+                    if r.status_code >= 400:
+                        raise _http_error(r, node, path)
+                    return r
+                self._failed(node, why, api)
+            failed.append(f"{node}: {why}")
+            return None
+
         for node in self._order(nodes)[:TRIES]:
-            r = self._attempt(node, method, api, params, headers, check, soon, quick, deadline, failed, slow)
-            if r is not None:
+            if (r := attempt(node, soon, quick)) is not None:
                 return r
             if time.monotonic() >= deadline:
                 break
-        if slow and time.monotonic() < deadline:
-            r = self._attempt(slow[0], method, api, params, headers, check, False, False, deadline, failed, [])
-            if r is not None:
-                return r
+        if slow and time.monotonic() < deadline and (r := attempt(slow[0], False, False)) is not None:
+            return r
         raise OSError(errno.EIO, f"cachefs: no node answered {api}: {'; '.join(failed) or 'no members'}", path)
-
-    def _attempt(self, node, method, api, params, headers, check, soon, quick, deadline, failed, slow):
-        """One node's answer for _ask, or None with why in `failed` (and the
-        node in `slow` when a quick ask ran out of time)."""
-        path = (params or {}).get("path")
-        try:
-            r = self._request(node, method, api, params, headers, soon, quick, deadline)
-        except requests.Timeout as e:
-            if quick:
-                slow.append(node)
-                failed.append(f"{node}: no answer in {self._peer_timeout:g} s")
-                return None
-            why = type(e).__name__
-            self._failed(node, why, api)
-        except requests.RequestException as e:
-            unsent = _unsent(e)
-            if method == "POST" and not unsent:
-                raise OSError(errno.EIO, f"cachefs node {node}: {api}: {type(e).__name__} after the request "
-                              "was sent; not asked of another node, which would start it again", path) from None
-            why = type(e).__name__
-            self._failed(node, why, api, unreachable=unsent)
-        else:
-            why = None
-            if r.status_code in (500, 503, 202) and method == "GET":
-                why = f"HTTP {r.status_code}: {_error_text(r)}"
-            elif r.status_code < 300 and check:
-                why = check(r)
-            if why is None:
-                self._answered(node)
-                if r.status_code >= 400:
-                    raise _http_error(r, node, path)
-                return r
-            self._failed(node, why, api)
-        failed.append(f"{node}: {why}")
-        return None
 
     def _request(self, node, method, api, params, headers, soon, quick, deadline):
         url = f"http://{node}/v1/{api}"
