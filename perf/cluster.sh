@@ -77,29 +77,38 @@ src_bytes() { metric all 'cachefs_served_bytes_total{tier="source"}'; }
 read_mbps() { "$BENCH" read "$1" --json | json 'd["mbps"]'; }
 tree_fps() { "$BENCH" tree "$1" --threads 16 --epochs 1 --json | json 'd["epochs"][0]["files_per_s"]'; }
 
+# three_nodes FN FILE: a cold cluster; FN (printing one figure) on FILE through
+# node 0, then node 1, then node 2, caches dropped between. Prints node 0's and
+# node 1's figures; the cluster stays mounted.
+three_nodes() {
+	local first second
+	mount_all
+	first=$($1 "$work/m0/$2")
+	drop_caches
+	second=$($1 "$work/m1/$2")
+	drop_caches
+	$1 "$work/m2/$2" >/dev/null
+	echo "$first $second"
+}
+# alone FN FILE: FN on FILE through one node alone, cold.
+alone() { mount_single; $1 "$work/ms/$2"; umount_all; sleep 0.5; }
+
 # 1. The 1 GiB object. One run: "cold peer local gets MB-from-source".
 big_run() {
-	local cold peer local g b
-	mount_all
-	cold=$(read_mbps "$work/m0/big.bin")
-	drop_caches
-	peer=$(read_mbps "$work/m1/big.bin")
-	drop_caches
-	read_mbps "$work/m2/big.bin" >/dev/null
+	local firsts g b
+	firsts=$(three_nodes read_mbps big.bin)
 	g=$(gets) b=$(src_bytes)
 	drop_caches
-	local=$(read_mbps "$work/m0/big.bin")
+	echo "$firsts $(read_mbps "$work/m0/big.bin") $g $((b / 1000000))"
 	umount_all; sleep 0.5
-	echo "$cold $peer $local $g $((b / 1000000))"
 }
-single_run() { mount_single; read_mbps "$work/ms/big.bin"; umount_all; sleep 0.5; }
 curl_run() {
 	drop_caches
 	curl_par "$ep/bench/big.bin" 8 --aws-sigv4 "aws:amz:us-east-1:s3" --user S3RVER:S3RVER \
 		-H "x-amz-content-sha256: UNSIGNED-PAYLOAD" | cut -d' ' -f1
 }
 read -r cold peer hit g mb <<<"$(medians big_run)"
-single=$(med single_run)
+single=$(med alone read_mbps big.bin)
 curl8=$(med curl_run)
 row "1 GiB, node 0 cold, through the owners (MB/s)" "$cold" "$single" "one node alone, cold from the source"
 row "1 GiB, node 0 cold, through the owners (MB/s)" "$cold" "$curl8" "8 parallel ranged curl GETs"
@@ -109,20 +118,9 @@ note "source GETs for 3 nodes reading 1 GiB" "$g" "256 stripes of 4 MiB: at most
 note "MB read from the source for 3 nodes reading 1 GiB" "$mb" "one copy is 1074"
 
 # 2. The 5000-file tree. One run: "cold-fps peer-fps gets".
-tree_run() {
-	local cold peer
-	mount_all
-	cold=$(tree_fps "$work/m0/images")
-	drop_caches
-	peer=$(tree_fps "$work/m1/images")
-	drop_caches
-	tree_fps "$work/m2/images" >/dev/null
-	echo "$cold $peer $(gets)"
-	umount_all; sleep 0.5
-}
-single_tree() { mount_single; tree_fps "$work/ms/images"; umount_all; sleep 0.5; }
+tree_run() { echo "$(three_nodes tree_fps images) $(gets)"; umount_all; sleep 0.5; }
 read -r tcold tpeer tg <<<"$(medians tree_run)"
-tsingle=$(med single_tree)
+tsingle=$(med alone tree_fps images)
 row "5000 files, node 0 cold, through the owners (files/s)" "$tcold" "$tsingle" "one node alone, cold"
 row "5000 files, node 1 after node 0: from peers (files/s)" "$tpeer" "$tsingle" "one node alone, cold"
 note "source GETs for 3 nodes reading 5000 files" "$tg" "one copy is 5000"
