@@ -66,7 +66,12 @@ struct curl_slist *cluster_auth(struct curl_slist *l)
 
 #define CALL_BODY_MAX (4u << 20)
 
-/* The cluster's own blocking calls (membership, loads, `cachefsctl cluster`). */
+/*
+ * The cluster's own blocking calls (membership, loads, `cachefsctl
+ * cluster`). Made by cluster_check and freed by cluster_destroy on the main
+ * thread; between them any thread but a shard calls through it
+ * (http_perform only reads its options and bumps its atomic counters).
+ */
 static struct http_pool *calls;
 
 struct call {

@@ -36,8 +36,9 @@
 
 static struct http_pool *pool;
 static atomic_bool stopping;
-/* When each member (by its name's hash) may be asked again; 0: now. */
+/* When each member (by its name's hash) may be asked again; 0: now. Any shard, and the membership thread. */
 static _Atomic uint64_t down_until[PEER_HEALTH];
+/* Its failures since its last answer; the same. Shards racing may blur a count by one: a hint, not a tally. */
 static atomic_uint failed_in_a_row[PEER_HEALTH];
 static struct log_limit failures_logged;
 /* How long an owner that said it is fetching is waited for: the source's timeout. */
