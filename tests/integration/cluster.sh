@@ -65,7 +65,8 @@ for n in 0 1 2; do unmount_cachefs "$T/m$n"; done
 
 # A member that answers wrong bytes (their digest does not match): each such page is read from the
 # source, counted as corrupt, never served.
-head -c 24000000 /dev/urandom > "$T/liar"
+# 12 stripes: the impostor owns none of them once in 4096 files (rendezvous between two names).
+head -c 48000000 /dev/urandom > "$T/liar"
 $S3TOOL "$S3_EP" put data liar.bin "$T/liar"
 LIAR=$(free_port)
 $PY3 - "$LIAR" <<'PY' >>"$T/liar.log" 2>&1 &
