@@ -42,12 +42,7 @@ etcd_start() {
 		>>"$T/etcd.log" 2>&1 &
 	ETCD_PID=$!
 	PIDS+=("$ETCD_PID")
-	for _ in $(seq 100); do
-		curl -s -o /dev/null -X POST -d '{}' "http://127.0.0.1:$EP/v3/maintenance/status" && break
-		sleep 0.1
-	done
-	curl -s -o /dev/null -X POST -d '{}' "http://127.0.0.1:$EP/v3/maintenance/status" ||
-		fail "etcd did not start: $(tail -n 5 "$T/etcd.log")"
+	wait_http etcd "$T/etcd.log" -X POST -d '{}' "http://127.0.0.1:$EP/v3/maintenance/status"
 }
 members_are() {   # members_are N NODES...: each node's member count reaches N within 15 s
 	local want=$1 n

@@ -197,6 +197,18 @@ free_port() {
 	$PY3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
+# wait_http WHAT LOG CURL_ARGS...: waits up to 20 s for a server we started to
+# answer (a slow start under ASan is not a failure), else fails with LOG's end.
+wait_http() {
+	local what=$1 log=$2
+	shift 2
+	for _ in $(seq 200); do
+		curl -s -o /dev/null "$@" && return 0
+		sleep 0.1
+	done
+	fail "$what did not start: $(tail -n 5 "$log")"
+}
+
 # s3_start BUCKET: s3rver on a free loopback port with its own data folder.
 # Sets S3_EP (endpoint URL), S3_PID, S3_DATA and S3_OPTS (cachefs options
 # that reach it with a passwd_file, staging writes in $T/staging). s3_start
@@ -217,11 +229,7 @@ s3_start() {
 	S3_PID=$!
 	PIDS+=("$S3_PID")
 	S3_EP=http://127.0.0.1:$S3_PORT
-	for _ in $(seq 100); do
-		curl -s -o /dev/null "$S3_EP/" && break
-		sleep 0.1
-	done
-	curl -s -o /dev/null "$S3_EP/" || fail "s3rver did not start: $(cat "$T/s3rver.log")"
+	wait_http s3rver "$T/s3rver.log" "$S3_EP/"
 	printf 'S3RVER:S3RVER\n' > "$T/s3.passwd"
 	chmod 600 "$T/s3.passwd"
 	# Staged writes in the test's own folder, not in /var/tmp.

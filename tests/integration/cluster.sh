@@ -86,6 +86,8 @@ class Liar(BaseHTTPRequestHandler):
 ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Liar).serve_forever()
 PY
 PIDS+=($!)
+# Listening before node 0 asks it: a refused connection marks it down, and no answer is then a lie.
+wait_http "the lying member" "$T/liar.log" -H "Range: bytes=0-0" "http://127.0.0.1:$LIAR/"
 node 0 -o "members=127.0.0.1:${P[0]},127.0.0.1:$LIAR"
 cmp "$T/liar" "$T/m0/liar.bin" || fail "node 0 served other bytes than the source's with a lying member"
 corrupt=$(metric 0 'cachefs_peer_failures_total{cause="corrupt"}')

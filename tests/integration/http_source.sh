@@ -81,7 +81,7 @@ pass "a file URL mounts that file"
 port=$(free_port)
 (cd "$T/src" && exec $PY3 -m http.server "$port" --bind 127.0.0.1 >"$T/pyhttp.log" 2>&1) &
 PIDS+=($!)
-for _ in $(seq 100); do curl -sf -o /dev/null "http://127.0.0.1:$port/big/empty" && break; sleep 0.1; done
+wait_http "python's http.server" "$T/pyhttp.log" -f "http://127.0.0.1:$port/big/empty"
 mount_logged "http://127.0.0.1:$port/" "$T/mnt" "$T/log" -o "manifest=$T/manifest"
 cmp "$T/mnt/big/five" "$T/src/big/five" || fail "big/five through a server without Range differs"
 cmp "$T/mnt/odd/a/b c/d%e" "$T/src/odd/a/b c/d%e" || fail "odd name through http.server differs"
