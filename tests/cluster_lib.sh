@@ -8,11 +8,14 @@ P=() M=()
 for n in 0 1 2; do P[$n]=$(free_port); M[$n]=$(free_port); done
 MEMBERS="members=127.0.0.1:${P[0]},127.0.0.1:${P[1]},127.0.0.1:${P[2]}"
 
-node() {   # node N [options]: mounts node N on $T/mN with its log in $T/logN
+# node N [options]: mounts node N on $T/mN with its log in $T/logN. The tests count source
+# GETs, so a peer gets 5 s to answer, not 0.3: an ASan node on a loaded CI machine can take
+# longer, and the asker then reads the page itself (right, but a second copy).
+node() {
 	local n=$1
 	shift
 	mount_logged "s3://data" "$T/m$n" "$T/log$n" -o "$S3_OPTS,ram_cache=256M,serve=127.0.0.1:${P[$n]}" \
-		-o "cluster_token_file=$T/token,metrics=127.0.0.1:${M[$n]},ssd_cache=$T/store$n:256M" "$@"
+		-o "cluster_token_file=$T/token,metrics=127.0.0.1:${M[$n]},ssd_cache=$T/store$n:256M,peer_timeout=5" "$@"
 }
 metric() {   # metric N NAME{LABELS}: node N's counter
 	curl -s "http://127.0.0.1:${M[$1]}/metrics" | awk -v k="$2" '$1 == k { print $2; f = 1 } END { if (!f) print 0 }'

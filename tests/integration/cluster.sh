@@ -30,7 +30,9 @@ one_copy() {
 	after2=$(all_gets)
 	echo "  $f: $bytes bytes in $((after1 - before)) source GETs through node $2 ($STRIPES stripes; GETs by node now $(gets 0) $(gets 1) $(gets 2)), $((after2 - after1)) more through nodes $3 and $4"
 	# At most one copy (big's first stripe came with the Range check above, so it costs a stripe less).
-	[ "$bytes" -le "$(stat -c %s "$T/$f")" ] || fail "$f: $bytes bytes from the source for a file of $(stat -c %s "$T/$f")"
+	[ "$bytes" -le "$(stat -c %s "$T/$f")" ] ||
+		fail "$f: $bytes bytes from the source for a file of $(stat -c %s "$T/$f") (node $2 read" \
+			"$(metric "$2" 'cachefs_peer_pages_total{from="fallback"}') pages itself after a peer failed)"
 	# At most a GET per stripe: each owner fetches a stripe whole, in one GET, and the reader
 	# merges contiguous stripes it owns into one (so often fewer).
 	[ $((after1 - before)) -le $STRIPES ] || fail "$f cost $((after1 - before)) GETs for $STRIPES stripes"
