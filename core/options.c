@@ -53,7 +53,7 @@ static const struct opt_def opt_table[] = {
 	{ "log_level", OPT_LOGLEVEL, F(run.log_level), "info", "error, warn, info or debug", 0, 0, false },
 	{ "page_size", OPT_SIZE, F(cache.page_size), "1M", "cache page size, a power of two from 4K to 16M", 0, 0, false },
 	{ "ram_cache", OPT_SIZE, F(cache.ram_cache), "1/8 of RAM", "RAM tier capacity, a hard cap", 0, 0, false },
-	{ "ram_prefault", OPT_PREFAULT, F(cache.ram_prefault), "off", "RAM tier memory a background thread faults in ahead of use, so cold reads do not wait for the kernel to zero fresh pages (SIZE ahead; all: the whole tier, from the start); while it runs, shard loop turns can take tens of ms", 0, 0, false },
+	{ "ram_prefault", OPT_PREFAULT, F(cache.ram_prefault), "256M", "RAM tier memory an idle-priority thread faults in ahead of use, so cold reads do not wait for the kernel to zero and map fresh pages (SIZE ahead; all: the whole tier, from the start; off)", 0, 0, false },
 	{ "read_ahead", OPT_SIZE, F(fuse.read_ahead), "4M", "kernel read-ahead of the mount (bdi read_ahead_kb; root only)", 0, 0, false },
 	{ "max_readahead", OPT_SIZE, F(cache.max_readahead), "64M", "largest daemon read-ahead window of one sequential stream", 0, 0, false },
 	{ "readahead_budget", OPT_SIZE, F(cache.readahead_budget), "1/4 of ram_cache, at most 1G", "read-ahead bytes in flight across all open files", 0, 0, false },
@@ -141,6 +141,7 @@ void config_defaults(struct cachefs_config *c)
 	c->cache.page_size = 1 << 20;
 	c->fuse.read_ahead = 4 << 20;
 	c->cache.max_readahead = 64 << 20;
+	c->cache.ram_prefault = 256 << 20;
 	c->fuse.attr_timeout = 60;
 	c->fuse.entry_timeout = 60;
 	c->fuse.negative_timeout = 10;

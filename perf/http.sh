@@ -8,9 +8,10 @@
 #     has every byte in memory);
 #   - cachefs's first read through the HTTP source (a fresh mount: an empty
 #     RAM tier), buffered, with the daemon's CPU-seconds per GiB: as mounted
-#     by default, with ram_prefault=256M, and with ram_prefault=all once the
-#     whole RAM tier is faulted in (a daemon that has run a while), which
-#     takes the kernel's zeroing of fresh memory off the read.
+#     by default (ram_prefault=256M), with ram_prefault=off, and with
+#     ram_prefault=all once the whole RAM tier is faulted in (a daemon that
+#     has run a while), which takes the kernel's zeroing and mapping of fresh
+#     memory off the read.
 # Results also go to perf/results/http.csv for perf/charts.sh.
 #
 # usage: perf/http.sh [BUILD_DIR]   (as root; default BUILD_DIR _build/release)
@@ -93,14 +94,14 @@ cfs_cold() {
 c=$(med_pair curl8)
 m=$(med memfs_first)
 f=$(med_pair cfs_cold)
-a=$(med_pair cfs_cold ram_prefault=256M)
+a=$(med_pair cfs_cold ram_prefault=off)
 p=$(med_pair cfs_cold ram_prefault=all)
 curl_mbps=${c% *} curl_cpu=${c#* } cfs_mbps=${f% *} cfs_cpu=${f#* } pf_mbps=${p% *} pf_cpu=${p#* }
 limit=$($PY3 -c "print(min($curl_mbps, $m))")
 row "1 GiB cold, HTTP source from nginx (MB/s)" "$cfs_mbps" "$curl_mbps" "8 parallel ranged curl GETs"
 row "1 GiB cold, HTTP source from nginx (MB/s)" "$cfs_mbps" "$m" "memfs first buffered read (FUSE limit)"
 row "1 GiB cold, HTTP source from nginx (MB/s)" "$cfs_mbps" "$limit" "the lower of the two (target 0.85x)"
-row "1 GiB cold, ram_prefault=256M (MB/s)" "${a% *}" "$limit" "the lower of the two (target 0.85x)"
+row "1 GiB cold, ram_prefault=off (MB/s)" "${a% *}" "$limit" "the lower of the two (target 0.85x)"
 row "1 GiB cold, RAM tier faulted in (MB/s)" "$pf_mbps" "$limit" "the lower of the two (target 0.85x)"
 row "CPU-seconds per GiB, cold" "$cfs_cpu" "$curl_cpu" "8 curl processes (their CPU)"
 row "CPU-seconds per GiB, cold, RAM tier faulted in" "$pf_cpu" "$curl_cpu" "8 curl processes (their CPU)"
