@@ -5,9 +5,10 @@
 . "$(dirname "$0")/../lib.sh"
 
 s3_start bkt
-# A RAM tier too small for the files to be loaded into it at close: the
-# peak is then the uploads' own memory.
-mount_logged s3://bkt "$T/m" "$T/log" -o "$S3_OPTS,write_part_size=8M,write_buffer=64M,ram_cache=128M,shards=2"
+# A RAM tier too small for the files to be loaded into it at close, and not
+# faulted in ahead (ram_prefault would commit all 128M of it): the peak is
+# then the uploads' own memory.
+mount_logged s3://bkt "$T/m" "$T/log" -o "$S3_OPTS,write_part_size=8M,write_buffer=64M,ram_cache=128M,ram_prefault=off,shards=2"
 pid=$(daemon_pid "$T/m")
 head -c $((64 << 20)) /dev/urandom >"$T/data"
 want=$(md5sum <"$T/data" | cut -d' ' -f1)
