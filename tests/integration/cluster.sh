@@ -6,8 +6,9 @@
 # a node killed with -9 costs its peers no error and leaves the member
 # list when its lease expires; restarted with its warm store it serves
 # again; with etcd stopped the nodes serve on. A member's wrong bytes are
-# never served. A wrong token gets 401 and
-# no bytes; a node cut another way (page_size) is refused.
+# never served; a hung member costs a read at most peer_timeout and a
+# source fetch. A wrong token gets 401 and no bytes; a node cut another
+# way (page_size) is refused.
 . "$(dirname "$0")/../lib.sh"
 
 s3_start data
@@ -65,6 +66,28 @@ must_refuse "a list without this node" "does not name this node" "s3://data" \
 pass "fixed members: one copy of the file from the source, the rest from the owners; a list must name the node"
 for n in 0 1 2; do unmount_cachefs "$T/m$n"; done
 
+# reader.py WANT PATH...: reads each PATH 1 MiB at a time (20 ms apart), checks its bytes
+# against WANT, and prints the slowest read in seconds.
+cat > "$T/reader.py" <<'PY'
+import sys, time
+want = open(sys.argv[1], "rb").read()
+worst = 0
+for path in sys.argv[2:]:
+    got = bytearray()
+    with open(path, "rb", buffering=0) as f:
+        while True:
+            t = time.monotonic()
+            b = f.read(1 << 20)
+            worst = max(worst, time.monotonic() - t)
+            if not b:
+                break
+            got += b
+            time.sleep(0.02)
+    if bytes(got) != want:
+        sys.exit(f"{path}: other bytes")
+print(f"{worst:.3f}")
+PY
+
 # A member that answers wrong bytes (their digest does not match): each such page is read from the
 # source, counted as corrupt, never served.
 # 12 stripes: the impostor owns none of them once in 4096 files (rendezvous between two names).
@@ -100,6 +123,28 @@ logged "$T/log0" "do not match their digest"
 pass "a member's wrong bytes are counted corrupt and read from the source, never served"
 unmount_cachefs "$T/m0"
 
+# A member that takes connections and never answers (a hung node: its kernel still completes the
+# handshake): each page it owns waits peer_timeout, then comes from the source; no read waits longer
+# than that plus a source fetch.
+head -c 48000000 /dev/urandom > "$T/mute"
+$S3TOOL "$S3_EP" put data mute.bin "$T/mute"
+MUTE=$(free_port)
+$PY3 -c 'import socket, sys, time
+s = socket.socket(); s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen(1024); print("listening", flush=True)
+time.sleep(3600)' "$MUTE" >>"$T/mute.log" 2>&1 &
+PIDS+=($!)
+logged "$T/mute.log" listening
+node 0 -o "members=127.0.0.1:${P[0]},127.0.0.1:$MUTE,peer_timeout=1"
+worst=$($PY3 "$T/reader.py" "$T/mute" "$T/m0/mute.bin") || fail "reading with a hung member: $worst"
+failed=$(metric 0 'cachefs_peer_failures_total{cause="failed"}')
+echo "  a hung member: slowest 1 MiB read $worst s (peer_timeout=1), $failed pages timed out"
+[ "$failed" -gt 0 ] || fail "no page was asked of the hung member"
+# 1 s for the owner, then one fetch of a page from s3rver: 5 s is room for an ASan build on a busy
+# machine, and far below the 30 s a read would wait on curl's own connection timeouts.
+awk -v w="$worst" 'BEGIN { exit !(w < 6) }' || fail "a read waited $worst s on a hung member (peer_timeout=1)"
+pass "a hung member costs a read at most peer_timeout and a source fetch, and the bytes are right"
+unmount_cachefs "$T/m0"
+
 # ---- etcd ----
 etcd_start
 ETCD_OPTS="etcd=http://127.0.0.1:$EP,cluster=t1,cluster_ttl=2"
@@ -122,31 +167,14 @@ pass "a node with another page size is refused; a garbage member record is left 
 
 # kill -9 of node 0 while nodes 1 and 2 read: no error, no long wait.
 cmp "$T/big4" "$T/m0/big4.bin" || fail "node 0 read other bytes of big4"   # for its restart, below
-cat > "$T/reader.py" <<'PY'
-import sys, time
-want = open(sys.argv[3], "rb").read()
-worst = 0
-for path in sys.argv[1:3]:
-    got = bytearray()
-    with open(path, "rb", buffering=0) as f:
-        while True:
-            t = time.monotonic()
-            b = f.read(1 << 20)
-            worst = max(worst, time.monotonic() - t)
-            if not b:
-                break
-            got += b
-            time.sleep(0.02)
-    if bytes(got) != want:
-        sys.exit(f"{path}: other bytes")
-print(f"{worst:.3f}")
-PY
-$PY3 "$T/reader.py" "$T/m1/big3.bin" "$T/m2/big3.bin" "$T/big3" >"$T/reads" 2>&1 &
+$PY3 "$T/reader.py" "$T/big3" "$T/m1/big3.bin" "$T/m2/big3.bin" >"$T/reads" 2>&1 &
 reader=$!
 sleep 0.3
 kill -9 "$(daemon_pid "$T/m0")"
 wait $reader || fail "reads during the kill: $(cat "$T/reads")"
 echo "  slowest 1 MiB read while node 0 died: $(cat "$T/reads") s"
+# A dead node refuses at once; peer_timeout (5 s here) and a fetch bound the read that was in flight.
+awk -v w="$(cat "$T/reads")" 'BEGIN { exit !(w < 10) }' || fail "a read waited $(cat "$T/reads") s on the killed node"
 members_are 2 1 2
 pass "node 0 killed: reads on nodes 1 and 2 went on without error; its lease expired"
 
