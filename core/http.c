@@ -8,7 +8,9 @@
  * one GET (up to XFER_MAX_READS reads, XFER_MAX_BYTES). Pages of a stripe
  * share a shard and read-ahead asks for whole stripes, so a sequential
  * stream costs a request per stripe rather than per page: on s3rver here
- * 1 MiB GETs ran at a third of the rate of 4 MiB ones.
+ * 1 MiB GETs ran at a third of the rate of 4 MiB ones. A read completes at
+ * the turn after its last byte came, not at the end of its GET, and a GET
+ * cut off is retried from its first read not complete.
  */
 #include "config.h"
 #include "core/http.h"
@@ -74,7 +76,8 @@ struct http_xfer {
 	struct http_req *req;      /* a request, or NULL for reads */
 	struct http_read *reads[XFER_MAX_READS];   /* in offset order */
 	unsigned nreads;
-	unsigned cur;              /* reads before this one are complete */
+	unsigned cur;              /* reads before this one have their bytes */
+	unsigned ndone;            /* reads before this one were completed (done() ran) */
 	uint64_t off, len;         /* the reads' range: [off, off + len) */
 	struct http_object *obj;
 	struct http_resp *resp;    /* req->resp, or own_resp for reads */
@@ -104,6 +107,7 @@ struct http_shard {
 	struct http_xfer *pending; /* reads not started: merged at the next turn */
 	unsigned npending;
 	struct shard_timer flush;  /* fires at the next turn of the loop */
+	struct shard_timer filled; /* next turn: completes the reads whose bytes came */
 };
 
 /* ---- policy ---- */
@@ -650,6 +654,37 @@ static size_t on_req_data(char *data, size_t size, size_t n, void *arg)
 }
 
 /*
+ * Completes the reads of x whose bytes came, all but its last, which
+ * completes with x: the caller may free the object once every read of it
+ * completed.
+ */
+static void complete_filled(struct http_xfer *x)
+{
+	if (x->req)
+		return;
+	while (x->ndone < MIN(x->cur, x->nreads - 1)) {
+		struct http_read *r = x->reads[x->ndone++];
+		r->done(r, (int)r->got);
+	}
+}
+
+/*
+ * At the next turn of the loop (not inside curl's callback, where the
+ * reads' owners could not start transfers): completes the filled reads.
+ */
+static void complete_filled_all(struct shard_timer *t)
+{
+	struct http_shard *hs = container_of(t, struct http_shard, filled);
+	struct http_xfer *x, *next;
+
+	for (x = hs->active; x; x = next) {
+		next = x->next;   /* a completion may start a request: it goes to the head */
+		if (x->state == XF_RUNNING)
+			complete_filled(x);
+	}
+}
+
+/*
  * Body bytes of a ranged GET. A 206 starts at the range; a 200 (a server
  * that ignored the Range, as some do for "bytes=0-0") starts at the
  * object's first byte, so the range is cut out of it and the rest is not
@@ -663,6 +698,7 @@ static size_t on_read_data(char *data, size_t size, size_t n, void *arg)
 	long st = x->resp->status;
 	/* Object offsets of this chunk. */
 	uint64_t from = (st == 200 ? 0 : x->off) + x->seen, to = from + len;
+	unsigned cur0 = x->cur;
 
 	if (st != 200 && st != 206) {
 		/* An error body: keep the start of it for the message. */
@@ -690,6 +726,8 @@ static size_t on_read_data(char *data, size_t size, size_t n, void *arg)
 			x->cur = i + 1;
 	}
 	x->seen += len;
+	if (x->cur > cur0 && x->ndone < MIN(x->cur, x->nreads - 1) && !x->hs->filled.pending)
+		shard_timer_arm(&x->hs->filled, 0, complete_filled_all);
 	/* Returning short ends the transfer: the range is complete (200), or
 	 * the server sent more than the range asked for (206). */
 	if (st == 200 && to >= x->off + x->len) {
@@ -735,9 +773,9 @@ static void xfer_finish(struct http_xfer *x, int err)
 	struct http_shard *hs = x->hs;
 	struct http_read *reads[XFER_MAX_READS];
 	struct http_req *req = x->req;
-	unsigned n = x->nreads;
+	unsigned n = x->nreads - x->ndone;
 
-	memcpy(reads, x->reads, n * sizeof(*reads));
+	memcpy(reads, x->reads + x->ndone, n * sizeof(*reads));
 	xfer_unlink(x);
 	x->state = XF_DONE;
 	easy_put(hs, x->e);
@@ -937,6 +975,12 @@ static void process(struct http_shard *hs)
 		reap_done(hs);
 }
 
+static void set_range(struct http_xfer *x)
+{
+	snprintf(x->range, sizeof(x->range), "bytes=%llu-%llu", (unsigned long long)x->off,
+		 (unsigned long long)(x->off + x->len - 1));
+}
+
 static void start_attempt(struct http_xfer *x)
 {
 	struct http_shard *hs = x->hs;
@@ -944,6 +988,17 @@ static void start_attempt(struct http_xfer *x)
 	uint64_t now = now_ns();
 	int rc;
 
+	complete_filled(x);   /* what the attempt before filled */
+	if (x->ndone) {
+		/* A retry asks only for the reads that have not completed. */
+		struct http_read *last = x->reads[x->nreads - 1];
+		memmove(x->reads, x->reads + x->ndone, (x->nreads - x->ndone) * sizeof(*x->reads));
+		x->nreads -= x->ndone;
+		x->ndone = 0;
+		x->off = x->reads[0]->off;
+		x->len = last->off + last->len - x->off;
+		set_range(x);
+	}
 	x->state = XF_RUNNING;
 	x->seen = 0;
 	x->fail = 0;
@@ -1027,8 +1082,7 @@ static int cmp_xfer(const void *a, const void *b)
 static void start_read(struct http_shard *hs, struct http_xfer *x)
 {
 	x->next = NULL;
-	snprintf(x->range, sizeof(x->range), "bytes=%llu-%llu", (unsigned long long)x->off,
-		 (unsigned long long)(x->off + x->len - 1));
+	set_range(x);
 	xfer_link(hs, x);
 	start_attempt(x);
 }

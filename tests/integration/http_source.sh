@@ -3,7 +3,8 @@
 # objects to plain GETs (Range, ETag) and Python's http.server (no Range, no
 # ETag). The manifest names the files: sized lines cost no request, lines
 # without a size one HEAD, an ETag column is enforced; a URL naming one file
-# mounts just that file; bad manifests and URLs are refused with the line.
+# mounts just that file; a GET cut off mid-body is retried from its first
+# page not received; bad manifests and URLs are refused with the line.
 . "$(dirname "$0")/../lib.sh"
 
 s3_start pub
@@ -76,6 +77,50 @@ mount_logged "$S3_EP/pub/big/five" "$T/mnt" "$T/log"
 cmp "$T/mnt/five" "$T/src/big/five" || fail "single-file mount differs"
 unmount_cachefs "$T/mnt"
 pass "a file URL mounts that file"
+
+# A GET cut off mid-body: the pages whose bytes came complete, and the retry asks only for the rest.
+# The server sends the first long GET's headers and 3 MiB and 100 bytes of its body, then closes.
+CUT=$(free_port)
+head -c $((8 << 20)) /dev/urandom > "$T/cut.bin"
+$PY3 - "$CUT" "$T/cut.bin" <<'PY' >>"$T/cut.log" 2>&1 &
+import sys
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+data = open(sys.argv[2], "rb").read()
+cut = [3 * 2**20 + 100]
+class H(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def head(self):
+        r = self.headers.get("Range")
+        a, b = map(int, r[6:].split("-")) if r else (0, len(data) - 1)
+        self.send_response(206 if r else 200)
+        self.send_header("Content-Length", str(b - a + 1))
+        self.send_header("ETag", '"v1"')
+        self.end_headers()
+        return a, b
+    def do_HEAD(self):
+        self.head()
+    def do_GET(self):
+        a, b = self.head()
+        print("GET", self.headers.get("Range"), flush=True)
+        if cut and b - a + 1 > cut[0]:
+            print("CUT", a, a + 3 * 2**20, flush=True)   # the start, the first page not sent whole
+            self.wfile.write(data[a:a + cut.pop()])
+            self.close_connection = True
+            return
+        self.wfile.write(data[a:b + 1])
+    def log_message(self, *args):
+        pass
+ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+PY
+PIDS+=($!)
+wait_http "the cutting server" "$T/cut.log" -I "http://127.0.0.1:$CUT/cut.bin"
+mount_logged "http://127.0.0.1:$CUT/cut.bin" "$T/mnt" "$T/log"
+cmp "$T/mnt/cut.bin" "$T/cut.bin" || fail "a file whose GET was cut off reads other bytes"
+unmount_cachefs "$T/mnt"
+read -r _ start next < <(grep "^CUT" "$T/cut.log") || fail "no GET was cut: $(cat "$T/cut.log")"
+grep -q "^GET bytes=$next-" "$T/cut.log" && [ "$(grep -c "^GET bytes=$start-" "$T/cut.log")" = 1 ] ||
+	fail "the retry of the GET cut at $start + 3 MiB did not start at $next: $(grep -v ^CUT "$T/cut.log")"
+pass "a GET cut off mid-body: its received pages complete, the retry asks for the rest"
 
 # Python's http.server: no Range support, no ETag (Last-Modified versions it).
 port=$(free_port)
