@@ -90,6 +90,13 @@ with open(sys.argv[2], "w") as f:
         lower_better = "CPU-seconds" in m or "(s)" in m or "(ms)" in m
         good = (float(r["ratio"]) < 1) if lower_better else (float(r["ratio"]) >= 1)
         f.write(f'{i}\t{float(r["ratio"])}\t"{label}"\t{1 if good else 0}\n')
+# A log scale once the ratios span more than 30x (a latency 50x worse would
+# flatten every other bar); the bars start at the scale's left edge.
+ratios = [float(r["ratio"]) for r in rows] + [1]
+lo, hi = min(ratios), max(ratios)
+with open(sys.argv[2] + ".scale", "w") as f:
+    f.write(f"set logscale x\nset xrange [{lo / 2}:{hi * 2}]\nfloor = {lo / 2}\n" if hi / lo > 30
+            else "set xrange [0:*]\nfloor = 0\n")
 PY
 		[ -s "$tmp/rows.tsv" ] || continue
 		count=$(wc -l <"$tmp/rows.tsv")
@@ -100,13 +107,13 @@ set title "$(titles "$name")\n{/*0.85 cachefs / the reference measured in the sa
 set datafile separator "\t"
 set style fill solid 0.9 noborder
 set yrange [-0.6:$count - 0.4]
-set xrange [0:*]
+load "rows.tsv.scale"
 set ytics scale 0 font ",10" noenhanced
 set grid xtics
 set lmargin at screen 0.55
 set arrow from 1, graph 0 to 1, graph 1 nohead dt 2 lc rgb "#444444"
 unset key
-plot "rows.tsv" using (\$2/2):1:(\$2/2):(0.34):(\$4 > 0.5 ? 0x2c9a5a : 0x2f7dd1):ytic(3) with boxxyerror lc rgb variable, \
+plot "rows.tsv" using 2:1:(floor):2:(\$1 - 0.34):(\$1 + 0.34):(\$4 > 0.5 ? 0x2c9a5a : 0x2f7dd1):ytic(3) with boxxyerror lc rgb variable, \
      "" using 2:1:(sprintf(" %.2fx", \$2)) with labels left font ",10"
 EOF
 	fi
