@@ -28,7 +28,6 @@ PY3=/usr/bin/python3
 
 [ "$(id -u)" = 0 ] || { echo "perf/cluster.sh: run as root (drops caches)" >&2; exit 1; }
 mkdir -p "$work"
-free_port() { $PY3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 umount_all() { for n in 0 1 2 s; do fusermount3 -u -q "$work/m$n" 2>/dev/null || umount -l "$work/m$n" 2>/dev/null || true; done; }
 trap 'umount_all; [ -z "${server:-}" ] || kill $server 2>/dev/null' EXIT
 s3rver_start bench

@@ -44,7 +44,7 @@ big=$work/data/big.bin hot=$work/data/hot.bin
 [ -f "$hot" ] && [ "$(stat -c %s "$hot")" = $((64 << 20)) ] || head -c $((64 << 20)) /dev/urandom >"$hot"
 printf 'big.bin\t%s\nhot.bin\t%s\n' $((1 << 30)) $((64 << 20)) >"$work/manifest.tsv"
 
-port=$($PY3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+port=$(free_port)
 cat >"$work/nginx/nginx.conf" <<EOF
 worker_processes 2;
 pid $work/nginx/nginx.pid;
@@ -83,7 +83,7 @@ cfs_cold() {
 	warm_source
 	"$bin/cachefs" "$url" "$mnt" -f -o "ram_cache=2G${1:+,$1}" 2>>"$work/cachefs.log" &
 	local pid=$! mbps t0 t1 f=-1 g=0
-	for _ in $(seq 100); do mountpoint -q "$mnt" && break; sleep 0.05; done
+	wait_mount "$mnt"
 	while [ "${1:-}" = ram_prefault=all ] && [ "$f" != "$g" ]; do
 		f=$g
 		sleep 0.5
@@ -108,11 +108,11 @@ cached_reads() {
 cfs_beside() {
 	local mp pid cold alone beside turn
 	warm_source
-	mp=$($PY3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+	mp=$(free_port)
 	"$bin/cachefs" "http://127.0.0.1:$port/" "$mnt" -f \
 		-o "manifest=$work/manifest.tsv,ram_cache=2G,metrics=127.0.0.1:$mp" 2>>"$work/cachefs.log" &
 	pid=$!
-	for _ in $(seq 100); do mountpoint -q "$mnt" && break; sleep 0.05; done
+	wait_mount "$mnt"
 	"$BENCH" read "$mnt/hot.bin" >/dev/null
 	sleep 2   # the prefault of the next 256 MiB of the RAM tier ends: it would slow the reads alone
 	alone=$(cached_reads 2)

@@ -34,6 +34,10 @@ s3_put_random() {
 # json EXPR: evaluates EXPR on the JSON object `d` read from stdin, rounded.
 json() { python3 -c "import json,sys; d=json.load(sys.stdin); print(round($1))"; }
 drop_caches() { sync; echo 3 > /proc/sys/vm/drop_caches; }
+# free_port: a TCP port free on 127.0.0.1 now.
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+# wait_mount MNT: until MNT is a mount point, for at most 10 s.
+wait_mount() { for _ in $(seq 200); do mountpoint -q "$1" && return; sleep 0.05; done; }
 # med_pair CMD...: CMD prints two numbers; the medians of each over `runs` runs.
 med_pair() {
 	local a=() b=() r
@@ -110,7 +114,7 @@ s3rver_start() {
 	local js=$src/tests/s3/node_modules/s3rver/bin/s3rver.js port
 	[ -f "$js" ] || { echo "$0: s3rver missing (tools/install-deps.sh)" >&2; exit 1; }
 	mkdir -p "$work/data"
-	port=$($PY3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+	port=$(free_port)
 	ep=http://127.0.0.1:$port
 	node --openssl-legacy-provider "$js" -a 127.0.0.1 -p "$port" -d "$work/data" -s \
 		--configure-bucket "$1" >"$work/s3rver.log" 2>&1 &
@@ -126,7 +130,7 @@ s3rver_start() {
 s3fs_mount_bucket() {
 	rm -rf "$work/s3fs-cache"
 	s3fs "$1" "$mnt" -o "url=$ep,use_path_request_style,passwd_file=$work/passwd,use_cache=$work/s3fs-cache"
-	for _ in $(seq 100); do mountpoint -q "$mnt" && break; sleep 0.1; done
+	wait_mount "$mnt"
 }
 rclone_mount_bucket() {
 	rm -rf "$work/rclone-cache"
@@ -141,5 +145,5 @@ force_path_style = true
 EOC
 	env -u AWS_CA_BUNDLE rclone --config "$work/rclone.conf" mount "s3r:$1" "$mnt" --vfs-cache-mode "${2:-full}" \
 		--cache-dir "$work/rclone-cache" --daemon
-	for _ in $(seq 100); do mountpoint -q "$mnt" && break; sleep 0.1; done
+	wait_mount "$mnt"
 }

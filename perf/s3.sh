@@ -112,7 +112,7 @@ cfs_small=$(med small cfs_mount)
 row "cat 1000 x 100 KiB, cold, after ls (files/s)" "$cfs_small" "$(med small s3fs_mount)" "s3fs use_cache"
 "$bin/cachefs" s3://bench "$mnt" -f -o "$cfs_opts" 2>"$work/fg.log" &
 fg=$!
-for _ in $(seq 100); do mountpoint -q "$mnt" && break; sleep 0.1; done
+wait_mount "$mnt"
 ls -l "$mnt/small" >/dev/null
 cat "$mnt"/small/* >/dev/null
 umount_all

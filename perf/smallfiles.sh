@@ -46,7 +46,7 @@ if [ ! -f "$work/data/.loaded" ]; then
 fi
 nfiles=$(find "$work/src/train" -type f | wc -l)
 
-port=$($PY3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+port=$(free_port)
 cfs_mount() {
 	"$bin/cachefs" s3://small "$mnt" -o "endpoint=$ep,passwd_file=$work/passwd,ro,kernel_cache,metrics=127.0.0.1:$port${CFS_OPTS:+,$CFS_OPTS}" \
 		2>>"$work/cachefs.log"
